@@ -1,0 +1,1 @@
+"""Shared runtime for every llmsuite service: settings, gRPC serve(), telemetry, errors."""

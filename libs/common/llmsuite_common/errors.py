@@ -1,0 +1,142 @@
+"""Errors services raise, and the one interceptor that turns them into gRPC statuses."""
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from llmsuite.common.v1 import common_pb2
+
+from .request_context import REQUEST_ID_METADATA_KEY, request_id_var
+
+log = logging.getLogger(__name__)
+
+ERROR_DETAIL_TRAILER = "llmsuite-error-bin"
+
+
+class ServiceError(Exception):
+    """An expected failure with a status code; its message is safe to show to callers."""
+
+    status: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.param = param
+
+
+class InvalidArgument(ServiceError):
+    status = grpc.StatusCode.INVALID_ARGUMENT
+    code = "invalid_request"
+
+
+class NotFound(ServiceError):
+    status = grpc.StatusCode.NOT_FOUND
+    code = "not_found"
+
+
+class FailedPrecondition(ServiceError):
+    status = grpc.StatusCode.FAILED_PRECONDITION
+    code = "failed_precondition"
+
+
+class ResourceExhausted(ServiceError):
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = "resource_exhausted"
+
+
+class Unavailable(ServiceError):
+    status = grpc.StatusCode.UNAVAILABLE
+    code = "unavailable"
+
+
+class DeadlineExceeded(ServiceError):
+    status = grpc.StatusCode.DEADLINE_EXCEEDED
+    code = "timeout"
+
+
+def error_detail(exc: ServiceError) -> common_pb2.ErrorDetail:
+    return common_pb2.ErrorDetail(code=exc.code, message=exc.message, param=exc.param)
+
+
+def read_error_detail(err: grpc.aio.AioRpcError) -> common_pb2.ErrorDetail | None:
+    """The ErrorDetail a service attached to a failed call, if any."""
+    for key, value in err.trailing_metadata() or ():
+        if key == ERROR_DETAIL_TRAILER and isinstance(value, bytes):
+            return common_pb2.ErrorDetail.FromString(value)
+    return None
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    if isinstance(exc, ServiceError):
+        context.set_trailing_metadata(((ERROR_DETAIL_TRAILER, error_detail(exc).SerializeToString()),))
+        await context.abort(exc.status, exc.message)
+    if isinstance(exc, grpc.aio.AioRpcError):
+        # A downstream call failed: keep its code (deadline, unavailable) but not its internals.
+        await context.abort(exc.code(), exc.details() or exc.code().name.lower())
+    log.exception("unhandled error", exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+def _request_id(details: grpc.HandlerCallDetails) -> str:
+    for key, value in details.invocation_metadata or ():  # type: ignore[attr-defined]
+        if key == REQUEST_ID_METADATA_KEY:
+            return str(value)
+    return ""
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps exceptions to status codes and binds the caller's request id for logging."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        request_id = _request_id(handler_call_details)
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, request_id))  # type: ignore[attr-defined]
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream, request_id))  # type: ignore[attr-defined]
+        if handler.stream_unary is not None:
+            return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, request_id))  # type: ignore[attr-defined]
+        if handler.stream_stream is not None:
+            return handler._replace(stream_stream=_wrap_stream(handler.stream_stream, request_id))  # type: ignore[attr-defined]
+        return handler
+
+
+def _wrap_unary(fn: Callable[..., Awaitable[Any]], request_id: str) -> Callable[..., Awaitable[Any]]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        token = request_id_var.set(request_id)
+        try:
+            return await fn(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure must become a status
+            await _abort(context, exc)
+        finally:
+            request_id_var.reset(token)
+
+    return wrapper
+
+
+def _wrap_stream(fn: Callable[..., AsyncIterator[Any]], request_id: str) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        token = request_id_var.set(request_id)
+        try:
+            async for item in fn(request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await _abort(context, exc)
+        finally:
+            request_id_var.reset(token)
+
+    return wrapper

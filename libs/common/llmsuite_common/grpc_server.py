@@ -1,0 +1,91 @@
+"""The one gRPC server runner: health, reflection, error mapping, graceful drain."""
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .errors import ErrorInterceptor
+from .settings import ServiceSettings
+from .telemetry import shutdown_telemetry
+
+log = logging.getLogger(__name__)
+
+
+class GrpcApp(Protocol):
+    """What a service hands to serve(): its servicers and their lifecycle."""
+
+    @property
+    def service_names(self) -> Sequence[str]: ...
+
+    def add_to_server(self, server: grpc.aio.Server) -> None: ...
+
+    async def start(self) -> None:
+        """Load models, open pools; the service reports NOT_SERVING until this returns."""
+
+    async def stop(self) -> None:
+        """Release what start() acquired, after in-flight calls have finished."""
+
+
+def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
+    age_ms = int(settings.grpc_max_connection_age_seconds * 1000)
+    return [
+        ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+        ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+        ("grpc.max_connection_age_ms", age_ms),
+        ("grpc.max_connection_age_grace_ms", int(settings.shutdown_grace_seconds * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+async def serve(settings: ServiceSettings, app: GrpcApp) -> None:
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=server_options(settings))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    app.add_to_server(server)
+    names = list(app.service_names)
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    for name in ("", *names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    await server.start()
+    log.info("listening", extra={"port": port, "state": "loading"})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    starting = asyncio.create_task(app.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if starting.done():
+        starting.result()
+        for name in ("", *names):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"port": port})
+        await stopping
+    else:
+        starting.cancel()
+
+    # Readiness flips first so load balancers stop sending before the listener closes.
+    await health_servicer.enter_graceful_shutdown()
+    log.info("draining", extra={"seconds": settings.drain_seconds})
+    await asyncio.sleep(settings.drain_seconds)
+    await server.stop(settings.shutdown_grace_seconds)
+    try:
+        await app.stop()
+    finally:
+        log.info("stopped")
+        shutdown_telemetry()
+
+
+def run(settings: ServiceSettings, app: GrpcApp) -> None:
+    asyncio.run(serve(settings, app))

@@ -1,0 +1,27 @@
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has; each service subclasses it and adds its own."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    otel_service_name: str = Field("llmsuite", description="Service name in traces, logs and metrics.")
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(50051, description="Port to listen on.")
+    log_level: str = Field("INFO", description="Python log level.")
+    otel_exporter_otlp_endpoint: str = Field(
+        "", description="OTLP collector endpoint; traces are off when empty."
+    )
+    otel_exporter_otlp_protocol: str = Field("grpc", description="`grpc` or `http/protobuf`.")
+    drain_seconds: float = Field(
+        5.0, description="After SIGTERM: seconds reported NOT_SERVING before the listener closes."
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0, description="After draining: seconds in-flight RPCs get to finish."
+    )
+    grpc_max_connection_age_seconds: float = Field(
+        300.0, description="Clients reconnect after this, so new replicas receive traffic."
+    )
+    grpc_max_message_bytes: int = Field(4 * 1024 * 1024, description="Largest gRPC message accepted.")

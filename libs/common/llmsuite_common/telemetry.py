@@ -1,0 +1,51 @@
+"""OpenTelemetry setup. Context propagation is left to the standard instrumentations."""
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from .logs import setup_logging
+from .settings import ServiceSettings
+
+_provider: TracerProvider | None = None
+
+
+def _exporter(settings: ServiceSettings):  # type: ignore[no-untyped-def]
+    if settings.otel_exporter_otlp_protocol.startswith("http"):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+        return OTLPSpanExporter(endpoint=endpoint)
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+    return GrpcExporter(endpoint=settings.otel_exporter_otlp_endpoint, insecure=True)
+
+
+def setup_telemetry(settings: ServiceSettings, *, grpc_server: bool = True) -> TracerProvider:
+    """Logging, tracer provider and the instrumentations every service uses.
+
+    Must run before any gRPC server or channel is created: the gRPC
+    instrumentors work by wrapping the factories.
+    """
+    global _provider
+    setup_logging(settings.otel_service_name, settings.log_level)
+    provider = TracerProvider(resource=Resource.create({"service.name": settings.otel_service_name}))
+    if settings.otel_exporter_otlp_endpoint:
+        provider.add_span_processor(BatchSpanProcessor(_exporter(settings)))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+
+    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer, filters
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    if grpc_server:
+        GrpcAioInstrumentorServer(filter_=filters.negate(filters.health_check())).instrument()
+    GrpcAioInstrumentorClient(filter_=filters.negate(filters.health_check())).instrument()
+    HTTPXClientInstrumentor().instrument()
+    return provider
+
+
+def shutdown_telemetry() -> None:
+    if _provider is not None:
+        _provider.shutdown()

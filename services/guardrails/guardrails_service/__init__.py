@@ -1,0 +1,1 @@
+"""Guardrails: cheap input checks before any model or retrieval work."""
