@@ -1,0 +1,63 @@
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+REQUIREMENTS := $(wildcard requirements/*.txt)
+PROTO_FILES := $(shell find protos -name '*.proto' | sort)
+GENERATED := libs/generated
+PYTEST_ARGS ?=
+
+.PHONY: help install run test test-fast protos protos-check clean
+
+help:
+	@echo "make run          start the whole suite locally on embedded defaults"
+	@echo "make test         install everything and run every test and check"
+	@echo "make protos       regenerate Python stubs from protos/"
+	@echo "make protos-check fail when the committed stubs differ from protos/"
+	@echo "make bench        side-by-side performance run (bench/results/)"
+	@echo "make manifests    render k8s/manifests from the Helm chart"
+	@echo "make k8s-check    validate the chart and manifests offline"
+
+# One stamp per requirements state: editing any requirements file reinstalls.
+$(VENV)/.installed: $(REQUIREMENTS)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip wheel
+	@# llama-cpp-python compiles from source once; pip keeps the wheel in its cache.
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -r requirements/dev.txt
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/python -m tools.localsuite.run
+
+protos: install
+	rm -rf $(GENERATED)/llmsuite
+	mkdir -p $(GENERATED)
+	$(BIN)/python -m grpc_tools.protoc -I protos \
+		--python_out=$(GENERATED) --grpc_python_out=$(GENERATED) \
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+		--mypy_out=$(GENERATED) --mypy_grpc_out=$(GENERATED) $(PROTO_FILES)
+
+protos-check: install
+	@tmp=$$(mktemp -d) && \
+	$(BIN)/python -m grpc_tools.protoc -I protos \
+		--python_out=$$tmp --grpc_python_out=$$tmp \
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_FILES) >/dev/null && \
+	if diff -r -x __pycache__ $$tmp/llmsuite $(GENERATED)/llmsuite; then echo "protos: generated stubs up to date"; \
+	else echo "protos: generated stubs are stale; run 'make protos' and commit" >&2; rm -rf $$tmp; exit 1; fi; \
+	rm -rf $$tmp
+
+test: install protos-check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@if grep -q '^k8s-check:' k8s/k8s.mk 2>/dev/null; then $(MAKE) --no-print-directory k8s-check; fi
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not model" $(PYTEST_ARGS)
+
+clean:
+	rm -rf .run .pytest_cache .hypothesis
+
+-include k8s/k8s.mk
+-include bench/bench.mk

@@ -1,0 +1,105 @@
+"""`make run`: the whole suite on embedded defaults, until Ctrl-C."""
+
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .corpus import SAMPLE_COLLECTION, ingest_dir
+from .model_server import model_server
+from .processes import ROOT, ProcessGroup, python_service
+from .suite import LOCAL_MODEL, Ports, SuiteConfig, service_envs
+
+QUESTION = "When is the support desk open?"
+
+
+def examples(port: int, api_key: str) -> str:
+    base = f"http://127.0.0.1:{port}/v1"
+    body = (
+        f'{{"model": "{LOCAL_MODEL}", "stream": true, '
+        f'"messages": [{{"role": "user", "content": "{QUESTION}"}}], '
+        f'"retrieval": {{"collection": "{SAMPLE_COLLECTION}", "k": 2}}}}'
+    )
+    return f"""
+llmsuite is up. Gateway: {base}   API key: {api_key}
+
+Stream an answer grounded on the sample handbook:
+
+  curl -N {base}/chat/completions \\
+    -H "Authorization: Bearer {api_key}" -H "Content-Type: application/json" \\
+    -d '{body}'
+
+Or with the openai client (.venv/bin/python):
+
+  from openai import OpenAI
+  client = OpenAI(base_url="{base}", api_key="{api_key}")
+  stream = client.chat.completions.create(
+      model="{LOCAL_MODEL}", stream=True,
+      messages=[{{"role": "user", "content": "{QUESTION}"}}],
+      extra_body={{"retrieval": {{"collection": "{SAMPLE_COLLECTION}", "k": 2}}}},
+  )
+  for chunk in stream:
+      print(chunk.choices[0].delta.content or "", end="", flush=True)
+
+Logs: {ROOT / ".run" / "logs"}. Ctrl-C stops everything.
+"""
+
+
+def main() -> int:
+    data_dir = Path(os.environ.get("LLMSUITE_DATA_DIR", ROOT / ".data"))
+    log_dir = ROOT / ".run" / "logs"
+    api_key = os.environ.get("GATEWAY_API_KEY") or "sk-local-" + secrets.token_urlsafe(18)
+    cfg = SuiteConfig(
+        api_key=api_key,
+        data_dir=data_dir,
+        ports=Ports(gateway=int(os.environ.get("GATEWAY_PORT", "8080"))),
+        database_url=os.environ.get("RETRIEVAL_DATABASE_URL", ""),
+        otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+        upstream_base_url=os.environ.get("GENERATION_UPSTREAM_BASE_URL", ""),
+    )
+    envs = service_envs(cfg)
+    group = ProcessGroup()
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.monotonic()
+    try:
+        print("starting the model server, guardrails, retrieval and generation ...", flush=True)
+        backends = [
+            python_service(name, getattr(cfg.ports, name), envs[name], log_dir)
+            for name in ("guardrails", "retrieval", "generation")
+        ]
+        if not cfg.upstream_base_url:
+            backends.insert(0, model_server(cfg.ports.model, data_dir, log_dir))
+        group.start_many(backends, timeout=300)
+        chunks = ingest_dir(cfg.ports.retrieval, org_id="default")
+        print(f"ingested the sample handbook: {chunks} chunks", flush=True)
+        group.start(python_service("gateway", cfg.ports.gateway, envs["gateway"], log_dir), timeout=60)
+        print(f"ready in {time.monotonic() - started:.0f}s", flush=True)
+        print(examples(cfg.ports.gateway, api_key), flush=True)
+        while all(p.popen is not None and p.popen.poll() is None for p in group.processes):
+            time.sleep(0.5)
+        dead = [p.name for p in group.processes if p.popen is not None and p.popen.poll() is not None]
+        print(f"stopped unexpectedly: {', '.join(dead)}; see {log_dir}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"failed to start: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        group.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
