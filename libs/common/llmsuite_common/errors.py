@@ -1,5 +1,6 @@
 """Errors services raise, and the one interceptor that turns them into gRPC statuses."""
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -137,6 +138,9 @@ def _wrap_stream(fn: Callable[..., AsyncIterator[Any]], request_id: str) -> Call
         except Exception as exc:  # noqa: BLE001
             await _abort(context, exc)
         finally:
-            request_id_var.reset(token)
+            # A stream dropped by its caller is closed later from another context,
+            # where the token no longer applies; that context is discarded anyway.
+            with contextlib.suppress(ValueError):
+                request_id_var.reset(token)
 
     return wrapper

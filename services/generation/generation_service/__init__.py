@@ -1,0 +1,1 @@
+"""Generation: streams chat completions from an OpenAI-compatible inference server."""

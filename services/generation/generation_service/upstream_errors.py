@@ -1,0 +1,133 @@
+"""How upstream failures become the service's errors.
+
+The upstream's own words reach callers only for requests they can fix (400/422),
+trimmed and scrubbed; everything else gets a message of our own.
+"""
+
+import math
+import re
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+
+import httpx
+import orjson
+
+from llmsuite_common.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+)
+
+MAX_UPSTREAM_MESSAGE_CHARS = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> int | None:
+    """Seconds to wait from `Retry-After` (seconds or HTTP date) or `retry-after-ms`, rounded up."""
+    value = (headers.get("retry-after") or "").strip()
+    if value:
+        if value.isascii() and value.isdigit():
+            return int(value)
+        try:
+            when = parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            when = None
+        if when is not None:
+            return max(0, math.ceil(when - (time.time() if now is None else now)))
+    millis = (headers.get("retry-after-ms") or "").strip()
+    try:
+        ms = float(millis)
+    except ValueError:
+        return None
+    return math.ceil(ms / 1000) if math.isfinite(ms) and ms >= 0 else None
+
+
+def upstream_message(body: bytes, *, secrets: tuple[str, ...] = ()) -> tuple[str, str]:
+    """The (message, param) of an OpenAI-style error body, safe to pass on; empty when absent."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return "", ""
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, str):
+        error = {"message": error}
+    if not isinstance(error, dict):
+        # FastAPI-style validation errors: {"detail": "..."} or {"detail": [{"msg": ...}]}.
+        detail = parsed.get("detail") if isinstance(parsed, dict) else None
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            detail = detail[0].get("msg")
+        error = {"message": detail} if isinstance(detail, str) else {}
+    message = error.get("message")
+    param = error.get("param")
+    return (
+        _scrub(message, secrets) if isinstance(message, str) else "",
+        _scrub(param, secrets)[:64] if isinstance(param, str) else "",
+    )
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    text = _CONTROL.sub(" ", text).strip()
+    if len(text) > MAX_UPSTREAM_MESSAGE_CHARS:
+        text = text[: MAX_UPSTREAM_MESSAGE_CHARS - 1] + "…"
+    return text
+
+
+def error_for_status(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    model: str,
+    secrets: tuple[str, ...] = (),
+) -> ServiceError:
+    """The error for a non-2xx upstream answer to a request for public model `model`."""
+    if status in (400, 413, 422):
+        message, param = upstream_message(body, secrets=secrets)
+        return InvalidArgument(
+            f"upstream rejected the request: {message}" if message else "upstream rejected the request",
+            param=param,
+        )
+    if status == 404:
+        return NotFound(f"model '{model}' is not available upstream", code="model_not_found", param="model")
+    if status in (401, 403):
+        # Our key is wrong or lacks access: the operator must fix it, not the caller.
+        return Unavailable("upstream rejected credentials", code="upstream_auth_failed")
+    if status == 429:
+        wait = retry_after_seconds(headers)
+        if wait is None:
+            return ResourceExhausted("upstream rate limit reached", code="rate_limit_exceeded")
+        return ResourceExhausted(
+            f"upstream rate limit reached; retry after {wait} s",
+            code="rate_limit_exceeded",
+            param=f"retry_after={wait}",
+        )
+    if status in (408, 504):
+        return DeadlineExceeded(f"upstream timed out (HTTP {status})", code="upstream_timeout")
+    return Unavailable(f"upstream failed (HTTP {status})", code="upstream_error")
+
+
+def error_for_transport(exc: httpx.TransportError) -> ServiceError:
+    """The error for a failure to talk HTTP with the upstream at all."""
+    if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout)):
+        return DeadlineExceeded("upstream did not answer in time", code="upstream_timeout")
+    if isinstance(exc, httpx.PoolTimeout):
+        return Unavailable("all upstream connections are busy", code="upstream_busy")
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return Unavailable("upstream unreachable", code="upstream_unreachable")
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return Unavailable("upstream closed the connection mid-response", code="upstream_disconnected")
+    return Unavailable("upstream transport error", code="upstream_error")
+
+
+def error_for_stream_error(payload: object, *, secrets: tuple[str, ...] = ()) -> ServiceError:
+    """The error for an `error` object the upstream sent inside an otherwise healthy stream."""
+    message, _ = upstream_message(orjson.dumps({"error": payload}), secrets=secrets)
+    text = "upstream reported an error mid-stream"
+    return Unavailable(f"{text}: {message}" if message else text, code="upstream_stream_error")

@@ -1,0 +1,56 @@
+"""Token usage for the Final message.
+
+The upstream's own figures win whenever it sends them. When it does not
+(servers without `stream_options.include_usage`), usage is estimated:
+- completion tokens: the number of content deltas received, because
+  OpenAI-compatible servers (llama.cpp, vLLM, TGI, OpenAI) stream one token per chunk;
+- prompt tokens: per message, the larger of its word-and-punctuation count and
+  its UTF-8 bytes / 4, plus 4 tokens of chat-template framing per message and 3
+  for the assistant turn that follows (the OpenAI cookbook's chat accounting).
+"""
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+_WORDISH = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+TOKENS_PER_MESSAGE = 4
+TOKENS_PER_REPLY = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def approx_tokens(text: str) -> int:
+    return max(len(_WORDISH.findall(text)), (len(text.encode()) + 3) // 4)
+
+
+def estimate_prompt_tokens(contents: Iterable[str]) -> int:
+    return sum(approx_tokens(c) + TOKENS_PER_MESSAGE for c in contents) + TOKENS_PER_REPLY
+
+
+def _count(value: object) -> int | None:
+    # bool is an int subclass; a JSON true is not a token count.
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def resolve_usage(upstream: Mapping[str, object] | None, *, contents: Iterable[str], deltas: int) -> TokenUsage:
+    """Upstream figures where present and sane, estimates for the rest."""
+    upstream = upstream or {}
+    prompt = _count(upstream.get("prompt_tokens"))
+    completion = _count(upstream.get("completion_tokens"))
+    details = upstream.get("prompt_tokens_details")
+    cached = _count(details.get("cached_tokens")) if isinstance(details, Mapping) else None
+    return TokenUsage(
+        prompt_tokens=prompt if prompt is not None else estimate_prompt_tokens(contents),
+        completion_tokens=completion if completion is not None else deltas,
+        cached_tokens=cached or 0,
+    )

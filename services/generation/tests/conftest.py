@@ -1,0 +1,50 @@
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import grpc
+import pytest
+from llmsuite.generation.v1 import generation_pb2_grpc
+
+from generation_service.app import GenerationApp
+from generation_service.settings import GenerationSettings
+from llmsuite_common.errors import ErrorInterceptor
+from tests.fakes.openai_upstream import FakeUpstream, running_fake_upstream
+
+
+@pytest.fixture(scope="session")
+def fake_session() -> Iterator[FakeUpstream]:
+    with running_fake_upstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(fake_session: FakeUpstream) -> FakeUpstream:
+    fake_session.reset()
+    return fake_session
+
+
+GenerationFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_generation(fake: FakeUpstream) -> AsyncIterator[GenerationFactory]:
+    """Starts a real generation gRPC server on an ephemeral port; returns a stub to it."""
+    async with AsyncExitStack() as stack:
+
+        async def start(**overrides: Any) -> generation_pb2_grpc.GenerationServiceStub:
+            values: dict[str, Any] = {"generation_upstream_base_url": fake.base_url, **overrides}
+            settings = GenerationSettings(**values)
+            app = GenerationApp(settings)
+            server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+            app.add_to_server(server)
+            port = server.add_insecure_port("127.0.0.1:0")
+            await server.start()
+            await app.start()
+            stack.push_async_callback(app.stop)
+            stack.push_async_callback(server.stop, None)
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+            stack.push_async_callback(channel.close)
+            return generation_pb2_grpc.GenerationServiceStub(channel)
+
+        yield start

@@ -1,0 +1,100 @@
+import math
+
+import pytest
+from llmsuite.common.v1 import common_pb2
+from llmsuite.generation.v1 import generation_pb2
+
+from generation_service.settings import GenerationSettings, ModelRoute
+from generation_service.upstream_request import build_body, effective_max_tokens, merged_stops
+from generation_service.usage import estimate_prompt_tokens, resolve_usage
+from llmsuite_common.errors import InvalidArgument
+
+
+def request(**kw):
+    kw.setdefault("model", "m")
+    kw.setdefault("messages", [common_pb2.ChatMessage(role="user", content="hi")])
+    return generation_pb2.GenerateRequest(**kw)
+
+
+ROUTE = ModelRoute(upstream_model="up-m", stop=["\n###"], max_tokens=64)
+
+
+def test_body_maps_model_merges_stops_and_asks_for_usage():
+    body = build_body(request(stop=["END", "\n###"], max_tokens=10, temperature=0.5, seed=3), ROUTE)
+    assert body["model"] == "up-m"
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert body["stop"] == ["\n###", "END"]
+    assert body["max_tokens"] == 10
+    assert body["temperature"] == 0.5
+    assert body["seed"] == 3
+    assert "top_p" not in body
+
+
+def test_unset_optionals_stay_out_of_the_body():
+    body = build_body(request(), ModelRoute(upstream_model="x"))
+    assert set(body) == {"model", "messages", "stream", "stream_options"}
+
+
+def test_max_tokens_default_and_ceiling():
+    assert effective_max_tokens(64, None) == 64
+    assert effective_max_tokens(64, 1000) == 64
+    assert effective_max_tokens(None, 5) == 5
+    assert effective_max_tokens(None, None) is None
+    assert merged_stops([], ["", "a", "a"]) == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("kw", "param"),
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": [common_pb2.ChatMessage(role="wizard", content="x")]}, "messages[0].role"),
+        ({"temperature": math.nan}, "temperature"),
+        ({"temperature": 3.0}, "temperature"),
+        ({"top_p": math.inf}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+    ],
+)
+def test_bad_requests_name_the_field(kw, param):
+    with pytest.raises(InvalidArgument) as info:
+        build_body(request(**kw), ROUTE)
+    assert info.value.param == param
+
+
+def test_usage_prefers_upstream_and_estimates_the_rest():
+    given = resolve_usage(
+        {"prompt_tokens": 9, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 2}},
+        contents=["hello"],
+        deltas=99,
+    )
+    assert (given.prompt_tokens, given.completion_tokens, given.cached_tokens, given.total_tokens) == (9, 4, 2, 13)
+    estimated = resolve_usage(None, contents=["hi there"], deltas=5)
+    assert estimated.completion_tokens == 5
+    assert estimated.prompt_tokens == estimate_prompt_tokens(["hi there"]) == 2 + 4 + 3
+    assert resolve_usage({"prompt_tokens": True}, contents=[], deltas=0).prompt_tokens == 3
+
+
+def test_models_setting_parses_json_from_the_environment(monkeypatch):
+    monkeypatch.setenv(
+        "GENERATION_MODELS", '{"big": {"upstream_model": "org/big", "stop": ["</s>"], "max_tokens": 512}}'
+    )
+    monkeypatch.setenv("GENERATION_UPSTREAM_API_KEY", "sk-canary-123")
+    settings = GenerationSettings()
+    assert settings.generation_models == {"big": ModelRoute(upstream_model="org/big", stop=["</s>"], max_tokens=512)}
+    assert "sk-canary-123" not in repr(settings)
+    assert settings.otel_service_name == "generation" and settings.port == 50063
+
+
+def test_default_model_carries_the_alpaca_stop():
+    assert GenerationSettings().generation_models["gemma-3-270m"].stop == ["\n###"]
+
+
+@pytest.mark.parametrize("url", ["http://user:sk-canary@127.0.0.1:8081/v1", "ftp://127.0.0.1/v1", "127.0.0.1:8081"])
+def test_upstream_url_must_be_plain_http(url):
+    with pytest.raises(ValueError):
+        GenerationSettings(generation_upstream_base_url=url)
+
+
+def test_at_least_one_model_is_configured():
+    with pytest.raises(ValueError):
+        GenerationSettings(generation_models={})
