@@ -9,7 +9,8 @@ from opentelemetry import trace
 
 from .request_context import request_id_var
 
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# uvicorn adds color_message, an ANSI-coloured duplicate of msg.
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

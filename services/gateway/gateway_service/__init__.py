@@ -1,0 +1,1 @@
+"""Gateway: the OpenAI-compatible HTTP edge in front of guardrails, retrieval and generation."""

@@ -1,0 +1,119 @@
+"""The one OpenAI-style error envelope, and how backend gRPC failures map onto it."""
+
+from http import HTTPStatus
+
+import grpc
+import orjson
+from llmsuite_common.errors import read_error_detail
+from starlette.responses import Response
+
+RETRY_AFTER_METADATA_KEY = "retry-after"
+DEFAULT_RETRY_AFTER_SECONDS = 1
+
+_TYPES = {429: "rate_limit_error"}
+
+# Statuses a backend can return, as HTTP statuses and the code used when the backend gave none.
+_GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request"),
+    grpc.StatusCode.FAILED_PRECONDITION: (400, "failed_precondition"),
+    grpc.StatusCode.OUT_OF_RANGE: (400, "invalid_request"),
+    grpc.StatusCode.UNAUTHENTICATED: (401, "unauthenticated"),
+    grpc.StatusCode.PERMISSION_DENIED: (403, "permission_denied"),
+    grpc.StatusCode.NOT_FOUND: (404, "not_found"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_exceeded"),
+    grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout"),
+}
+
+
+class ApiError(Exception):
+    """A failure to report to the client; its message must be safe to show."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        type_: str | None = None,
+        retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.type = (
+            type_ or _TYPES.get(status) or ("server_error" if status >= 500 else "invalid_request_error")
+        )
+        self.retry_after = retry_after
+        self.headers = headers or {}
+
+
+def envelope(err: ApiError) -> dict[str, dict[str, str | None]]:
+    return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+
+
+def error_response(err: ApiError) -> Response:
+    headers = dict(err.headers)
+    if err.status == 429:
+        headers["retry-after"] = str(max(1, err.retry_after or DEFAULT_RETRY_AFTER_SECONDS))
+    return Response(
+        orjson.dumps(envelope(err)), status_code=err.status, headers=headers, media_type="application/json"
+    )
+
+
+RETRY_AFTER_PARAM_PREFIX = "retry_after="
+
+
+def _seconds(value: str | bytes) -> int | None:
+    try:
+        return max(1, int(float(value)))
+    except ValueError:
+        return None
+
+
+def _retry_after(err: grpc.aio.AioRpcError, param: str | None) -> int:
+    """From a `retry-after` trailer, or the `retry_after=N` param generation attaches to a 429."""
+    for key, value in err.trailing_metadata() or ():
+        if key == RETRY_AFTER_METADATA_KEY and (seconds := _seconds(value)) is not None:
+            return seconds
+    if param and param.startswith(RETRY_AFTER_PARAM_PREFIX):
+        seconds = _seconds(param.removeprefix(RETRY_AFTER_PARAM_PREFIX))
+        if seconds is not None:
+            return seconds
+    return DEFAULT_RETRY_AFTER_SECONDS
+
+
+def from_grpc(err: grpc.aio.AioRpcError, service: str) -> ApiError:
+    """Maps a failed backend call; only the ErrorDetail a service attached is shown verbatim.
+
+    Transport-level details (addresses, resolver errors) stay out of client responses.
+    """
+    code = err.code()
+    status, default_code = _GRPC_TO_HTTP.get(code, (500, "internal_error"))
+    detail = read_error_detail(err)
+    if detail is not None and detail.message:
+        message, error_code, param = detail.message, detail.code or default_code, detail.param or None
+    else:
+        message, error_code, param = _generic_message(status, service), default_code, None
+    if code == grpc.StatusCode.NOT_FOUND and service == "generation":
+        error_code, param = "model_not_found", param or "model"
+    retry_after = None
+    if status == 429:
+        retry_after = _retry_after(err, param)
+        if param and param.startswith(RETRY_AFTER_PARAM_PREFIX):
+            param = None
+    return ApiError(status, message, code=error_code, param=param, retry_after=retry_after)
+
+
+def _generic_message(status: int, service: str) -> str:
+    if status == 503:
+        return f"the {service} service is unavailable"
+    if status == 504:
+        return f"the {service} service did not answer in time"
+    if status >= 500:
+        return "internal error"
+    return f"{service}: {HTTPStatus(status).phrase.lower()}"

@@ -1,0 +1,54 @@
+"""Reads a Generate stream one event at a time, so a wait can time out without cancelling the read."""
+
+import asyncio
+from typing import Any
+
+import grpc
+from llmsuite.generation.v1 import generation_pb2
+
+# Final is the last message and the status follows at once; this only bounds a misbehaving backend.
+FINISH_SECONDS = 1.0
+
+
+async def _next_or_none(iterator: Any) -> generation_pb2.GenerateResponse | None:
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+class GenerationReader:
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self._iterator = call.__aiter__()
+        self._pending: asyncio.Future | None = None
+
+    def pending_read(self) -> asyncio.Future:
+        """The read in progress (starting one if needed); waiting on it with a timeout is safe."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(_next_or_none(self._iterator))
+        return self._pending
+
+    async def next(self) -> generation_pb2.GenerateResponse | None:
+        """The next event, or None at the end of the stream."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            return await pending
+        return await _next_or_none(self._iterator)
+
+    async def finish(self) -> None:
+        """Reads past Final to the end of the stream, so the call (and its client span) completes
+        normally instead of waiting to be cancelled or collected."""
+        try:
+            async with asyncio.timeout(FINISH_SECONDS):
+                while await self.next() is not None:
+                    pass
+        except (TimeoutError, grpc.aio.AioRpcError):
+            # The answer is complete already; a backend that lingers or fails after Final changes nothing.
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Stops the call; the generation service then closes its upstream request."""
+        if self._pending is not None:
+            self._pending.cancel()
+        self._call.cancel()

@@ -1,0 +1,118 @@
+"""Chat with the retrieval extension against the real retrieval service (embedded PostgreSQL +
+MiniLM): context goes to the model as a numbered system message, citations come back."""
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import grpc
+import pytest
+from gateway_service.clients import BackendTargets
+from gateway_service.prompt import CONTEXT_INSTRUCTION, NO_CONTEXT
+from llmsuite.common.v1 import common_pb2
+from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from llmsuite_common.errors import ErrorInterceptor
+from retrieval_service.app import RetrievalApp
+from retrieval_service.settings import RetrievalSettings
+
+COLLECTION = "handbook"
+ORG = "default"
+DOCS = {
+    "pgvector.md": "pgvector adds a vector column type and nearest-neighbour search to PostgreSQL.",
+    "kitchen.md": "The office kitchen closes at six; the coffee machine descales on Fridays.",
+}
+
+
+@pytest.fixture(scope="module")
+async def retrieval_target() -> AsyncIterator[str]:
+    # Short and under /tmp: PostgreSQL's socket path must fit in 107 bytes.
+    scratch = Path(tempfile.mkdtemp(prefix="gwr-", dir="/tmp"))
+    settings = RetrievalSettings(
+        retrieval_database_url="",
+        retrieval_pgserver_data_dir=str(scratch / "pg"),
+        retrieval_model_cache_dir=str(scratch / "models"),
+    )
+    app = RetrievalApp(settings)
+    async with AsyncExitStack() as stack:
+        stack.callback(shutil.rmtree, scratch, True)
+        server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        app.add_to_server(server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        stack.push_async_callback(server.stop, None)
+        await app.start()
+        stack.push_async_callback(app.stop)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await retrieval_pb2_grpc.RetrievalServiceStub(channel).Ingest(
+                retrieval_pb2.IngestRequest(
+                    context=common_pb2.RequestContext(org_id=ORG),
+                    collection=COLLECTION,
+                    documents=[retrieval_pb2.Document(id=k, text=v) for k, v in DOCS.items()],
+                ),
+                timeout=120,
+            )
+        yield f"dns:///127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def rag_gateway(start_gateway, backend_addresses, retrieval_target):
+    b = backend_addresses
+    return await start_gateway(
+        BackendTargets(b.guardrails, retrieval_target, b.generation), gateway_org_id=ORG
+    )
+
+
+async def test_retrieved_chunks_reach_the_model_and_come_back_as_citations(rag_gateway, fake):
+    client = rag_gateway.openai()
+    reply = await client.chat.completions.create(
+        model=rag_gateway.model,
+        messages=[{"role": "user", "content": "Which extension gives PostgreSQL vector search?"}],
+        extra_body={"retrieval": {"collection": COLLECTION, "k": 1}},
+    )
+    citations = reply.model_extra["citations"]
+    assert [c["source_id"] for c in citations] == ["pgvector.md"]
+    assert citations[0]["chunk_id"] and -1 <= citations[0]["score"] <= 1
+
+    system = fake.requests()[-1]["body"]["messages"][0]
+    assert system["role"] == "system"
+    assert system["content"].startswith(CONTEXT_INSTRUCTION)
+    assert f"[1] (source: pgvector.md) {DOCS['pgvector.md']}" in system["content"]
+    assert "kitchen" not in system["content"]
+
+
+async def test_streamed_answer_carries_citations_in_the_first_chunk(rag_gateway, fake):
+    stream = await rag_gateway.openai().chat.completions.create(
+        model=rag_gateway.model,
+        messages=[{"role": "user", "content": "When does the kitchen close?"}],
+        stream=True,
+        extra_body={"retrieval": {"collection": COLLECTION, "k": 2}},
+    )
+    chunks = [c async for c in stream]
+    first = chunks[0].model_extra["citations"]
+    assert [c["source_id"] for c in first][0] == "kitchen.md"
+    assert all("citations" not in (c.model_extra or {}) for c in chunks[1:])
+
+
+async def test_other_tenants_collection_is_not_visible(
+    start_gateway, backend_addresses, retrieval_target, fake
+):
+    b = backend_addresses
+    gateway = await start_gateway(
+        BackendTargets(b.guardrails, retrieval_target, b.generation), gateway_org_id="someone-else"
+    )
+    async with gateway.client() as c:
+        response = await c.post(
+            "/v1/chat/completions",
+            json={
+                "model": gateway.model,
+                "messages": [{"role": "user", "content": "Which extension gives PostgreSQL vector search?"}],
+                "retrieval": {"collection": COLLECTION},
+            },
+        )
+    assert response.status_code == 200
+    assert response.json()["citations"] == []
+    system = fake.requests()[-1]["body"]["messages"][0]
+    assert system["content"].endswith(NO_CONTEXT)
+    assert "pgvector adds" not in system["content"]

@@ -1,0 +1,97 @@
+"""The whole suite as real processes on loopback, shared by the cross-service tests."""
+
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.otlp_receiver import OtlpReceiver
+from tools.localsuite.processes import ROOT, Process, ProcessGroup, free_port, http_ok, python_service
+from tools.localsuite.suite import Ports, SuiteConfig, service_envs
+
+FAKE_MODEL = "fake-model"
+
+
+@dataclass
+class Suite:
+    cfg: SuiteConfig
+    group: ProcessGroup
+    upstream_url: str
+    log_dir: Path
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.cfg.ports.gateway}"
+
+    @property
+    def api_key(self) -> str:
+        return self.cfg.api_key
+
+    def upstream_requests(self) -> list[dict]:
+        return httpx.get(f"{self.upstream_url}/_requests", timeout=5).json()
+
+    def clear_upstream_requests(self) -> None:
+        httpx.delete(f"{self.upstream_url}/_requests", timeout=5)
+
+
+@pytest.fixture(scope="session")
+def otlp_receiver():
+    receiver = OtlpReceiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+def fake_upstream_process(port: int, log_dir: Path) -> Process:
+    argv = [sys.executable, "-m", "tests.fakes.openai_upstream", "--host", "127.0.0.1", "--port", str(port)]
+    return Process(
+        "fake-upstream", argv, {"PYTHONPATH": str(ROOT)}, lambda: http_ok(f"http://127.0.0.1:{port}/v1/models"),
+        log_dir / "fake-upstream.log",
+    )
+
+
+@pytest.fixture(scope="session")
+def suite(tmp_path_factory, otlp_receiver):
+    data_dir = tmp_path_factory.mktemp("suite")
+    log_dir = data_dir / "logs"
+    ports = Ports.free()
+    cfg = SuiteConfig(
+        api_key="sk-test-" + secrets.token_urlsafe(12),
+        data_dir=data_dir,
+        ports=ports,
+        upstream_base_url=f"http://127.0.0.1:{ports.model}/v1",
+        models={FAKE_MODEL: {"upstream_model": FAKE_MODEL, "stop": []}},
+        otlp_endpoint=otlp_receiver.endpoint,
+    )
+    envs = service_envs(cfg)
+    group = ProcessGroup()
+    try:
+        group.start(fake_upstream_process(ports.model, log_dir), timeout=30)
+        group.start_many(
+            [python_service(n, getattr(ports, n), envs[n], log_dir) for n in ("guardrails", "retrieval", "generation")],
+            timeout=240,
+        )
+        group.start(python_service("gateway", ports.gateway, envs["gateway"], log_dir), timeout=60)
+    except BaseException:
+        group.stop()
+        _dump_logs(log_dir)
+        raise
+    yield Suite(cfg, group, f"http://127.0.0.1:{ports.model}", log_dir)
+    group.stop()
+
+
+def _dump_logs(log_dir: Path) -> None:
+    for path in sorted(log_dir.glob("*.log")):
+        print(f"----- {path.name} (tail) -----", file=sys.stderr)
+        print("\n".join(path.read_text(errors="replace").splitlines()[-40:]), file=sys.stderr)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    return "c" + secrets.token_hex(4)
+
+
+__all__ = ["FAKE_MODEL", "Suite", "free_port"]

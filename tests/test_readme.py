@@ -1,0 +1,10 @@
+from pathlib import Path
+
+from tools.envtable import render
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_env_table_matches_settings_classes():
+    text = README.read_text()
+    assert render(text) == text, "README env table is stale: run `python -m tools.envtable --write`"

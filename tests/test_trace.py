@@ -1,0 +1,65 @@
+"""One trace id from the client's traceparent through every hop, with the right parent edges."""
+
+import secrets
+
+import httpx
+
+from tests.conftest import FAKE_MODEL
+from tests.otlp_receiver import Span
+from tests.test_retrieval_chain import ingest
+
+SERVER, CLIENT = 2, 3
+
+
+def ancestors(span: Span, by_id: dict[str, Span]) -> list[Span]:
+    out = []
+    while span.parent_span_id in by_id:
+        span = by_id[span.parent_span_id]
+        out.append(span)
+    return out
+
+
+def test_one_trace_across_every_hop(suite, otlp_receiver, unique_name):
+    ingest(suite.cfg.ports.retrieval, unique_name)
+    suite.clear_upstream_requests()
+    trace_id = secrets.token_hex(16)
+    client_span = secrets.token_hex(8)
+    reply = httpx.post(
+        f"{suite.gateway_url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {suite.api_key}", "traceparent": f"00-{trace_id}-{client_span}-01"},
+        json={
+            "model": FAKE_MODEL,
+            "stream": True,
+            "messages": [{"role": "user", "content": "What causes tides?"}],
+            "retrieval": {"collection": unique_name, "k": 2},
+        },
+        timeout=60,
+    )
+    assert reply.status_code == 200 and reply.text.rstrip().endswith("data: [DONE]")
+
+    def complete(spans: list[Span]) -> bool:
+        services = {(s.service, s.kind) for s in spans}
+        return {("gateway", SERVER), ("guardrails", SERVER), ("retrieval", SERVER), ("generation", SERVER),
+                ("generation", CLIENT)} <= services
+
+    spans = otlp_receiver.wait_for(trace_id, complete)
+    assert complete(spans), sorted({(s.service, s.kind, s.name) for s in spans})
+    by_id = {s.span_id: s for s in spans}
+
+    (gateway_root,) = [s for s in spans if s.service == "gateway" and s.kind == SERVER]
+    assert gateway_root.parent_span_id == client_span
+
+    for backend in ("guardrails", "retrieval", "generation"):
+        (server,) = [s for s in spans if s.service == backend and s.kind == SERVER]
+        caller = by_id[server.parent_span_id]
+        assert (caller.service, caller.kind) == ("gateway", CLIENT), backend
+        assert gateway_root in ancestors(caller, by_id), backend
+
+    (generate,) = [s for s in spans if s.service == "generation" and s.kind == SERVER]
+    (upstream_call,) = [s for s in spans if s.service == "generation" and s.kind == CLIENT]
+    assert generate in ancestors(upstream_call, by_id)
+
+    (sent,) = suite.upstream_requests()
+    traceparent = {k.lower(): v for k, v in sent["headers"].items()}["traceparent"]
+    _, sent_trace, sent_parent, _ = traceparent.split("-")
+    assert (sent_trace, sent_parent) == (trace_id, upstream_call.span_id)
