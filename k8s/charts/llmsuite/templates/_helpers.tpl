@@ -1,0 +1,121 @@
+{{/* Names, labels and small pieces shared by every template. */}}
+
+{{- define "llmsuite.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "llmsuite.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Object name of one part: (dict "root" $ "name" "gateway") */}}
+{{- define "llmsuite.partName" -}}
+{{- printf "%s-%s" (include "llmsuite.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "llmsuite.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "llmsuite.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .name }}
+{{- end -}}
+
+{{- define "llmsuite.labels" -}}
+{{ include "llmsuite.selectorLabels" . }}
+app.kubernetes.io/part-of: llmsuite
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* Image reference: (dict "root" $ "image" .image). Digest wins over tag; llmsuite images
+     without a tag follow global.imageTag, then the chart's appVersion. */}}
+{{- define "llmsuite.image" -}}
+{{- $tag := .image.tag | default .root.Values.global.imageTag | default .root.Chart.AppVersion -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* In-cluster DNS name of a part's Service. */}}
+{{- define "llmsuite.serviceHost" -}}
+{{- printf "%s.%s.svc.%s" (include "llmsuite.partName" .) .root.Release.Namespace .root.Values.global.clusterDomain -}}
+{{- end -}}
+
+{{/* Restricted Pod Security Standard, pod level: (dict "uid" 10001) */}}
+{{- define "llmsuite.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .gid | default .uid }}
+fsGroup: {{ .gid | default .uid }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Restricted Pod Security Standard, container level. */}}
+{{- define "llmsuite.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: [ALL]
+{{- end -}}
+
+{{/* Components that list `target` in their calls: (dict "root" $ "target" "redis") */}}
+{{- define "llmsuite.callersOf" -}}
+{{- $callers := list -}}
+{{- range $name, $c := .root.Values.components -}}
+{{- if and $c.enabled (has $.target $c.calls) -}}
+{{- $callers = append $callers $name -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $callers -}}
+{{- end -}}
+
+{{/* NetworkPolicy admitting only the callers of a part on its port:
+     (dict "root" $ "name" "guardrails" "port" 50061) */}}
+{{- define "llmsuite.callerNetworkPolicy" -}}
+{{- $callers := include "llmsuite.callersOf" (dict "root" .root "target" .name) | fromJsonArray -}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "llmsuite.partName" . }}
+  labels:
+    {{- include "llmsuite.labels" . | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "llmsuite.selectorLabels" . | nindent 6 }}
+  policyTypes: [Ingress]
+  {{- if $callers }}
+  ingress:
+    - from:
+        {{- range $callers }}
+        - podSelector:
+            matchLabels:
+              {{- include "llmsuite.selectorLabels" (dict "root" $.root "name" .) | nindent 14 }}
+        {{- end }}
+      ports:
+        - protocol: TCP
+          port: {{ .port }}
+  {{- else }}
+  ingress: []
+  {{- end }}
+{{- end -}}
+
+{{/* terminationGracePeriodSeconds: longer than preStop + drain + in-flight grace. */}}
+{{- define "llmsuite.terminationGrace" -}}
+{{- $g := .Values.global -}}
+{{- add $g.preStopSleepSeconds $g.drainSeconds $g.shutdownGraceSeconds 5 -}}
+{{- end -}}

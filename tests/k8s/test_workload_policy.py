@@ -1,0 +1,141 @@
+"""Resources, probes, pinned images, drain timing and load balancing in every values case."""
+
+import re
+from typing import Any
+
+from k8s_objects import SERVICES, component, containers, named, of_kind, pod_spec, workloads
+
+PINNED_TAG = re.compile(r"^[^@\s]+:(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+PINNED_DIGEST = re.compile(r"^[^@\s]+@sha256:[a-f0-9]{64}$")
+
+
+def test_every_container_sets_requests_and_limits(rendered):
+    for case, objects in rendered.items():
+        for workload in workloads(objects):
+            for container in containers(workload):
+                where = f"{case}: {workload['metadata']['name']}/{container['name']}"
+                resources = container.get("resources", {})
+                for part in ("requests", "limits"):
+                    for resource in ("cpu", "memory"):
+                        assert resources.get(part, {}).get(resource), f"{where}: no {part}.{resource}"
+
+
+def test_every_container_has_startup_liveness_and_readiness_probes(rendered):
+    for case, objects in rendered.items():
+        for workload in workloads(objects):
+            for container in pod_spec(workload)["containers"]:
+                where = f"{case}: {workload['metadata']['name']}/{container['name']}"
+                for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                    assert container.get(probe), f"{where}: no {probe}"
+
+
+def test_images_are_pinned_never_latest(rendered):
+    for case, objects in rendered.items():
+        for workload in workloads(objects):
+            for container in containers(workload):
+                image = container["image"]
+                assert PINNED_TAG.match(image) or PINNED_DIGEST.match(image), (
+                    f"{case}: unpinned image {image}"
+                )
+
+
+def test_grpc_backends_use_native_grpc_probes_and_the_gateway_http(rendered):
+    for case, objects in rendered.items():
+        for comp in SERVICES:
+            container = pod_spec(named(objects, "Deployment", comp))["containers"][0]
+            port = container["ports"][0]["containerPort"]
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                if comp == "gateway":
+                    assert container[probe]["httpGet"]["path"] in {"/healthz", "/readyz"}, f"{case}: {probe}"
+                else:
+                    assert container[probe]["grpc"]["port"] == port, f"{case}: {comp} {probe}"
+            if comp == "gateway":
+                assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+                assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_retrieval_startup_allows_minutes_for_the_embedding_model(rendered):
+    for case, objects in rendered.items():
+        startup = pod_spec(named(objects, "Deployment", "retrieval"))["containers"][0]["startupProbe"]
+        budget = startup["periodSeconds"] * startup["failureThreshold"]
+        assert budget >= 180, f"{case}: retrieval gets only {budget}s to load its model"
+
+
+def test_termination_grace_exceeds_prestop_plus_drain_plus_in_flight_grace(rendered):
+    for case, objects in rendered.items():
+        configmaps = {o["metadata"]["name"]: o["data"] for o in of_kind(objects, "ConfigMap")}
+        for comp in SERVICES:
+            deployment = named(objects, "Deployment", comp)
+            spec = pod_spec(deployment)
+            container = spec["containers"][0]
+            env = configmaps[container["envFrom"][0]["configMapRef"]["name"]]
+            pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+            needed = pre_stop + float(env["DRAIN_SECONDS"]) + float(env["SHUTDOWN_GRACE_SECONDS"])
+            assert spec["terminationGracePeriodSeconds"] > needed, (
+                f"{case}: {comp} is killed after {spec['terminationGracePeriodSeconds']}s, drain needs {needed}s"
+            )
+
+
+def test_grpc_backends_are_headless_and_dialled_round_robin_over_dns(rendered):
+    for case, objects in rendered.items():
+        gateway_env = named(objects, "ConfigMap", "gateway")["data"]
+        for comp in ("guardrails", "retrieval", "generation"):
+            service = named(objects, "Service", comp)
+            assert service["spec"].get("clusterIP") == "None", f"{case}: {comp} Service is not headless"
+            port = service["spec"]["ports"][0]["port"]
+            target = gateway_env[f"GATEWAY_{comp.upper()}_TARGET"]
+            name = service["metadata"]["name"]
+            assert target == f"dns:///{name}.llmsuite.svc.cluster.local:{port}", f"{case}: {target}"
+            # Servers age connections out so clients re-resolve and new pods get traffic.
+            backend_env = named(objects, "ConfigMap", comp)["data"]
+            assert 0 < float(backend_env["GRPC_MAX_CONNECTION_AGE_SECONDS"]) <= 3600
+
+
+def test_each_service_has_its_own_service_account_and_a_disruption_budget_or_fixed_single_replica(rendered):
+    for case, objects in rendered.items():
+        for comp in SERVICES:
+            deployment = named(objects, "Deployment", comp)
+            account = named(objects, "ServiceAccount", comp)
+            assert pod_spec(deployment)["serviceAccountName"] == account["metadata"]["name"]
+            autoscaled = [h for h in of_kind(objects, "HorizontalPodAutoscaler") if component(h) == comp]
+            budgets = [p for p in of_kind(objects, "PodDisruptionBudget") if component(p) == comp]
+            replicas = autoscaled[0]["spec"]["minReplicas"] if autoscaled else deployment["spec"]["replicas"]
+            assert budgets or replicas == 1, f"{case}: {comp} runs {replicas} replicas with no PDB"
+            for hpa in autoscaled:
+                assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+                assert "replicas" not in deployment["spec"], f"{case}: {comp} fixes replicas under an HPA"
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def test_only_the_gateway_is_open_and_each_backend_admits_only_its_callers(rendered):
+    callers = {
+        "guardrails": {"gateway"},
+        "retrieval": {"gateway"},
+        "generation": {"gateway"},
+        "inference": {"generation"},
+        "postgresql": {"retrieval"},
+        "redis": {"gateway"},
+    }
+    for case, objects in rendered.items():
+        policies = of_kind(objects, "NetworkPolicy")
+        if not policies:
+            continue
+        for workload in workloads(objects):
+            comp = component(workload)
+            labels = workload["spec"]["template"]["metadata"]["labels"]
+            mine = [p for p in policies if _selects(p["spec"]["podSelector"], labels)]
+            assert len(mine) == 1, f"{case}: {comp} is selected by {len(mine)} NetworkPolicies"
+            rules = mine[0]["spec"].get("ingress", [])
+            if comp == "gateway":
+                assert rules, f"{case}: the gateway admits nothing"
+                continue
+            allowed = {
+                peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+                for rule in rules
+                for peer in rule.get("from", [])
+            }
+            assert all(rule.get("from") for rule in rules), f"{case}: {comp} admits any source"
+            assert allowed == callers[comp], f"{case}: {comp} admits {allowed}, expected {callers[comp]}"
