@@ -102,9 +102,15 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return handler
         request_id = _request_id(handler_call_details)
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, request_id))  # type: ignore[attr-defined]
+            return handler._replace(  # type: ignore[attr-defined]
+                request_deserializer=_tolerant(handler.request_deserializer),
+                unary_unary=_wrap_unary(handler.unary_unary, request_id),
+            )
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream, request_id))  # type: ignore[attr-defined]
+            return handler._replace(  # type: ignore[attr-defined]
+                request_deserializer=_tolerant(handler.request_deserializer),
+                unary_stream=_wrap_stream(handler.unary_stream, request_id),
+            )
         if handler.stream_unary is not None:
             return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, request_id))  # type: ignore[attr-defined]
         if handler.stream_stream is not None:
@@ -112,10 +118,38 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse, so the handler can answer INVALID_ARGUMENT."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    # grpc turns a raising deserializer into UNKNOWN carrying the parser's text;
+    # callers should get INVALID_ARGUMENT and nothing about our internals.
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # noqa: BLE001 - any parse failure means a malformed request
+            return _UNDECODABLE
+
+    return parse
+
+
+def _check_decoded(request: Any) -> None:
+    if request is _UNDECODABLE:
+        raise InvalidArgument("request message could not be parsed", code="invalid_message")
+
+
 def _wrap_unary(fn: Callable[..., Awaitable[Any]], request_id: str) -> Callable[..., Awaitable[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = request_id_var.set(request_id)
         try:
+            _check_decoded(request)
             return await fn(request, context)
         except grpc.aio.AbortError:
             raise
@@ -131,6 +165,7 @@ def _wrap_stream(fn: Callable[..., AsyncIterator[Any]], request_id: str) -> Call
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         token = request_id_var.set(request_id)
         try:
+            _check_decoded(request)
             async for item in fn(request, context):
                 yield item
         except grpc.aio.AbortError:

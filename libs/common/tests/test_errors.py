@@ -31,6 +31,7 @@ async def stub():
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     ch = channel(f"127.0.0.1:{port}")
+    servicer.channel = ch
     yield guardrails_pb2_grpc.GuardrailsServiceStub(ch), servicer
     await ch.close()
     await server.stop(0)
@@ -71,3 +72,17 @@ async def test_request_id_from_metadata_is_bound(stub):
     reply = await client.CheckInput(request("ok"), metadata=(("x-request-id", "req-123"),), timeout=5)
     assert reply.verdict == guardrails_pb2.VERDICT_ALLOW
     assert servicer.seen_request_ids == ["req-123"]
+
+
+async def test_undecodable_request_bytes_are_invalid_argument(stub):
+    client, servicer = stub
+    raw = servicer.channel.unary_unary(
+        "/llmsuite.guardrails.v1.GuardrailsService/CheckInput",
+        request_serializer=lambda b: b,
+        response_deserializer=guardrails_pb2.CheckInputResponse.FromString,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await raw(b"\x12\xff\xff\xff\xff\x0f\x80", timeout=5)  # truncated length-delimited field
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "parse" in info.value.details() and "Error" not in info.value.details()
+    assert servicer.seen_request_ids == []
