@@ -11,6 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .errors import ErrorInterceptor
+from .grpc_metrics import GrpcServerMetrics, MetricsInterceptor, start_metrics_server
 from .settings import ServiceSettings
 from .telemetry import shutdown_telemetry
 
@@ -44,8 +45,9 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
     ]
 
 
-async def serve(settings: ServiceSettings, app: GrpcApp) -> None:
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=server_options(settings))
+async def serve(settings: ServiceSettings, app: GrpcApp, metrics: GrpcServerMetrics | None = None) -> None:
+    interceptors = [MetricsInterceptor(metrics or GrpcServerMetrics()), ErrorInterceptor()]
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     app.add_to_server(server)
@@ -57,6 +59,9 @@ async def serve(settings: ServiceSettings, app: GrpcApp) -> None:
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     await server.start()
     log.info("listening", extra={"port": port, "state": "loading"})
+    if settings.metrics_port:
+        metrics_port = start_metrics_server(settings.host, settings.metrics_port)
+        log.info("metrics listening", extra={"metrics_port": metrics_port})
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

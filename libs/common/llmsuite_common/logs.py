@@ -7,6 +7,7 @@ import time
 import orjson
 from opentelemetry import trace
 
+from .redaction import redact
 from .request_context import request_id_var
 
 # uvicorn adds color_message, an ANSI-coloured duplicate of msg.
@@ -39,7 +40,8 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(out, default=str).decode()
+        # Masking the finished line covers every field, including ones added via `extra`.
+        return redact(orjson.dumps(out, default=str).decode())
 
 
 def setup_logging(service: str, level: str = "INFO") -> None:

@@ -25,3 +25,6 @@ class ServiceSettings(BaseSettings):
         300.0, description="Clients reconnect after this, so new replicas receive traffic."
     )
     grpc_max_message_bytes: int = Field(4 * 1024 * 1024, description="Largest gRPC message accepted.")
+    metrics_port: int = Field(
+        0, description="Port of the Prometheus /metrics listener of a gRPC service; 0 turns it off."
+    )
