@@ -1,7 +1,9 @@
 """The whole suite as real processes on loopback, shared by the cross-service tests."""
 
 import secrets
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +56,11 @@ def fake_upstream_process(port: int, log_dir: Path) -> Process:
 
 
 @pytest.fixture(scope="session")
-def suite(tmp_path_factory, otlp_receiver):
-    data_dir = tmp_path_factory.mktemp("suite")
+def suite(otlp_receiver):
+    # Not under pytest's basetemp: embedded Postgres runs as its own user and needs to
+    # traverse the path, and every pytest session resets that tree to mode 0700.
+    data_dir = Path(tempfile.mkdtemp(prefix="llmsuite-suite-"))
+    data_dir.chmod(0o755)
     log_dir = data_dir / "logs"
     ports = Ports.free()
     cfg = SuiteConfig(
@@ -65,6 +70,8 @@ def suite(tmp_path_factory, otlp_receiver):
         upstream_base_url=f"http://127.0.0.1:{ports.model}/v1",
         models={FAKE_MODEL: {"upstream_model": FAKE_MODEL, "stop": []}},
         otlp_endpoint=otlp_receiver.endpoint,
+        # Each gRPC backend's Prometheus listener (the gateway serves /metrics on its own port).
+        extra_env={n: {"METRICS_PORT": str(free_port())} for n in ("guardrails", "retrieval", "generation")},
     )
     envs = service_envs(cfg)
     group = ProcessGroup()
@@ -81,6 +88,7 @@ def suite(tmp_path_factory, otlp_receiver):
         raise
     yield Suite(cfg, group, f"http://127.0.0.1:{ports.model}", log_dir)
     group.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _dump_logs(log_dir: Path) -> None:

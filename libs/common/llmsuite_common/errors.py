@@ -9,6 +9,7 @@ import grpc
 from llmsuite.common.v1 import common_pb2
 
 from .request_context import REQUEST_ID_METADATA_KEY, request_id_var
+from .stream_driver import track
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +167,9 @@ def _wrap_stream(fn: Callable[..., AsyncIterator[Any]], request_id: str) -> Call
         token = request_id_var.set(request_id)
         try:
             _check_decoded(request)
-            async for item in fn(request, context):
-                yield item
+            async with contextlib.aclosing(track(fn(request, context))) as items:
+                async for item in items:
+                    yield item
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001

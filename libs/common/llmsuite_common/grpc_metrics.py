@@ -1,11 +1,14 @@
 """Prometheus metrics for every gRPC server: calls and latency by method and status code."""
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+
+from .stream_driver import track
 
 # Generation streams for tens of seconds; the upper buckets keep those visible.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -93,8 +96,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             start = time.perf_counter()
             code = grpc.StatusCode.UNKNOWN
             try:
-                async for item in fn(request, context):
-                    yield item
+                async with contextlib.aclosing(track(fn(request, context))) as items:
+                    async for item in items:
+                        yield item
                 code = _code(context)
             except grpc.aio.AbortError:
                 code = _code(context)

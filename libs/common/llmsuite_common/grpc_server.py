@@ -9,10 +9,12 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
 from .errors import ErrorInterceptor
 from .grpc_metrics import GrpcServerMetrics, MetricsInterceptor, start_metrics_server
 from .settings import ServiceSettings
+from .stream_driver import StreamDriverInterceptor
 from .telemetry import shutdown_telemetry
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,12 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
 
 
 async def serve(settings: ServiceSettings, app: GrpcApp, metrics: GrpcServerMetrics | None = None) -> None:
-    interceptors = [MetricsInterceptor(metrics or GrpcServerMetrics()), ErrorInterceptor()]
+    interceptors = [
+        StreamDriverInterceptor(),
+        aio_server_interceptor(filter_=filters.negate(filters.health_check())),
+        MetricsInterceptor(metrics or GrpcServerMetrics()),
+        ErrorInterceptor(),
+    ]
     server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

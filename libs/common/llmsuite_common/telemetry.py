@@ -22,11 +22,12 @@ def _exporter(settings: ServiceSettings):  # type: ignore[no-untyped-def]
     return GrpcExporter(endpoint=settings.otel_exporter_otlp_endpoint, insecure=True)
 
 
-def setup_telemetry(settings: ServiceSettings, *, grpc_server: bool = True) -> TracerProvider:
+def setup_telemetry(settings: ServiceSettings) -> TracerProvider:
     """Logging, tracer provider and the instrumentations every service uses.
 
-    Must run before any gRPC server or channel is created: the gRPC
-    instrumentors work by wrapping the factories.
+    Must run before any gRPC channel is created: the client instrumentor works
+    by wrapping the factory. gRPC servers get their tracing interceptor from
+    serve(), which needs it inside the stream driver.
     """
     global _provider
     setup_logging(settings.otel_service_name, settings.log_level)
@@ -36,11 +37,9 @@ def setup_telemetry(settings: ServiceSettings, *, grpc_server: bool = True) -> T
     trace.set_tracer_provider(provider)
     _provider = provider
 
-    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer, filters
+    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, filters
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    if grpc_server:
-        GrpcAioInstrumentorServer(filter_=filters.negate(filters.health_check())).instrument()
     GrpcAioInstrumentorClient(filter_=filters.negate(filters.health_check())).instrument()
     HTTPXClientInstrumentor().instrument()
     return provider

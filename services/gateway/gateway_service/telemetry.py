@@ -14,5 +14,5 @@ def instrumentation_options() -> dict[str, object]:
 
 def setup_gateway_telemetry(settings: GatewaySettings) -> None:
     """Logging, tracing and gRPC client instrumentation, then FastAPI's; before any app is built."""
-    setup_telemetry(settings, grpc_server=False)
+    setup_telemetry(settings)
     FastAPIInstrumentor().instrument(**instrumentation_options())
