@@ -25,21 +25,47 @@ _sym_db = _symbol_database.Default()
 from llmsuite.common.v1 import common_pb2 as llmsuite_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'llmsuite/guardrails/v1/guardrails.proto\x12\x16llmsuite.guardrails.v1\x1a\x1fllmsuite/common/v1/common.proto\"{\n\x11\x43heckInputRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x31\n\x08messages\x18\x02 \x03(\x0b\x32\x1f.llmsuite.common.v1.ChatMessage\"\'\n\x06Reason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xa3\x01\n\x12\x43heckInputResponse\x12\x30\n\x07verdict\x18\x01 \x01(\x0e\x32\x1f.llmsuite.guardrails.v1.Verdict\x12/\n\x07reasons\x18\x02 \x03(\x0b\x32\x1e.llmsuite.guardrails.v1.Reason\x12\x13\n\x0binput_bytes\x18\x03 \x01(\x04\x12\x15\n\rapprox_tokens\x18\x04 \x01(\r*H\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_ALLOW\x10\x01\x12\x11\n\rVERDICT_BLOCK\x10\x02\x32x\n\x11GuardrailsService\x12\x63\n\nCheckInput\x12).llmsuite.guardrails.v1.CheckInputRequest\x1a*.llmsuite.guardrails.v1.CheckInputResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'llmsuite/guardrails/v1/guardrails.proto\x12\x16llmsuite.guardrails.v1\x1a\x1fllmsuite/common/v1/common.proto\"{\n\x11\x43heckInputRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x31\n\x08messages\x18\x02 \x03(\x0b\x32\x1f.llmsuite.common.v1.ChatMessage\"d\n\x06Reason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x63heck\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x02\x12\r\n\x05\x63ount\x18\x06 \x01(\r\"d\n\x0b\x43heckTiming\x12\r\n\x05\x63heck\x18\x01 \x01(\t\x12\x12\n\nelapsed_us\x18\x02 \x01(\x04\x12\r\n\x05\x66ired\x18\x03 \x01(\x08\x12\x13\n\x0bover_budget\x18\x04 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x08\"\xd3\x02\n\x12\x43heckInputResponse\x12\x30\n\x07verdict\x18\x01 \x01(\x0e\x32\x1f.llmsuite.guardrails.v1.Verdict\x12/\n\x07reasons\x18\x02 \x03(\x0b\x32\x1e.llmsuite.guardrails.v1.Reason\x12\x13\n\x0binput_bytes\x18\x03 \x01(\x04\x12\x15\n\rapprox_tokens\x18\x04 \x01(\r\x12\x10\n\x08redacted\x18\x05 \x01(\x08\x12:\n\x11redacted_messages\x18\x06 \x03(\x0b\x32\x1f.llmsuite.common.v1.ChatMessage\x12\x34\n\x07timings\x18\x07 \x03(\x0b\x32#.llmsuite.guardrails.v1.CheckTiming\x12\x16\n\x0epolicy_version\x18\x08 \x01(\t\x12\x12\n\nelapsed_us\x18\t \x01(\x04\"A\n\x0c\x43ontextChunk\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x11\n\tsource_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"s\n\x0c\x44roppedChunk\x12\r\n\x05index\x18\x01 \x01(\r\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\x11\n\tsource_id\x18\x03 \x01(\t\x12/\n\x07reasons\x18\x04 \x03(\x0b\x32\x1e.llmsuite.guardrails.v1.Reason\"\x80\x01\n\x13\x43heckContextRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x34\n\x06\x63hunks\x18\x02 \x03(\x0b\x32$.llmsuite.guardrails.v1.ContextChunk\"\xbd\x01\n\x14\x43heckContextResponse\x12\x0c\n\x04kept\x18\x01 \x03(\r\x12\x35\n\x07\x64ropped\x18\x02 \x03(\x0b\x32$.llmsuite.guardrails.v1.DroppedChunk\x12\x34\n\x07timings\x18\x03 \x03(\x0b\x32#.llmsuite.guardrails.v1.CheckTiming\x12\x16\n\x0epolicy_version\x18\x04 \x01(\t\x12\x12\n\nelapsed_us\x18\x05 \x01(\x04\"H\n\x11OutputStreamStart\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\"\x11\n\x0fOutputStreamEnd\"\xa2\x01\n\x13OutputStreamRequest\x12:\n\x05start\x18\x01 \x01(\x0b\x32).llmsuite.guardrails.v1.OutputStreamStartH\x00\x12\x0f\n\x05\x64\x65lta\x18\x02 \x01(\tH\x00\x12\x36\n\x03\x65nd\x18\x03 \x01(\x0b\x32\'.llmsuite.guardrails.v1.OutputStreamEndH\x00\x42\x06\n\x04item\"@\n\rOutputBlocked\x12/\n\x07reasons\x18\x01 \x03(\x0b\x32\x1e.llmsuite.guardrails.v1.Reason\"\xab\x01\n\nOutputDone\x12\x12\n\nredactions\x18\x01 \x01(\r\x12-\n\x05\x66lags\x18\x02 \x03(\x0b\x32\x1e.llmsuite.guardrails.v1.Reason\x12\x34\n\x07timings\x18\x03 \x03(\x0b\x32#.llmsuite.guardrails.v1.CheckTiming\x12\x16\n\x0epolicy_version\x18\x04 \x01(\t\x12\x0c\n\x04mode\x18\x05 \x01(\t\"\xa0\x01\n\x14OutputStreamResponse\x12\x12\n\x08released\x18\x01 \x01(\tH\x00\x12\x38\n\x07\x62locked\x18\x02 \x01(\x0b\x32%.llmsuite.guardrails.v1.OutputBlockedH\x00\x12\x32\n\x04\x64one\x18\x03 \x01(\x0b\x32\".llmsuite.guardrails.v1.OutputDoneH\x00\x42\x06\n\x04item\"\x8a\x01\n\x1fValidateStructuredOutputRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0bjson_schema\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\"\x8f\x01\n ValidateStructuredOutputResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x10\n\x08repaired\x18\x03 \x01(\x08\x12\x0e\n\x06\x65rrors\x18\x04 \x03(\t\x12\x12\n\nmax_reasks\x18\x05 \x01(\r\x12\x18\n\x10reask_max_tokens\x18\x06 \x01(\r*H\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_ALLOW\x10\x01\x12\x11\n\rVERDICT_BLOCK\x10\x02\x32\xe7\x03\n\x11GuardrailsService\x12\x63\n\nCheckInput\x12).llmsuite.guardrails.v1.CheckInputRequest\x1a*.llmsuite.guardrails.v1.CheckInputResponse\x12i\n\x0c\x43heckContext\x12+.llmsuite.guardrails.v1.CheckContextRequest\x1a,.llmsuite.guardrails.v1.CheckContextResponse\x12r\n\x11\x43heckOutputStream\x12+.llmsuite.guardrails.v1.OutputStreamRequest\x1a,.llmsuite.guardrails.v1.OutputStreamResponse(\x01\x30\x01\x12\x8d\x01\n\x18ValidateStructuredOutput\x12\x37.llmsuite.guardrails.v1.ValidateStructuredOutputRequest\x1a\x38.llmsuite.guardrails.v1.ValidateStructuredOutputResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmsuite.guardrails.v1.guardrails_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERDICT']._serialized_start=432
-  _globals['_VERDICT']._serialized_end=504
+  _globals['_VERDICT']._serialized_start=2226
+  _globals['_VERDICT']._serialized_end=2298
   _globals['_CHECKINPUTREQUEST']._serialized_start=100
   _globals['_CHECKINPUTREQUEST']._serialized_end=223
   _globals['_REASON']._serialized_start=225
-  _globals['_REASON']._serialized_end=264
-  _globals['_CHECKINPUTRESPONSE']._serialized_start=267
-  _globals['_CHECKINPUTRESPONSE']._serialized_end=430
-  _globals['_GUARDRAILSSERVICE']._serialized_start=506
-  _globals['_GUARDRAILSSERVICE']._serialized_end=626
+  _globals['_REASON']._serialized_end=325
+  _globals['_CHECKTIMING']._serialized_start=327
+  _globals['_CHECKTIMING']._serialized_end=427
+  _globals['_CHECKINPUTRESPONSE']._serialized_start=430
+  _globals['_CHECKINPUTRESPONSE']._serialized_end=769
+  _globals['_CONTEXTCHUNK']._serialized_start=771
+  _globals['_CONTEXTCHUNK']._serialized_end=836
+  _globals['_DROPPEDCHUNK']._serialized_start=838
+  _globals['_DROPPEDCHUNK']._serialized_end=953
+  _globals['_CHECKCONTEXTREQUEST']._serialized_start=956
+  _globals['_CHECKCONTEXTREQUEST']._serialized_end=1084
+  _globals['_CHECKCONTEXTRESPONSE']._serialized_start=1087
+  _globals['_CHECKCONTEXTRESPONSE']._serialized_end=1276
+  _globals['_OUTPUTSTREAMSTART']._serialized_start=1278
+  _globals['_OUTPUTSTREAMSTART']._serialized_end=1350
+  _globals['_OUTPUTSTREAMEND']._serialized_start=1352
+  _globals['_OUTPUTSTREAMEND']._serialized_end=1369
+  _globals['_OUTPUTSTREAMREQUEST']._serialized_start=1372
+  _globals['_OUTPUTSTREAMREQUEST']._serialized_end=1534
+  _globals['_OUTPUTBLOCKED']._serialized_start=1536
+  _globals['_OUTPUTBLOCKED']._serialized_end=1600
+  _globals['_OUTPUTDONE']._serialized_start=1603
+  _globals['_OUTPUTDONE']._serialized_end=1774
+  _globals['_OUTPUTSTREAMRESPONSE']._serialized_start=1777
+  _globals['_OUTPUTSTREAMRESPONSE']._serialized_end=1937
+  _globals['_VALIDATESTRUCTUREDOUTPUTREQUEST']._serialized_start=1940
+  _globals['_VALIDATESTRUCTUREDOUTPUTREQUEST']._serialized_end=2078
+  _globals['_VALIDATESTRUCTUREDOUTPUTRESPONSE']._serialized_start=2081
+  _globals['_VALIDATESTRUCTUREDOUTPUTRESPONSE']._serialized_end=2224
+  _globals['_GUARDRAILSSERVICE']._serialized_start=2301
+  _globals['_GUARDRAILSSERVICE']._serialized_end=2788
 # @@protoc_insertion_point(module_scope)

@@ -67,22 +67,73 @@ class Reason(_message.Message):
 
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    CHECK_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """Stable machine-readable code, e.g. "input_too_large", "denied_term"."""
     message: _builtins.str
+    check: _builtins.str
+    """The check that fired, e.g. "size", "pii", "secrets", "injection", "deny"."""
+    action: _builtins.str
+    """What the policy did about it: "block", "redact" or "warn"."""
+    score: _builtins.float
+    """Scored checks (injection) report their score; 0 otherwise."""
+    count: _builtins.int
+    """How many matches; the matched text itself is never echoed."""
     def __init__(
         self,
         *,
         code: _builtins.str = ...,
         message: _builtins.str = ...,
+        check: _builtins.str = ...,
+        action: _builtins.str = ...,
+        score: _builtins.float = ...,
+        count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "check", b"check", "code", b"code", "count", b"count", "message", b"message", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
+
+@_typing.final
+class CheckTiming(_message.Message):
+    """How one check went on one call, for x-guardrails headers and dashboards."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECK_FIELD_NUMBER: _builtins.int
+    ELAPSED_US_FIELD_NUMBER: _builtins.int
+    FIRED_FIELD_NUMBER: _builtins.int
+    OVER_BUDGET_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    check: _builtins.str
+    elapsed_us: _builtins.int
+    fired: _builtins.bool
+    over_budget: _builtins.bool
+    """The check took longer than the policy's latency budget for it."""
+    failed: _builtins.bool
+    """The check raised; the policy's fail_open decided whether that blocked."""
+    def __init__(
+        self,
+        *,
+        check: _builtins.str = ...,
+        elapsed_us: _builtins.int = ...,
+        fired: _builtins.bool = ...,
+        over_budget: _builtins.bool = ...,
+        failed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "elapsed_us", b"elapsed_us", "failed", b"failed", "fired", b"fired", "over_budget", b"over_budget"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckTiming: _TypeAlias = CheckTiming  # noqa: Y015
 
 @_typing.final
 class CheckInputResponse(_message.Message):
@@ -92,11 +143,24 @@ class CheckInputResponse(_message.Message):
     REASONS_FIELD_NUMBER: _builtins.int
     INPUT_BYTES_FIELD_NUMBER: _builtins.int
     APPROX_TOKENS_FIELD_NUMBER: _builtins.int
+    REDACTED_FIELD_NUMBER: _builtins.int
+    REDACTED_MESSAGES_FIELD_NUMBER: _builtins.int
+    TIMINGS_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    ELAPSED_US_FIELD_NUMBER: _builtins.int
     verdict: Global___Verdict.ValueType
     input_bytes: _builtins.int
     approx_tokens: _builtins.int
+    redacted: _builtins.bool
+    """Set when a redact action changed the input: the messages to use instead, same order and roles."""
+    policy_version: _builtins.str
+    elapsed_us: _builtins.int
     @_builtins.property
     def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]: ...
+    @_builtins.property
+    def redacted_messages(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]: ...
+    @_builtins.property
+    def timings(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckTiming]: ...
     def __init__(
         self,
         *,
@@ -104,11 +168,356 @@ class CheckInputResponse(_message.Message):
         reasons: _abc.Iterable[Global___Reason] | None = ...,
         input_bytes: _builtins.int = ...,
         approx_tokens: _builtins.int = ...,
+        redacted: _builtins.bool = ...,
+        redacted_messages: _abc.Iterable[_common_pb2.ChatMessage] | None = ...,
+        timings: _abc.Iterable[Global___CheckTiming] | None = ...,
+        policy_version: _builtins.str = ...,
+        elapsed_us: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approx_tokens", b"approx_tokens", "input_bytes", b"input_bytes", "reasons", b"reasons", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approx_tokens", b"approx_tokens", "elapsed_us", b"elapsed_us", "input_bytes", b"input_bytes", "policy_version", b"policy_version", "reasons", b"reasons", "redacted", b"redacted", "redacted_messages", b"redacted_messages", "timings", b"timings", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckInputResponse: _TypeAlias = CheckInputResponse  # noqa: Y015
+
+@_typing.final
+class ContextChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHUNK_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    chunk_id: _builtins.str
+    source_id: _builtins.str
+    text: _builtins.str
+    def __init__(
+        self,
+        *,
+        chunk_id: _builtins.str = ...,
+        source_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "source_id", b"source_id", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContextChunk: _TypeAlias = ContextChunk  # noqa: Y015
+
+@_typing.final
+class DroppedChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    CHUNK_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_ID_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position in the request's chunks."""
+    chunk_id: _builtins.str
+    source_id: _builtins.str
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        chunk_id: _builtins.str = ...,
+        source_id: _builtins.str = ...,
+        reasons: _abc.Iterable[Global___Reason] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "index", b"index", "reasons", b"reasons", "source_id", b"source_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DroppedChunk: _TypeAlias = DroppedChunk  # noqa: Y015
+
+@_typing.final
+class CheckContextRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def context(self) -> _common_pb2.RequestContext: ...
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContextChunk]: ...
+    def __init__(
+        self,
+        *,
+        context: _common_pb2.RequestContext | None = ...,
+        chunks: _abc.Iterable[Global___ContextChunk] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "context", b"context"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckContextRequest: _TypeAlias = CheckContextRequest  # noqa: Y015
+
+@_typing.final
+class CheckContextResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEPT_FIELD_NUMBER: _builtins.int
+    DROPPED_FIELD_NUMBER: _builtins.int
+    TIMINGS_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    ELAPSED_US_FIELD_NUMBER: _builtins.int
+    policy_version: _builtins.str
+    elapsed_us: _builtins.int
+    @_builtins.property
+    def kept(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Positions of the chunks that may reach the prompt, in the request's order."""
+
+    @_builtins.property
+    def dropped(self) -> _containers.RepeatedCompositeFieldContainer[Global___DroppedChunk]: ...
+    @_builtins.property
+    def timings(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckTiming]: ...
+    def __init__(
+        self,
+        *,
+        kept: _abc.Iterable[_builtins.int] | None = ...,
+        dropped: _abc.Iterable[Global___DroppedChunk] | None = ...,
+        timings: _abc.Iterable[Global___CheckTiming] | None = ...,
+        policy_version: _builtins.str = ...,
+        elapsed_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "elapsed_us", b"elapsed_us", "kept", b"kept", "policy_version", b"policy_version", "timings", b"timings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckContextResponse: _TypeAlias = CheckContextResponse  # noqa: Y015
+
+@_typing.final
+class OutputStreamStart(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def context(self) -> _common_pb2.RequestContext: ...
+    def __init__(
+        self,
+        *,
+        context: _common_pb2.RequestContext | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputStreamStart: _TypeAlias = OutputStreamStart  # noqa: Y015
+
+@_typing.final
+class OutputStreamEnd(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputStreamEnd: _TypeAlias = OutputStreamEnd  # noqa: Y015
+
+@_typing.final
+class OutputStreamRequest(_message.Message):
+    """First message: start; then any number of deltas; then end (or a half-close)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    delta: _builtins.str
+    @_builtins.property
+    def start(self) -> Global___OutputStreamStart: ...
+    @_builtins.property
+    def end(self) -> Global___OutputStreamEnd: ...
+    def __init__(
+        self,
+        *,
+        start: Global___OutputStreamStart | None = ...,
+        delta: _builtins.str = ...,
+        end: Global___OutputStreamEnd | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "item", b"item", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "item", b"item", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["start", "delta", "end"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___OutputStreamRequest: _TypeAlias = OutputStreamRequest  # noqa: Y015
+
+@_typing.final
+class OutputBlocked(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]: ...
+    def __init__(
+        self,
+        *,
+        reasons: _abc.Iterable[Global___Reason] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reasons", b"reasons"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputBlocked: _TypeAlias = OutputBlocked  # noqa: Y015
+
+@_typing.final
+class OutputDone(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REDACTIONS_FIELD_NUMBER: _builtins.int
+    FLAGS_FIELD_NUMBER: _builtins.int
+    TIMINGS_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    redactions: _builtins.int
+    policy_version: _builtins.str
+    mode: _builtins.str
+    """"verify_first" or "stream_first"."""
+    @_builtins.property
+    def flags(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]:
+        """Findings that did not stop the stream: warnings, and in stream_first mode violations found
+        after their text had been released.
+        """
+
+    @_builtins.property
+    def timings(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckTiming]: ...
+    def __init__(
+        self,
+        *,
+        redactions: _builtins.int = ...,
+        flags: _abc.Iterable[Global___Reason] | None = ...,
+        timings: _abc.Iterable[Global___CheckTiming] | None = ...,
+        policy_version: _builtins.str = ...,
+        mode: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flags", b"flags", "mode", b"mode", "policy_version", b"policy_version", "redactions", b"redactions", "timings", b"timings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputDone: _TypeAlias = OutputDone  # noqa: Y015
+
+@_typing.final
+class OutputStreamResponse(_message.Message):
+    """Released text, in order, until either blocked (nothing more follows) or done."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASED_FIELD_NUMBER: _builtins.int
+    BLOCKED_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    released: _builtins.str
+    @_builtins.property
+    def blocked(self) -> Global___OutputBlocked: ...
+    @_builtins.property
+    def done(self) -> Global___OutputDone: ...
+    def __init__(
+        self,
+        *,
+        released: _builtins.str = ...,
+        blocked: Global___OutputBlocked | None = ...,
+        done: Global___OutputDone | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["blocked", b"blocked", "done", b"done", "item", b"item", "released", b"released"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked", b"blocked", "done", b"done", "item", b"item", "released", b"released"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["released", "blocked", "done"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___OutputStreamResponse: _TypeAlias = OutputStreamResponse  # noqa: Y015
+
+@_typing.final
+class ValidateStructuredOutputRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    JSON_SCHEMA_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    json_schema: _builtins.str
+    """A JSON Schema as JSON text; empty means "any JSON object" (response_format json_object)."""
+    attempt: _builtins.int
+    """0 for the first answer, n for the answer to the n-th re-ask (counted in metrics)."""
+    @_builtins.property
+    def context(self) -> _common_pb2.RequestContext: ...
+    def __init__(
+        self,
+        *,
+        context: _common_pb2.RequestContext | None = ...,
+        text: _builtins.str = ...,
+        json_schema: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "context", b"context", "json_schema", b"json_schema", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateStructuredOutputRequest: _TypeAlias = ValidateStructuredOutputRequest  # noqa: Y015
+
+@_typing.final
+class ValidateStructuredOutputResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    REPAIRED_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    MAX_REASKS_FIELD_NUMBER: _builtins.int
+    REASK_MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    valid: _builtins.bool
+    text: _builtins.str
+    """The JSON to return: the repaired document when repaired, else the input."""
+    repaired: _builtins.bool
+    max_reasks: _builtins.int
+    """The org's policy bounds on re-asking the model after an invalid answer."""
+    reask_max_tokens: _builtins.int
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Validation errors of the (repaired) document, for a re-ask prompt."""
+
+    def __init__(
+        self,
+        *,
+        valid: _builtins.bool = ...,
+        text: _builtins.str = ...,
+        repaired: _builtins.bool = ...,
+        errors: _abc.Iterable[_builtins.str] | None = ...,
+        max_reasks: _builtins.int = ...,
+        reask_max_tokens: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["errors", b"errors", "max_reasks", b"max_reasks", "reask_max_tokens", b"reask_max_tokens", "repaired", b"repaired", "text", b"text", "valid", b"valid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateStructuredOutputResponse: _TypeAlias = ValidateStructuredOutputResponse  # noqa: Y015

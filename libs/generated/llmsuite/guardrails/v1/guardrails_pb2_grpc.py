@@ -39,6 +39,21 @@ class GuardrailsServiceStub:
                 request_serializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.CheckInputRequest.SerializeToString,
                 response_deserializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.CheckInputResponse.FromString,
                 _registered_method=True)
+        self.CheckContext = channel.unary_unary(
+                '/llmsuite.guardrails.v1.GuardrailsService/CheckContext',
+                request_serializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.CheckContextRequest.SerializeToString,
+                response_deserializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.CheckContextResponse.FromString,
+                _registered_method=True)
+        self.CheckOutputStream = channel.stream_stream(
+                '/llmsuite.guardrails.v1.GuardrailsService/CheckOutputStream',
+                request_serializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.OutputStreamRequest.SerializeToString,
+                response_deserializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.OutputStreamResponse.FromString,
+                _registered_method=True)
+        self.ValidateStructuredOutput = channel.unary_unary(
+                '/llmsuite.guardrails.v1.GuardrailsService/ValidateStructuredOutput',
+                request_serializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.ValidateStructuredOutputRequest.SerializeToString,
+                response_deserializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.ValidateStructuredOutputResponse.FromString,
+                _registered_method=True)
 
 
 class GuardrailsServiceServicer:
@@ -51,6 +66,28 @@ class GuardrailsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckContext(self, request, context):
+        """The injection rules applied to retrieved chunks before they reach the prompt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckOutputStream(self, request_iterator, context):
+        """Output rail: the caller streams generated deltas in; verified text streams back out,
+        held back by the policy's window so a violation is caught before its text is released.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateStructuredOutput(self, request, context):
+        """Validates (and repairs, when almost valid) a final answer against a JSON schema.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GuardrailsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +95,21 @@ def add_GuardrailsServiceServicer_to_server(servicer, server):
                     servicer.CheckInput,
                     request_deserializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.CheckInputRequest.FromString,
                     response_serializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.CheckInputResponse.SerializeToString,
+            ),
+            'CheckContext': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckContext,
+                    request_deserializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.CheckContextRequest.FromString,
+                    response_serializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.CheckContextResponse.SerializeToString,
+            ),
+            'CheckOutputStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.CheckOutputStream,
+                    request_deserializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.OutputStreamRequest.FromString,
+                    response_serializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.OutputStreamResponse.SerializeToString,
+            ),
+            'ValidateStructuredOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateStructuredOutput,
+                    request_deserializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.ValidateStructuredOutputRequest.FromString,
+                    response_serializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.ValidateStructuredOutputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +139,87 @@ class GuardrailsService:
             '/llmsuite.guardrails.v1.GuardrailsService/CheckInput',
             llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.CheckInputRequest.SerializeToString,
             llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.CheckInputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckContext(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmsuite.guardrails.v1.GuardrailsService/CheckContext',
+            llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.CheckContextRequest.SerializeToString,
+            llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.CheckContextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckOutputStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/llmsuite.guardrails.v1.GuardrailsService/CheckOutputStream',
+            llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.OutputStreamRequest.SerializeToString,
+            llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.OutputStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateStructuredOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmsuite.guardrails.v1.GuardrailsService/ValidateStructuredOutput',
+            llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.ValidateStructuredOutputRequest.SerializeToString,
+            llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.ValidateStructuredOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

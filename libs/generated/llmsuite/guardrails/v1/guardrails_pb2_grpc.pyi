@@ -33,12 +33,28 @@ class GuardrailsServiceStub:
     def __new__(cls, channel: _aio.Channel) -> GuardrailsServiceAsyncStub: ...
     CheckInput: _grpc.UnaryUnaryMultiCallable[_guardrails_pb2.CheckInputRequest, _guardrails_pb2.CheckInputResponse]
     """Cheap checks on the request before any model or retrieval work is done."""
+    CheckContext: _grpc.UnaryUnaryMultiCallable[_guardrails_pb2.CheckContextRequest, _guardrails_pb2.CheckContextResponse]
+    """The injection rules applied to retrieved chunks before they reach the prompt."""
+    CheckOutputStream: _grpc.StreamStreamMultiCallable[_guardrails_pb2.OutputStreamRequest, _guardrails_pb2.OutputStreamResponse]
+    """Output rail: the caller streams generated deltas in; verified text streams back out,
+    held back by the policy's window so a violation is caught before its text is released.
+    """
+    ValidateStructuredOutput: _grpc.UnaryUnaryMultiCallable[_guardrails_pb2.ValidateStructuredOutputRequest, _guardrails_pb2.ValidateStructuredOutputResponse]
+    """Validates (and repairs, when almost valid) a final answer against a JSON schema."""
 
 @_typing.type_check_only
 class GuardrailsServiceAsyncStub(GuardrailsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CheckInput: _aio.UnaryUnaryMultiCallable[_guardrails_pb2.CheckInputRequest, _guardrails_pb2.CheckInputResponse]  # type: ignore[assignment]
     """Cheap checks on the request before any model or retrieval work is done."""
+    CheckContext: _aio.UnaryUnaryMultiCallable[_guardrails_pb2.CheckContextRequest, _guardrails_pb2.CheckContextResponse]  # type: ignore[assignment]
+    """The injection rules applied to retrieved chunks before they reach the prompt."""
+    CheckOutputStream: _aio.StreamStreamMultiCallable[_guardrails_pb2.OutputStreamRequest, _guardrails_pb2.OutputStreamResponse]  # type: ignore[assignment]
+    """Output rail: the caller streams generated deltas in; verified text streams back out,
+    held back by the policy's window so a violation is caught before its text is released.
+    """
+    ValidateStructuredOutput: _aio.UnaryUnaryMultiCallable[_guardrails_pb2.ValidateStructuredOutputRequest, _guardrails_pb2.ValidateStructuredOutputResponse]  # type: ignore[assignment]
+    """Validates (and repairs, when almost valid) a final answer against a JSON schema."""
 
 class GuardrailsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -48,5 +64,31 @@ class GuardrailsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_guardrails_pb2.CheckInputResponse, _abc.Awaitable[_guardrails_pb2.CheckInputResponse]]:
         """Cheap checks on the request before any model or retrieval work is done."""
+
+    @_abc_1.abstractmethod
+    def CheckContext(
+        self,
+        request: _guardrails_pb2.CheckContextRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_guardrails_pb2.CheckContextResponse, _abc.Awaitable[_guardrails_pb2.CheckContextResponse]]:
+        """The injection rules applied to retrieved chunks before they reach the prompt."""
+
+    @_abc_1.abstractmethod
+    def CheckOutputStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_guardrails_pb2.OutputStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_guardrails_pb2.OutputStreamResponse], _abc.AsyncIterator[_guardrails_pb2.OutputStreamResponse]]:
+        """Output rail: the caller streams generated deltas in; verified text streams back out,
+        held back by the policy's window so a violation is caught before its text is released.
+        """
+
+    @_abc_1.abstractmethod
+    def ValidateStructuredOutput(
+        self,
+        request: _guardrails_pb2.ValidateStructuredOutputRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_guardrails_pb2.ValidateStructuredOutputResponse, _abc.Awaitable[_guardrails_pb2.ValidateStructuredOutputResponse]]:
+        """Validates (and repairs, when almost valid) a final answer against a JSON schema."""
 
 def add_GuardrailsServiceServicer_to_server(servicer: GuardrailsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class RetrievalServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Every request carries the tenant in context.org_id; every statement the service runs
+    filters on it, so a tenant never reads, changes or counts another tenant's data.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -44,20 +46,109 @@ class RetrievalServiceStub:
                 request_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.SearchRequest.SerializeToString,
                 response_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.CreateCollection = channel.unary_unary(
+                '/llmsuite.retrieval.v1.RetrievalService/CreateCollection',
+                request_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.CreateCollectionRequest.SerializeToString,
+                response_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.CreateCollectionResponse.FromString,
+                _registered_method=True)
+        self.ListCollections = channel.unary_unary(
+                '/llmsuite.retrieval.v1.RetrievalService/ListCollections',
+                request_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.ListCollectionsRequest.SerializeToString,
+                response_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.ListCollectionsResponse.FromString,
+                _registered_method=True)
+        self.DeleteCollection = channel.unary_unary(
+                '/llmsuite.retrieval.v1.RetrievalService/DeleteCollection',
+                request_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteCollectionRequest.SerializeToString,
+                response_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteCollectionResponse.FromString,
+                _registered_method=True)
+        self.IngestStream = channel.stream_stream(
+                '/llmsuite.retrieval.v1.RetrievalService/IngestStream',
+                request_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.IngestStreamRequest.SerializeToString,
+                response_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.IngestProgress.FromString,
+                _registered_method=True)
+        self.DeleteDocuments = channel.unary_unary(
+                '/llmsuite.retrieval.v1.RetrievalService/DeleteDocuments',
+                request_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteDocumentsRequest.SerializeToString,
+                response_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteDocumentsResponse.FromString,
+                _registered_method=True)
+        self.GetChunk = channel.unary_unary(
+                '/llmsuite.retrieval.v1.RetrievalService/GetChunk',
+                request_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.GetChunkRequest.SerializeToString,
+                response_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.GetChunkResponse.FromString,
+                _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/llmsuite.retrieval.v1.RetrievalService/Embed',
+                request_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Every request carries the tenant in context.org_id; every statement the service runs
+    filters on it, so a tenant never reads, changes or counts another tenant's data.
+    """
 
     def Ingest(self, request, context):
-        """Chunks, embeds and stores documents; re-ingesting a document id replaces it.
+        """Chunks, embeds and stores documents; re-ingesting a document id replaces it, and
+        re-ingesting unchanged text and metadata changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Search(self, request, context):
-        """Nearest chunks to the query text within one tenant's collection.
+        """Nearest chunks to the query text (or vector) within one tenant's collection.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCollection(self, request, context):
+        """Creates a collection; creating one that exists returns it with created = false.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCollections(self, request, context):
+        """The tenant's collections with their document and chunk counts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCollection(self, request, context):
+        """Deletes a collection with all its documents and vectors; NOT_FOUND when it does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IngestStream(self, request_iterator, context):
+        """Streams text, Markdown, HTML or PDF documents, inline or as s3:// / file:// URIs, in;
+        streams one progress message per document out. Each document is committed on its own:
+        it is searchable with all its chunks or not at all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDocuments(self, request, context):
+        """Deletes documents by id with every chunk and vector; unknown ids are not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetChunk(self, request, context):
+        """One chunk by its id; NOT_FOUND when the tenant has no such chunk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Embed(self, request, context):
+        """Embeddings of texts with the service's embedding model (unit length).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,6 +167,41 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
                     request_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.SearchRequest.FromString,
                     response_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.SearchResponse.SerializeToString,
             ),
+            'CreateCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCollection,
+                    request_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.CreateCollectionRequest.FromString,
+                    response_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.CreateCollectionResponse.SerializeToString,
+            ),
+            'ListCollections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCollections,
+                    request_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.ListCollectionsRequest.FromString,
+                    response_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.ListCollectionsResponse.SerializeToString,
+            ),
+            'DeleteCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCollection,
+                    request_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteCollectionRequest.FromString,
+                    response_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteCollectionResponse.SerializeToString,
+            ),
+            'IngestStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.IngestStream,
+                    request_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.IngestStreamRequest.FromString,
+                    response_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.IngestProgress.SerializeToString,
+            ),
+            'DeleteDocuments': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDocuments,
+                    request_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteDocumentsRequest.FromString,
+                    response_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteDocumentsResponse.SerializeToString,
+            ),
+            'GetChunk': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetChunk,
+                    request_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.GetChunkRequest.FromString,
+                    response_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.GetChunkResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.EmbedRequest.FromString,
+                    response_serializer=llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.EmbedResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'llmsuite.retrieval.v1.RetrievalService', rpc_method_handlers)
@@ -85,7 +211,9 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RetrievalService:
-    """Missing associated documentation comment in .proto file."""
+    """Every request carries the tenant in context.org_id; every statement the service runs
+    filters on it, so a tenant never reads, changes or counts another tenant's data.
+    """
 
     @staticmethod
     def Ingest(request,
@@ -131,6 +259,195 @@ class RetrievalService:
             '/llmsuite.retrieval.v1.RetrievalService/Search',
             llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.SearchRequest.SerializeToString,
             llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmsuite.retrieval.v1.RetrievalService/CreateCollection',
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.CreateCollectionRequest.SerializeToString,
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.CreateCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCollections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmsuite.retrieval.v1.RetrievalService/ListCollections',
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.ListCollectionsRequest.SerializeToString,
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.ListCollectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmsuite.retrieval.v1.RetrievalService/DeleteCollection',
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteCollectionRequest.SerializeToString,
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/llmsuite.retrieval.v1.RetrievalService/IngestStream',
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.IngestStreamRequest.SerializeToString,
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.IngestProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDocuments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmsuite.retrieval.v1.RetrievalService/DeleteDocuments',
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteDocumentsRequest.SerializeToString,
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteDocumentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetChunk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmsuite.retrieval.v1.RetrievalService/GetChunk',
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.GetChunkRequest.SerializeToString,
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.GetChunkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmsuite.retrieval.v1.RetrievalService/Embed',
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.EmbedRequest.SerializeToString,
+            llmsuite_dot_retrieval_dot_v1_dot_retrieval__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

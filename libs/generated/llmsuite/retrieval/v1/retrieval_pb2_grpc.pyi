@@ -27,31 +27,83 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class RetrievalServiceStub:
+    """Every request carries the tenant in context.org_id; every statement the service runs
+    filters on it, so a tenant never reads, changes or counts another tenant's data.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RetrievalServiceAsyncStub: ...
     Ingest: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.IngestRequest, _retrieval_pb2.IngestResponse]
-    """Chunks, embeds and stores documents; re-ingesting a document id replaces it."""
+    """Chunks, embeds and stores documents; re-ingesting a document id replaces it, and
+    re-ingesting unchanged text and metadata changes nothing.
+    """
     Search: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.SearchRequest, _retrieval_pb2.SearchResponse]
-    """Nearest chunks to the query text within one tenant's collection."""
+    """Nearest chunks to the query text (or vector) within one tenant's collection."""
+    CreateCollection: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.CreateCollectionRequest, _retrieval_pb2.CreateCollectionResponse]
+    """Creates a collection; creating one that exists returns it with created = false."""
+    ListCollections: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.ListCollectionsRequest, _retrieval_pb2.ListCollectionsResponse]
+    """The tenant's collections with their document and chunk counts."""
+    DeleteCollection: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.DeleteCollectionRequest, _retrieval_pb2.DeleteCollectionResponse]
+    """Deletes a collection with all its documents and vectors; NOT_FOUND when it does not exist."""
+    IngestStream: _grpc.StreamStreamMultiCallable[_retrieval_pb2.IngestStreamRequest, _retrieval_pb2.IngestProgress]
+    """Streams text, Markdown, HTML or PDF documents, inline or as s3:// / file:// URIs, in;
+    streams one progress message per document out. Each document is committed on its own:
+    it is searchable with all its chunks or not at all.
+    """
+    DeleteDocuments: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.DeleteDocumentsRequest, _retrieval_pb2.DeleteDocumentsResponse]
+    """Deletes documents by id with every chunk and vector; unknown ids are not an error."""
+    GetChunk: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.GetChunkRequest, _retrieval_pb2.GetChunkResponse]
+    """One chunk by its id; NOT_FOUND when the tenant has no such chunk."""
+    Embed: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.EmbedRequest, _retrieval_pb2.EmbedResponse]
+    """Embeddings of texts with the service's embedding model (unit length)."""
 
 @_typing.type_check_only
 class RetrievalServiceAsyncStub(RetrievalServiceStub):
+    """Every request carries the tenant in context.org_id; every statement the service runs
+    filters on it, so a tenant never reads, changes or counts another tenant's data.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     Ingest: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.IngestRequest, _retrieval_pb2.IngestResponse]  # type: ignore[assignment]
-    """Chunks, embeds and stores documents; re-ingesting a document id replaces it."""
+    """Chunks, embeds and stores documents; re-ingesting a document id replaces it, and
+    re-ingesting unchanged text and metadata changes nothing.
+    """
     Search: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.SearchRequest, _retrieval_pb2.SearchResponse]  # type: ignore[assignment]
-    """Nearest chunks to the query text within one tenant's collection."""
+    """Nearest chunks to the query text (or vector) within one tenant's collection."""
+    CreateCollection: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.CreateCollectionRequest, _retrieval_pb2.CreateCollectionResponse]  # type: ignore[assignment]
+    """Creates a collection; creating one that exists returns it with created = false."""
+    ListCollections: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.ListCollectionsRequest, _retrieval_pb2.ListCollectionsResponse]  # type: ignore[assignment]
+    """The tenant's collections with their document and chunk counts."""
+    DeleteCollection: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.DeleteCollectionRequest, _retrieval_pb2.DeleteCollectionResponse]  # type: ignore[assignment]
+    """Deletes a collection with all its documents and vectors; NOT_FOUND when it does not exist."""
+    IngestStream: _aio.StreamStreamMultiCallable[_retrieval_pb2.IngestStreamRequest, _retrieval_pb2.IngestProgress]  # type: ignore[assignment]
+    """Streams text, Markdown, HTML or PDF documents, inline or as s3:// / file:// URIs, in;
+    streams one progress message per document out. Each document is committed on its own:
+    it is searchable with all its chunks or not at all.
+    """
+    DeleteDocuments: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.DeleteDocumentsRequest, _retrieval_pb2.DeleteDocumentsResponse]  # type: ignore[assignment]
+    """Deletes documents by id with every chunk and vector; unknown ids are not an error."""
+    GetChunk: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.GetChunkRequest, _retrieval_pb2.GetChunkResponse]  # type: ignore[assignment]
+    """One chunk by its id; NOT_FOUND when the tenant has no such chunk."""
+    Embed: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.EmbedRequest, _retrieval_pb2.EmbedResponse]  # type: ignore[assignment]
+    """Embeddings of texts with the service's embedding model (unit length)."""
 
 class RetrievalServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Every request carries the tenant in context.org_id; every statement the service runs
+    filters on it, so a tenant never reads, changes or counts another tenant's data.
+    """
+
     @_abc_1.abstractmethod
     def Ingest(
         self,
         request: _retrieval_pb2.IngestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_retrieval_pb2.IngestResponse, _abc.Awaitable[_retrieval_pb2.IngestResponse]]:
-        """Chunks, embeds and stores documents; re-ingesting a document id replaces it."""
+        """Chunks, embeds and stores documents; re-ingesting a document id replaces it, and
+        re-ingesting unchanged text and metadata changes nothing.
+        """
 
     @_abc_1.abstractmethod
     def Search(
@@ -59,6 +111,65 @@ class RetrievalServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _retrieval_pb2.SearchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_retrieval_pb2.SearchResponse, _abc.Awaitable[_retrieval_pb2.SearchResponse]]:
-        """Nearest chunks to the query text within one tenant's collection."""
+        """Nearest chunks to the query text (or vector) within one tenant's collection."""
+
+    @_abc_1.abstractmethod
+    def CreateCollection(
+        self,
+        request: _retrieval_pb2.CreateCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retrieval_pb2.CreateCollectionResponse, _abc.Awaitable[_retrieval_pb2.CreateCollectionResponse]]:
+        """Creates a collection; creating one that exists returns it with created = false."""
+
+    @_abc_1.abstractmethod
+    def ListCollections(
+        self,
+        request: _retrieval_pb2.ListCollectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retrieval_pb2.ListCollectionsResponse, _abc.Awaitable[_retrieval_pb2.ListCollectionsResponse]]:
+        """The tenant's collections with their document and chunk counts."""
+
+    @_abc_1.abstractmethod
+    def DeleteCollection(
+        self,
+        request: _retrieval_pb2.DeleteCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retrieval_pb2.DeleteCollectionResponse, _abc.Awaitable[_retrieval_pb2.DeleteCollectionResponse]]:
+        """Deletes a collection with all its documents and vectors; NOT_FOUND when it does not exist."""
+
+    @_abc_1.abstractmethod
+    def IngestStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_retrieval_pb2.IngestStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_retrieval_pb2.IngestProgress], _abc.AsyncIterator[_retrieval_pb2.IngestProgress]]:
+        """Streams text, Markdown, HTML or PDF documents, inline or as s3:// / file:// URIs, in;
+        streams one progress message per document out. Each document is committed on its own:
+        it is searchable with all its chunks or not at all.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteDocuments(
+        self,
+        request: _retrieval_pb2.DeleteDocumentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retrieval_pb2.DeleteDocumentsResponse, _abc.Awaitable[_retrieval_pb2.DeleteDocumentsResponse]]:
+        """Deletes documents by id with every chunk and vector; unknown ids are not an error."""
+
+    @_abc_1.abstractmethod
+    def GetChunk(
+        self,
+        request: _retrieval_pb2.GetChunkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retrieval_pb2.GetChunkResponse, _abc.Awaitable[_retrieval_pb2.GetChunkResponse]]:
+        """One chunk by its id; NOT_FOUND when the tenant has no such chunk."""
+
+    @_abc_1.abstractmethod
+    def Embed(
+        self,
+        request: _retrieval_pb2.EmbedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retrieval_pb2.EmbedResponse, _abc.Awaitable[_retrieval_pb2.EmbedResponse]]:
+        """Embeddings of texts with the service's embedding model (unit length)."""
 
 def add_RetrievalServiceServicer_to_server(servicer: RetrievalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
