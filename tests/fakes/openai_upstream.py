@@ -21,11 +21,14 @@ HTTP API
   "length"). Stop sequences are ignored.
 - Scripting. A scenario is a JSON object (fields below, all optional). It is
   taken, in this order, from the request header `x-fake-scenario: <json>`, else
-  the front of the queue, else the default scenario, else the echo above.
+  the front of the queue, else the default scenario for the request's `model`,
+  else the default scenario, else the echo above.
   - `POST /_script` with one scenario or a list: appended to the queue; each
     chat request consumes one.
   - `PUT /_script/default` with a scenario (or `null`): used when the queue is empty.
-  - `DELETE /_script`: empties the queue and drops the default.
+  - `PUT /_script/model/{model}` with a scenario (or `null`): the default for
+    requests naming that upstream model, so one fake can play several deployments.
+  - `DELETE /_script`: empties the queue and drops every default.
 - `GET /_requests`: every chat request received, oldest first:
   `[{"id", "method", "path", "client" (peer "host:port", so connection reuse
   shows), "headers" (lower-case names, incl. traceparent and
@@ -52,6 +55,10 @@ Scenario fields
   (no `[DONE]`).
 - `no_done`: end the stream cleanly without `data: [DONE]`.
 - `usage` (true): false omits the usage chunk even when asked for.
+- `tool_calls`: list of OpenAI `delta.tool_calls` entries, each sent as its own
+  chunk after the content (e.g. a first piece with id and name, then argument pieces).
+- `ignore_max_tokens`: stream every chunk whatever `max_tokens` says, like a
+  server that does not honour it.
 - `finish_reason` ("stop"), `id` (response id).
 - `split`: send the byte stream in pieces of at most this many bytes (1 = every
   byte alone, splitting lines, CRLFs and UTF-8 sequences); `split_seed`: random
@@ -108,6 +115,8 @@ class Scenario(BaseModel):
     error_after: int | None = Field(None, ge=0)
     no_done: bool = False
     usage: bool = True
+    tool_calls: list[dict[str, Any]] | None = Field(None, max_length=10_000)
+    ignore_max_tokens: bool = False
     finish_reason: str = "stop"
     id: str | None = None
     split: int | None = Field(None, ge=1)
@@ -142,6 +151,7 @@ class FakeState:
     max_records: int = 10_000
     queue: collections.deque[Scenario] = field(default_factory=collections.deque)
     default: Scenario | None = None
+    model_defaults: dict[str, Scenario] = field(default_factory=dict)
     requests: collections.deque[dict[str, Any]] = field(init=False)
     connections: collections.deque[_Connection] = field(init=False)
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -224,7 +234,7 @@ class ChatCompletions:
             }
         )
         try:
-            scenario = self._scenario(headers)
+            scenario = self._scenario(headers, body.get("model") if isinstance(body, dict) else None)
         except (ValueError, ValidationError) as exc:
             await self._send_json(send, 400, _error_envelope(f"bad {SCENARIO_HEADER}: {exc}", "fake_error"))
             return
@@ -255,11 +265,13 @@ class ChatCompletions:
             conn.state = "closed"
             conn.closed_at = time.time()
 
-    def _scenario(self, headers: dict[str, str]) -> Scenario:
+    def _scenario(self, headers: dict[str, str], model: Any) -> Scenario:
         if SCENARIO_HEADER in headers:
             return Scenario.model_validate_json(headers[SCENARIO_HEADER])
         if self.state.queue:
             return self.state.queue.popleft()
+        if isinstance(model, str) and model in self.state.model_defaults:
+            return self.state.model_defaults[model]
         return self.state.default or Scenario()
 
     @staticmethod
@@ -293,7 +305,7 @@ class ChatCompletions:
             contents = _echo_chunks(messages)
         finish = s.finish_reason
         max_tokens = body.get("max_tokens")
-        if isinstance(max_tokens, int) and 0 < max_tokens < len(contents):
+        if isinstance(max_tokens, int) and 0 < max_tokens < len(contents) and not s.ignore_max_tokens:
             contents, finish = contents[:max_tokens], "length"
         ident = s.id or f"chatcmpl-fake-{conn.id}"
         model = body.get("model", "")
@@ -362,6 +374,11 @@ class ChatCompletions:
             conn.chunks_sent += 1
         if self._fault(s, len(contents)):
             return await self._inject(s, emit, send, conn)
+        for call in s.tool_calls or ():
+            if s.delay:
+                await asyncio.sleep(s.delay)
+            await emit(chunk({"tool_calls": [call]}))
+            conn.chunks_sent += 1
         await emit(chunk({}, finish))
         include_usage = isinstance(body.get("stream_options"), dict) and body["stream_options"].get("include_usage")
         if s.usage and include_usage:
@@ -425,9 +442,22 @@ def create_app(*, models: list[str] | None = None, max_records: int = 10_000) ->
             return _json({"error": str(exc)}, 400)
         return _json({"default": None if state.default is None else state.default.model_dump()})
 
+    async def set_model_default(request: Request) -> Response:
+        model = request.path_params["model"]
+        try:
+            data = await request.json()
+            if data is None:
+                state.model_defaults.pop(model, None)
+            else:
+                state.model_defaults[model] = Scenario.model_validate(data)
+        except (ValueError, ValidationError) as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json({"models": sorted(state.model_defaults)})
+
     async def reset_script(request: Request) -> Response:
         state.queue.clear()
         state.default = None
+        state.model_defaults.clear()
         return _json({"queued": 0})
 
     async def requests(request: Request) -> Response:
@@ -451,6 +481,7 @@ def create_app(*, models: list[str] | None = None, max_records: int = 10_000) ->
             Route("/_script", script, methods=["POST"]),
             Route("/_script", reset_script, methods=["DELETE"]),
             Route("/_script/default", set_default, methods=["PUT"]),
+            Route("/_script/model/{model:path}", set_model_default, methods=["PUT"]),
             Route("/_requests", requests, methods=["GET", "DELETE"]),
             Route("/_connections", connections, methods=["GET", "DELETE"]),
         ]
@@ -475,7 +506,11 @@ class FakeUpstream:
         self._http.post("/_script", json=list(scenarios)).raise_for_status()
 
     def set_default(self, scenario: dict[str, Any] | None) -> None:
-        self._http.put("/_script/default", json=scenario).raise_for_status()
+        # json=None would send no body at all; the API takes a JSON null.
+        self._http.put("/_script/default", content=json.dumps(scenario)).raise_for_status()
+
+    def set_model_default(self, model: str, scenario: dict[str, Any] | None) -> None:
+        self._http.put(f"/_script/model/{model}", content=json.dumps(scenario)).raise_for_status()
 
     def reset(self) -> None:
         self._http.delete("/_script").raise_for_status()

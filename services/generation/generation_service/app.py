@@ -1,25 +1,47 @@
+import asyncio
+import contextlib
+
 import grpc
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
 
+from .metrics import GenerationMetrics
+from .pool import ResiliencePolicy, UpstreamPool
+from .routing import RoutingTable
+from .routing_source import RoutingSource
 from .servicer import GenerationServicer
 from .settings import GenerationSettings
-from .upstream import UpstreamClient, UpstreamConfig
+from .upstream import UpstreamClient
+
+
+def resilience_policy(settings: GenerationSettings) -> ResiliencePolicy:
+    return ResiliencePolicy(
+        max_attempts=settings.generation_max_attempts,
+        backoff_base=settings.generation_backoff_base_seconds,
+        backoff_max=settings.generation_backoff_max_seconds,
+        budget_tokens=settings.generation_retry_budget_tokens,
+        budget_ratio=settings.generation_retry_budget_ratio,
+        breaker_failures=settings.generation_breaker_failures,
+        breaker_open_seconds=settings.generation_breaker_open_seconds,
+        max_retry_after=settings.generation_max_retry_after_seconds,
+    )
 
 
 class GenerationApp:
     service_names = (generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,)
 
-    def __init__(self, settings: GenerationSettings) -> None:
-        self._upstream = UpstreamClient(
-            UpstreamConfig(
-                base_url=settings.generation_upstream_base_url,
-                api_key=settings.generation_upstream_api_key,
-                connect_timeout=settings.generation_connect_timeout_seconds,
-                read_timeout=settings.generation_read_timeout_seconds,
-                max_connections=settings.generation_max_connections,
-            )
+    def __init__(self, settings: GenerationSettings, metrics: GenerationMetrics | None = None) -> None:
+        self._metrics = metrics or GenerationMetrics()
+        self._upstream = UpstreamClient(max_connections=settings.generation_max_connections)
+        self._pool = UpstreamPool(self._upstream, resilience_policy(settings), self._metrics)
+        self._routing = RoutingSource(
+            settings, on_change=self._routing_changed, on_error=self._metrics.routing_reload_errors.inc
         )
-        self._servicer = GenerationServicer(self._upstream, settings.generation_models)
+        self._servicer = GenerationServicer(self._routing, self._pool, self._metrics)
+        self._stop_watching = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+
+    def _routing_changed(self, table: RoutingTable) -> None:
+        self._pool.retain(table.deployments())
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         generation_pb2_grpc.add_GenerationServiceServicer_to_server(self._servicer, server)
@@ -27,6 +49,12 @@ class GenerationApp:
     async def start(self) -> None:
         # Created here, after telemetry is set up, so the httpx instrumentation covers it.
         await self._upstream.open()
+        if self._routing.reloadable:
+            self._watcher = asyncio.create_task(self._routing.watch(self._stop_watching), name="routing-reload")
 
     async def stop(self) -> None:
+        self._stop_watching.set()
+        if self._watcher is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         await self._upstream.aclose()

@@ -4,68 +4,132 @@ from contextlib import aclosing
 import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
+from opentelemetry import trace
 
-from llmsuite_common.errors import NotFound
-
-from .settings import ModelRoute
-from .upstream import ContentDelta, UpstreamClient
+from .accounting import Accounting
+from .metrics import GenerationMetrics
+from .output_limits import OutputLimits
+from .pool import Committed, UpstreamPool
+from .routing import RouteRequest
+from .routing_source import RoutingSource
+from .tool_calls import ToolCallAssembler
+from .upstream import ContentDelta, StreamDone, ToolCallsDelta
 from .upstream_request import build_body
-from .usage import resolve_usage
+from .usage import estimate_prompt_tokens
 
 log = logging.getLogger(__name__)
 
 OWNED_BY = "llmsuite"
 
 
+def _tool_calls(event: ToolCallsDelta) -> list[generation_pb2.ToolCallDelta]:
+    return [
+        generation_pb2.ToolCallDelta(index=c.index, id=c.id, type=c.type, name=c.name, arguments=c.arguments)
+        for c in event.calls
+    ]
+
+
 class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
-    def __init__(self, upstream: UpstreamClient, models: dict[str, ModelRoute]) -> None:
-        self._upstream = upstream
-        self._models = dict(models)
+    def __init__(self, routing: RoutingSource, pool: UpstreamPool, metrics: GenerationMetrics) -> None:
+        self._routing = routing
+        self._pool = pool
+        self._metrics = metrics
 
     async def Generate(self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext):  # type: ignore[override]
-        route = self._models.get(request.model)
-        if route is None:
-            raise NotFound(f"model '{request.model}' does not exist", code="model_not_found", param="model")
-        body = build_body(request, route)
-        deltas = 0
-        # aclosing: however this generator ends (cancel, deadline, error), the
-        # upstream response is closed now rather than when the garbage collector gets to it.
-        stream = self._upstream.stream_chat(body, model=request.model, remaining=context.time_remaining())
-        async with aclosing(stream) as events:
-            async for event in events:
-                if isinstance(event, ContentDelta):
-                    deltas += 1
-                    yield generation_pb2.GenerateResponse(
-                        delta=generation_pb2.Delta(content=event.content, role=event.role)
-                    )
-                    continue
-                usage = resolve_usage(event.usage, contents=(m.content for m in request.messages), deltas=deltas)
-                log.info(
-                    "generated",
-                    extra={
-                        "model": request.model,
-                        "finish_reason": event.finish_reason,
-                        "prompt_tokens": usage.prompt_tokens,
-                        "completion_tokens": usage.completion_tokens,
-                        "usage_source": "upstream" if event.usage else "estimate",
-                    },
-                )
-                yield generation_pb2.GenerateResponse(
-                    final=generation_pb2.Final(
-                        finish_reason=event.finish_reason,
-                        usage=common_pb2.Usage(
-                            prompt_tokens=usage.prompt_tokens,
-                            completion_tokens=usage.completion_tokens,
-                            total_tokens=usage.total_tokens,
-                            cached_tokens=usage.cached_tokens,
-                        ),
-                        upstream_id=event.upstream_id,
-                    )
-                )
+        table = self._routing.table
+        org_id = request.context.org_id
+        prompt_estimate = estimate_prompt_tokens(m.content for m in request.messages)
+        route = table.resolve(
+            RouteRequest(
+                model=request.model,
+                org_id=org_id,
+                prompt_tokens=prompt_estimate,
+                max_tokens=request.max_tokens if request.HasField("max_tokens") else None,
+                has_tools=bool(request.tools_json),
+            )
+        )
+        org_cap = table.org_max_tokens(org_id)
+        # Bad input fails here, before any upstream is chosen or tried.
+        build_body(request, route, route.deployments[0].upstream_model, org_max_tokens=org_cap)
+
+        def body_for(r, d):
+            return build_body(request, r, d.upstream_model, org_max_tokens=org_cap)
+
+        account = Accounting(
+            request.model, (m.content for m in request.messages), trace.get_current_span(), self._metrics
+        )
+        limits = OutputLimits((), None)
+        tool_calls = ToolCallAssembler()
+        role = ""
+        early_finish = ""
+        stream = self._pool.stream(table.chain(route), body_for, model=request.model, remaining=context.time_remaining)
+        try:
+            # aclosing: however this ends (cancel, deadline, error, early stop), the
+            # upstream response is closed now rather than when the garbage collector gets to it.
+            async with aclosing(stream) as events:
+                async for event in events:
+                    if isinstance(event, ContentDelta):
+                        role = role or event.role
+                        emit = limits.feed(event.content)
+                        account.content_chunks = limits.chunks
+                        if emit.text:
+                            yield generation_pb2.GenerateResponse(
+                                delta=generation_pb2.Delta(content=emit.text, role=role)
+                            )
+                            role = ""
+                        if emit.finish:
+                            early_finish = emit.finish
+                            break
+                    elif isinstance(event, ToolCallsDelta):
+                        account.tool_chunks += 1
+                        tool_calls.add(event)
+                        yield generation_pb2.GenerateResponse(
+                            delta=generation_pb2.Delta(role=role or event.role, tool_calls=_tool_calls(event))
+                        )
+                        role = ""
+                    elif isinstance(event, StreamDone):
+                        held = limits.flush()
+                        if held:
+                            yield generation_pb2.GenerateResponse(delta=generation_pb2.Delta(content=held, role=role))
+                        account.finish(event.finish_reason, event.usage, event.upstream_id)
+                        yield self._final(account, tool_calls)
+                    elif isinstance(event, Committed):
+                        account.committed = event
+                        limits = OutputLimits(event.body.get("stop", ()), event.body.get("max_tokens"))
+            if early_finish:
+                # The upstream went past a stop sequence or the token cap; it is closed now.
+                account.finish(early_finish, None, "")
+                yield self._final(account, tool_calls)
+        except BaseException as exc:
+            account.fail(exc)
+            raise
+        finally:
+            account.close()
+
+    @staticmethod
+    def _final(account: Accounting, tool_calls: ToolCallAssembler) -> generation_pb2.GenerateResponse:
+        usage, committed = account.usage, account.committed
+        return generation_pb2.GenerateResponse(
+            final=generation_pb2.Final(
+                finish_reason=account.finish_reason,
+                usage=common_pb2.Usage(
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    total_tokens=usage.total_tokens,
+                    cached_tokens=usage.cached_tokens,
+                ),
+                upstream_id=account.upstream_id,
+                model=committed.route.model if committed else "",
+                deployment=committed.deployment.name if committed else "",
+                attempts=committed.attempts if committed else 0,
+                cost_usd=account.cost_usd,
+                tool_calls=tool_calls.calls(),
+            )
+        )
 
     async def ListModels(
         self, request: generation_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.ListModelsResponse:
         return generation_pb2.ListModelsResponse(
-            models=[generation_pb2.Model(id=name, owned_by=OWNED_BY) for name in self._models]
+            models=[generation_pb2.Model(id=name, owned_by=OWNED_BY) for name in self._routing.table.public_names()]
         )

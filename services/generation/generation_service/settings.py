@@ -27,6 +27,13 @@ class GenerationSettings(ServiceSettings):
     generation_upstream_api_key: SecretStr = Field(
         SecretStr(""), description="Sent to the upstream as `Authorization: Bearer`; none when empty."
     )
+    generation_upstream_api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description=(
+            'JSON: key name -> API key, for routing-file deployments that say `api_key_ref: <name>` '
+            "(one Secret-backed variable for every upstream key)."
+        ),
+    )
     generation_models: dict[str, ModelRoute] = Field(
         # Written as the JSON an operator would set; validate_default turns it into ModelRoutes.
         default_factory=lambda: {"gemma-3-270m": {"upstream_model": "gemma-3-270m", "stop": ["\n###"]}},
@@ -44,6 +51,50 @@ class GenerationSettings(ServiceSettings):
     )
     generation_max_connections: int = Field(
         100, gt=0, description="Most concurrent connections to the upstream from this process."
+    )
+    generation_total_timeout_seconds: float = Field(
+        600.0, gt=0, description="Longest one upstream request may last, end to end (without a routing file)."
+    )
+    generation_routing_file: str = Field(
+        "",
+        description=(
+            "Path of the YAML/JSON routing file (models, aliases, deployments, fallbacks, auto, per-org caps); "
+            "re-read when it changes. Empty: route GENERATION_MODELS to GENERATION_UPSTREAM_BASE_URL."
+        ),
+    )
+    generation_routing_reload_seconds: float = Field(
+        5.0, gt=0, le=3600, description="How often the routing file is checked for changes."
+    )
+    generation_max_attempts: int = Field(
+        3, ge=1, le=10, description="Most upstream attempts per request, fallbacks included (only before the first token)."
+    )
+    generation_backoff_base_seconds: float = Field(
+        0.05, ge=0, le=60, description="Full-jitter backoff: the first retry waits up to this long, doubling after."
+    )
+    generation_backoff_max_seconds: float = Field(
+        2.0, ge=0, le=600, description="Full-jitter backoff: the longest wait before any retry."
+    )
+    generation_retry_budget_tokens: float = Field(
+        10.0, gt=0, le=1000,
+        description="Retry throttle (gRPC A6): bucket size; each failed attempt takes 1, retries need over half.",
+    )
+    generation_retry_budget_ratio: float = Field(
+        0.1, gt=0, le=1, description="Retry throttle (gRPC A6): tokens each successful attempt puts back."
+    )
+    generation_breaker_failures: int = Field(
+        5, ge=1, le=1000, description="Consecutive failures that open a deployment's circuit breaker."
+    )
+    generation_breaker_open_seconds: float = Field(
+        10.0, gt=0, le=3600, description="How long an open breaker fails fast before one half-open probe."
+    )
+    generation_max_retry_after_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description=(
+            "Longest upstream Retry-After this service waits out itself (within the deadline) when no other "
+            "deployment can serve; 0 passes the 429 and its Retry-After straight to the caller."
+        ),
     )
 
     @field_validator("generation_upstream_base_url")

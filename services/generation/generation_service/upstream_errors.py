@@ -25,6 +25,45 @@ from llmsuite_common.errors import (
 MAX_UPSTREAM_MESSAGE_CHARS = 300
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
+# Failures another attempt may cure: the upstream was down, slow, overloaded or
+# cut us off. A request the upstream refused as malformed (400/413/422), a model
+# it does not have (404) or credentials it rejects (401/403) fail the same way
+# every time, so they are never retried.
+RETRYABLE_CODES = frozenset(
+    {
+        "upstream_error",
+        "upstream_unreachable",
+        "upstream_disconnected",
+        "upstream_incomplete",
+        "upstream_busy",
+        "upstream_timeout",
+        "upstream_stream_error",
+        "upstream_protocol_error",
+        "rate_limit_exceeded",
+    }
+)
+
+
+class UpstreamRateLimited(ResourceExhausted):
+    """An upstream 429; `retry_after` is its pushback in seconds, when it sent one."""
+
+    def __init__(self, message: str, *, retry_after: int | None) -> None:
+        param = "" if retry_after is None else f"retry_after={retry_after}"
+        super().__init__(message, code="rate_limit_exceeded", param=param)
+        self.retry_after = retry_after
+
+
+def is_retryable(error: ServiceError) -> bool:
+    return error.code in RETRYABLE_CODES
+
+
+def counts_against_upstream(error: ServiceError) -> bool:
+    """Whether the failure says the deployment is unhealthy (for its circuit breaker).
+
+    The caller's own mistakes (400/404/422) and pushback (429) do not.
+    """
+    return error.code in RETRYABLE_CODES - {"rate_limit_exceeded"} or error.code == "upstream_auth_failed"
+
 
 def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> int | None:
     """Seconds to wait from `Retry-After` (seconds or HTTP date) or `retry-after-ms`, rounded up."""
@@ -102,12 +141,8 @@ def error_for_status(
     if status == 429:
         wait = retry_after_seconds(headers)
         if wait is None:
-            return ResourceExhausted("upstream rate limit reached", code="rate_limit_exceeded")
-        return ResourceExhausted(
-            f"upstream rate limit reached; retry after {wait} s",
-            code="rate_limit_exceeded",
-            param=f"retry_after={wait}",
-        )
+            return UpstreamRateLimited("upstream rate limit reached", retry_after=None)
+        return UpstreamRateLimited(f"upstream rate limit reached; retry after {wait} s", retry_after=wait)
     if status in (408, 504):
         return DeadlineExceeded(f"upstream timed out (HTTP {status})", code="upstream_timeout")
     return Unavailable(f"upstream failed (HTTP {status})", code="upstream_error")

@@ -1,13 +1,12 @@
 """Turns a GenerateRequest into the body of an OpenAI streaming chat completion."""
 
 import math
-from typing import Any
+from typing import Any, Protocol
 
+import orjson
 from llmsuite.generation.v1 import generation_pb2
 
 from llmsuite_common.errors import InvalidArgument
-
-from .settings import ModelRoute
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 
@@ -17,11 +16,40 @@ def merged_stops(route_stops: list[str], request_stops: list[str]) -> list[str]:
     return list(dict.fromkeys(s for s in (*route_stops, *request_stops) if s))
 
 
-def effective_max_tokens(route_max: int | None, requested: int | None) -> int | None:
-    """The request's value, capped by the model's; the model's when the request has none."""
-    if requested is None:
-        return route_max
-    return requested if route_max is None else min(requested, route_max)
+class RouteLimits(Protocol):
+    @property
+    def stop(self) -> tuple[str, ...] | list[str]: ...
+
+    @property
+    def max_tokens(self) -> int | None: ...
+
+
+def effective_max_tokens(route_max: int | None, requested: int | None, org_max: int | None = None) -> int | None:
+    """The request's value, capped by the model's and the org's; the tightest cap when the request has none."""
+    caps = [c for c in (route_max, org_max) if c is not None]
+    if requested is not None:
+        caps.append(requested)
+    return min(caps) if caps else None
+
+
+def _json_field(request: generation_pb2.GenerateRequest, name: str, param: str, kinds: tuple[type, ...]) -> Any:
+    raw = getattr(request, name)
+    if not raw:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidArgument(f"{param} is not valid JSON", param=param) from None
+    if not isinstance(value, kinds):
+        raise InvalidArgument(f"{param} has the wrong type", param=param)
+    return value
+
+
+def _tools(request: generation_pb2.GenerateRequest) -> list[Any] | None:
+    tools = _json_field(request, "tools_json", "tools", (list,))
+    if tools is not None and not all(isinstance(t, dict) for t in tools):
+        raise InvalidArgument("tools must be a list of objects", param="tools")
+    return tools
 
 
 def _sampling(request: generation_pb2.GenerateRequest, name: str, low: float, high: float) -> float | None:
@@ -33,22 +61,45 @@ def _sampling(request: generation_pb2.GenerateRequest, name: str, low: float, hi
     return value
 
 
-def build_body(request: generation_pb2.GenerateRequest, route: ModelRoute) -> dict[str, Any]:
+def _messages(request: generation_pb2.GenerateRequest) -> list[dict[str, Any]]:
     if not request.messages:
         raise InvalidArgument("messages must not be empty", param="messages")
-    messages: list[dict[str, str]] = []
+    messages: list[dict[str, Any]] = []
     for i, message in enumerate(request.messages):
         if message.role not in ROLES:
             raise InvalidArgument(
                 f"messages[{i}].role must be one of {', '.join(sorted(ROLES))}", param=f"messages[{i}].role"
             )
-        entry = {"role": message.role, "content": message.content}
+        entry: dict[str, Any] = {"role": message.role, "content": message.content}
         if message.name:
             entry["name"] = message.name
+        if message.tool_call_id:
+            entry["tool_call_id"] = message.tool_call_id
+        if message.tool_calls_json:
+            param = f"messages[{i}].tool_calls"
+            try:
+                calls = orjson.loads(message.tool_calls_json)
+            except orjson.JSONDecodeError:
+                raise InvalidArgument(f"{param} is not valid JSON", param=param) from None
+            if not isinstance(calls, list):
+                raise InvalidArgument(f"{param} must be a list", param=param)
+            entry["tool_calls"] = calls
+            if not message.content:
+                entry["content"] = None
         messages.append(entry)
+    return messages
 
+
+def build_body(
+    request: generation_pb2.GenerateRequest,
+    route: RouteLimits,
+    upstream_model: str,
+    *,
+    org_max_tokens: int | None = None,
+) -> dict[str, Any]:
+    messages = _messages(request)
     body: dict[str, Any] = {
-        "model": route.upstream_model,
+        "model": upstream_model,
         "messages": messages,
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -56,7 +107,7 @@ def build_body(request: generation_pb2.GenerateRequest, route: ModelRoute) -> di
     if request.HasField("max_tokens") and request.max_tokens == 0:
         raise InvalidArgument("max_tokens must be at least 1", param="max_tokens")
     max_tokens = effective_max_tokens(
-        route.max_tokens, request.max_tokens if request.HasField("max_tokens") else None
+        route.max_tokens, request.max_tokens if request.HasField("max_tokens") else None, org_max_tokens
     )
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
@@ -66,9 +117,18 @@ def build_body(request: generation_pb2.GenerateRequest, route: ModelRoute) -> di
     top_p = _sampling(request, "top_p", 0.0, 1.0)
     if top_p is not None:
         body["top_p"] = top_p
-    stops = merged_stops(route.stop, list(request.stop))
+    stops = merged_stops(list(route.stop), list(request.stop))
     if stops:
         body["stop"] = stops
     if request.HasField("seed"):
         body["seed"] = request.seed
+    tools = _tools(request)
+    if tools is not None:
+        body["tools"] = tools
+    tool_choice = _json_field(request, "tool_choice_json", "tool_choice", (str, dict))
+    if tool_choice is not None:
+        body["tool_choice"] = tool_choice
+    response_format = _json_field(request, "response_format_json", "response_format", (dict,))
+    if response_format is not None:
+        body["response_format"] = response_format
     return body

@@ -5,8 +5,10 @@ from typing import Any
 import grpc
 import pytest
 from llmsuite.generation.v1 import generation_pb2_grpc
+from prometheus_client import CollectorRegistry
 
 from generation_service.app import GenerationApp
+from generation_service.metrics import GenerationMetrics
 from generation_service.settings import GenerationSettings
 from llmsuite_common.errors import ErrorInterceptor
 from tests.fakes.openai_upstream import FakeUpstream, running_fake_upstream
@@ -32,10 +34,13 @@ async def start_generation(fake: FakeUpstream) -> AsyncIterator[GenerationFactor
     """Starts a real generation gRPC server on an ephemeral port; returns a stub to it."""
     async with AsyncExitStack() as stack:
 
-        async def start(**overrides: Any) -> generation_pb2_grpc.GenerationServiceStub:
+        async def start(
+            metrics: GenerationMetrics | None = None, **overrides: Any
+        ) -> generation_pb2_grpc.GenerationServiceStub:
             values: dict[str, Any] = {"generation_upstream_base_url": fake.base_url, **overrides}
             settings = GenerationSettings(**values)
-            app = GenerationApp(settings)
+            # A registry per app: several apps share this process.
+            app = GenerationApp(settings, metrics or GenerationMetrics(CollectorRegistry()))
             server = grpc.aio.server(interceptors=[ErrorInterceptor()])
             app.add_to_server(server)
             port = server.add_insecure_port("127.0.0.1:0")

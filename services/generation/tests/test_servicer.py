@@ -102,7 +102,8 @@ async def test_finish_reason_length_is_passed_on(fake, start_generation):
 
 
 async def test_utf8_and_lines_split_at_every_byte_arrive_intact(fake, start_generation):
-    stub = await start_generation()
+    # No stop sequences: nothing is held back, so chunk boundaries must survive too.
+    stub = await start_generation(generation_models={"gemma-3-270m": {"upstream_model": "gemma-3-270m"}})
     text = ["日本", "語 ", "🌍é", "\n\ndata: [DONE]\n\n"]
     fake.script({"content": text, "split": 1, "piece_delay": 0, "line_ending": "\r\n"})
     deltas, [final] = await collect(stub.Generate(request()))
@@ -136,29 +137,31 @@ async def test_list_models_returns_public_names(start_generation):
 
 
 @pytest.mark.parametrize(
-    ("scenario", "code"),
+    ("scenario", "code", "attempts"),
     [
-        ({"status": 400, "body": {"error": {"message": "bad stop", "param": "stop"}}}, grpc.StatusCode.INVALID_ARGUMENT),
-        ({"status": 422}, grpc.StatusCode.INVALID_ARGUMENT),
-        ({"status": 404}, grpc.StatusCode.NOT_FOUND),
-        ({"status": 401}, grpc.StatusCode.UNAVAILABLE),
-        ({"status": 403}, grpc.StatusCode.UNAVAILABLE),
-        ({"status": 500, "body": "Traceback (most recent call last): secret"}, grpc.StatusCode.UNAVAILABLE),
-        ({"status": 503}, grpc.StatusCode.UNAVAILABLE),
-        ({"drop_after": 2}, grpc.StatusCode.UNAVAILABLE),
-        ({"malformed_after": 2}, grpc.StatusCode.UNAVAILABLE),
-        ({"no_done": True}, grpc.StatusCode.UNAVAILABLE),
-        ({"error_after": 2}, grpc.StatusCode.UNAVAILABLE),
+        ({"status": 400, "body": {"error": {"message": "bad stop", "param": "stop"}}}, grpc.StatusCode.INVALID_ARGUMENT, 1),
+        ({"status": 422}, grpc.StatusCode.INVALID_ARGUMENT, 1),
+        ({"status": 404}, grpc.StatusCode.NOT_FOUND, 1),
+        ({"status": 401}, grpc.StatusCode.UNAVAILABLE, 1),
+        ({"status": 403}, grpc.StatusCode.UNAVAILABLE, 1),
+        # Before the first token: retried, up to GENERATION_MAX_ATTEMPTS (3).
+        ({"status": 500, "body": "Traceback (most recent call last): secret"}, grpc.StatusCode.UNAVAILABLE, 3),
+        ({"status": 503}, grpc.StatusCode.UNAVAILABLE, 3),
+        # After the first token: committed, never retried.
+        ({"drop_after": 2}, grpc.StatusCode.UNAVAILABLE, 1),
+        ({"malformed_after": 2}, grpc.StatusCode.UNAVAILABLE, 1),
+        ({"no_done": True}, grpc.StatusCode.UNAVAILABLE, 1),
+        ({"error_after": 2}, grpc.StatusCode.UNAVAILABLE, 1),
     ],
 )
-async def test_upstream_faults_map_to_status_codes(fake, start_generation, scenario, code):
-    stub = await start_generation()
-    fake.script(scenario)
+async def test_upstream_faults_map_to_status_codes(fake, start_generation, scenario, code, attempts):
+    stub = await start_generation(generation_backoff_base_seconds=0.01)
+    fake.set_default(scenario)
     error = await failure(stub.Generate(request()))
     assert error.code() == code
     assert "Traceback" not in (error.details() or "")
     assert read_error_detail(error) is not None
-    assert len(fake.requests()) == 1
+    assert len(fake.requests()) == attempts
 
 
 async def test_mid_stream_failures_say_what_happened(fake, start_generation):
@@ -180,12 +183,16 @@ async def test_mid_stream_failures_say_what_happened(fake, start_generation):
         assert all(r.HasField("delta") for r in deltas), "no Final after a failure"
 
 
-async def test_rate_limit_carries_retry_after(fake, start_generation):
+async def test_rate_limit_carries_retry_after_when_the_deadline_is_shorter(fake, start_generation):
     stub = await start_generation()
-    fake.script({"status": 429, "retry_after": "2"})
-    error = await failure(stub.Generate(request()))
+    fake.set_default({"status": 429, "retry_after": "2"})
+    started = time.monotonic()
+    error = await failure(stub.Generate(request(), timeout=1.5))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert read_error_detail(error).param == "retry_after=2"
+    # Failed fast: no waiting out a Retry-After the deadline cannot cover, and no second attempt.
+    assert time.monotonic() - started < 1.0
+    assert len(fake.requests()) == 1
 
 
 async def test_unreachable_upstream_is_unavailable(start_generation):
@@ -199,7 +206,7 @@ async def test_unreachable_upstream_is_unavailable(start_generation):
 
 
 async def test_upstream_silence_beyond_the_read_timeout_is_deadline_exceeded(fake, start_generation):
-    stub = await start_generation(generation_read_timeout_seconds=0.3)
+    stub = await start_generation(generation_read_timeout_seconds=0.3, generation_max_attempts=1)
     fake.script({"stall_after_headers": 5})
     error = await failure(stub.Generate(request()))
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED

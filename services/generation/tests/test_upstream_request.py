@@ -1,5 +1,7 @@
 import math
 
+import orjson
+
 import pytest
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
@@ -20,7 +22,7 @@ ROUTE = ModelRoute(upstream_model="up-m", stop=["\n###"], max_tokens=64)
 
 
 def test_body_maps_model_merges_stops_and_asks_for_usage():
-    body = build_body(request(stop=["END", "\n###"], max_tokens=10, temperature=0.5, seed=3), ROUTE)
+    body = build_body(request(stop=["END", "\n###"], max_tokens=10, temperature=0.5, seed=3), ROUTE, "up-m")
     assert body["model"] == "up-m"
     assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
@@ -32,7 +34,7 @@ def test_body_maps_model_merges_stops_and_asks_for_usage():
 
 
 def test_unset_optionals_stay_out_of_the_body():
-    body = build_body(request(), ModelRoute(upstream_model="x"))
+    body = build_body(request(), ModelRoute(upstream_model="x"), "x")
     assert set(body) == {"model", "messages", "stream", "stream_options"}
 
 
@@ -41,6 +43,9 @@ def test_max_tokens_default_and_ceiling():
     assert effective_max_tokens(64, 1000) == 64
     assert effective_max_tokens(None, 5) == 5
     assert effective_max_tokens(None, None) is None
+    assert effective_max_tokens(64, 1000, 32) == 32
+    assert effective_max_tokens(None, None, 32) == 32
+    assert effective_max_tokens(None, 10, 32) == 10
     assert merged_stops([], ["", "a", "a"]) == ["a"]
 
 
@@ -53,11 +58,17 @@ def test_max_tokens_default_and_ceiling():
         ({"temperature": 3.0}, "temperature"),
         ({"top_p": math.inf}, "top_p"),
         ({"max_tokens": 0}, "max_tokens"),
+        ({"tools_json": "[{"}, "tools"),
+        ({"tools_json": '[1, 2]'}, "tools"),
+        ({"tools_json": '{"type": "function"}'}, "tools"),
+        ({"tool_choice_json": "[]"}, "tool_choice"),
+        ({"response_format_json": '"json"'}, "response_format"),
+        ({"messages": [common_pb2.ChatMessage(role="assistant", tool_calls_json="{")]}, "messages[0].tool_calls"),
     ],
 )
 def test_bad_requests_name_the_field(kw, param):
     with pytest.raises(InvalidArgument) as info:
-        build_body(request(**kw), ROUTE)
+        build_body(request(**kw), ROUTE, "up-m")
     assert info.value.param == param
 
 
@@ -98,3 +109,31 @@ def test_upstream_url_must_be_plain_http(url):
 def test_at_least_one_model_is_configured():
     with pytest.raises(ValueError):
         GenerationSettings(generation_models={})
+
+
+def test_tools_tool_choice_and_response_format_pass_through_unchanged():
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    calls = [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]
+    body = build_body(
+        request(
+            messages=[
+                common_pb2.ChatMessage(role="user", content="weather?"),
+                common_pb2.ChatMessage(role="assistant", tool_calls_json=orjson.dumps(calls).decode()),
+                common_pb2.ChatMessage(role="tool", content='{"c": 21}', tool_call_id="call_1"),
+            ],
+            tools_json=orjson.dumps(tools).decode(),
+            tool_choice_json='{"type": "function", "function": {"name": "get_weather"}}',
+            response_format_json='{"type": "json_object"}',
+        ),
+        ROUTE,
+        "up-m",
+    )
+    assert body["tools"] == tools
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert body["response_format"] == {"type": "json_object"}
+    assert body["messages"][1] == {"role": "assistant", "content": None, "tool_calls": calls}
+    assert body["messages"][2] == {"role": "tool", "content": '{"c": 21}', "tool_call_id": "call_1"}
+
+
+def test_org_cap_limits_max_tokens():
+    assert build_body(request(max_tokens=100), ROUTE, "up-m", org_max_tokens=20)["max_tokens"] == 20

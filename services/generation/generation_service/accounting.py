@@ -1,0 +1,113 @@
+"""What one Generate call used and cost, recorded however it ends.
+
+A completed stream is accounted from the upstream's usage (estimated where the
+upstream gave none). A stream that ends early (client cancel, deadline, upstream
+failure) is still accounted: the completion tokens the upstream actually sent
+(one per streamed chunk), so billing matches what was generated and delivered.
+"""
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from opentelemetry.trace import Span
+
+from llmsuite_common.errors import ServiceError
+
+from .metrics import GenerationMetrics
+from .usage import TokenUsage, resolve_usage
+
+if TYPE_CHECKING:
+    from .pool import Committed
+
+log = logging.getLogger(__name__)
+
+
+class Accounting:
+    def __init__(self, model: str, contents: Iterable[str], span: Span, metrics: GenerationMetrics) -> None:
+        self.model = model
+        self._metrics = metrics
+        self._contents = list(contents)
+        self._span = span
+        self.committed: "Committed | None" = None
+        self.content_chunks = 0
+        self.tool_chunks = 0
+        self.finish_reason = ""
+        self.upstream_id = ""
+        self.outcome = ""
+        self._upstream_usage: Mapping[str, object] | None = None
+        self._usage: TokenUsage | None = None
+
+    @property
+    def usage(self) -> TokenUsage:
+        if self._usage is None:
+            self._usage = resolve_usage(
+                self._upstream_usage, contents=self._contents, deltas=self.content_chunks + self.tool_chunks
+            )
+        return self._usage
+
+    @property
+    def cost_usd(self) -> float:
+        if self.committed is None:
+            return 0.0
+        u = self.usage
+        return self.committed.deployment.price.cost(u.prompt_tokens, u.completion_tokens, u.cached_tokens)
+
+    def finish(self, finish_reason: str, upstream_usage: Mapping[str, object] | None, upstream_id: str) -> None:
+        self.finish_reason = finish_reason
+        self._upstream_usage = upstream_usage
+        self.upstream_id = upstream_id
+        self._usage = None
+        self.outcome = "completed"
+
+    def fail(self, exc: BaseException) -> None:
+        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+            self.outcome = "cancelled"
+        elif isinstance(exc, ServiceError):
+            self.outcome = f"failed:{exc.code}"
+        else:
+            self.outcome = "failed"
+        self._usage = None
+
+    def close(self) -> None:
+        """Logs and records on the span once, at the end of the call."""
+        outcome = self.outcome or "cancelled"
+        usage = self.usage
+        committed = self.committed
+        fields = {
+            "model": self.model,
+            "routed_model": committed.route.model if committed else "",
+            "deployment": committed.deployment.name if committed else "",
+            "attempts": committed.attempts if committed else 0,
+            "outcome": outcome,
+            "finish_reason": self.finish_reason,
+            # Nothing committed means no upstream generated anything for us to pay for.
+            "prompt_tokens": usage.prompt_tokens if committed else 0,
+            "completion_tokens": usage.completion_tokens if committed else 0,
+            "cached_tokens": usage.cached_tokens,
+            "usage_source": "upstream" if self._upstream_usage else "estimate",
+            "cost_usd": round(self.cost_usd, 8),
+        }
+        log.info("generated" if outcome == "completed" else "generation ended early", extra=fields)
+        routed = fields["routed_model"] or "-"
+        self._metrics.requests.labels(routed, outcome).inc()
+        if committed is not None:
+            deployment = committed.deployment.name
+            for kind in ("prompt_tokens", "completion_tokens", "cached_tokens"):
+                if fields[kind]:
+                    self._metrics.tokens.labels(routed, deployment, kind.removesuffix("_tokens")).inc(fields[kind])
+            if fields["cost_usd"]:
+                self._metrics.cost.labels(routed, deployment).inc(self.cost_usd)
+        if self._span.is_recording():
+            self._span.set_attributes(
+                {
+                    "gen_ai.request.model": self.model,
+                    "gen_ai.response.model": fields["routed_model"],
+                    "gen_ai.usage.input_tokens": fields["prompt_tokens"],
+                    "gen_ai.usage.output_tokens": fields["completion_tokens"],
+                    "llmsuite.generation.deployment": fields["deployment"],
+                    "llmsuite.generation.attempts": fields["attempts"],
+                    "llmsuite.generation.outcome": outcome,
+                }
+            )
