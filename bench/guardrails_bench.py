@@ -44,12 +44,20 @@ async def _drive(address: str, prompt: str, concurrency: int, seconds: float) ->
     }
 
 
-def _in_process_us(prompt: str) -> float:
-    from guardrails_service.checks import InputChecker
+# DESIGN.md's guardrails target is stated for a 2 KB prompt: ordinary prose, no findings.
+_SENTENCE = "The quarterly report covers revenue, hiring plans and the migration of the billing system. "
+PROMPT_2KB = (_SENTENCE * (2048 // len(_SENTENCE) + 1))[:2048]
 
-    checker = InputChecker(max_bytes=64 * 1024, max_tokens=8192, deny_terms=["ignore previous instructions"])
+
+def _in_process_us(prompt: str) -> float:
+    """The default policy's checks (size, deny list, secrets, PII, injection) without the RPC."""
+    from guardrails_service.app import builtin_policy
+    from guardrails_service.engine import Guard
+    from guardrails_service.settings import GuardrailsSettings
+
+    guard = Guard(builtin_policy(GuardrailsSettings()))
     runs = 2000
-    return timeit.timeit(lambda: checker.check([prompt]), number=runs) / runs * 1e6
+    return timeit.timeit(lambda: guard.check_input([prompt], ["user"]), number=runs) / runs * 1e6
 
 
 def run(cfg: BenchSettings) -> dict:
@@ -59,18 +67,18 @@ def run(cfg: BenchSettings) -> dict:
     try:
         wait_until(proc, grpc_ready(f"127.0.0.1:{port}"), cfg.startup_timeout_seconds)
         rows = [
-            asyncio.run(_drive(f"127.0.0.1:{port}", cfg.prompt, c, cfg.guardrails_seconds)) for c in (1, 16)
+            asyncio.run(_drive(f"127.0.0.1:{port}", PROMPT_2KB, c, cfg.guardrails_seconds)) for c in (1, 16)
         ]
     finally:
         proc.stop()
-    in_process = _in_process_us(cfg.prompt)
+    in_process = _in_process_us(PROMPT_2KB)
     lines = [
-        "One guardrails process, one grpc.aio client on the same box, the bench prompt as input.",
+        "One guardrails process with the default policy, one grpc.aio client on the same box, a 2 KB prompt.",
         "",
         "| concurrency | req/s | p50 ms | p99 ms |",
         "|---:|---:|---:|---:|",
         *(f"| {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} |" for r in rows),
         "",
-        f"The checks alone (InputChecker.check, in-process): {in_process:.1f} µs per call.",
+        f"The default policy's checks alone (in-process): {in_process:.1f} µs per 2 KB prompt.",
     ]
     return {"rpc": rows, "in_process_us": in_process, "lines": lines}

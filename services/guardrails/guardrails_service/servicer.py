@@ -1,20 +1,172 @@
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
 import grpc
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
+from llmsuite_common.errors import InvalidArgument
 
-from .checks import InputChecker
+from .engine import CheckRun, Finding
+from .metrics import GuardrailsMetrics
+from .output_rail import OutputRail, Step
+from .policy_store import PolicyStore
+from .structured import InvalidSchema, load_schema, validate
+
+_END = object()
+
+
+def reason(f: Finding) -> guardrails_pb2.Reason:
+    return guardrails_pb2.Reason(
+        code=f.code, message=f.message, check=f.check, action=f.action, score=f.score, count=f.count
+    )
+
+
+def timing(run: CheckRun) -> guardrails_pb2.CheckTiming:
+    return guardrails_pb2.CheckTiming(
+        check=run.check, elapsed_us=run.elapsed_us, fired=run.fired, over_budget=run.over_budget, failed=run.failed
+    )
 
 
 class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
-    def __init__(self, checker: InputChecker) -> None:
-        self._checker = checker
+    def __init__(self, policies: PolicyStore, metrics: GuardrailsMetrics) -> None:
+        self._policies = policies
+        self._metrics = metrics
 
     async def CheckInput(
         self, request: guardrails_pb2.CheckInputRequest, context: grpc.aio.ServicerContext
     ) -> guardrails_pb2.CheckInputResponse:
-        report = self._checker.check([m.content for m in request.messages])
-        return guardrails_pb2.CheckInputResponse(
-            verdict=guardrails_pb2.VERDICT_ALLOW if report.allowed else guardrails_pb2.VERDICT_BLOCK,
-            reasons=[guardrails_pb2.Reason(code=f.code, message=f.message) for f in report.findings],
-            input_bytes=report.input_bytes,
-            approx_tokens=report.approx_tokens,
+        guard = self._policies.guard_for(request.context.org_id)
+        result = guard.check_input([m.content for m in request.messages], [m.role for m in request.messages])
+        self._metrics.record("input", result.timings, result.findings)
+        reply = guardrails_pb2.CheckInputResponse(
+            verdict=guardrails_pb2.VERDICT_BLOCK if result.blocked else guardrails_pb2.VERDICT_ALLOW,
+            # Warnings and redactions are reported too; only "block" findings decide the verdict.
+            reasons=[reason(f) for f in result.findings],
+            input_bytes=result.input_bytes,
+            approx_tokens=result.approx_tokens,
+            timings=[timing(t) for t in result.timings],
+            policy_version=guard.version,
+            elapsed_us=result.elapsed_us,
+        )
+        if result.redacted is not None:
+            reply.redacted = True
+            for message, text in zip(request.messages, result.redacted, strict=True):
+                reply.redacted_messages.add(role=message.role, content=text, name=message.name)
+        return reply
+
+    async def CheckContext(
+        self, request: guardrails_pb2.CheckContextRequest, context: grpc.aio.ServicerContext
+    ) -> guardrails_pb2.CheckContextResponse:
+        started = time.perf_counter_ns()
+        guard = self._policies.guard_for(request.context.org_id)
+        results, timings = guard.check_chunks([c.text for c in request.chunks])
+        reply = guardrails_pb2.CheckContextResponse(
+            timings=[timing(t) for t in timings], policy_version=guard.version
+        )
+        findings: list[Finding] = []
+        for i, (chunk, res) in enumerate(zip(request.chunks, results, strict=True)):
+            findings.extend(res.findings)
+            if res.dropped:
+                reply.dropped.add(
+                    index=i, chunk_id=chunk.chunk_id, source_id=chunk.source_id, reasons=[reason(f) for f in res.findings]
+                )
+            else:
+                reply.kept.append(i)
+        self._metrics.record("context", timings, findings)
+        reply.elapsed_us = (time.perf_counter_ns() - started) // 1000
+        return reply
+
+    async def CheckOutputStream(
+        self, request_iterator: AsyncIterator[guardrails_pb2.OutputStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[guardrails_pb2.OutputStreamResponse]:
+        # Reads run in their own task so a time-based release can happen while no delta arrives
+        # (cancelling a pending read would break the call).
+        inbox: asyncio.Queue[object] = asyncio.Queue(maxsize=64)
+
+        async def read_all() -> None:
+            try:
+                async for item in request_iterator:
+                    await inbox.put(item)
+            finally:
+                await inbox.put(_END)
+
+        reader = asyncio.create_task(read_all())
+        try:
+            first = await inbox.get()
+            if first is _END or not isinstance(first, guardrails_pb2.OutputStreamRequest) or first.WhichOneof("item") != "start":
+                raise InvalidArgument("the first message of an output stream must be `start`", param="start")
+            guard = self._policies.guard_for(first.start.context.org_id)
+            rail = OutputRail(guard)
+            loop = asyncio.get_running_loop()
+            for _ in range(10_000_000):  # bounded: one turn per delta or timer tick
+                due = rail.next_due()
+                timeout = None if due is None else max(0.0, due - loop.time())
+                try:
+                    item = await asyncio.wait_for(inbox.get(), timeout)
+                except TimeoutError:
+                    step = rail.tick(loop.time())
+                else:
+                    if item is _END:
+                        # Half-closed without `end`: the caller gave up (its generation failed),
+                        # so held text is not released.
+                        return
+                    assert isinstance(item, guardrails_pb2.OutputStreamRequest)
+                    kind = item.WhichOneof("item")
+                    if kind == "end":
+                        break
+                    if kind != "delta":
+                        raise InvalidArgument("after `start` an output stream carries deltas and one `end`")
+                    step = rail.feed(item.delta, loop.time())
+                for reply in self._replies(step, "output"):
+                    yield reply
+                if step.blocked is not None:
+                    return
+            step = rail.finish(loop.time())
+            for reply in self._replies(step, "output"):
+                yield reply
+            if step.blocked is not None:
+                return
+            scan = CheckRun("output_scan", rail.state.scan_us)
+            self._metrics.record("output", [scan], rail.state.flags)
+            yield guardrails_pb2.OutputStreamResponse(
+                done=guardrails_pb2.OutputDone(
+                    redactions=rail.state.redactions,
+                    flags=[reason(f) for f in rail.state.flags],
+                    timings=[timing(scan)],
+                    policy_version=guard.version,
+                    mode=rail.mode,
+                )
+            )
+        finally:
+            reader.cancel()
+
+    def _replies(self, step: Step, surface: str) -> list[guardrails_pb2.OutputStreamResponse]:
+        out = [guardrails_pb2.OutputStreamResponse(released=piece) for piece in step.released]
+        if step.blocked is not None:
+            self._metrics.record(surface, [], step.blocked)
+            out.append(
+                guardrails_pb2.OutputStreamResponse(blocked=guardrails_pb2.OutputBlocked(reasons=[reason(f) for f in step.blocked]))
+            )
+        return out
+
+    async def ValidateStructuredOutput(
+        self, request: guardrails_pb2.ValidateStructuredOutputRequest, context: grpc.aio.ServicerContext
+    ) -> guardrails_pb2.ValidateStructuredOutputResponse:
+        try:
+            schema = load_schema(request.json_schema)
+        except InvalidSchema as err:
+            raise InvalidArgument(str(err), param="response_format") from None
+        result = validate(request.text, schema)
+        outcome = "invalid" if not result.valid else ("repaired" if result.repaired else "valid")
+        self._metrics.structured.labels(outcome).inc()
+        if request.attempt:
+            self._metrics.reasks.inc()
+        limits = self._policies.guard_for(request.context.org_id).policy.structured
+        return guardrails_pb2.ValidateStructuredOutputResponse(
+            valid=result.valid,
+            text=result.text,
+            repaired=result.repaired,
+            errors=result.errors,
+            max_reasks=limits.max_reasks,
+            reask_max_tokens=limits.reask_max_tokens,
         )
