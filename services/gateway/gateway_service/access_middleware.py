@@ -6,6 +6,7 @@ import time
 from llmsuite_common.request_context import REQUEST_ID_METADATA_KEY, request_id_var
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import downstream
 from .errors import ApiError, error_response
 from .metrics import GatewayMetrics
 from .request_id import request_id_from
@@ -13,6 +14,7 @@ from .request_id import request_id_from
 log = logging.getLogger("gateway.access")
 
 _HEADER = REQUEST_ID_METADATA_KEY.encode()
+OVERHEAD_HEADER = b"x-gateway-overhead-ms"
 UNMATCHED_ROUTE = "unmatched"
 MAX_LOGGED_PATH = 256
 
@@ -33,14 +35,24 @@ class AccessMiddleware:
         status = 500
         response_started = False
 
+        tally = downstream.open_tally()
+
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
+                # Up to the response headers: for a stream that is its first token.
+                overhead = max(0.0, time.perf_counter() - started - downstream.waited_seconds())
+                if scope["path"].startswith("/v1/"):
+                    self.metrics.overhead.observe(overhead)
                 message = {
                     **message,
-                    "headers": [*message.get("headers", ()), (_HEADER, request_id.encode())],
+                    "headers": [
+                        *message.get("headers", ()),
+                        (_HEADER, request_id.encode()),
+                        (OVERHEAD_HEADER, f"{overhead * 1000:.3f}".encode()),
+                    ],
                 }
             await send(message)
 
@@ -67,3 +79,4 @@ class AccessMiddleware:
                 },
             )
             request_id_var.reset(token)
+            downstream.close_tally(tally)

@@ -10,18 +10,76 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from .access_middleware import AccessMiddleware
-from .auth import ApiKeyMiddleware
+from .admission import EdgeChecks
+from .auth import ApiKeyMiddleware, Identity, key_id_for
 from .body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
 from .chat import ChatPipeline
 from .clients import BackendClients
+from .db import Database
 from .errors import ApiError, error_response
+from .guardrails_summary import GuardrailsHeaderMiddleware
+from .idempotency import Idempotency
+from .keys import KeyStore
 from .lifecycle import Lifecycle
+from .limits import LEASE_MARGIN_SECONDS, LimitConfig, Limiter
 from .metrics import GatewayMetrics
-from .routes.chat import chat_router
+from .policy import Policy
+from .result_cache import ResultCache
+from .routes.admin import admin_router
+from .routes.chat import ChatEdge, chat_router
 from .routes.models import models_router
 from .routes.ops import ops_router
+from .routes.retrieval import retrieval_router
+from .routes.usage import usage_router
+from .routes.ws import ws_router
 from .settings import GatewaySettings
+from .shared_state import SharedState
+from .usage import UsageRecorder
 from .validation import validation_error
+
+# An idempotency claim outlives the request deadline by this much before another attempt may run.
+IDEMPOTENCY_PENDING_MARGIN_SECONDS = 30.0
+
+
+def bootstrap_identity(settings: GatewaySettings) -> Identity:
+    """The configured key: an administrator of every organization, limited by the GATEWAY_KEY_*/ORG_* settings."""
+    policy = Policy(
+        key_rpm=settings.gateway_key_rpm,
+        key_tpm=settings.gateway_key_tpm,
+        key_max_streams=settings.gateway_key_max_streams,
+        org_rpm=settings.gateway_org_rpm,
+        org_tpm=settings.gateway_org_tpm,
+    )
+    key = settings.gateway_api_key.get_secret_value()
+    return Identity(org_id=settings.gateway_org_id, key_id=key_id_for(key), policy=policy, superuser=True)
+
+
+def chat_edge(
+    settings: GatewaySettings, shared: SharedState, metrics: GatewayMetrics, database: Database | None
+) -> ChatEdge:
+    timeout = settings.gateway_request_timeout_seconds
+    config = LimitConfig(
+        window_seconds=settings.gateway_rate_limit_window_seconds,
+        ip_rpm=settings.gateway_ip_rpm,
+        lease_seconds=timeout + LEASE_MARGIN_SECONDS,
+        failure_mode=settings.gateway_rate_limit_failure_mode,
+    )
+    return ChatEdge(
+        limiter=Limiter(shared.limits, config, on_refused=metrics.rate_limited),
+        idempotency=Idempotency(
+            shared.kv,
+            ttl_seconds=settings.gateway_idempotency_ttl_seconds,
+            pending_seconds=timeout + IDEMPOTENCY_PENDING_MARGIN_SECONDS,
+        ),
+        cache=ResultCache(shared.kv, metrics.cache_lookups),
+        checks=EdgeChecks(max_tokens_cap=0),
+        usage=UsageRecorder(
+            shared.kv,
+            settings.gateway_prices,
+            database=database,
+            flush_seconds=settings.gateway_usage_flush_seconds,
+        ),
+    )
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -54,18 +112,31 @@ def create_app(
     *,
     lifecycle: Lifecycle | None = None,
     metrics: GatewayMetrics | None = None,
+    shared: SharedState | None = None,
 ) -> FastAPI:
     lifecycle = lifecycle or Lifecycle()
     metrics = metrics or GatewayMetrics()
+    shared = shared or SharedState.from_settings(settings)
     pipeline = ChatPipeline(clients, default_model=settings.gateway_default_model)
+    database = Database(settings) if Database.configured(settings) else None
+    edge = chat_edge(settings, shared, metrics, database)
+    keys = KeyStore(database, cache_ttl_seconds=settings.gateway_key_cache_ttl_seconds) if database else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if database is not None and keys is not None:
+            await database.open()
+            await keys.ensure_org(settings.gateway_org_id)
+        edge.usage.start()
         await clients.open()
         try:
             yield
         finally:
+            await edge.usage.stop()
             await clients.close()
+            await shared.close()
+            if database is not None:
+                await database.close()
 
     # Looked up at call time: FastAPIInstrumentor().instrument() swaps in its traced subclass.
     # FastAPI's native telemetry stays off so there is one tracing path (with the probe exclusions),
@@ -83,15 +154,22 @@ def create_app(
         },
     )
     app.state.max_body_bytes = settings.gateway_max_body_bytes
-    app.include_router(chat_router(pipeline, settings, metrics))
+    app.include_router(chat_router(pipeline, settings, metrics, edge))
     app.include_router(models_router(pipeline, settings))
+    if settings.gateway_admin_api_enabled:
+        app.include_router(admin_router(keys))
+    app.include_router(usage_router(edge.usage))
+    app.include_router(ws_router(pipeline, settings, metrics, edge))
     app.include_router(ops_router(clients, settings, metrics, lifecycle))
+    app.include_router(retrieval_router(clients, settings))
 
     # Added innermost first: access log (outermost) -> body limit -> API key -> routes.
+    app.add_middleware(GuardrailsHeaderMiddleware)
     app.add_middleware(
         ApiKeyMiddleware,
+        bootstrap=bootstrap_identity(settings),
         api_key=settings.gateway_api_key.get_secret_value(),
-        org_id=settings.gateway_org_id,
+        keys=keys,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.gateway_max_body_bytes)
     app.add_middleware(AccessMiddleware, metrics=metrics)

@@ -2,13 +2,15 @@
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from fastapi import Security
 from fastapi.security import HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import ApiError, error_response
+from .policy import Policy
 
 PROTECTED_PREFIX = "/v1"
 
@@ -22,6 +24,11 @@ class Identity:
     org_id: str
     # A stable, non-secret handle for the key, for usage records and logs.
     key_id: str
+    user_id: str = ""
+    role: str = "admin"
+    policy: Policy = field(default_factory=Policy)
+    # The configured bootstrap key: may act on every organization through the admin API.
+    superuser: bool = False
 
 
 def key_id_for(key: str) -> str:
@@ -42,25 +49,66 @@ def is_protected(path: str) -> bool:
     return path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")
 
 
+class KeyResolver(Protocol):
+    async def authenticate(self, token: str) -> "Identity | None":
+        """The identity of a stored key, or None for an unknown, revoked or malformed one."""
+
+
 class ApiKeyMiddleware:
-    def __init__(self, app: ASGIApp, *, api_key: str, org_id: str) -> None:
+    """Checks the bearer key of every /v1 request (HTTP and WebSocket handshakes alike).
+
+    The configured key (GATEWAY_API_KEY) is the bootstrap admin; other keys come from the key store,
+    which caches what it reads so most requests never reach the database.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, bootstrap: "Identity", api_key: str, keys: KeyResolver | None = None
+    ) -> None:
         self.app = app
         self._key = api_key.encode()
-        self._identity = Identity(org_id=org_id, key_id=key_id_for(api_key))
+        self._identity = bootstrap
+        self._keys = keys
+
+    async def _identify(self, token: bytes) -> "Identity | None":
+        if hmac.compare_digest(token, self._key):
+            return self._identity
+        if self._keys is None:
+            return None
+        try:
+            text = token.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        return await self._keys.authenticate(text)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_protected(scope["path"]):
+        if scope["type"] not in ("http", "websocket") or not is_protected(scope["path"]):
             await self.app(scope, receive, send)
             return
         authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
         token = bearer_token(authorization)
-        if token is None or not hmac.compare_digest(token, self._key):
+        identity = await self._identify(token) if token is not None else None
+        if identity is None:
             message = (
                 "missing API key: send it as 'Authorization: Bearer <key>'"
                 if token is None
                 else "incorrect API key provided"
             )
-            await error_response(ApiError(401, message, code="invalid_api_key"))(scope, receive, send)
+            error = ApiError(401, message, code="invalid_api_key")
+            if scope["type"] == "websocket":
+                await reject_websocket(error, scope, receive, send)
+            else:
+                await error_response(error)(scope, receive, send)
             return
-        scope.setdefault("state", {})["identity"] = self._identity
+        scope.setdefault("state", {})["identity"] = identity
         await self.app(scope, receive, send)
+
+
+async def reject_websocket(error: ApiError, scope: Scope, receive: Receive, send: Send) -> None:
+    """Refuses a handshake with the HTTP error, where the server supports it, else a policy close."""
+    from starlette.websockets import WebSocket
+
+    ws = WebSocket(scope, receive, send)
+    try:
+        await ws.send_denial_response(error_response(error))
+    except RuntimeError:
+        await ws.close(code=1008, reason=error.message[:120])

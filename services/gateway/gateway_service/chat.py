@@ -3,13 +3,12 @@
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
-from llmsuite.guardrails.v1 import guardrails_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2
 from llmsuite_common.grpc_client import call_metadata
 from llmsuite_common.request_context import request_id_var
@@ -20,8 +19,12 @@ from .completions import SSE_KEEPALIVE, ChunkEncoder, citations
 from .deadline import Deadline
 from .errors import ApiError, from_grpc
 from .generation_reader import GenerationReader
+from .guardrails_calls import check_context, check_input
+from .output_rail import GuardedReader
+from .structured_output import StructuredReader, StructuredSpec, structured_spec
 from .prompt import last_user_text, with_context
 from .schemas import ChatCompletionRequest
+from .tool_calls import generate_fields, message_fields
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +40,14 @@ def incomplete_stream() -> ApiError:
 class PreparedChat:
     request: generation_pb2.GenerateRequest
     citations: list[dict[str, Any]] | None
+    structured: StructuredSpec | None = None
 
 
 def to_messages(body: ChatCompletionRequest) -> list[common_pb2.ChatMessage]:
     return [
-        common_pb2.ChatMessage(role=_ROLES.get(m.role, m.role), content=m.content or "", name=m.name or "")
+        common_pb2.ChatMessage(
+            role=_ROLES.get(m.role, m.role), content=m.content or "", name=m.name or "", **message_fields(m)
+        )
         for m in body.messages
     ]
 
@@ -53,7 +59,7 @@ def generate_request(
     messages: list[common_pb2.ChatMessage],
 ) -> generation_pb2.GenerateRequest:
     request = generation_pb2.GenerateRequest(
-        context=context, model=model, messages=messages, stop=body.stop or []
+        context=context, model=model, messages=messages, stop=body.stop or [], **generate_fields(body)
     )
     if body.token_limit is not None:
         request.max_tokens = body.token_limit
@@ -88,33 +94,18 @@ class ChatPipeline:
             key_id=identity.key_id,
         )
         messages = to_messages(body)
-        await self._check_input(context, messages, deadline)
+        messages = await check_input(self._clients.guardrails, context, messages, deadline)
         cited = None
         if body.retrieval is not None:
             chunks = await self._search(context, body, messages, deadline)
+            chunks = await check_context(self._clients.guardrails, context, chunks, deadline)
             messages = with_context(messages, chunks)
             cited = citations(chunks)
-        return PreparedChat(generate_request(body, model, context, messages), cited)
-
-    async def _check_input(
-        self, context: common_pb2.RequestContext, messages: list[common_pb2.ChatMessage], deadline: Deadline
-    ) -> None:
-        try:
-            reply = await self._clients.guardrails.CheckInput(
-                guardrails_pb2.CheckInputRequest(context=context, messages=messages),
-                timeout=deadline.remaining(),
-                metadata=call_metadata(),
-            )
-        except grpc.aio.AioRpcError as err:
-            raise from_grpc(err, "guardrails") from None
-        if reply.verdict == guardrails_pb2.VERDICT_ALLOW:
-            return
-        if reply.verdict == guardrails_pb2.VERDICT_BLOCK:
-            reasons = "; ".join(r.message for r in reply.reasons if r.message) or "the input was blocked"
-            raise ApiError(400, f"content policy violation: {reasons}", code="content_policy_violation")
-        # Fail closed: a guardrails reply without a verdict is a bug, not a pass.
-        log.error("guardrails returned no verdict", extra={"verdict": reply.verdict})
-        raise ApiError(500, "internal error", code="internal_error")
+        return PreparedChat(
+            generate_request(body, model, context, messages),
+            cited,
+            structured_spec(body.stream, body.response_format),
+        )
 
     async def _search(
         self,
@@ -143,10 +134,20 @@ class ChatPipeline:
         return list(reply.chunks)
 
     def generate(self, prepared: PreparedChat, deadline: Deadline) -> GenerationReader:
-        call = self._clients.generation.Generate(
-            prepared.request, timeout=deadline.remaining(), metadata=call_metadata()
-        )
-        return GenerationReader(call)
+        if prepared.structured is not None:
+            return StructuredReader(
+                lambda request: self._generate(request, deadline),
+                prepared.request,
+                prepared.structured,
+                self._clients.guardrails,
+                deadline,
+            )
+        return self._generate(prepared.request, deadline)
+
+    def _generate(self, request: generation_pb2.GenerateRequest, deadline: Deadline) -> GenerationReader:
+        """Every generation goes through the guardrails output rail."""
+        call = self._clients.generation.Generate(request, timeout=deadline.remaining(), metadata=call_metadata())
+        return GuardedReader(GenerationReader(call), self._clients.guardrails, request.context, deadline)
 
     async def list_models(self, deadline: Deadline) -> list[generation_pb2.Model]:
         try:
@@ -178,17 +179,28 @@ async def collect(
     raise incomplete_stream()
 
 
+@dataclass
+class StreamTally:
+    """What a stream delivered: deltas sent, the final message, and its events for replay."""
+
+    deltas: int = 0
+    final: generation_pb2.Final | None = None
+    events: list[bytes] = field(default_factory=list)
+
+
 async def sse_events(
     reader: GenerationReader,
     encoder: ChunkEncoder,
     *,
     keepalive_seconds: float,
     on_first_token: Callable[[], None],
+    tally: StreamTally | None = None,
 ) -> AsyncIterator[bytes]:
     """One SSE event per generation delta; keep-alive comments until the first one arrives.
 
     The keep-alive loop is bounded by the Generate call's deadline, which fails the pending read.
     """
+    tally = tally if tally is not None else StreamTally()
     try:
         while not (await _finished_within(reader, keepalive_seconds)):
             yield SSE_KEEPALIVE
@@ -199,9 +211,15 @@ async def sse_events(
                 if first:
                     on_first_token()
                     first = False
-                yield encoder.delta(event.delta.content)
+                data = encoder.delta(event.delta.content, event.delta.tool_calls)
+                tally.deltas += 1
+                tally.events.append(data)
+                yield data
             elif kind == "final":
-                yield encoder.finish(event.final)
+                data = encoder.finish(event.final)
+                tally.events.append(data)
+                tally.final = event.final
+                yield data
                 await reader.finish()
                 return
         yield encoder.error(incomplete_stream())

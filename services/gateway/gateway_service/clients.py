@@ -10,6 +10,7 @@ from llmsuite.guardrails.v1 import guardrails_pb2_grpc
 from llmsuite.retrieval.v1 import retrieval_pb2_grpc
 from llmsuite_common.grpc_client import call_metadata, channel
 
+from .downstream import TimedStub
 from .settings import GatewaySettings
 
 CLOSE_GRACE_SECONDS = 5.0
@@ -47,8 +48,14 @@ class BackendClients:
             self._channels[name] = channel(
                 getattr(self.targets, name), max_message_bytes=self._max_message_bytes
             )
-        self.guardrails = guardrails_pb2_grpc.GuardrailsServiceStub(self._channels["guardrails"])
-        self.retrieval = retrieval_pb2_grpc.RetrievalServiceStub(self._channels["retrieval"])
+        # Unary backend calls count as downstream waits for x-gateway-overhead-ms.
+        self.guardrails = TimedStub(
+            guardrails_pb2_grpc.GuardrailsServiceStub(self._channels["guardrails"]),
+            ("CheckInput", "CheckContext"),
+        )
+        self.retrieval = TimedStub(
+            retrieval_pb2_grpc.RetrievalServiceStub(self._channels["retrieval"]), ("Search",)
+        )
         self.generation = generation_pb2_grpc.GenerationServiceStub(self._channels["generation"])
 
     async def close(self) -> None:

@@ -11,6 +11,7 @@ from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 
 from .errors import ApiError, envelope
+from .tool_calls import delta_tool_calls, whole_tool_calls
 
 SSE_DONE = b"data: [DONE]\n\n"
 SSE_KEEPALIVE = b": keep-alive\n\n"
@@ -66,6 +67,12 @@ def chat_completion(meta: CompletionMeta, content: str, final: generation_pb2.Fi
         ],
         "usage": usage(final.usage),
     }
+    if final.tool_calls:
+        out["choices"][0]["message"] = {
+            "role": "assistant",
+            "content": content or None,
+            "tool_calls": whole_tool_calls(final.tool_calls),
+        }
     if meta.citations is not None:
         out["citations"] = meta.citations
     return out
@@ -83,7 +90,7 @@ class ChunkEncoder:
         self._include_usage = include_usage
         self._started = False
 
-    def _chunk(self, delta: dict[str, str], finish_reason: str | None) -> dict[str, Any]:
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self._meta.id,
             "object": "chat.completion.chunk",
@@ -95,11 +102,14 @@ class ChunkEncoder:
             out["usage"] = None
         return out
 
-    def delta(self, content: str) -> bytes:
+    def delta(self, content: str, tool_calls: Sequence[generation_pb2.ToolCallDelta] = ()) -> bytes:
+        body: dict[str, Any] = {"content": content}
+        if tool_calls:
+            body = {"content": content or None, "tool_calls": delta_tool_calls(tool_calls)}
         if self._started:
-            return sse(self._chunk({"content": content}, None))
+            return sse(self._chunk(body, None))
         self._started = True
-        chunk = self._chunk({"role": "assistant", "content": content}, None)
+        chunk = self._chunk({"role": "assistant", **body}, None)
         if self._meta.citations is not None:
             chunk["citations"] = self._meta.citations
         return sse(chunk)

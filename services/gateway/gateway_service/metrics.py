@@ -44,6 +44,26 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self.cache_lookups = Counter(
+            "llmsuite_gateway_cache_lookups",
+            "Result-cache lookups by outcome (hit or miss); the hit rate is hit / (hit + miss).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "llmsuite_gateway_rate_limited",
+            "Requests refused with 429, by cause.",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.overhead = Histogram(
+            "llmsuite_gateway_overhead_seconds",
+            "Time a request spent in the gateway itself, excluding waits on backend services, "
+            "up to the response headers.",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=self.registry,
+        )
+
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
         self.request_duration.labels(route, method).observe(seconds)

@@ -1,8 +1,11 @@
-"""The accepted shape of OpenAI chat requests; unknown fields are ignored."""
+"""The accepted shape of OpenAI chat requests; unknown top-level fields are refused (request_guards.py)."""
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+
+from .request_guards import guard_request
+from .tool_calls import MAX_TOOLS, check_response_format, check_tool_choice, check_tools
 
 MAX_STOP_SEQUENCES = 4
 
@@ -49,9 +52,11 @@ Stop = Annotated[
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Content = None
     name: str | None = Field(None, max_length=256)
+    tool_call_id: str | None = Field(None, max_length=256)
+    tool_calls: list[dict[str, Any]] | None = Field(None, max_length=MAX_TOOLS)
 
 
 class StreamOptions(BaseModel):
@@ -84,6 +89,17 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     user: str | None = Field(None, max_length=256)
     retrieval: RetrievalOptions | None = None
+    tools: Annotated[list[dict[str, Any]] | None, AfterValidator(check_tools)] = Field(None, max_length=MAX_TOOLS)
+    tool_choice: Annotated[str | dict[str, Any] | None, AfterValidator(check_tool_choice)] = None
+    response_format: Annotated[dict[str, Any] | None, AfterValidator(check_response_format)] = None
+    # Extension: opt in to (true) or out of (false) the result cache; by default only temperature 0 is cached.
+    cache: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _guard(cls, data: Any) -> Any:
+        # Unknown top-level fields are refused like the OpenAI API does; see request_guards.py.
+        return guard_request(data, frozenset(cls.model_fields))
 
     @property
     def include_usage(self) -> bool:

@@ -60,6 +60,9 @@ def serve(settings: GatewaySettings) -> None:
         access_log=False,  # AccessMiddleware logs each request once, as JSON
         log_config=None,  # keep the JSON handlers set up by telemetry
         server_header=False,
+        # The client address comes from the socket; X-Forwarded-For is read only as far as
+        # GATEWAY_TRUSTED_PROXY_HOPS allows (client_ip.py), never uvicorn's loopback default.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
     DrainingServer(config, lifecycle, settings.drain_seconds).run()

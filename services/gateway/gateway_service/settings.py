@@ -1,5 +1,9 @@
+from typing import Literal
+
 from llmsuite_common.settings import ServiceSettings
 from pydantic import Field, SecretStr, field_validator
+
+from .pricing import ModelPrice
 
 
 class GatewaySettings(ServiceSettings):
@@ -38,6 +42,83 @@ class GatewaySettings(ServiceSettings):
     )
     gateway_openapi_enabled: bool = Field(
         True, description="Serve /openapi.json and /docs; turn off to keep the schema off a public listener."
+    )
+
+    gateway_redis_url: SecretStr = Field(
+        SecretStr(""),
+        description="Redis URL for limits, idempotency keys and the result cache, shared by replicas; "
+        "empty keeps them in-process (one replica only).",
+    )
+    gateway_redis_timeout_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Deadline of each Redis command (and of getting a connection); a slower "
+        "Redis counts as down.",
+    )
+    gateway_rate_limit_failure_mode: Literal["open", "closed"] = Field(
+        "open",
+        description="When Redis is unreachable: `open` admits requests unlimited, `closed` answers 503.",
+    )
+    gateway_rate_limit_window_seconds: float = Field(
+        60.0, gt=0, description="Window of the per-minute limits (sliding); 60 unless testing."
+    )
+    gateway_trusted_proxy_hops: int = Field(
+        0,
+        ge=0,
+        description="Proxies in front of the gateway whose X-Forwarded-For entries are trusted; "
+        "0 uses the socket's peer address.",
+    )
+    gateway_ip_rpm: int = Field(0, ge=0, description="Requests per minute per client IP; 0 = unlimited.")
+    gateway_key_rpm: int = Field(
+        0, ge=0, description="Requests per minute of the configured API key; 0 = unlimited."
+    )
+    gateway_key_tpm: int = Field(
+        0, ge=0, description="Tokens per minute of the configured API key; 0 = unlimited."
+    )
+    gateway_key_max_streams: int = Field(
+        0, ge=0, description="Concurrent streams of the configured API key; 0 = unlimited."
+    )
+    gateway_org_rpm: int = Field(
+        0, ge=0, description="Requests per minute of the configured key's organization; 0 = unlimited."
+    )
+    gateway_org_tpm: int = Field(
+        0, ge=0, description="Tokens per minute of the configured key's organization; 0 = unlimited."
+    )
+    gateway_reserved_completion_tokens: int = Field(
+        1024,
+        gt=0,
+        description="Completion tokens reserved against token limits when a request sets no max_tokens.",
+    )
+    gateway_idempotency_ttl_seconds: float = Field(
+        86400.0, gt=0, description="How long an Idempotency-Key and its stored response are kept."
+    )
+
+    gateway_database_url: SecretStr = Field(
+        SecretStr(""),
+        description="PostgreSQL DSN for organizations, API keys and usage; empty uses the embedded "
+        "server when GATEWAY_PGSERVER_DATA_DIR is set, else only GATEWAY_API_KEY is accepted.",
+    )
+    gateway_pgserver_data_dir: str = Field(
+        "", description="Data directory of the embedded PostgreSQL (pgserver), used when no DSN is set."
+    )
+    gateway_database_timeout_seconds: float = Field(
+        5.0, gt=0, description="Longest wait for a database connection or query."
+    )
+    gateway_key_cache_ttl_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How long a key lookup is cached; a revoked key stops working within this time.",
+    )
+
+    gateway_admin_api_enabled: bool = Field(
+        True, description="Serve /v1/admin/* (key and organization management) on this listener."
+    )
+    gateway_prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description='JSON: model -> {"prompt_per_1m": USD, "completion_per_1m": USD}; unpriced models cost 0.',
+    )
+    gateway_usage_flush_seconds: float = Field(
+        1.0, gt=0, description="Interval of the batched usage writes to the database."
     )
 
     @field_validator("gateway_api_key")

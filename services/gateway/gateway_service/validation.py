@@ -5,6 +5,9 @@ from typing import Any
 
 from .errors import ApiError
 
+# Error types of request_guards.py, reported as the error code.
+_GUARD_CODES = {"forbidden_parameter", "unrecognized_argument", "too_deep", "too_large", "unsupported"}
+
 # Location prefixes FastAPI adds that are not part of the client's field path.
 _SOURCES = {"body", "query", "path", "header", "cookie"}
 
@@ -30,6 +33,8 @@ def validation_error(errors: Sequence[dict[str, Any]]) -> ApiError:
     if first.get("type") == "missing" and param is None:
         return ApiError(400, "a JSON request body is required", code="missing_body")
     message = str(first.get("msg", "invalid value"))
+    if first.get("type") in _GUARD_CODES:
+        return ApiError(400, message, code=str(first["type"]), param=param)
     if param:
         message = f"invalid value for '{param}': {message}"
     return ApiError(400, message, code="invalid_value", param=param)

@@ -2,7 +2,10 @@
 generation talking to the scripted fake upstream, and the gateway on a real uvicorn listener."""
 
 import asyncio
+import os
+import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -25,6 +28,8 @@ from guardrails_service.settings import GuardrailsSettings
 from llmsuite_common.errors import ErrorInterceptor
 
 from tests.fakes.openai_upstream import FakeUpstream, running_fake_upstream
+
+from services.gateway.tests.redis_server import RedisServer, redis_server
 
 API_KEY = "sk-gateway-test-key"
 MODEL = "fake-model"
@@ -58,6 +63,27 @@ async def _grpc_server(app: Any, stack: AsyncExitStack) -> str:
     stack.push_async_callback(app.stop)
     stack.push_async_callback(server.stop, None)
     return f"dns:///127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """One embedded PostgreSQL for the session; each test uses its own organizations and keys."""
+    from llmsuite_common.embedded_postgres import EmbeddedPostgres
+
+    # Its own temp dir: pytest prunes old basetemp dirs, which other runs on the machine may trigger.
+    data = tempfile.mkdtemp(prefix="gateway-pg-")
+    server = EmbeddedPostgres(os.path.join(data, "data"))
+    try:
+        yield server.start()
+    finally:
+        server.release()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +154,9 @@ async def start_gateway(backends: Backends) -> AsyncIterator[GatewayFactory]:
                 instrument(app)
             sock = socket.socket()
             sock.bind(("127.0.0.1", 0))
-            config = uvicorn.Config(app, access_log=False, log_config=None, timeout_graceful_shutdown=1)
+            config = uvicorn.Config(
+                app, access_log=False, log_config=None, timeout_graceful_shutdown=1, proxy_headers=False
+            )
             server = uvicorn.Server(config)
             # The test runner owns the process signals.
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

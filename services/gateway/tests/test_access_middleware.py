@@ -1,4 +1,5 @@
 import logging
+import time
 
 import httpx
 import orjson
@@ -64,3 +65,20 @@ async def test_one_access_line_per_request_without_headers_or_query(caplog):
     assert (record.method, record.path, record.status) == ("POST", "/v1/x", 200)
     assert record.duration_ms >= 0
     assert SECRET not in str(record.__dict__)
+
+
+async def test_overhead_header_excludes_backend_waits(gateway, fake):
+    fake.script({"content": ["slow"], "stall": 0.3})
+    async with gateway.client() as http:
+        started = time.perf_counter()
+        response = await http.post(
+            "/v1/chat/completions",
+            json={"model": gateway.model, "messages": [{"role": "user", "content": "hi"}]},
+        )
+        total_ms = (time.perf_counter() - started) * 1000
+        metrics = (await http.get("/metrics")).text
+    assert response.status_code == 200
+    overhead = float(response.headers["x-gateway-overhead-ms"])
+    # The upstream stalled 300 ms; none of that is the gateway's.
+    assert 0 <= overhead < total_ms - 300
+    assert "llmsuite_gateway_overhead_seconds_count" in metrics

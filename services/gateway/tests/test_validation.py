@@ -65,7 +65,6 @@ def test_text_parts_and_stop_string_are_normalised():
             "max_tokens": 5,
             "max_completion_tokens": 9,
             "stream_options": {"include_usage": True},
-            "api_base": "http://127.0.0.2/",
             "retrieval": {"collection": "docs", "k": 3},
         }
     )
@@ -74,7 +73,12 @@ def test_text_parts_and_stop_string_are_normalised():
     assert request.token_limit == 9
     assert request.include_usage
     assert request.retrieval is not None and request.retrieval.k == 3
-    assert not hasattr(request, "api_base")
+
+
+def test_client_supplied_upstream_settings_are_refused():
+    body = {"messages": [{"role": "user", "content": "x"}], "api_base": "http://127.0.0.2/"}
+    error = validation_error(errors_for(body))
+    assert error.code == "forbidden_parameter" and "api_base" in error.message
 
 
 def test_too_many_stop_sequences():

@@ -1,0 +1,129 @@
+"""`llmsuite` command line for organizations and API keys, through the gateway's admin API.
+
+    python -m gateway_service.cli orgs create acme --rpm 600
+    python -m gateway_service.cli keys create --org acme --role member --user alice --tpm 20000
+    python -m gateway_service.cli keys list --org acme
+    python -m gateway_service.cli keys revoke <key id>
+
+The gateway URL and an admin key come from LLMSUITE_URL (default http://127.0.0.1:8080) and
+LLMSUITE_API_KEY; every call is checked against that key's own scope.
+"""
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import httpx
+
+TIMEOUT_SECONDS = 30.0
+LIMIT_OPTIONS = ("rpm", "tpm", "max_streams", "user_rpm", "max_tokens", "budget_usd")
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in (*LIMIT_OPTIONS, "cache_ttl_seconds"):
+        value = getattr(args, name, None)
+        if value is not None:
+            out[name] = value
+    if getattr(args, "models", None):
+        out["allowed_models"] = [m for m in args.models.split(",") if m]
+    return out
+
+
+def _limit_options(parser: argparse.ArgumentParser) -> None:
+    for name in LIMIT_OPTIONS:
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", dest=name, type=float if name == "budget_usd" else int
+        )
+    parser.add_argument("--models", help="comma-separated allowed models")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="llmsuite", description="Manage llmsuite organizations and API keys.")
+    areas = root.add_subparsers(dest="area", required=True)
+
+    orgs = areas.add_parser("orgs").add_subparsers(dest="action", required=True)
+    create_org = orgs.add_parser("create")
+    create_org.add_argument("id")
+    create_org.add_argument("--name", default="")
+    create_org.add_argument("--cache-ttl-seconds", dest="cache_ttl_seconds", type=int)
+    _limit_options(create_org)
+    orgs.add_parser("list")
+
+    keys = areas.add_parser("keys").add_subparsers(dest="action", required=True)
+    create_key = keys.add_parser("create")
+    create_key.add_argument("--org")
+    create_key.add_argument("--role", choices=("admin", "member"), default="member")
+    create_key.add_argument("--name", default="")
+    create_key.add_argument("--user")
+    _limit_options(create_key)
+    list_keys = keys.add_parser("list")
+    list_keys.add_argument("--org")
+    revoke = keys.add_parser("revoke")
+    revoke.add_argument("key_id")
+    return root
+
+
+def request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None, dict[str, str]]:
+    """(method, path, JSON body, query) for the parsed command."""
+    if args.area == "orgs":
+        if args.action == "create":
+            return (
+                "POST",
+                "/v1/admin/orgs",
+                {"id": args.id, "name": args.name, "settings": _settings(args)},
+                {},
+            )
+        return "GET", "/v1/admin/orgs", None, {}
+    if args.action == "create":
+        body = {
+            "org_id": args.org,
+            "role": args.role,
+            "name": args.name,
+            "user_id": args.user,
+            "settings": _settings(args),
+        }
+        return "POST", "/v1/admin/keys", {k: v for k, v in body.items() if v is not None}, {}
+    if args.action == "list":
+        return "GET", "/v1/admin/keys", None, {"org_id": args.org} if args.org else {}
+    return "DELETE", f"/v1/admin/keys/{args.key_id}", None, {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    key = os.environ.get("LLMSUITE_API_KEY", "")
+    if not key:
+        print("llmsuite: set LLMSUITE_API_KEY to an admin key", file=sys.stderr)
+        return 2
+    method, path, body, query = request(args)
+    url = os.environ.get("LLMSUITE_URL", "http://127.0.0.1:8080").rstrip("/")
+    try:
+        response = httpx.request(
+            method,
+            url + path,
+            json=body,
+            params=query,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=TIMEOUT_SECONDS,
+            trust_env=False,
+        )
+    except httpx.HTTPError as err:
+        print(f"llmsuite: cannot reach {url}: {type(err).__name__}", file=sys.stderr)
+        return 1
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {"error": {"message": response.text}}
+    if response.is_error:
+        print(f"llmsuite: {response.status_code}: {payload.get('error', {}).get('message')}", file=sys.stderr)
+        return 1
+    print(json.dumps(payload, indent=2))
+    if args.area == "keys" and args.action == "create":
+        print("\nStore the key now: it is not shown again.", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
