@@ -14,16 +14,19 @@ from settings_fields import env_names, secret_fields, settings_class
 # Set by `make run` only, with the reason the chart does not need them.
 LOCAL_ONLY = {
     "RETRIEVAL_PGSERVER_DATA_DIR": "the embedded PostgreSQL; in a cluster retrieval gets a DSN",
+    "GATEWAY_PGSERVER_DATA_DIR": "the embedded PostgreSQL; in a cluster the gateway gets a DSN",
     "OTEL_BSP_SCHEDULE_DELAY": "OpenTelemetry SDK knob so short local runs export promptly",
 }
 # Wired by the chart ahead of the service that will read them; remove an entry once it does.
-PENDING = {"GATEWAY_REDIS_URL": "the gateway's shared Redis state is not written yet"}
+PENDING: dict[str, str] = {}
 # Variables read by libraries rather than by a settings class.
 LIBRARY_VARS = {"OTEL_BSP_SCHEDULE_DELAY"}
 # Stand-ins for secret values: the chart only names Secret keys.
 SECRET_STANDINS = {
     "RETRIEVAL_DATABASE_URL": "postgresql://llmsuite:pw@db.example.test:5432/llmsuite",
     "GATEWAY_REDIS_URL": "redis://:pw@redis.example.test:6379/0",
+    "GATEWAY_DATABASE_URL": "postgresql://llmsuite:pw@db.example.test:5432/llmsuite",
+    "GENERATION_UPSTREAM_API_KEYS": '{"hosted": "sk-stand-in"}',
 }
 
 

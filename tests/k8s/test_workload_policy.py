@@ -132,10 +132,21 @@ def test_only_the_gateway_is_open_and_each_backend_admits_only_its_callers(rende
             if comp == "gateway":
                 assert rules, f"{case}: the gateway admits nothing"
                 continue
+            assert all(rule.get("from") for rule in rules), f"{case}: {comp} admits any source"
+            # Rules for the metrics port admit the scrapers (metrics.scrapeFrom), nothing else.
+            metrics_port = _metrics_port(workload)
+            call_rules = [r for r in rules if {p["port"] for p in r["ports"]} != {metrics_port}]
+            assert all(metrics_port not in {p["port"] for p in r["ports"]} for r in call_rules), (
+                f"{case}: {comp} opens its metrics port to callers"
+            )
             allowed = {
                 peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
-                for rule in rules
+                for rule in call_rules
                 for peer in rule.get("from", [])
             }
-            assert all(rule.get("from") for rule in rules), f"{case}: {comp} admits any source"
             assert allowed == callers[comp], f"{case}: {comp} admits {allowed}, expected {callers[comp]}"
+
+
+def _metrics_port(workload: dict[str, Any]) -> int | None:
+    ports = pod_spec(workload)["containers"][0].get("ports", [])
+    return next((p["containerPort"] for p in ports if p.get("name") == "metrics"), None)

@@ -10,6 +10,8 @@ from settings_fields import settings_class
 UNUSED_IN_CLUSTER = {
     "RETRIEVAL_PGSERVER_DATA_DIR": "only without RETRIEVAL_DATABASE_URL, which the chart always sets",
     "RETRIEVAL_EMBEDDING_MODEL_DIR": "read, not written; empty selects the model packaged in the image",
+    "GUARDRAILS_POLICY_DIR": "read, not written: policy files mounted read-only from a ConfigMap",
+    "GATEWAY_PGSERVER_DATA_DIR": "local runs only; in a cluster the gateway gets GATEWAY_DATABASE_URL",
 }
 
 

@@ -31,8 +31,17 @@ Context: (dict "root" $ "name" "<name>" "c" <component values>)
 {{- $_ := set $env (printf "%s_%s_TARGET" $prefix (upper $callee)) (printf "dns:///%s:%d" $host (int64 $target.port)) -}}
 {{- end -}}
 {{- end -}}
+{{- if eq $c.protocol "grpc" -}}
+{{- $_ := set $env "METRICS_PORT" (printf "%d" (int64 $root.Values.metrics.port)) -}}
+{{- end -}}
 {{- if hasKey $c "models" -}}
 {{- $_ := set $env (printf "%s_MODELS" $prefix) (toJson $c.models) -}}
+{{- end -}}
+{{- if $c.routing -}}
+{{- $_ := set $env (printf "%s_ROUTING_FILE" $prefix) "/etc/llmsuite/routing/routing.yaml" -}}
+{{- end -}}
+{{- if $c.policies -}}
+{{- $_ := set $env (printf "%s_POLICY_DIR" $prefix) "/etc/llmsuite/policies" -}}
 {{- end -}}
 {{- if hasKey $c "upstreamBaseUrl" -}}
 {{- $upstream := $c.upstreamBaseUrl -}}
@@ -73,6 +82,32 @@ metadata:
     {{- include "llmsuite.labels" . | nindent 4 }}
 data:
   {{- include "llmsuite.componentEnv" . | nindent 2 }}
+{{- if $c.routing }}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ $name }}-routing
+  labels:
+    {{- include "llmsuite.labels" (dict "root" $root "name" (printf "%s-routing" .name)) | nindent 4 }}
+data:
+  routing.yaml: |
+    {{- toYaml $c.routing | nindent 4 }}
+{{- end }}
+{{- if $c.policies }}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ $name }}-policies
+  labels:
+    {{- include "llmsuite.labels" (dict "root" $root "name" (printf "%s-policies" .name)) | nindent 4 }}
+data:
+  {{- range $org, $policy := $c.policies }}
+  {{ $org }}.yaml: |
+    {{- toYaml $policy | nindent 4 }}
+  {{- end }}
+{{- end }}
 ---
 apiVersion: v1
 kind: Service
@@ -95,6 +130,13 @@ spec:
       targetPort: {{ $portName }}
       protocol: TCP
       appProtocol: {{ ternary "kubernetes.io/h2c" "http" (eq $c.protocol "grpc") }}
+    {{- if eq $c.protocol "grpc" }}
+    - name: metrics
+      port: {{ $root.Values.metrics.port }}
+      targetPort: metrics
+      protocol: TCP
+      appProtocol: http
+    {{- end }}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -150,6 +192,11 @@ spec:
             - name: {{ $portName }}
               containerPort: {{ $c.port }}
               protocol: TCP
+            {{- if eq $c.protocol "grpc" }}
+            - name: metrics
+              containerPort: {{ $root.Values.metrics.port }}
+              protocol: TCP
+            {{- end }}
           envFrom:
             - configMapRef:
                 name: {{ $name }}
@@ -205,10 +252,32 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- if $c.routing }}
+            # A directory mount, not subPath: the kubelet swaps the file on ConfigMap updates.
+            - name: routing
+              mountPath: /etc/llmsuite/routing
+              readOnly: true
+            {{- end }}
+            {{- if $c.policies }}
+            # Guardrails policies, one file per org; reloaded when the kubelet swaps the files.
+            - name: policies
+              mountPath: /etc/llmsuite/policies
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $c.tmpSizeLimit | default "256Mi" }}
+        {{- if $c.routing }}
+        - name: routing
+          configMap:
+            name: {{ $name }}-routing
+        {{- end }}
+        {{- if $c.policies }}
+        - name: policies
+          configMap:
+            name: {{ $name }}-policies
+        {{- end }}
       {{- with $c.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
@@ -287,9 +356,10 @@ spec:
       {{- with $root.Values.networkPolicy.publicFrom }}
       from:
         {{- toYaml . | nindent 8 }}
+    {{- include "llmsuite.scrapeRule" (dict "root" $root "port" $c.port) | nindent 4 }}
       {{- end }}
 {{- else }}
-{{ include "llmsuite.callerNetworkPolicy" (dict "root" $root "name" .name "port" $c.port) }}
+{{ include "llmsuite.callerNetworkPolicy" (dict "root" $root "name" .name "port" $c.port "metricsPort" $root.Values.metrics.port) }}
 {{- end }}
 {{- end }}
 {{- end -}}

@@ -98,8 +98,10 @@ spec:
     matchLabels:
       {{- include "llmsuite.selectorLabels" . | nindent 6 }}
   policyTypes: [Ingress]
-  {{- if $callers }}
+  {{- $scrape := and .metricsPort .root.Values.metrics.scrapeFrom }}
+  {{- if or $callers $scrape }}
   ingress:
+    {{- if $callers }}
     - from:
         {{- range $callers }}
         - podSelector:
@@ -109,9 +111,25 @@ spec:
       ports:
         - protocol: TCP
           port: {{ .port }}
+    {{- end }}
+    {{- if $scrape }}
+    {{- include "llmsuite.scrapeRule" (dict "root" .root "port" .metricsPort) | nindent 4 }}
+    {{- end }}
   {{- else }}
   ingress: []
   {{- end }}
+{{- end -}}
+
+{{/* NetworkPolicy ingress rule admitting metrics.scrapeFrom (Prometheus) to one port:
+     (dict "root" $ "port" 9464). Empty scrapeFrom renders nothing: no rule, port closed. */}}
+{{- define "llmsuite.scrapeRule" -}}
+{{- with .root.Values.metrics.scrapeFrom -}}
+- from:
+    {{- toYaml . | nindent 4 }}
+  ports:
+    - protocol: TCP
+      port: {{ $.port }}
+{{- end -}}
 {{- end -}}
 
 {{/* terminationGracePeriodSeconds: longer than preStop + drain + in-flight grace. */}}
