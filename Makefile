@@ -8,7 +8,7 @@ GENERATED := libs/generated
 PYTEST_ARGS ?=
 DEV_PYTHONPATH := libs/generated:libs/common:.
 
-.PHONY: help install run test test-fast protos protos-check env-table clean
+.PHONY: help install run test test-fast protos protos-check env-table dashboard clean
 
 help:
 	@echo "make run          start the whole suite locally on embedded defaults"
@@ -16,6 +16,7 @@ help:
 	@echo "make protos       regenerate Python stubs from protos/"
 	@echo "make protos-check fail when the committed stubs differ from protos/"
 	@echo "make env-table    regenerate the README's environment-variable table"
+	@echo "make dashboard    drive a traffic mix through the suite and draw docs/dashboard.png"
 	@echo "make images       build one container image per service (docker/podman/buildah)"
 	@echo "make bench        side-by-side performance run (bench/results/)"
 	@echo "make manifests    render k8s/manifests from the Helm chart"
@@ -23,6 +24,10 @@ help:
 
 # One stamp per requirements state: editing any requirements file reinstalls.
 $(VENV)/.installed: $(REQUIREMENTS)
+	@# Rate-limit, idempotency and cache tests run against a real Redis they start themselves.
+	@command -v redis-server >/dev/null || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
+		apt-get update -qq && apt-get install -y -qq redis-server; } || \
+		echo "note: no redis-server binary; Redis tests use 127.0.0.1:6379 if it answers" >&2
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel
 	@# llama-cpp-python compiles from source once; pip keeps the wheel in its cache.
@@ -33,6 +38,9 @@ install: $(VENV)/.installed
 
 run: install
 	PYTHONPATH=$(DEV_PYTHONPATH) $(BIN)/python -m tools.localsuite.run
+
+dashboard: install
+	PYTHONPATH=$(DEV_PYTHONPATH) $(BIN)/python -m tools.dashboard.render
 
 env-table: install
 	PYTHONPATH=$(DEV_PYTHONPATH) $(BIN)/python -m tools.envtable --write

@@ -13,6 +13,7 @@ from .processes import ROOT, ProcessGroup, python_service
 from .suite import LOCAL_MODEL, Ports, SuiteConfig, service_envs
 
 QUESTION = "When is the support desk open?"
+BACKEND_METRICS_PORTS = {"guardrails": 9461, "retrieval": 9462, "generation": 9463}
 
 
 def examples(port: int, api_key: str) -> str:
@@ -44,6 +45,7 @@ Or with the openai client (.venv/bin/python):
   for chunk in stream:
       print(chunk.choices[0].delta.content or "", end="", flush=True)
 
+Metrics: {base.removesuffix("/v1")}/metrics and http://127.0.0.1:9461-9463/metrics (backends).
 Logs: {ROOT / ".run" / "logs"}. Ctrl-C stops everything.
 """
 
@@ -59,6 +61,7 @@ def main() -> int:
         database_url=os.environ.get("RETRIEVAL_DATABASE_URL", ""),
         otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
         upstream_base_url=os.environ.get("GENERATION_UPSTREAM_BASE_URL", ""),
+        extra_env={name: {"METRICS_PORT": str(port)} for name, port in BACKEND_METRICS_PORTS.items()},
     )
     envs = service_envs(cfg)
     group = ProcessGroup()

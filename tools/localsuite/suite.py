@@ -67,6 +67,8 @@ def service_envs(cfg: SuiteConfig) -> dict[str, dict[str, str]]:
         },
         "gateway": {
             "GATEWAY_API_KEY": cfg.api_key,
+            # Joins retrieval's embedded PostgreSQL: organizations, keys and usage live there locally.
+            "GATEWAY_PGSERVER_DATA_DIR": str(cfg.data_dir / "pgserver"),
             "GATEWAY_GUARDRAILS_TARGET": f"dns:///127.0.0.1:{p.guardrails}",
             "GATEWAY_RETRIEVAL_TARGET": f"dns:///127.0.0.1:{p.retrieval}",
             "GATEWAY_GENERATION_TARGET": f"dns:///127.0.0.1:{p.generation}",
