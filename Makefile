@@ -8,7 +8,7 @@ GENERATED := libs/generated
 PYTEST_ARGS ?=
 DEV_PYTHONPATH := libs/generated:libs/common:.
 
-.PHONY: help install run test test-fast protos protos-check env-table dashboard clean
+.PHONY: help install run test test-fast protos protos-check env-table dashboard eval-retrieval clean
 
 help:
 	@echo "make run          start the whole suite locally on embedded defaults"
@@ -17,6 +17,7 @@ help:
 	@echo "make protos-check fail when the committed stubs differ from protos/"
 	@echo "make env-table    regenerate the README's environment-variable table"
 	@echo "make dashboard    drive a traffic mix through the suite and draw docs/dashboard.png"
+	@echo "make eval-retrieval  recall@k and MRR on the labelled set, HNSW vs exact recall"
 	@echo "make images       build one container image per service (docker/podman/buildah)"
 	@echo "make bench        side-by-side performance run (bench/results/)"
 	@echo "make manifests    render k8s/manifests from the Helm chart"
@@ -41,6 +42,9 @@ run: install
 
 dashboard: install
 	PYTHONPATH=$(DEV_PYTHONPATH) $(BIN)/python -m tools.dashboard.render
+
+eval-retrieval: install
+	PYTHONPATH=libs/generated:libs/common:services/retrieval $(BIN)/python -m retrieval_service.evaluation --out .run/retrieval-eval.json
 
 env-table: install
 	PYTHONPATH=$(DEV_PYTHONPATH) $(BIN)/python -m tools.envtable --write

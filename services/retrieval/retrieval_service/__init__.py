@@ -1,1 +1,1 @@
-"""Retrieval: chunks, embeds and stores documents per tenant; nearest-chunk search with pgvector."""
+"""Retrieval: per-tenant collections of text, Markdown, HTML and PDF, chunked, embedded, searched."""

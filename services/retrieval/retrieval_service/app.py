@@ -4,13 +4,18 @@ from pathlib import Path
 
 import grpc
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from prometheus_client import REGISTRY, CollectorRegistry
 
+from .batching import MicroBatcher
+from .cache import CacheMetrics, RetrievalCache
 from .db import ChunkStore
 from .embedded_postgres import EmbeddedPostgres
 from .embedder import Embedder, packaged_model_dir
+from .remote_embedder import RemoteEmbedder
 from .retriever import Retriever
 from .servicer import RetrievalServicer
 from .settings import RetrievalSettings
+from .sources import SourceConfig, SourceFetcher
 from .validation import Limits
 
 
@@ -26,10 +31,20 @@ def limits(settings: RetrievalSettings) -> Limits:
     )
 
 
+def source_config(settings: RetrievalSettings) -> SourceConfig:
+    roots = tuple(Path(r.strip()).resolve() for r in settings.retrieval_file_roots.split(",") if r.strip())
+    return SourceConfig(
+        s3_endpoint_url=settings.retrieval_s3_endpoint_url,
+        s3_region=settings.retrieval_s3_region,
+        file_roots=roots,
+        max_bytes=settings.retrieval_max_source_bytes,
+    )
+
+
 class RetrievalApp:
     service_names = (retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name,)
 
-    def __init__(self, settings: RetrievalSettings) -> None:
+    def __init__(self, settings: RetrievalSettings, registry: CollectorRegistry = REGISTRY) -> None:
         self._settings = settings
         self._store = ChunkStore(
             min_size=settings.retrieval_pool_min_size,
@@ -38,25 +53,54 @@ class RetrievalApp:
             hnsw_m=settings.retrieval_hnsw_m,
             hnsw_ef_construction=settings.retrieval_hnsw_ef_construction,
         )
-        self._embedder = Embedder(
+        self._local: Embedder | None = None
+        self._remote: RemoteEmbedder | None = None
+        if settings.retrieval_embedding_url:
+            self._remote = RemoteEmbedder(
+                base_url=settings.retrieval_embedding_url,
+                model=settings.retrieval_embedding_remote_model,
+                api_key=settings.retrieval_embedding_api_key.get_secret_value(),
+                max_tokens=settings.retrieval_embedding_remote_max_tokens,
+                batch_size=settings.retrieval_embedding_batch_size,
+            )
+        else:
+            self._local = Embedder(
+                batch_size=settings.retrieval_embedding_batch_size,
+                torch_threads=settings.retrieval_torch_threads,
+            )
+        self._embedder = MicroBatcher(
+            self._remote or self._local,  # type: ignore[arg-type]
             batch_size=settings.retrieval_embedding_batch_size,
-            torch_threads=settings.retrieval_torch_threads,
+            max_wait=settings.retrieval_embedding_max_wait_ms / 1000,
+            max_queued=settings.retrieval_embedding_max_queued,
         )
         self._postgres = (
             None
             if settings.retrieval_database_url.get_secret_value()
             else EmbeddedPostgres(settings.retrieval_pgserver_data_dir)
         )
-        retriever = Retriever(
+        cache = RetrievalCache(
+            ttl_seconds=settings.retrieval_cache_ttl_seconds,
+            max_embeddings=settings.retrieval_cache_max_embeddings,
+            max_results=settings.retrieval_cache_max_results,
+            metrics=CacheMetrics(registry),
+        )
+        self.retriever = Retriever(
             self._store,
             self._embedder,
             chunk_tokens=settings.retrieval_chunk_tokens,
             overlap_tokens=settings.retrieval_chunk_overlap_tokens,
             max_chunks_per_request=settings.retrieval_max_chunks_per_request,
             ef_search=settings.retrieval_hnsw_ef_search,
+            cache=cache,
         )
         self._servicer = RetrievalServicer(
-            retriever, limits(settings), default_timeout=settings.retrieval_default_timeout_seconds
+            self.retriever,
+            limits(settings),
+            default_timeout=settings.retrieval_default_timeout_seconds,
+            fetcher=SourceFetcher(source_config(settings)),
+            max_source_bytes=settings.retrieval_max_source_bytes,
+            ingest_concurrency=settings.retrieval_ingest_concurrency,
         )
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
@@ -73,19 +117,23 @@ class RetrievalApp:
         return await asyncio.to_thread(self._postgres.start)
 
     async def _load_model(self) -> None:
+        if self._remote is not None:
+            await self._remote.load()
+            return
+        assert self._local is not None
         configured = self._settings.retrieval_embedding_model_dir
         model_dir = (
             Path(configured)
             if configured
             else await asyncio.to_thread(packaged_model_dir, self._settings.retrieval_model_cache_dir)
         )
-        await self._embedder.load(model_dir)
-        if self._embedder.max_tokens < self._settings.retrieval_chunk_tokens:
+        await self._local.load(model_dir)
+        if self._local.max_tokens < self._settings.retrieval_chunk_tokens:
             logging.getLogger(__name__).warning(
                 "chunks capped at the embedding model's window",
                 extra={
                     "configured": self._settings.retrieval_chunk_tokens,
-                    "used": self._embedder.max_tokens,
+                    "used": self._local.max_tokens,
                 },
             )
 

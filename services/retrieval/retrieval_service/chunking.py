@@ -7,8 +7,9 @@ per started six characters of a word, which errs high for English) serves tools 
 tests that have no model loaded. Both are additive across whitespace, so the sum of
 the pieces' counts is the count of the joined chunk.
 
-A chunk is cut at the strongest boundary that still leaves it at least half full:
-before a heading, then between paragraphs, then between list items, then after a
+A chunk that overflows is cut before its last heading if it has one (a Markdown or
+HTML section thus opens its own chunk), else at the strongest boundary that leaves it
+at least half full: between paragraphs, then between list items, then after a
 sentence, and only as a last resort between words. The next chunk starts with the
 last sentences of the previous one (up to the overlap budget) so a fact split across
 the cut stays findable, except after a heading cut where the new section stands alone.
@@ -165,8 +166,11 @@ def _best_cut(current: list[_Unit], incoming: _Unit, carried: int, max_tokens: i
     for index in range(carried + 1, len(current) + 1):
         filled += current[index - 1].tokens
         strength = current[index].boundary if index < len(current) else incoming.boundary
+        # A section ends its chunk however short it is, so a heading never lands mid-chunk;
+        # weaker cuts must leave the chunk at least half full.
+        eligible = filled * 2 >= max_tokens or (strength == HEADING and filled > 0)
         # `>=` so that among equally strong boundaries the latest, fullest cut wins.
-        if filled * 2 >= max_tokens and strength >= best_strength:
+        if eligible and strength >= best_strength:
             best, best_strength = index, strength
     return best
 

@@ -7,8 +7,10 @@ so one tenant's rows can never be returned to another whatever the caller passes
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -18,11 +20,18 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from llmsuite_common.errors import DeadlineExceeded, Unavailable
+from llmsuite_common.errors import DeadlineExceeded, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
 TABLE = "retrieval_chunks"
+HNSW_INDEX = f"{TABLE}_embedding_hnsw"
+COLLECTIONS = "retrieval_collections"
+DOCUMENTS = "retrieval_documents"
+# pgvector's upper bound for hnsw.ef_search.
+MAX_EF_SEARCH = 1000
+# Reciprocal rank fusion's damping constant, the value from Cormack et al. (2009).
+RRF_K = 60
 # Any constant works; it only has to be the same in every replica creating the schema.
 _SCHEMA_LOCK_KEY = 0x6C6C6D7375697465
 
@@ -44,6 +53,30 @@ CREATE TABLE IF NOT EXISTS {table} (
 );
 CREATE INDEX IF NOT EXISTS {hnsw} ON {table}
     USING hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {ef_construction});
+-- Full-text side of hybrid search; generated, so bulk loads that name only the base columns fill it.
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS tsv tsvector
+    GENERATED ALWAYS AS (to_tsvector('english', text)) STORED;
+CREATE INDEX IF NOT EXISTS {gin} ON {table} USING gin (tsv);
+-- `version` grows with every change to a collection's contents: cached results carry the
+-- version they were computed at, so every replica sees a write as soon as it commits.
+CREATE TABLE IF NOT EXISTS {collections} (
+    tenant text NOT NULL,
+    name text NOT NULL,
+    description text NOT NULL DEFAULT '',
+    version bigint NOT NULL DEFAULT 0,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, name)
+);
+-- One row per stored document: its content hash makes re-ingesting unchanged content a no-op.
+CREATE TABLE IF NOT EXISTS {documents} (
+    tenant text NOT NULL,
+    collection text NOT NULL,
+    source_id text NOT NULL,
+    content_hash bytea NOT NULL,
+    chunks integer NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, collection, source_id)
+);
 """
 
 
@@ -60,6 +93,23 @@ class NewDocument:
     source_id: str
     metadata: dict[str, str]
     chunks: list[NewChunk]
+    # Hash of everything the stored chunks derive from; equal hashes mean nothing to do.
+    content_hash: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    name: str
+    description: str
+    documents: int
+    chunks: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    documents: int
+    chunks: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +120,7 @@ class Hit:
     text: str
     metadata: dict[str, str]
     score: float
+    fused_score: float = 0.0
 
 
 class ChunkStore:
@@ -114,11 +165,18 @@ class ChunkStore:
             await self._pool.close()
             self._pool = None
 
+    async def create_schema(self, conninfo: str, dimension: int) -> None:
+        """Tables and indexes, created where missing; also rebuilds a dropped HNSW index after a bulk load."""
+        await self._create_schema(conninfo, dimension)
+
     async def _create_schema(self, conninfo: str, dimension: int) -> None:
         statement = sql.SQL(_SCHEMA).format(
             table=sql.Identifier(TABLE),
             unique=sql.Identifier(f"{TABLE}_doc_ordinal_key"),
-            hnsw=sql.Identifier(f"{TABLE}_embedding_hnsw"),
+            hnsw=sql.Identifier(HNSW_INDEX),
+            gin=sql.Identifier(f"{TABLE}_tsv_gin"),
+            collections=sql.Identifier(COLLECTIONS),
+            documents=sql.Identifier(DOCUMENTS),
             dimension=sql.Literal(dimension),
             m=sql.Literal(self._hnsw_m),
             ef_construction=sql.Literal(self._hnsw_ef_construction),
@@ -194,12 +252,27 @@ class ChunkStore:
             )
             return {bytes(h): e.to_numpy() for h, e in await cursor.fetchall()}
 
+    async def unchanged_documents(
+        self, tenant: str, collection: str, hashes: Mapping[str, bytes], *, timeout: float
+    ) -> dict[str, int]:
+        """Ids among `hashes` whose stored document has exactly that content hash, with their chunk counts."""
+        if not hashes:
+            return {}
+        async with self._transaction(timeout) as conn:
+            cursor = await conn.execute(
+                f"""SELECT source_id, content_hash, chunks FROM {DOCUMENTS}
+                    WHERE tenant = %s AND collection = %s AND source_id = ANY(%s)""",
+                (tenant, collection, list(hashes)),
+            )
+            return {s: n for s, h, n in await cursor.fetchall() if hashes.get(s) == bytes(h)}
+
     async def replace_documents(
         self, tenant: str, collection: str, documents: Sequence[NewDocument], *, timeout: float
     ) -> None:
         """Swap each document's chunks for the new ones in one transaction.
 
         Readers see the old chunks or the new ones, never a mix or a half-written document.
+        Rows go in with binary COPY: one round trip however many chunks.
         """
         source_ids = sorted({d.source_id for d in documents})
         rows = [
@@ -218,6 +291,7 @@ class ChunkStore:
         ]
         async with self._transaction(timeout) as conn:
             async with conn.cursor() as cursor:
+                await _touch_collection(cursor, tenant, collection)
                 # Two ingests of the same document would otherwise both delete, then
                 # collide on the unique key; sorted order keeps lock-taking deadlock-free.
                 await cursor.executemany(
@@ -229,40 +303,180 @@ class ChunkStore:
                     (tenant, collection, source_ids),
                 )
                 if rows:
-                    await cursor.executemany(
-                        f"""INSERT INTO {TABLE}
-                            (tenant, collection, source_id, ordinal, text, metadata, content_hash, embedding)
-                            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-                        rows,
-                    )
+                    await copy_rows(cursor, rows)
+                await cursor.executemany(
+                    f"""INSERT INTO {DOCUMENTS} (tenant, collection, source_id, content_hash, chunks)
+                        VALUES (%s, %s, %s, %s, %s)
+                        ON CONFLICT (tenant, collection, source_id) DO UPDATE
+                        SET content_hash = EXCLUDED.content_hash, chunks = EXCLUDED.chunks,
+                            updated_at = now()""",
+                    [(tenant, collection, d.source_id, d.content_hash, len(d.chunks)) for d in documents],
+                )
+
+    async def delete_documents(
+        self, tenant: str, collection: str, source_ids: Sequence[str], *, timeout: float
+    ) -> Deleted:
+        """Removes the documents' rows and every chunk and vector they had."""
+        async with self._transaction(timeout) as conn:
+            async with conn.cursor() as cursor:
+                await cursor.execute(
+                    f"""SELECT version FROM {COLLECTIONS} WHERE tenant = %s AND name = %s FOR UPDATE""",
+                    (tenant, collection),
+                )
+                await cursor.execute(
+                    f"""DELETE FROM {TABLE} WHERE tenant = %s AND collection = %s AND source_id = ANY(%s)""",
+                    (tenant, collection, list(source_ids)),
+                )
+                chunks = cursor.rowcount
+                await cursor.execute(
+                    f"""DELETE FROM {DOCUMENTS}
+                        WHERE tenant = %s AND collection = %s AND source_id = ANY(%s)""",
+                    (tenant, collection, list(source_ids)),
+                )
+                documents = cursor.rowcount
+                if chunks or documents:
+                    await _bump(cursor, tenant, collection)
+        return Deleted(documents, chunks)
+
+    async def create_collection(
+        self, tenant: str, name: str, description: str, *, timeout: float
+    ) -> tuple[CollectionInfo, bool]:
+        async with self._transaction(timeout) as conn:
+            cursor = await conn.execute(
+                f"""INSERT INTO {COLLECTIONS} (tenant, name, description) VALUES (%s, %s, %s)
+                    ON CONFLICT (tenant, name) DO NOTHING RETURNING name""",
+                (tenant, name, description),
+            )
+            created = await cursor.fetchone() is not None
+            found = await _collections(conn, tenant, name)
+        return found[0], created
+
+    async def list_collections(self, tenant: str, *, timeout: float) -> list[CollectionInfo]:
+        async with self._transaction(timeout) as conn:
+            return await _collections(conn, tenant, None)
+
+    async def delete_collection(self, tenant: str, name: str, *, timeout: float) -> Deleted:
+        async with self._transaction(timeout) as conn:
+            async with conn.cursor() as cursor:
+                await cursor.execute(
+                    f"DELETE FROM {COLLECTIONS} WHERE tenant = %s AND name = %s", (tenant, name)
+                )
+                existed = cursor.rowcount > 0
+                await cursor.execute(
+                    f"DELETE FROM {TABLE} WHERE tenant = %s AND collection = %s", (tenant, name)
+                )
+                chunks = cursor.rowcount
+                await cursor.execute(
+                    f"DELETE FROM {DOCUMENTS} WHERE tenant = %s AND collection = %s", (tenant, name)
+                )
+                documents = cursor.rowcount
+        if not (existed or chunks or documents):
+            raise NotFound("no such collection", param="name")
+        return Deleted(documents, chunks)
+
+    async def collection_version(self, tenant: str, collection: str, *, timeout: float) -> int:
+        """The collection's change counter; -1 when the collection does not exist."""
+        async with self._transaction(timeout) as conn:
+            cursor = await conn.execute(
+                f"SELECT version FROM {COLLECTIONS} WHERE tenant = %s AND name = %s", (tenant, collection)
+            )
+            row = await cursor.fetchone()
+        return int(row[0]) if row else -1
+
+    async def get_chunk(self, tenant: str, chunk_id: str, *, timeout: float) -> tuple[str, Hit]:
+        """One chunk of the tenant's and its collection; NotFound for anyone else's."""
+        async with self._transaction(timeout) as conn:
+            cursor = await conn.execute(
+                f"""SELECT collection, id, source_id, ordinal, text, metadata FROM {TABLE}
+                    WHERE tenant = %s AND id = %s""",
+                (tenant, chunk_id),
+            )
+            row = await cursor.fetchone()
+        if row is None:
+            raise NotFound("no such chunk", param="chunk_id")
+        collection, i, source_id, ordinal, text, metadata = row
+        return collection, Hit(str(i), source_id, ordinal, text, metadata, 0.0)
 
     async def search(
-        self, tenant: str, collection: str, embedding: np.ndarray, *, k: int, ef_search: int, timeout: float
+        self,
+        tenant: str,
+        collection: str,
+        embedding: np.ndarray,
+        *,
+        k: int,
+        ef_search: int,
+        timeout: float,
+        filter: Mapping[str, str] | None = None,
+        text_query: str = "",
+        hybrid_weight: float = 0.0,
     ) -> list[Hit]:
-        """The k chunks nearest to `embedding` in one tenant's collection, closest first."""
-        params = {"q": embedding, "tenant": tenant, "collection": collection, "k": k}
-        settings = {"hnsw.ef_search": str(max(ef_search, k))}
+        """The k chunks nearest to `embedding` in one tenant's collection, closest first.
+
+        With `hybrid_weight` > 0 and a `text_query`, the vector and full-text rankings of a
+        larger candidate pool are fused by reciprocal rank fusion instead.
+        """
+        hybrid = hybrid_weight > 0 and bool(text_query.strip())
+        pool = max(k * 4, ef_search) if hybrid else k
+        params: dict[str, object] = {
+            "q": embedding,
+            "tenant": tenant,
+            "collection": collection,
+            "k": pool,
+            "filter": Jsonb(dict(filter)) if filter else None,
+            "text": text_query,
+        }
+        settings = {"hnsw.ef_search": str(min(MAX_EF_SEARCH, max(ef_search, pool)))}
         if self._iterative_scan:
             settings["hnsw.iterative_scan"] = "strict_order"
         async with self._transaction(timeout, settings) as conn:
             hits = await _nearest(conn, params)
-            if len(hits) < k:
-                # An HNSW scan yields ef_search candidates from the whole table and only
-                # then applies the tenant/collection filter, so a collection holding a
-                # small share of the table can come back short, or empty. Searching its
-                # own rows exactly fixes that; it runs only after a short answer, which
-                # for a collection with fewer than k chunks is a cheap scan anyway.
-                await conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
+            if len(hits) < pool and not self._iterative_scan and ef_search < MAX_EF_SEARCH:
+                # An HNSW scan yields ef_search candidates from the whole table and only then
+                # applies the tenant/collection/metadata filter, so a collection holding a
+                # small share of the table, or a query whose nearest rows belong to others,
+                # can come back short. pgvector 0.8 keeps scanning (iterative scan); before
+                # it, a wider candidate list is tried first.
+                await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(MAX_EF_SEARCH),))
                 hits = await _nearest(conn, params)
-        return hits
+            if len(hits) < pool:
+                # Exact search over the collection's own rows: always complete, and cheap for
+                # the usual cause, a collection with fewer than k chunks.
+                hits = await _nearest(conn, params, exact=True)
+            if not hybrid:
+                return hits
+            matches = await _full_text(conn, params)
+        return fuse(hits, matches, k=k, text_weight=min(1.0, hybrid_weight))
 
 
-async def _nearest(conn: psycopg.AsyncConnection, params: dict[str, object]) -> list[Hit]:
+def fuse(vector: Sequence[Hit], text: Sequence[Hit], *, k: int, text_weight: float) -> list[Hit]:
+    """Reciprocal rank fusion of two rankings: each list adds weight / (RRF_K + rank)."""
+    fused: dict[str, float] = {}
+    by_id: dict[str, Hit] = {}
+    for ranking, weight in ((vector, 1.0 - text_weight), (text, text_weight)):
+        for rank, hit in enumerate(ranking, 1):
+            fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + weight / (RRF_K + rank)
+            by_id.setdefault(hit.chunk_id, hit)
+    order = sorted(fused, key=lambda i: (-fused[i], -by_id[i].score))[:k]
+    return [replace(by_id[i], fused_score=fused[i]) for i in order]
+
+
+def _filter(params: dict[str, object]) -> str:
+    # Left out when empty: the planner guesses `@>` keeps few rows and would skip the index.
+    return "AND metadata @> %(filter)s" if params.get("filter") else ""
+
+
+async def _nearest(
+    conn: psycopg.AsyncConnection, params: dict[str, object], *, exact: bool = False
+) -> list[Hit]:
+    # The exact form orders by an expression no index can serve. A planner setting such as
+    # enable_indexscan would not do: psycopg prepares a statement run five times, and a
+    # prepared generic plan keeps using the index whatever the setting.
+    order = "(embedding <=> %(q)s) + 0" if exact else "embedding <=> %(q)s"
     cursor = await conn.execute(
         f"""SELECT id, source_id, ordinal, text, metadata, 1 - (embedding <=> %(q)s) AS score
             FROM {TABLE}
-            WHERE tenant = %(tenant)s AND collection = %(collection)s
-            ORDER BY embedding <=> %(q)s
+            WHERE tenant = %(tenant)s AND collection = %(collection)s {_filter(params)}
+            ORDER BY {order}
             LIMIT %(k)s""",
         params,
     )
@@ -270,6 +484,80 @@ async def _nearest(conn: psycopg.AsyncConnection, params: dict[str, object]) -> 
         Hit(str(i), source_id, ordinal, text, metadata, float(score))
         for i, source_id, ordinal, text, metadata, score in await cursor.fetchall()
     ]
+
+
+async def _full_text(conn: psycopg.AsyncConnection, params: dict[str, object]) -> list[Hit]:
+    # websearch_to_tsquery takes any user text without syntax errors: words are ANDed,
+    # "quoted phrases", OR and -word work as in a web search engine.
+    cursor = await conn.execute(
+        f"""SELECT id, source_id, ordinal, text, metadata, 1 - (embedding <=> %(q)s) AS score
+            FROM {TABLE}, websearch_to_tsquery('english', %(text)s) AS query
+            WHERE tenant = %(tenant)s AND collection = %(collection)s {_filter(params)} AND tsv @@ query
+            ORDER BY ts_rank_cd(tsv, query) DESC
+            LIMIT %(k)s""",
+        params,
+    )
+    return [
+        Hit(str(i), source_id, ordinal, text, metadata, float(score))
+        for i, source_id, ordinal, text, metadata, score in await cursor.fetchall()
+    ]
+
+
+async def _touch_collection(cursor: psycopg.AsyncCursor, tenant: str, collection: str) -> None:
+    """Creates the collection on first write and bumps its version; the row lock orders writers."""
+    await cursor.execute(
+        f"""INSERT INTO {COLLECTIONS} (tenant, name) VALUES (%s, %s)
+            ON CONFLICT (tenant, name) DO UPDATE SET version = {COLLECTIONS}.version + 1""",
+        (tenant, collection),
+    )
+
+
+async def _bump(cursor: psycopg.AsyncCursor, tenant: str, collection: str) -> None:
+    await cursor.execute(
+        f"UPDATE {COLLECTIONS} SET version = version + 1 WHERE tenant = %s AND name = %s",
+        (tenant, collection),
+    )
+
+
+async def _collections(conn: psycopg.AsyncConnection, tenant: str, name: str | None) -> list[CollectionInfo]:
+    cursor = await conn.execute(
+        f"""SELECT c.name, c.description, count(d.source_id), coalesce(sum(d.chunks), 0), c.created_at
+            FROM {COLLECTIONS} c
+            LEFT JOIN {DOCUMENTS} d ON d.tenant = c.tenant AND d.collection = c.name
+            WHERE c.tenant = %(tenant)s AND (%(name)s::text IS NULL OR c.name = %(name)s)
+            GROUP BY c.name, c.description, c.created_at
+            ORDER BY c.name""",
+        {"tenant": tenant, "name": name},
+    )
+    return [
+        CollectionInfo(n, description, int(docs), int(chunks), created)
+        for n, description, docs, chunks, created in await cursor.fetchall()
+    ]
+
+
+COPY_COLUMNS = (
+    "tenant",
+    "collection",
+    "source_id",
+    "ordinal",
+    "text",
+    "metadata",
+    "content_hash",
+    "embedding",
+)
+COPY_TYPES = ("text", "text", "text", "int4", "text", "jsonb", "bytea", "vector")
+
+
+async def copy_rows(cursor: psycopg.AsyncCursor[Any], rows: Iterable[tuple[Any, ...]]) -> None:
+    """Chunk rows in COPY_COLUMNS order by binary COPY: one stream, no per-row statement or parsing.
+
+    The connection must have pgvector's types registered.
+    """
+    statement = f"COPY {TABLE} ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT BINARY)"
+    async with cursor.copy(statement) as copy:
+        copy.set_types(list(COPY_TYPES))
+        for row in rows:
+            await copy.write_row(row)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,8 @@
-"""Sentence embeddings on CPU from a local sentence-transformers model directory."""
+"""Sentence embeddings on CPU from a local sentence-transformers model directory.
+
+`EmbeddingModel` is what the rest of the service needs from any embedder: this local
+one, or `remote_embedder.RemoteEmbedder` for an OpenAI-compatible /v1/embeddings URL.
+"""
 
 import asyncio
 import contextlib
@@ -9,7 +13,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -22,6 +26,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+class EmbeddingModel(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    async def embed(self, texts: list[str], *, deadline: float | None = None) -> np.ndarray:
+        """Unit-length float32 rows, one per text; `deadline` is a loop.time() value."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 def packaged_model_dir(cache_dir: str) -> Path:
@@ -62,6 +85,7 @@ class Embedder:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         self._model: SentenceTransformer | None = None
         self._tokenizer: Tokenizer | None = None
+        self._model_dir: Path | None = None
 
     async def load(self, model_dir: Path) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load, model_dir)
@@ -85,7 +109,7 @@ class Embedder:
         counter = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
         counter.no_truncation()
         counter.no_padding()
-        self._model, self._tokenizer = model, counter
+        self._model, self._tokenizer, self._model_dir = model, counter, model_dir
         log.info(
             "embedding model loaded",
             extra={
@@ -95,6 +119,10 @@ class Embedder:
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
+
+    @property
+    def name(self) -> str:
+        return PACKAGED_MODEL_NAME if self._model_dir is None else self._model_dir.name
 
     @property
     def model(self) -> "SentenceTransformer":
@@ -124,11 +152,14 @@ class Embedder:
         """
         loop = asyncio.get_running_loop()
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        # A batch is padded to its longest text: batching texts of similar length wastes less.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(texts), self._batch_size):
             if deadline is not None and loop.time() >= deadline:
                 raise DeadlineExceeded("the deadline passed while embedding")
-            batch = texts[start : start + self._batch_size]
-            out[start : start + len(batch)] = await loop.run_in_executor(self._executor, self._encode, batch)
+            rows = order[start : start + self._batch_size]
+            batch = [texts[i] for i in rows]
+            out[rows] = await loop.run_in_executor(self._executor, self._encode, batch)
         return out
 
     def _encode(self, batch: list[str]) -> np.ndarray:

@@ -1,16 +1,19 @@
-"""Ingest and search: chunking, embedding and storage put together, free of gRPC."""
+"""Ingest and search: chunking, embedding, caching and storage put together, free of gRPC."""
 
 import asyncio
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 from llmsuite_common.errors import InvalidArgument
 
+from .cache import RetrievalCache, results_key
 from .chunking import chunk_text
-from .db import ChunkStore, Hit, NewChunk, NewDocument
-from .embedder import Embedder
+from .db import ChunkStore, CollectionInfo, Deleted, Hit, NewChunk, NewDocument
+from .embedder import EmbeddingModel
 from .validation import DocumentInput
 
 
@@ -19,18 +22,35 @@ class IngestResult:
     documents: int
     chunks: int
     embedded: int
+    unchanged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    query: str
+    vector: np.ndarray | None
+    k: int
+    filter: Mapping[str, str]
+    hybrid_weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    hits: list[Hit]
+    cached: bool
 
 
 class Retriever:
     def __init__(
         self,
         store: ChunkStore,
-        embedder: Embedder,
+        embedder: EmbeddingModel,
         *,
         chunk_tokens: int,
         overlap_tokens: int,
         max_chunks_per_request: int,
         ef_search: int,
+        cache: RetrievalCache | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -38,12 +58,28 @@ class Retriever:
         self._overlap_tokens = overlap_tokens
         self._max_chunks = max_chunks_per_request
         self._ef_search = ef_search
+        self._cache = cache
+
+    @property
+    def embedder(self) -> EmbeddingModel:
+        return self._embedder
+
+    @property
+    def store(self) -> ChunkStore:
+        return self._store
 
     async def ingest(
         self, tenant: str, collection: str, documents: list[DocumentInput], *, deadline: float
     ) -> IngestResult:
+        digests = {d.source_id: self._document_hash(d) for d in documents}
+        unchanged = await self._store.unchanged_documents(
+            tenant, collection, digests, timeout=_remaining(deadline)
+        )
+        todo = [d for d in documents if d.source_id not in unchanged]
+        if not todo:
+            return IngestResult(len(documents), sum(unchanged.values()), 0, len(documents))
         # Tokenizing a large document takes long enough to stall other calls on the loop.
-        pieces = await asyncio.to_thread(self._chunk_all, documents)
+        pieces = await asyncio.to_thread(self._chunk_all, todo)
         total = sum(len(p) for p in pieces)
         if total > self._max_chunks:
             raise InvalidArgument(
@@ -54,7 +90,7 @@ class Retriever:
         known = await self._store.known_embeddings(
             tenant,
             collection,
-            [d.source_id for d in documents],
+            [d.source_id for d in todo],
             [h for hs in hashes for h in hs],
             timeout=_remaining(deadline),
         )
@@ -74,22 +110,103 @@ class Retriever:
                 doc.source_id,
                 doc.metadata,
                 [NewChunk(i, t, h, known[h]) for i, (t, h) in enumerate(zip(texts, hs, strict=True))],
+                digests[doc.source_id],
             )
-            for doc, texts, hs in zip(documents, pieces, hashes, strict=True)
+            for doc, texts, hs in zip(todo, pieces, hashes, strict=True)
         ]
         await self._store.replace_documents(tenant, collection, new_documents, timeout=_remaining(deadline))
-        return IngestResult(len(documents), total, len(missing))
+        return IngestResult(len(documents), total + sum(unchanged.values()), len(missing), len(unchanged))
 
     async def search(self, tenant: str, collection: str, query: str, k: int, *, deadline: float) -> list[Hit]:
-        vector: np.ndarray = (await self._embedder.embed([query], deadline=deadline))[0]
-        return await self._store.search(
-            tenant, collection, vector, k=k, ef_search=self._ef_search, timeout=_remaining(deadline)
+        """Nearest chunks to `query` text: the original Search call."""
+        found = await self.find(tenant, collection, SearchQuery(query, None, k, {}, 0.0), deadline=deadline)
+        return found.hits
+
+    async def find(self, tenant: str, collection: str, q: SearchQuery, *, deadline: float) -> SearchResult:
+        """Search with every option, through the result cache."""
+        key = None
+        if self._cache is not None:
+            version = await self._store.collection_version(tenant, collection, timeout=_remaining(deadline))
+            key = results_key(
+                tenant,
+                collection,
+                version,
+                query=q.query,
+                vector=q.vector,
+                k=q.k,
+                filter=q.filter,
+                hybrid_weight=q.hybrid_weight,
+            )
+            cached = self._cache.results(key)
+            if cached is not None:
+                return SearchResult(cached, True)
+        vector = q.vector if q.vector is not None else await self.query_embedding(q.query, deadline=deadline)
+        hits = await self._store.search(
+            tenant,
+            collection,
+            vector,
+            k=q.k,
+            ef_search=self._ef_search,
+            timeout=_remaining(deadline),
+            filter=q.filter,
+            text_query=q.query,
+            hybrid_weight=q.hybrid_weight,
+        )
+        if self._cache is not None and key is not None:
+            self._cache.put_results(key, hits)
+        return SearchResult(hits, False)
+
+    async def query_embedding(self, text: str, *, deadline: float) -> np.ndarray:
+        if self._cache is not None and (found := self._cache.embedding(text)) is not None:
+            return found
+        vector: np.ndarray = (await self._embedder.embed([text], deadline=deadline))[0]
+        if self._cache is not None:
+            self._cache.put_embedding(text, vector)
+        return vector
+
+    async def embed(self, texts: list[str], *, deadline: float) -> tuple[np.ndarray, int]:
+        """Embeddings for callers, with the tokens the model saw (each text capped at its window)."""
+        tokens = sum(min(self._embedder.count_tokens(t), self._embedder.max_tokens) for t in texts)
+        return await self._embedder.embed(texts, deadline=deadline), tokens
+
+    async def delete_documents(
+        self, tenant: str, collection: str, source_ids: Sequence[str], *, deadline: float
+    ) -> Deleted:
+        return await self._store.delete_documents(
+            tenant, collection, source_ids, timeout=_remaining(deadline)
         )
 
-    def _chunk_all(self, documents: list[DocumentInput]) -> list[list[str]]:
+    async def create_collection(
+        self, tenant: str, name: str, description: str, *, deadline: float
+    ) -> tuple[CollectionInfo, bool]:
+        return await self._store.create_collection(tenant, name, description, timeout=_remaining(deadline))
+
+    async def list_collections(self, tenant: str, *, deadline: float) -> list[CollectionInfo]:
+        return await self._store.list_collections(tenant, timeout=_remaining(deadline))
+
+    async def delete_collection(self, tenant: str, name: str, *, deadline: float) -> Deleted:
+        return await self._store.delete_collection(tenant, name, timeout=_remaining(deadline))
+
+    async def get_chunk(self, tenant: str, chunk_id: str, *, deadline: float) -> tuple[str, Hit]:
+        return await self._store.get_chunk(tenant, chunk_id, timeout=_remaining(deadline))
+
+    def _limits(self) -> tuple[int, int]:
         # Text past the model's window would be cut off unseen, so the window caps the size.
         max_tokens = min(self._chunk_tokens, self._embedder.max_tokens)
-        overlap = min(self._overlap_tokens, max_tokens // 2)
+        return max_tokens, min(self._overlap_tokens, max_tokens // 2)
+
+    def _document_hash(self, doc: DocumentInput) -> bytes:
+        """Changes whenever the stored chunks would: text, metadata, chunking or model."""
+        max_tokens, overlap = self._limits()
+        return hashlib.sha256(
+            orjson.dumps(
+                [doc.text, doc.metadata, max_tokens, overlap, self._embedder.name],
+                option=orjson.OPT_SORT_KEYS,
+            )
+        ).digest()
+
+    def _chunk_all(self, documents: list[DocumentInput]) -> list[list[str]]:
+        max_tokens, overlap = self._limits()
         return [
             chunk_text(
                 d.text,

@@ -58,6 +58,56 @@ class RetrievalSettings(ServiceSettings):
         1024, ge=1, description="Largest metadata value, in UTF-8 bytes."
     )
     retrieval_max_query_bytes: int = Field(8192, ge=1, description="Largest search query, in UTF-8 bytes.")
+    retrieval_embedding_url: str = Field(
+        "",
+        description="Base URL of an OpenAI-compatible embeddings API (e.g. http://tei:8080/v1); "
+        "empty embeds locally with the model directory above.",
+    )
+    retrieval_embedding_api_key: SecretStr = Field(
+        SecretStr(""), description="Bearer key for RETRIEVAL_EMBEDDING_URL; empty sends none."
+    )
+    retrieval_embedding_remote_model: str = Field(
+        "all-MiniLM-L6-v2", description="Model name sent to RETRIEVAL_EMBEDDING_URL."
+    )
+    retrieval_embedding_remote_max_tokens: int = Field(
+        254, ge=16, le=32768, description="Input window of the remote embedding model, in tokens."
+    )
+    retrieval_embedding_max_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="Longest an embedding request waits for others to share its batch.",
+    )
+    retrieval_embedding_max_queued: int = Field(
+        1024, ge=1, description="Embedding requests allowed to wait at once; more get RESOURCE_EXHAUSTED."
+    )
+    retrieval_cache_ttl_seconds: float = Field(
+        600, ge=300, le=1800, description="Lifetime of cached query embeddings and search results."
+    )
+    retrieval_cache_max_embeddings: int = Field(
+        10_000, ge=0, description="Query embeddings kept in the cache; 0 turns that cache off."
+    )
+    retrieval_cache_max_results: int = Field(
+        10_000, ge=0, description="Search results kept in the cache; 0 turns that cache off."
+    )
+    retrieval_s3_endpoint_url: str = Field(
+        "", description="S3 endpoint for s3:// sources (MinIO, a local S3); empty uses AWS."
+    )
+    retrieval_s3_region: str = Field(
+        "", description="S3 region for s3:// sources; empty uses the AWS default."
+    )
+    retrieval_file_roots: str = Field(
+        "",
+        description="Comma-separated directories file:// sources may be read from; empty refuses file://.",
+    )
+    retrieval_max_source_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1,
+        description="Largest fetched or uploaded source file (PDF, HTML, ...), in bytes.",
+    )
+    retrieval_ingest_concurrency: int = Field(
+        4, ge=1, le=64, description="Documents of one IngestStream call processed at the same time."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "RetrievalSettings":

@@ -1,8 +1,12 @@
-"""Request checks for Ingest and Search. Messages name the field, never echo its value."""
+"""Request checks for every call. Messages name the field, never echo its value."""
 
+import math
 import re
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from llmsuite_common.errors import InvalidArgument
 
@@ -37,10 +41,10 @@ def tenant(org_id: str) -> str:
     return org_id
 
 
-def collection(name: str) -> str:
+def collection(name: str, *, param: str = "collection") -> str:
     if not COLLECTION_PATTERN.fullmatch(name):
         raise InvalidArgument(
-            "collection must be 1-64 characters of letters, digits, '_', '.' or '-'", param="collection"
+            f"{param} must be 1-64 characters of letters, digits, '_', '.' or '-'", param=param
         )
     return name
 
@@ -99,3 +103,83 @@ def _check_text(value: str, what: str, max_bytes: int, *, param: str | None = No
     # PostgreSQL text cannot hold NUL; reject it here rather than fail in the database.
     if "\x00" in value:
         raise InvalidArgument(f"{what} contains a NUL character", param=param or what)
+
+
+MAX_DESCRIPTION_BYTES = 1024
+
+
+def description(text: str) -> str:
+    _check_text(text, "description", MAX_DESCRIPTION_BYTES)
+    return text
+
+
+def metadata_filter(values: Mapping[str, str], limits: Limits) -> dict[str, str]:
+    return _metadata(values, "filter", limits)
+
+
+def hybrid_weight(value: float) -> float:
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise InvalidArgument("hybrid_weight must be between 0 and 1", param="hybrid_weight")
+    return value
+
+
+def search_vector(values: Sequence[float], dimension: int) -> np.ndarray | None:
+    if not values:
+        return None
+    if len(values) != dimension:
+        raise InvalidArgument(f"vector must have {dimension} dimensions", param="vector")
+    vector = np.asarray(values, dtype=np.float32)
+    if not np.all(np.isfinite(vector)) or not np.any(vector):
+        raise InvalidArgument("vector must be finite and not all zeros", param="vector")
+    return vector
+
+
+def search_text(text: str, *, vector_given: bool, hybrid: bool, limits: Limits) -> str:
+    """Query text: required unless a vector is given; always required for hybrid search."""
+    if vector_given and not hybrid and not text:
+        return ""
+    return query(text, limits)
+
+
+def source_ids(ids: Sequence[str], limits: Limits) -> list[str]:
+    if not ids:
+        raise InvalidArgument("ids must not be empty", param="ids")
+    if len(ids) > limits.max_documents:
+        raise InvalidArgument(f"at most {limits.max_documents} ids per request", param="ids")
+    for index, value in enumerate(ids):
+        if not value.strip():
+            raise InvalidArgument(f"ids[{index}] is empty", param=f"ids[{index}]")
+        _check_text(value, f"ids[{index}]", MAX_SOURCE_ID_BYTES)
+    return list(dict.fromkeys(ids))
+
+
+def chunk_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument("chunk_id is not a chunk id", param="chunk_id") from None
+
+
+def embed_inputs(texts: Sequence[str], limits: Limits) -> list[str]:
+    if not texts:
+        raise InvalidArgument("inputs must not be empty", param="inputs")
+    if len(texts) > limits.max_documents:
+        raise InvalidArgument(f"at most {limits.max_documents} inputs per request", param="inputs")
+    for index, text in enumerate(texts):
+        if not text.strip():
+            raise InvalidArgument(f"inputs[{index}] is empty", param=f"inputs[{index}]")
+        _check_text(text, f"inputs[{index}]", limits.max_document_bytes)
+    return list(texts)
+
+
+def document(
+    source_id: str, text: str, metadata: Mapping[str, str], limits: Limits, param: str
+) -> DocumentInput:
+    """One document of a stream; messages name the stream's field, e.g. sources[3]."""
+    if not source_id.strip():
+        raise InvalidArgument(f"{param}.id is required", param=f"{param}.id")
+    _check_text(source_id, f"{param}.id", MAX_SOURCE_ID_BYTES)
+    if not text.strip():
+        raise InvalidArgument(f"{param} has no text", param=param)
+    _check_text(text, f"{param} text", limits.max_document_bytes, param=param)
+    return DocumentInput(source_id, text, _metadata(metadata, f"{param}.metadata", limits))

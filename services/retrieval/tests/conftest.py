@@ -1,4 +1,6 @@
+import os
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,8 +30,48 @@ def model_dir(scratch_dir: Path) -> Path:
     return packaged_model_dir(str(scratch_dir / "models"))
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture(scope="session")
-def retrieval_settings(scratch_dir: Path, model_dir: Path) -> RetrievalSettings:
+def s3_port() -> int:
+    """Chosen up front so the service's settings can name it; the server starts only when a test asks."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(s3_port: int) -> Iterator[str]:
+    """A local S3 (moto in server mode) on loopback, with stand-in credentials for botocore."""
+    from moto.server import ThreadedMotoServer
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        os.environ.setdefault(name, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{s3_port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def file_root(scratch_dir: Path) -> Path:
+    root = scratch_dir / "files"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture(scope="session")
+def retrieval_settings(
+    scratch_dir: Path, model_dir: Path, s3_port: int, file_root: Path
+) -> RetrievalSettings:
     return RetrievalSettings(
         retrieval_database_url="",
         retrieval_pgserver_data_dir=str(scratch_dir / "pg"),
@@ -41,6 +83,10 @@ def retrieval_settings(scratch_dir: Path, model_dir: Path) -> RetrievalSettings:
         retrieval_max_k=20,
         retrieval_max_query_bytes=2048,
         retrieval_max_metadata_entries=4,
+        retrieval_s3_endpoint_url=f"http://127.0.0.1:{s3_port}",
+        retrieval_s3_region="us-east-1",
+        retrieval_file_roots=str(file_root),
+        retrieval_max_source_bytes=2 * 1024 * 1024,
     )
 
 

@@ -136,3 +136,11 @@ def test_chunks_fit_and_cover_every_word_in_order(doc: str, max_tokens: int, ove
         covered_to = max(covered_to, start + len(words))
         start_floor = start
     assert covered_to == len(source)
+
+
+def test_every_section_of_a_long_document_opens_its_own_chunk():
+    sections = "\n\n".join(f"## Section {i}\n\n{sentences(f's{i}x', 14)}" for i in range(4))
+    chunks = chunk_text(f"# Manual\n\n{sections}", max_tokens=70, overlap_tokens=10)
+    for chunk in chunks:
+        assert "## Section" not in chunk.removeprefix("# Manual\n\n")[1:], "a heading inside a chunk"
+    assert sum(c.removeprefix("# Manual\n\n").startswith("## Section") for c in chunks) == 4

@@ -68,6 +68,12 @@ async def test_a_small_collection_beside_a_large_one_still_gets_k_results(
     assert [round(h.score, 4) for h in hits] == [round(float(small[i] @ query), 4) for i in expected]
     assert hits[0].metadata == {"n": str(expected[0])}
 
+    # Again and again: psycopg prepares a statement after five runs and PostgreSQL may then
+    # switch to a generic plan, which must not turn the exact fallback back into an index scan.
+    for probe in unit_vectors(rng, 15):
+        hits = await store.search("db-small", "c", probe, k=10, ef_search=10, timeout=10)
+        assert [h.source_id for h in hits] == [f"small{i}" for i in np.argsort(-(small @ probe))[:10]]
+
 
 async def test_concurrent_ingests_of_one_document_do_not_collide(store: ChunkStore):
     rng = np.random.default_rng(11)

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import grpc
+from google.protobuf import descriptor_pb2
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
@@ -28,6 +30,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+SERVICE = retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"]
+
+
+async def reflected_methods(channel: grpc.aio.Channel) -> list[str]:
+    async def ask():
+        yield reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE.full_name)
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    replies = [r async for r in stub.ServerReflectionInfo(ask())]
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in replies[0].file_descriptor_response.file_descriptor_proto
+    ]
+    return [m.name for f in files for s in f.service if s.name == SERVICE.name for m in s.method]
 
 
 async def health(port: int) -> int | None:
@@ -87,6 +105,8 @@ async def test_service_process_loads_serves_and_drains(
         assert health_pb2.HealthCheckResponse.NOT_SERVING in seen  # the model and database loaded behind it
 
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            # Reflection describes every RPC, so grpcurl works without the proto files.
+            assert set(await reflected_methods(channel)) == set(SERVICE.methods_by_name)
             found = await retrieval_pb2_grpc.RetrievalServiceStub(channel).Search(
                 retrieval_pb2.SearchRequest(
                     context=common_pb2.RequestContext(org_id="org-p"),
