@@ -47,7 +47,7 @@ async def _load(uri: str, vectors: np.ndarray, start: int) -> None:
 
 async def _measure(sizes: list[int], queries: int, data_dir: str) -> dict:
     from retrieval_service.db import ChunkStore
-    from retrieval_service.embedded_postgres import EmbeddedPostgres
+    from llmsuite_common.embedded_postgres import EmbeddedPostgres
     from retrieval_service.settings import RetrievalSettings
 
     import psycopg

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 from llmsuite.common.v1 import common_pb2
 
+from .handlers import wrap_behavior
 from .request_context import REQUEST_ID_METADATA_KEY, request_id_var
 from .stream_driver import track
 
@@ -102,21 +103,15 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         request_id = _request_id(handler_call_details)
-        if handler.unary_unary is not None:
-            return handler._replace(  # type: ignore[attr-defined]
-                request_deserializer=_tolerant(handler.request_deserializer),
-                unary_unary=_wrap_unary(handler.unary_unary, request_id),
-            )
-        if handler.unary_stream is not None:
-            return handler._replace(  # type: ignore[attr-defined]
-                request_deserializer=_tolerant(handler.request_deserializer),
-                unary_stream=_wrap_stream(handler.unary_stream, request_id),
-            )
-        if handler.stream_unary is not None:
-            return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, request_id))  # type: ignore[attr-defined]
-        if handler.stream_stream is not None:
-            return handler._replace(stream_stream=_wrap_stream(handler.stream_stream, request_id))  # type: ignore[attr-defined]
-        return handler
+        wrapped = wrap_behavior(
+            handler,
+            unary=lambda fn: _wrap_unary(fn, request_id),
+            stream=lambda fn: _wrap_stream(fn, request_id),
+        )
+        if handler.request_streaming:
+            return wrapped
+        tolerant = _tolerant(handler.request_deserializer)
+        return wrapped._replace(request_deserializer=tolerant)  # type: ignore[attr-defined]
 
 
 class _Undecodable:

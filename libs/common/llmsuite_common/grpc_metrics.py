@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 
+from .handlers import wrap_behavior
 from .stream_driver import track
 
 # Generation streams for tens of seconds; the upper buckets keep those visible.
@@ -44,7 +45,7 @@ def _code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Outermost interceptor, so it sees the status the error interceptor settled on."""
+    """Sits outside the error interceptor, so it sees the status that one settled on."""
 
     def __init__(self, metrics: GrpcServerMetrics) -> None:
         self._metrics = metrics
@@ -58,15 +59,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith("/grpc.health.v1.") or method.startswith("/grpc.reflection."):
             return handler
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary, method))  # type: ignore[attr-defined]
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=self._stream(handler.unary_stream, method))  # type: ignore[attr-defined]
-        if handler.stream_unary is not None:
-            return handler._replace(stream_unary=self._unary(handler.stream_unary, method))  # type: ignore[attr-defined]
-        if handler.stream_stream is not None:
-            return handler._replace(stream_stream=self._stream(handler.stream_stream, method))  # type: ignore[attr-defined]
-        return handler
+        return wrap_behavior(
+            handler,
+            unary=lambda fn: self._unary(fn, method),
+            stream=lambda fn: self._stream(fn, method),
+        )
 
     def _unary(self, fn: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
         metrics = self._metrics
@@ -89,7 +86,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapper
 
-    def _stream(self, fn: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+    def _stream(
+        self, fn: Callable[..., AsyncIterator[Any]], method: str
+    ) -> Callable[..., AsyncIterator[Any]]:
         metrics = self._metrics
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:

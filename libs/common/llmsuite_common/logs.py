@@ -11,7 +11,11 @@ from .redaction import redact
 from .request_context import request_id_var
 
 # uvicorn adds color_message, an ANSI-coloured duplicate of msg.
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "color_message"}
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 
 import grpc
 
+from .handlers import wrap_behavior
+
 G = TypeVar("G", bound=AsyncGenerator[Any, None])
 
 _open_streams: contextvars.ContextVar[list[AsyncGenerator[Any, None]] | None] = contextvars.ContextVar(
@@ -43,11 +45,7 @@ class StreamDriverInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_drive(handler.unary_stream))  # type: ignore[attr-defined]
-        if handler.stream_stream is not None:
-            return handler._replace(stream_stream=_drive(handler.stream_stream))  # type: ignore[attr-defined]
-        return handler
+        return wrap_behavior(handler, unary=None, stream=_drive)
 
 
 def _drive(behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., Awaitable[None]]:

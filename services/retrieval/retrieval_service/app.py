@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from .batching import MicroBatcher
 from .cache import CacheMetrics, RetrievalCache
 from .db import ChunkStore
-from .embedded_postgres import EmbeddedPostgres
+from llmsuite_common.embedded_postgres import EmbeddedPostgres
 from .embedder import Embedder, packaged_model_dir
 from .remote_embedder import RemoteEmbedder
 from .retriever import Retriever

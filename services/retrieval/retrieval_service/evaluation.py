@@ -140,7 +140,7 @@ async def local_service(work_dir: Path) -> AsyncIterator[tuple[str, str]]:
     from llmsuite_common.errors import ErrorInterceptor
 
     from .app import RetrievalApp
-    from .embedded_postgres import EmbeddedPostgres
+    from llmsuite_common.embedded_postgres import EmbeddedPostgres
     from .settings import RetrievalSettings
 
     settings = RetrievalSettings(retrieval_pgserver_data_dir=str(work_dir / "pg"))

@@ -11,7 +11,7 @@ from llmsuite.retrieval.v1 import retrieval_pb2_grpc
 
 from llmsuite_common.errors import ErrorInterceptor
 from retrieval_service.app import RetrievalApp
-from retrieval_service.embedded_postgres import EmbeddedPostgres
+from llmsuite_common.embedded_postgres import EmbeddedPostgres
 from retrieval_service.embedder import Embedder, packaged_model_dir
 from retrieval_service.settings import RetrievalSettings
 
