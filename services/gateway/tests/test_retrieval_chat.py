@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import grpc
+from prometheus_client import CollectorRegistry
 import pytest
 from gateway_service.clients import BackendTargets
 from gateway_service.prompt import CONTEXT_INSTRUCTION, NO_CONTEXT
@@ -34,7 +35,8 @@ async def retrieval_target() -> AsyncIterator[str]:
         retrieval_pgserver_data_dir=str(scratch / "pg"),
         retrieval_model_cache_dir=str(scratch / "models"),
     )
-    app = RetrievalApp(settings)
+    # Its own registry: several apps live in one test process.
+    app = RetrievalApp(settings, registry=CollectorRegistry())
     async with AsyncExitStack() as stack:
         stack.callback(shutil.rmtree, scratch, True)
         server = grpc.aio.server(interceptors=[ErrorInterceptor()])

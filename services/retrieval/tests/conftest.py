@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
+from prometheus_client import CollectorRegistry
 import pytest
 from llmsuite.retrieval.v1 import retrieval_pb2_grpc
 
@@ -101,7 +102,8 @@ async def embedder(model_dir: Path) -> AsyncIterator[Embedder]:
 @pytest.fixture(scope="session")
 async def retrieval_target(retrieval_settings: RetrievalSettings) -> AsyncIterator[str]:
     """A real RetrievalApp behind a real gRPC server on loopback, with embedded PostgreSQL."""
-    app = RetrievalApp(retrieval_settings)
+    # Its own registry: several apps live in one test process.
+    app = RetrievalApp(retrieval_settings, registry=CollectorRegistry())
     server = grpc.aio.server(interceptors=[ErrorInterceptor()])
     app.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
