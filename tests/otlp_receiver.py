@@ -18,6 +18,7 @@ class Span:
     span_id: str
     parent_span_id: str
     attributes: dict[str, object]
+    events: tuple[str, ...] = ()
 
 
 def _value(v) -> object:  # type: ignore[no-untyped-def]
@@ -45,6 +46,7 @@ class _Collector(trace_service_pb2_grpc.TraceServiceServicer):
                             span_id=s.span_id.hex(),
                             parent_span_id=s.parent_span_id.hex(),
                             attributes={a.key: _value(a.value) for a in s.attributes},
+                            events=tuple(e.name for e in s.events),
                         )
                     )
         with self.lock:

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# OpenTelemetry GenAI semantic conventions: every upstream speaks the OpenAI chat API.
+GEN_AI_OPERATION = "chat"
+GEN_AI_PROVIDER = "openai"
+FIRST_TOKEN_EVENT = "gen_ai.first_token"
+
 
 class Accounting:
     def __init__(self, model: str, contents: Iterable[str], span: Span, metrics: GenerationMetrics) -> None:
@@ -38,6 +43,19 @@ class Accounting:
         self.outcome = ""
         self._upstream_usage: Mapping[str, object] | None = None
         self._usage: TokenUsage | None = None
+        self._first_token_seen = False
+
+    def first_token(self) -> None:
+        """Marks the first generated token on the span (time to first token), once."""
+        if self._first_token_seen:
+            return
+        self._first_token_seen = True
+        if self._span.is_recording():
+            committed = self.committed
+            self._span.add_event(
+                FIRST_TOKEN_EVENT,
+                {"llmsuite.generation.deployment": committed.deployment.name if committed else ""},
+            )
 
     @property
     def usage(self) -> TokenUsage:
@@ -100,14 +118,21 @@ class Accounting:
             if fields["cost_usd"]:
                 self._metrics.cost.labels(routed, deployment).inc(self.cost_usd)
         if self._span.is_recording():
-            self._span.set_attributes(
-                {
-                    "gen_ai.request.model": self.model,
-                    "gen_ai.response.model": fields["routed_model"],
-                    "gen_ai.usage.input_tokens": fields["prompt_tokens"],
-                    "gen_ai.usage.output_tokens": fields["completion_tokens"],
-                    "llmsuite.generation.deployment": fields["deployment"],
-                    "llmsuite.generation.attempts": fields["attempts"],
-                    "llmsuite.generation.outcome": outcome,
-                }
-            )
+            # Counts, names and reasons only: prompts, completions and keys never go on a span.
+            attributes: dict[str, str | int | list[str]] = {
+                "gen_ai.operation.name": GEN_AI_OPERATION,
+                "gen_ai.provider.name": GEN_AI_PROVIDER,
+                "gen_ai.system": GEN_AI_PROVIDER,
+                "gen_ai.request.model": self.model,
+                "gen_ai.response.model": fields["routed_model"],
+                "gen_ai.usage.input_tokens": fields["prompt_tokens"],
+                "gen_ai.usage.output_tokens": fields["completion_tokens"],
+                "llmsuite.generation.deployment": fields["deployment"],
+                "llmsuite.generation.attempts": fields["attempts"],
+                "llmsuite.generation.outcome": outcome,
+            }
+            if self.finish_reason:
+                attributes["gen_ai.response.finish_reasons"] = [self.finish_reason]
+            if self.upstream_id:
+                attributes["gen_ai.response.id"] = self.upstream_id
+            self._span.set_attributes(attributes)

@@ -73,6 +73,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                         emit = limits.feed(event.content)
                         account.content_chunks = limits.chunks
                         if emit.text:
+                            account.first_token()
                             yield generation_pb2.GenerateResponse(
                                 delta=generation_pb2.Delta(content=emit.text, role=role)
                             )
@@ -82,6 +83,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                             break
                     elif isinstance(event, ToolCallsDelta):
                         account.tool_chunks += 1
+                        account.first_token()
                         tool_calls.add(event)
                         yield generation_pb2.GenerateResponse(
                             delta=generation_pb2.Delta(role=role or event.role, tool_calls=_tool_calls(event))

@@ -21,6 +21,7 @@ from llmsuite_common.errors import (
     ServiceError,
     Unavailable,
 )
+from llmsuite_common.redaction import redact
 
 MAX_UPSTREAM_MESSAGE_CHARS = 300
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -112,7 +113,8 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[redacted]")
-    text = _CONTROL.sub(" ", text).strip()
+    # Upstreams echo request content and other credentials in their error text.
+    text = redact(_CONTROL.sub(" ", text)).strip()
     if len(text) > MAX_UPSTREAM_MESSAGE_CHARS:
         text = text[: MAX_UPSTREAM_MESSAGE_CHARS - 1] + "…"
     return text

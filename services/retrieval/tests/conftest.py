@@ -100,10 +100,17 @@ async def embedder(model_dir: Path) -> AsyncIterator[Embedder]:
 
 
 @pytest.fixture(scope="session")
-async def retrieval_target(retrieval_settings: RetrievalSettings) -> AsyncIterator[str]:
+def metrics_registry() -> CollectorRegistry:
+    """The retrieval app's own registry: several apps live in one test process."""
+    return CollectorRegistry()
+
+
+@pytest.fixture(scope="session")
+async def retrieval_target(
+    retrieval_settings: RetrievalSettings, metrics_registry: CollectorRegistry
+) -> AsyncIterator[str]:
     """A real RetrievalApp behind a real gRPC server on loopback, with embedded PostgreSQL."""
-    # Its own registry: several apps live in one test process.
-    app = RetrievalApp(retrieval_settings, registry=CollectorRegistry())
+    app = RetrievalApp(retrieval_settings, registry=metrics_registry)
     server = grpc.aio.server(interceptors=[ErrorInterceptor()])
     app.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -4,7 +4,6 @@ import grpc
 import numpy as np
 import psycopg
 import pytest
-from prometheus_client import REGISTRY
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 
@@ -175,10 +174,10 @@ async def test_identical_documents_in_two_tenants_stay_apart(stub: Stub, databas
     assert await rows(database_url, "twin-b", "same", "security") == (1, 1)
 
 
-async def test_repeated_query_hits_the_cache_and_an_ingest_invalidates_it(stub: Stub):
+async def test_repeated_query_hits_the_cache_and_an_ingest_invalidates_it(stub: Stub, metrics_registry):
     def lookups(result: str) -> float:
         labels = {"cache": "results", "result": result}
-        return REGISTRY.get_sample_value("llmsuite_retrieval_cache_lookups_total", labels) or 0.0
+        return metrics_registry.get_sample_value("llmsuite_retrieval_cache_lookups_total", labels) or 0.0
 
     await ingest(stub, "cache", "docs", {"leave": HANDBOOK["leave"]})
     hits, misses = lookups("hit"), lookups("miss")

@@ -1,0 +1,144 @@
+"""After a scripted mix (success, 429, guardrail block, upstream 500, timeout, cache hit) the
+gateway's and generation's counters and histograms moved by exactly what that mix implies."""
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from services.guardrails.tests.corpus import INJECTIONS
+from tests.observability_stack import Stack, delta, deltas, scrape, stack_fixture
+
+MODEL = "obs-metrics"
+ROUTE = "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def stack(suite) -> Iterator[Stack]:
+    yield from stack_fixture(suite, "observability-metrics")
+
+
+def chat(text: str, **extra) -> dict:
+    return {"model": MODEL, "messages": [{"role": "user", "content": text}], **extra}
+
+
+def wait_for_upstream_request(stack: Stack, count: int) -> None:
+    for _ in range(200):
+        if len([r for r in stack.suite.upstream_requests() if r["body"].get("model") == MODEL]) >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the upstream never received the request")
+
+
+def test_counters_move_by_exactly_the_scripted_mix(stack):
+    gateway_metrics = f"{stack.gateway_url}/metrics"
+    gw_before, gen_before = scrape(gateway_metrics), scrape(stack.generation_metrics_url)
+    stack.suite.clear_upstream_requests()
+    statuses = []
+    with stack.client() as c:
+        # 1. A plain success, and 2. a cache hit: the same deterministic request again.
+        stack.script(MODEL, None)
+        cacheable = chat(f"cache me please {secrets.token_hex(4)}", temperature=0)
+        first = c.post(ROUTE, json=cacheable)
+        again = c.post(ROUTE, json=cacheable)
+        assert (first.headers["x-cache"], again.headers["x-cache"]) == ("miss", "hit")
+        assert again.json()["choices"] == first.json()["choices"]
+        statuses += [first.status_code, again.status_code]
+
+        # 3. 429: a second stream while the key's one allowed stream is still open.
+        stack.script(MODEL, {"stall": 1.0})
+        held: dict = {}
+
+        def hold() -> None:
+            body = chat("hold the stream", stream=True, cache=False, stream_options={"include_usage": True})
+            held["r"] = c.post(ROUTE, json=body)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        wait_for_upstream_request(stack, 2)
+        refused = c.post(ROUTE, json=chat("one too many", stream=True, cache=False))
+        holder.join(timeout=30)
+        statuses += [held["r"].status_code, refused.status_code]
+        assert refused.status_code == 429, refused.text
+
+        # 4. Guardrail block on input.
+        blocked = c.post(ROUTE, json=chat(INJECTIONS[0], cache=False))
+        statuses.append(blocked.status_code)
+
+        # 5. Upstream 500.
+        stack.script(MODEL, {"status": 500})
+        failed = c.post(ROUTE, json=chat("this one breaks", cache=False))
+        statuses.append(failed.status_code)
+
+        # 6. Timeout: the upstream stalls past the gateway's deadline.
+        stack.script(MODEL, {"stall": 6})
+        slow = c.post(ROUTE, json=chat("this one is slow", cache=False))
+        statuses.append(slow.status_code)
+        stack.script(MODEL, None)
+    gw_after = scrape(gateway_metrics)
+    # Generation accounts a call when it ends, which for the timed-out call is when its cancel lands.
+    gen_after = gen_before
+    for _ in range(100):
+        gen_after = scrape(stack.generation_metrics_url)
+        if sum(deltas(gen_before, gen_after, "llmsuite_generation_requests_total").values()) >= 4:
+            break
+        time.sleep(0.05)
+
+    assert statuses == [200, 200, 200, 429, 400, 503, 504]
+    chat_route = {("route", ROUTE), ("method", "POST")}
+    assert {
+        dict(k)["status"]: v
+        for k, v in deltas(gw_before, gw_after, "llmsuite_gateway_requests_total").items()
+        if chat_route <= k
+    } == {"200": 3, "429": 1, "400": 1, "503": 1, "504": 1}
+    assert (
+        delta(
+            gw_before, gw_after, "llmsuite_gateway_request_duration_seconds_count", route=ROUTE, method="POST"
+        )
+        == 7
+    )
+    assert deltas(gw_before, gw_after, "llmsuite_gateway_rate_limited_total") == {
+        frozenset({("cause", "concurrency")}): 1
+    }
+    assert deltas(gw_before, gw_after, "llmsuite_gateway_cache_lookups_total") == {
+        frozenset({("outcome", "miss")}): 1,
+        frozenset({("outcome", "hit")}): 1,
+    }
+    # A first token only where generation produced one: the cache miss and the held stream.
+    assert deltas(gw_before, gw_after, "llmsuite_gateway_time_to_first_token_seconds_count") == {
+        frozenset({("stream", "false")}): 1,
+        frozenset({("stream", "true")}): 1,
+    }
+
+    # Generation saw the two completions, the 500 and the cancelled timeout; never the 429, the
+    # blocked input or the cache hit.
+    assert labelled(
+        deltas(gen_before, gen_after, "llmsuite_generation_requests_total"), "model", "outcome"
+    ) == {
+        (MODEL, "completed"): 2,
+        ("-", "failed:upstream_error"): 1,
+        ("-", "cancelled"): 1,
+    }
+    assert labelled(
+        deltas(gen_before, gen_after, "llmsuite_generation_upstream_attempts_total"), "deployment", "result"
+    ) == {(MODEL, "ok"): 2, (MODEL, "upstream_error"): 1, (MODEL, "cancelled"): 1}
+    assert labelled(
+        deltas(gen_before, gen_after, "llmsuite_grpc_server_handled_total"), "grpc_method", "grpc_code"
+    ) == {("Generate", "OK"): 2, ("Generate", "UNAVAILABLE"): 1, ("Generate", "CANCELLED"): 1}
+    usages = [first.json()["usage"], stream_usage(held["r"].text)]
+    assert labelled(deltas(gen_before, gen_after, "llmsuite_generation_tokens_total"), "model", "kind") == {
+        (MODEL, "prompt"): sum(u["prompt_tokens"] for u in usages),
+        (MODEL, "completion"): sum(u["completion_tokens"] for u in usages),
+    }
+
+
+def labelled(moved: dict[frozenset[tuple[str, str]], float], *names: str) -> dict[tuple[str, ...], float]:
+    return {tuple(dict(k)[n] for n in names): v for k, v in moved.items()}
+
+
+def stream_usage(sse: str) -> dict:
+    chunks = [json.loads(line[6:]) for line in sse.splitlines() if line.startswith("data: {")]
+    return chunks[-1]["usage"]

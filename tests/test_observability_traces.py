@@ -1,0 +1,143 @@
+"""GenAI semantic conventions on generation's model-call span, and one trace across every hop of a
+streamed RAG request over WebSocket, both received over OTLP by the suite's receiver."""
+
+import json
+import secrets
+
+import httpx
+from websockets.sync.client import connect
+
+from tests.conftest import FAKE_MODEL
+from tests.otlp_receiver import Span
+from tests.test_retrieval_chain import ingest
+from tests.test_trace import CLIENT, SERVER, ancestors
+
+QUESTION = "What causes tides?"
+EXPECTED_HOPS = {
+    ("gateway", SERVER),
+    ("guardrails", SERVER),
+    ("retrieval", SERVER),
+    ("generation", SERVER),
+    ("generation", CLIENT),
+}
+
+
+def traceparent() -> tuple[str, str, str]:
+    trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
+    return trace_id, parent, f"00-{trace_id}-{parent}-01"
+
+
+def all_hops(spans: list[Span]) -> bool:
+    return EXPECTED_HOPS <= {(s.service, s.kind) for s in spans}
+
+
+def generate_span_done(spans: list[Span]) -> bool:
+    return any(
+        s.service == "generation" and s.kind == SERVER and "gen_ai.usage.output_tokens" in s.attributes
+        for s in spans
+    )
+
+
+def values(attribute: object) -> list[object]:
+    """An OTLP array attribute's items (the receiver hands arrays over as ArrayValue messages)."""
+    return [getattr(v, v.WhichOneof("value")) for v in attribute.values]  # type: ignore[attr-defined]
+
+
+def test_model_call_span_follows_genai_conventions_without_content(suite, otlp_receiver):
+    marker = "tidal-" + secrets.token_hex(6)
+    trace_id, _, header = traceparent()
+    reply = httpx.post(
+        f"{suite.gateway_url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {suite.api_key}", "traceparent": header},
+        json={
+            "model": FAKE_MODEL,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": f"Please repeat {marker} back"}],
+        },
+        timeout=60,
+    )
+    assert reply.status_code == 200 and reply.text.rstrip().endswith("data: [DONE]")
+    chunks = [json.loads(line[6:]) for line in reply.text.splitlines() if line.startswith("data: {")]
+    usage = chunks[-1]["usage"]
+    finish = [
+        c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]
+    ]
+
+    spans = otlp_receiver.wait_for(trace_id, generate_span_done)
+    (generate,) = [s for s in spans if s.service == "generation" and s.kind == SERVER]
+    attrs = generate.attributes
+    assert attrs["gen_ai.operation.name"] == "chat"
+    assert attrs["gen_ai.provider.name"] == attrs["gen_ai.system"] == "openai"
+    assert attrs["gen_ai.request.model"] == FAKE_MODEL
+    assert attrs["gen_ai.response.model"] == FAKE_MODEL
+    assert attrs["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
+    assert attrs["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
+    assert values(attrs["gen_ai.response.finish_reasons"]) == finish == ["stop"]
+    assert generate.events.count("gen_ai.first_token") == 1
+
+    # Neither the prompt nor the completion (which echoes it) nor any key rides on any span.
+    for span in spans:
+        for key, value in span.attributes.items():
+            text = str(value)
+            assert marker not in text, (span.service, span.name, key)
+            assert suite.api_key not in text, (span.service, span.name, key)
+
+
+def test_websocket_rag_stream_is_one_trace_across_every_hop(suite, otlp_receiver, unique_name):
+    ingest(suite.cfg.ports.retrieval, unique_name)
+    suite.clear_upstream_requests()
+    trace_id, client_span, header = traceparent()
+    ws_url = suite.gateway_url.replace("http://", "ws://") + "/v1/chat/completions/ws"
+    with connect(
+        ws_url,
+        additional_headers={"Authorization": f"Bearer {suite.api_key}", "traceparent": header},
+        open_timeout=10,
+    ) as ws:
+        ws.send(
+            json.dumps(
+                {
+                    "model": FAKE_MODEL,
+                    "messages": [{"role": "user", "content": QUESTION}],
+                    "retrieval": {"collection": unique_name, "k": 2},
+                }
+            )
+        )
+        frames = []
+        for _ in range(100):
+            frames.append(json.loads(ws.recv(timeout=30)))
+            if frames[-1].get("usage") or "error" in frames[-1]:
+                break
+    assert "error" not in frames[-1] and frames[-1]["choices"] == [], frames[-1]
+    assert any(f["choices"] and f["choices"][0]["delta"].get("content") for f in frames[:-1])
+
+    spans = otlp_receiver.wait_for(trace_id, all_hops)
+    assert all_hops(spans), sorted({(s.service, s.kind, s.name) for s in spans})
+    by_id = {s.span_id: s for s in spans}
+
+    roots = [s for s in spans if s.service == "gateway" and s.kind == SERVER]
+    assert len(roots) == 1, [s.name for s in roots]
+    (gateway_root,) = roots
+    assert gateway_root.parent_span_id == client_span
+
+    for backend, method in (
+        ("guardrails", "CheckInput"),
+        ("retrieval", "Search"),
+        ("generation", "Generate"),
+    ):
+        servers = [s for s in spans if s.service == backend and s.kind == SERVER]
+        assert any(s.name.endswith(f"/{method}") for s in servers), (backend, [s.name for s in servers])
+        for server in servers:
+            caller = by_id[server.parent_span_id]
+            assert (caller.service, caller.kind) == ("gateway", CLIENT), server.name
+            assert gateway_root in ancestors(caller, by_id), server.name
+
+    (generate,) = [s for s in spans if s.service == "generation" and s.kind == SERVER]
+    (sent,) = suite.upstream_requests()
+    _, sent_trace, sent_parent, _ = {k.lower(): v for k, v in sent["headers"].items()}["traceparent"].split(
+        "-"
+    )
+    assert sent_trace == trace_id
+    upstream_call = by_id[sent_parent]
+    assert (upstream_call.service, upstream_call.kind) == ("generation", CLIENT)
+    assert generate in ancestors(upstream_call, by_id)
