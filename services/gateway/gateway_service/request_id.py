@@ -2,6 +2,7 @@
 
 import re
 
+from llmsuite_common.redaction import redact
 from llmsuite_common.request_context import new_request_id
 
 MAX_REQUEST_ID_LENGTH = 128
@@ -16,7 +17,8 @@ def sane_request_id(value: str | bytes | None) -> str | None:
             value = value.decode("ascii")
         except UnicodeDecodeError:
             return None
-    return value if _SANE.fullmatch(value) else None
+    # A credential pasted as a request id would otherwise be echoed and stored verbatim.
+    return value if _SANE.fullmatch(value) and redact(value) == value else None
 
 
 def request_id_from(value: str | bytes | None) -> str:
