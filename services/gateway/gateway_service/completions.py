@@ -16,6 +16,7 @@ from .tool_calls import delta_tool_calls, whole_tool_calls
 SSE_DONE = b"data: [DONE]\n\n"
 SSE_KEEPALIVE = b": keep-alive\n\n"
 DEFAULT_FINISH_REASON = "stop"
+_MARKER = "\x00"
 
 
 class ScoredChunk(Protocol):
@@ -89,6 +90,11 @@ class ChunkEncoder:
         self._meta = meta
         self._include_usage = include_usage
         self._started = False
+        # A plain content delta differs from the next only in its text: the bytes around it are
+        # serialized once. The content is the last string in a chunk (only fixed keys and nulls
+        # follow), so the last occurrence of the marker is it, whatever the id or model contain.
+        template = sse(self._chunk({"content": _MARKER}, None))
+        self._content_prefix, _, self._content_suffix = template.rpartition(orjson.dumps(_MARKER))
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -107,6 +113,8 @@ class ChunkEncoder:
         if tool_calls:
             body = {"content": content or None, "tool_calls": delta_tool_calls(tool_calls)}
         if self._started:
+            if not tool_calls:
+                return self._content_prefix + orjson.dumps(content) + self._content_suffix
             return sse(self._chunk(body, None))
         self._started = True
         chunk = self._chunk({"role": "assistant", **body}, None)

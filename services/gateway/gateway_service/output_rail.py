@@ -8,8 +8,8 @@ offending span is ever returned here.
 """
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -50,11 +50,17 @@ class GuardedReader(GenerationReader):
     ) -> None:
         self._inner = inner
         self._context = context
-        # Not super().__init__: that would take the call's response iterator, and a bidirectional
-        # call is read with read() here (gRPC forbids mixing the two styles).
-        self._call: Any = stub.CheckOutputStream(timeout=deadline.remaining(), metadata=call_metadata())
+        # Not super().__init__: that would take the call's response iterator; replies are read with
+        # read() here. Requests come from an iterator gRPC drains itself: call.write() through an
+        # intercepted channel costs a queue hand-off and two extra tasks per delta.
+        self._go = asyncio.Event()
+        self._pump: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._call: Any = stub.CheckOutputStream(
+            self._requests(), timeout=deadline.remaining(), metadata=call_metadata()
+        )
+        # A call that ends unread (deadline, cancel) must not leave gRPC's request task waiting.
+        self._call.add_done_callback(lambda _: self._go.set())
         self._pending: asyncio.Future | None = None
-        self._pump: asyncio.Future | None = None
         self._final: generation_pb2.GenerateResponse | None = None
         # Tool-call pieces carry no content for the rail; they are returned just before Final.
         self._tool_deltas: list[generation_pb2.GenerateResponse] = []
@@ -63,36 +69,38 @@ class GuardedReader(GenerationReader):
         self._ended = False
         self._summary = current_summary()
 
-    async def _copy_deltas(self) -> None:
-        call = self._call
+    async def _requests(self) -> AsyncIterator[guardrails_pb2.OutputStreamRequest]:
+        """Generation deltas as rail requests; `_pump` resolves once generation is read to its end."""
         try:
-            await call.write(guardrails_pb2.OutputStreamRequest(start=guardrails_pb2.OutputStreamStart(context=self._context)))
-            while (event := await self._inner.next()) is not None:
-                kind = event.WhichOneof("event")
-                if kind == "delta":
-                    if event.delta.tool_calls:
-                        self._tool_deltas.append(event)
-                    if event.delta.content:
-                        await call.write(guardrails_pb2.OutputStreamRequest(delta=event.delta.content))
-                elif kind == "final":
-                    self._final = event
-                    break
-            if self._final is None:
-                self._generation_error = _incomplete()
-        except grpc.aio.AioRpcError as err:
-            self._generation_error = err
-        except (grpc.aio.UsageError, asyncio.InvalidStateError):
-            # The rail call has ended (blocked, failed or cancelled); its reader reports why.
-            return
-        with contextlib.suppress(grpc.aio.UsageError, asyncio.InvalidStateError, grpc.aio.AioRpcError):
-            # A half-close without `end` abandons the rail: held text is not released when
-            # generation failed, and the reader then raises the generation error.
+            # Nothing is read from generation before the first read of this reader.
+            await self._go.wait()
+            yield guardrails_pb2.OutputStreamRequest(start=guardrails_pb2.OutputStreamStart(context=self._context))
+            try:
+                while (event := await self._inner.next()) is not None:
+                    kind = event.WhichOneof("event")
+                    if kind == "delta":
+                        if event.delta.tool_calls:
+                            self._tool_deltas.append(event)
+                        if event.delta.content:
+                            yield guardrails_pb2.OutputStreamRequest(delta=event.delta.content)
+                    elif kind == "final":
+                        self._final = event
+                        break
+                if self._final is None:
+                    self._generation_error = _incomplete()
+            except grpc.aio.AioRpcError as err:
+                self._generation_error = err
+            # Ending without `end` (gRPC then half-closes) abandons the rail: held text is not
+            # released when generation failed, and the reader then raises the generation error.
             if self._generation_error is None:
-                await call.write(guardrails_pb2.OutputStreamRequest(end=guardrails_pb2.OutputStreamEnd()))
-            await call.done_writing()
-        if self._generation_error is not None:
-            return
-        await self._inner.finish()
+                yield guardrails_pb2.OutputStreamRequest(end=guardrails_pb2.OutputStreamEnd())
+                await self._inner.finish()
+        except Exception:
+            log.exception("output rail pump failed")
+            raise
+        finally:
+            if not self._pump.done():
+                self._pump.set_result(None)
 
     def _fail_from_generation(self) -> BaseException:
         err = self._generation_error
@@ -104,9 +112,7 @@ class GuardedReader(GenerationReader):
             return self._queued.pop(0)
         if self._ended:
             return None
-        if self._pump is None:
-            self._pump = asyncio.ensure_future(self._copy_deltas())
-            self._pump.add_done_callback(_log_unexpected)
+        self._go.set()
         for _ in range(MAX_REPLIES):
             try:
                 reply = await self._call.read()
@@ -129,8 +135,7 @@ class GuardedReader(GenerationReader):
                 raise policy_violation(reply.blocked.reasons, "the response was stopped by the output policy")
             if kind == "done":
                 self._ended = True
-                if self._pump is not None:
-                    await asyncio.shield(self._pump)
+                await asyncio.shield(self._pump)
                 if self._generation_error is not None:
                     raise self._fail_from_generation()
                 if self._summary is not None:
@@ -161,7 +166,7 @@ class GuardedReader(GenerationReader):
         """Final has been returned; the rail and the generation call end on their own."""
         try:
             async with asyncio.timeout(FINISH_SECONDS):
-                if self._pump is not None:
+                if self._go.is_set():
                     await self._pump
                 while await self._call.read() is not grpc.aio.EOF:
                     pass
@@ -169,8 +174,6 @@ class GuardedReader(GenerationReader):
             self.cancel()
 
     def _stop_generation(self) -> None:
-        if self._pump is not None and not self._pump.done():
-            self._pump.cancel()
         self._inner.cancel()
         self._call.cancel()
 
@@ -179,7 +182,3 @@ class GuardedReader(GenerationReader):
             self._pending.cancel()
         self._stop_generation()
 
-
-def _log_unexpected(task: asyncio.Future) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("output rail pump failed", exc_info=task.exception())

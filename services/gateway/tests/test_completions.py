@@ -1,4 +1,5 @@
 import orjson
+import pytest
 from gateway_service.completions import (
     SSE_DONE,
     ChunkEncoder,
@@ -114,3 +115,22 @@ def test_citations_from_chunks():
 
 def test_sse_framing():
     assert sse({"a": 1}) == b'data: {"a":1}\n\n'
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+@pytest.mark.parametrize("content", ["", "plain", 'quote " and \\ slash', "ünïcode ✓", "line\nbreak", "\x00\x1f"])
+def test_prebuilt_content_delta_matches_full_serialization(include_usage, content):
+    # A model name equal to the template's marker must not move the split point.
+    model = "\x00"
+    encoder = ChunkEncoder(CompletionMeta(model=model), include_usage=include_usage)
+    encoder.delta("first")
+    expected = {
+        "id": encoder._meta.id,
+        "object": "chat.completion.chunk",
+        "created": encoder._meta.created,
+        "model": model,
+        "choices": [{"index": 0, "delta": {"content": content}, "logprobs": None, "finish_reason": None}],
+    }
+    if include_usage:
+        expected["usage"] = None
+    assert encoder.delta(content) == b"data: " + orjson.dumps(expected) + b"\n\n"
