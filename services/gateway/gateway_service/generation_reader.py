@@ -23,10 +23,14 @@ class GenerationReader:
         self._iterator = call.__aiter__()
         self._pending: asyncio.Future | None = None
 
+    async def _read(self) -> generation_pb2.GenerateResponse | None:
+        """One event from the source; subclasses that read elsewhere override only this."""
+        return await _next_or_none(self._iterator)
+
     def pending_read(self) -> asyncio.Future:
         """The read in progress (starting one if needed); waiting on it with a timeout is safe."""
         if self._pending is None:
-            self._pending = asyncio.ensure_future(_next_or_none(self._iterator))
+            self._pending = asyncio.ensure_future(self._read())
         return self._pending
 
     async def next(self) -> generation_pb2.GenerateResponse | None:
@@ -34,7 +38,7 @@ class GenerationReader:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             return await pending
-        return await _next_or_none(self._iterator)
+        return await self._read()
 
     async def finish(self) -> None:
         """Reads past Final to the end of the stream, so the call (and its client span) completes

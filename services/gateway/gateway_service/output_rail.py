@@ -34,10 +34,6 @@ def _incomplete() -> ApiError:
     return ApiError(502, "the generation stream ended without a final message", code="upstream_error")
 
 
-async def _next_or_none(reader: "GuardedReader") -> generation_pb2.GenerateResponse | None:
-    return await reader._read()
-
-
 class GuardedReader(GenerationReader):
     """A GenerationReader over the rail call, whose replies it turns back into generation events."""
 
@@ -150,17 +146,6 @@ class GuardedReader(GenerationReader):
                 self._queued = [*self._tool_deltas, self._final]
                 return self._queued.pop(0)
         raise ApiError(502, "the guardrails output stream did not end", code="guardrails_error")
-
-    def pending_read(self) -> asyncio.Future:
-        if self._pending is None:
-            self._pending = asyncio.ensure_future(_next_or_none(self))
-        return self._pending
-
-    async def next(self) -> generation_pb2.GenerateResponse | None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            return await pending
-        return await self._read()
 
     async def finish(self) -> None:
         """Final has been returned; the rail and the generation call end on their own."""

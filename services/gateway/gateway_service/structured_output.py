@@ -152,17 +152,6 @@ class StructuredReader(GenerationReader):
             self._events = await self._run()
         return self._events.pop(0) if self._events else None
 
-    def pending_read(self) -> asyncio.Future:
-        if self._pending is None:
-            self._pending = asyncio.ensure_future(self._read())
-        return self._pending
-
-    async def next(self) -> generation_pb2.GenerateResponse | None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            return await pending
-        return await self._read()
-
     async def finish(self) -> None:
         return None
 
