@@ -11,14 +11,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from tools.localsuite.processes import free_port
+
 START_SECONDS = 10
 SHARED_PORT = 6379
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _answers(port: int) -> bool:
@@ -85,7 +81,7 @@ def _spawn(port: int) -> subprocess.Popen:
 @contextlib.contextmanager
 def redis_server() -> Iterator[RedisServer]:
     if shutil.which("redis-server"):
-        server = RedisServer(_free_port(), None)
+        server = RedisServer(free_port(), None)
         server.start()
         try:
             yield server

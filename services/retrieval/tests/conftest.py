@@ -1,20 +1,20 @@
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
-from prometheus_client import CollectorRegistry
 import pytest
+from prometheus_client import CollectorRegistry
 from llmsuite.retrieval.v1 import retrieval_pb2_grpc
 
 from llmsuite_common.errors import ErrorInterceptor
-from retrieval_service.app import RetrievalApp
 from llmsuite_common.embedded_postgres import EmbeddedPostgres
+from retrieval_service.app import RetrievalApp
 from retrieval_service.embedder import Embedder, packaged_model_dir
 from retrieval_service.settings import RetrievalSettings
+from tools.localsuite.processes import free_port
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +29,6 @@ def scratch_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def model_dir(scratch_dir: Path) -> Path:
     return packaged_model_dir(str(scratch_dir / "models"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -20,17 +20,11 @@ from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 
 from retrieval_service.db import DOCUMENTS, TABLE
 from retrieval_service.settings import RetrievalSettings
+from tools.localsuite.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 TENANT, COLLECTION, DOCS = "crash-org", "crash", 40
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def long_document(n: int) -> str:

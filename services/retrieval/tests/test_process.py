@@ -8,7 +8,6 @@ not stop the server under the one staying.
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,14 +21,9 @@ from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 
 from retrieval_service.settings import RetrievalSettings
+from tools.localsuite.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 SERVICE = retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"]
