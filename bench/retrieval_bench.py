@@ -22,35 +22,17 @@ from .stats import pct
 DIMENSION = 384
 K = 10
 TENANT, COLLECTION = "bench", "bench"
-
-
-def clustered(count: int, rng: np.random.Generator, centers: np.ndarray) -> np.ndarray:
-    picks = centers[rng.integers(0, len(centers), count)]
-    points = picks + rng.normal(0.0, 0.35 / np.sqrt(DIMENSION), (count, DIMENSION)).astype(np.float32)
-    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
-
-
-async def _load(uri: str, vectors: np.ndarray, start: int) -> None:
-    import psycopg
-    from pgvector.psycopg import register_vector_async
-
-    async with await psycopg.AsyncConnection.connect(uri, autocommit=True) as conn:
-        await register_vector_async(conn)
-        await conn.execute("DROP INDEX IF EXISTS retrieval_chunks_embedding_hnsw")
-        async with conn.cursor() as cur:
-            columns = "tenant, collection, source_id, ordinal, text, content_hash, embedding"
-            async with cur.copy(f"COPY retrieval_chunks ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
-                copy.set_types(["text", "text", "text", "int4", "text", "bytea", "vector"])
-                for i, vector in enumerate(vectors, start):
-                    await copy.write_row((TENANT, COLLECTION, str(i), 0, f"chunk {i}", i.to_bytes(8, "big"), vector))
+# Tight topics: most of a query's true neighbours share its cluster.
+SPREAD = 0.35
 
 
 async def _measure(sizes: list[int], queries: int, data_dir: str) -> dict:
-    from retrieval_service.db import ChunkStore
-    from llmsuite_common.embedded_postgres import EmbeddedPostgres
-    from retrieval_service.settings import RetrievalSettings
-
     import psycopg
+
+    from llmsuite_common.embedded_postgres import EmbeddedPostgres
+    from retrieval_service.bulk import bulk_load, clustered_unit_vectors, random_centers
+    from retrieval_service.db import ChunkStore
+    from retrieval_service.settings import RetrievalSettings
 
     settings = RetrievalSettings()
     postgres = EmbeddedPostgres(data_dir)
@@ -59,8 +41,6 @@ async def _measure(sizes: list[int], queries: int, data_dir: str) -> dict:
     try:
         async with await psycopg.AsyncConnection.connect(uri, autocommit=True) as conn:
             await conn.execute("DROP TABLE IF EXISTS retrieval_chunks")
-            await conn.execute("ALTER SYSTEM SET maintenance_work_mem = '1GB'")
-            await conn.execute("SELECT pg_reload_conf()")
         store = ChunkStore(
             min_size=1,
             max_size=2,
@@ -70,21 +50,16 @@ async def _measure(sizes: list[int], queries: int, data_dir: str) -> dict:
         )
         await store.open(uri, dimension=DIMENSION)
         rng = np.random.default_rng(11)
-        centers = rng.normal(size=(max(sizes) // 100, DIMENSION)).astype(np.float32)
-        centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+        centers = random_centers(max(sizes) // 100, DIMENSION, rng)
         data = np.empty((0, DIMENSION), dtype=np.float32)
         for size in sorted(sizes):
-            extra = clustered(size - len(data), rng, centers)
+            extra = clustered_unit_vectors(size - len(data), DIMENSION, rng, centers, spread=SPREAD)
             started = time.perf_counter()
-            await _load(uri, extra, len(data))
+            # COPY, then the service's own DDL rebuilds its HNSW index, then ANALYZE.
+            await bulk_load(uri, store, TENANT, COLLECTION, extra, first_id=len(data))
             data = np.vstack([data, extra])
-            # The service's own DDL recreates the HNSW index it declares.
-            await store._create_schema(uri, DIMENSION)
-            async with await psycopg.AsyncConnection.connect(uri, autocommit=True) as conn:
-                # As after any bulk load: without statistics the planner guesses the table is tiny.
-                await conn.execute("ANALYZE retrieval_chunks")
             build_s = time.perf_counter() - started
-            probes = clustered(queries, rng, centers)
+            probes = clustered_unit_vectors(queries, DIMENSION, rng, centers, spread=SPREAD)
             latencies, recalls = [], []
             for probe in probes:
                 t0 = time.perf_counter()

@@ -156,7 +156,7 @@ class ChunkStore:
             name="retrieval",
         )
         async with asyncio.timeout(timeout):
-            await self._create_schema(conninfo, dimension)
+            await self.create_schema(conninfo, dimension)
             await pool.open(wait=True, timeout=timeout)
         self._pool = pool
 
@@ -167,9 +167,6 @@ class ChunkStore:
 
     async def create_schema(self, conninfo: str, dimension: int) -> None:
         """Tables and indexes, created where missing; also rebuilds a dropped HNSW index after a bulk load."""
-        await self._create_schema(conninfo, dimension)
-
-    async def _create_schema(self, conninfo: str, dimension: int) -> None:
         statement = sql.SQL(_SCHEMA).format(
             table=sql.Identifier(TABLE),
             unique=sql.Identifier(f"{TABLE}_doc_ordinal_key"),
