@@ -21,11 +21,14 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)\b(?:gh[pousr]_[A-Za-z0-9]{20,}|xox[abpr]-[A-Za-z0-9-]{10,})"), MASK),
     # Credentials inside URLs: scheme://user:password@host
     (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), r"\1" + MASK + "@"),
-    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), MASK + "@" + MASK),
 ]
+_EMAIL = (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), MASK + "@" + MASK)
 
 
-def redact(text: str) -> str:
+def redact(text: str, *, keep_emails: bool = False) -> str:
+    """Masks credentials, and e-mail addresses unless `keep_emails` (stored full conversations)."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
+    if not keep_emails:
+        text = _EMAIL[0].sub(_EMAIL[1], text)
     return text

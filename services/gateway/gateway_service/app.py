@@ -24,16 +24,19 @@ from .lifecycle import Lifecycle
 from .limits import LEASE_MARGIN_SECONDS, LimitConfig, Limiter
 from .metrics import GatewayMetrics
 from .policy import Policy
+from .request_log_writer import RequestLogWriter
 from .result_cache import ResultCache
 from .routes.admin import admin_router
 from .routes.chat import ChatEdge, chat_router
 from .routes.models import models_router
 from .routes.ops import ops_router
+from .routes.requests import requests_router
 from .routes.retrieval import retrieval_router
 from .routes.usage import usage_router
 from .routes.ws import ws_router
 from .settings import GatewaySettings
 from .shared_state import SharedState
+from .summaries import ModelSummarizer
 from .usage import UsageRecorder
 from .validation import validation_error
 
@@ -55,7 +58,11 @@ def bootstrap_identity(settings: GatewaySettings) -> Identity:
 
 
 def chat_edge(
-    settings: GatewaySettings, shared: SharedState, metrics: GatewayMetrics, database: Database | None
+    settings: GatewaySettings,
+    shared: SharedState,
+    metrics: GatewayMetrics,
+    database: Database | None,
+    clients: BackendClients | None = None,
 ) -> ChatEdge:
     timeout = settings.gateway_request_timeout_seconds
     config = LimitConfig(
@@ -77,8 +84,28 @@ def chat_edge(
             shared.kv,
             settings.gateway_prices,
             database=database,
-            flush_seconds=settings.gateway_usage_flush_seconds,
+            writer=request_log_writer(settings, metrics, database, clients),
+            # Queued rows are written before exit, within the same grace as in-flight requests.
+            drain_seconds=settings.shutdown_grace_seconds,
         ),
+    )
+
+
+def request_log_writer(
+    settings: GatewaySettings, metrics: GatewayMetrics, database: Database | None, clients: BackendClients | None
+) -> RequestLogWriter:
+    summarizer = None
+    if settings.gateway_summary_model and clients is not None:
+        summarizer = ModelSummarizer(
+            clients, settings.gateway_summary_model, timeout_seconds=settings.gateway_summary_timeout_seconds
+        )
+    return RequestLogWriter(
+        database,
+        flush_seconds=settings.gateway_usage_flush_seconds,
+        queue_max=settings.gateway_usage_queue_max,
+        metrics=metrics,
+        summarizer=summarizer,
+        retention_days=settings.gateway_request_log_retention_days,
     )
 
 
@@ -119,7 +146,7 @@ def create_app(
     shared = shared or SharedState.from_settings(settings)
     pipeline = ChatPipeline(clients, default_model=settings.gateway_default_model)
     database = Database(settings) if Database.configured(settings) else None
-    edge = chat_edge(settings, shared, metrics, database)
+    edge = chat_edge(settings, shared, metrics, database, clients)
     keys = KeyStore(database, cache_ttl_seconds=settings.gateway_key_cache_ttl_seconds) if database else None
 
     @asynccontextmanager
@@ -154,11 +181,13 @@ def create_app(
         },
     )
     app.state.max_body_bytes = settings.gateway_max_body_bytes
+    app.state.usage = edge.usage
     app.include_router(chat_router(pipeline, settings, metrics, edge))
     app.include_router(models_router(pipeline, settings))
     if settings.gateway_admin_api_enabled:
         app.include_router(admin_router(keys))
     app.include_router(usage_router(edge.usage))
+    app.include_router(requests_router(edge.usage))
     app.include_router(ws_router(pipeline, settings, metrics, edge))
     app.include_router(ops_router(clients, settings, metrics, lifecycle))
     app.include_router(retrieval_router(clients, settings))

@@ -186,6 +186,8 @@ class StreamTally:
     deltas: int = 0
     final: generation_pb2.Final | None = None
     events: list[bytes] = field(default_factory=list)
+    # The text delivered, for the request log.
+    parts: list[str] = field(default_factory=list)
 
 
 async def sse_events(
@@ -213,6 +215,7 @@ async def sse_events(
                     first = False
                 data = encoder.delta(event.delta.content, event.delta.tool_calls)
                 tally.deltas += 1
+                tally.parts.append(event.delta.content)
                 tally.events.append(data)
                 yield data
             elif kind == "final":

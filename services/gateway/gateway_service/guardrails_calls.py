@@ -40,7 +40,10 @@ async def check_input(
     summary = current_summary()
     if summary is not None:
         outcome = {guardrails_pb2.VERDICT_BLOCK: "block"}.get(reply.verdict, "redact" if reply.redacted else "allow")
-        summary.add("input", outcome, [t.check for t in reply.timings], reply.elapsed_us, reply.policy_version)
+        summary.add(
+            "input", outcome, [t.check for t in reply.timings], reply.elapsed_us, reply.policy_version,
+            codes=[r.code for r in reply.reasons],
+        )
     if reply.verdict == guardrails_pb2.VERDICT_BLOCK:
         raise policy_violation(reply.reasons, "the input was blocked")
     if reply.verdict != guardrails_pb2.VERDICT_ALLOW:

@@ -18,12 +18,23 @@ HEADER = "x-guardrails"
 class GuardrailsSummary:
     parts: dict[str, str] = field(default_factory=dict)
     checks: dict[str, list[str]] = field(default_factory=dict)
+    # Reason codes per surface (what fired), for the request log; never sent in the header.
+    codes: dict[str, list[str]] = field(default_factory=dict)
     elapsed_us: int = 0
     policy: str = ""
 
-    def add(self, surface: str, outcome: str, checks: list[str], elapsed_us: int, policy: str = "") -> None:
+    def add(
+        self,
+        surface: str,
+        outcome: str,
+        checks: list[str],
+        elapsed_us: int,
+        policy: str = "",
+        codes: list[str] | None = None,
+    ) -> None:
         self.parts[surface] = outcome
         self.checks[surface] = checks
+        self.codes[surface] = codes or []
         self.elapsed_us += elapsed_us
         self.policy = policy or self.policy
 

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .auth import Identity
 from .errors import ApiError
-from .policy import Policy
+from .policy import Policy, narrowest_log_policy
 
 KEY_PREFIX = "llms_"
 _KEY = re.compile(r"llms_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
@@ -62,6 +62,7 @@ def policy_of(key_settings: dict[str, Any], org_settings: dict[str, Any]) -> Pol
     values["cache_ttl_seconds"] = int(org_settings.get("cache_ttl_seconds", Policy.cache_ttl_seconds))
     values["key_budget_usd"] = float(key_settings.get("budget_usd") or 0)
     values["org_budget_usd"] = float(org_settings.get("budget_usd") or 0)
+    values["log_policy"] = narrowest_log_policy(org_settings.get("log_policy"), key_settings.get("log_policy"))
     return Policy(**values)
 
 

@@ -56,6 +56,22 @@ class GatewayMetrics:
             ["cause"],
             registry=self.registry,
         )
+        # The request log's writer (request_log_writer.py): depth at its bound refuses new requests.
+        self.usage_queue_depth = Gauge(
+            "llmsuite_gateway_usage_queue_depth",
+            "Request-log rows waiting to be written to the database.",
+            registry=self.registry,
+        )
+        self.usage_rows_written = Counter(
+            "llmsuite_gateway_usage_rows_written",
+            "Request-log rows written to the database.",
+            registry=self.registry,
+        )
+        self.usage_write_failures = Counter(
+            "llmsuite_gateway_usage_write_failures",
+            "Failed request-log batch writes (the rows are kept and retried).",
+            registry=self.registry,
+        )
         self.overhead = Histogram(
             "llmsuite_gateway_overhead_seconds",
             "Time a request spent in the gateway itself, excluding waits on backend services, "

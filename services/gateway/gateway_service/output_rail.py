@@ -127,7 +127,10 @@ class GuardedReader(GenerationReader):
                 self._ended = True
                 self._stop_generation()
                 if self._summary is not None:
-                    self._summary.add("output", "block", [r.check for r in reply.blocked.reasons], 0)
+                    self._summary.add(
+                        "output", "block", [r.check for r in reply.blocked.reasons], 0,
+                        codes=[r.code for r in reply.blocked.reasons],
+                    )
                 raise policy_violation(reply.blocked.reasons, "the response was stopped by the output policy")
             if kind == "done":
                 self._ended = True
@@ -141,6 +144,7 @@ class GuardedReader(GenerationReader):
                     self._summary.add(
                         "output", outcome, [t.check for t in reply.done.timings],
                         sum(t.elapsed_us for t in reply.done.timings),
+                        codes=[r.code for r in reply.done.flags],
                     )
                 assert self._final is not None
                 self._queued = [*self._tool_deltas, self._final]

@@ -20,3 +20,17 @@ class Policy:
     # Spend ceilings in USD; 0 = none.
     key_budget_usd: float = 0.0
     org_budget_usd: float = 0.0
+    # What the request log keeps of the conversation: `full`, `summary`, or nothing (`metadata`/`none`).
+    log_policy: str = "summary"
+
+
+# Widest first: a key may only narrow its organization's log policy.
+LOG_POLICIES = ("full", "summary", "metadata", "none")
+
+
+def narrowest_log_policy(org: str | None, key: str | None) -> str:
+    """The organization's policy (default `summary`), narrowed by the key's; `full` only from the org."""
+    base = org if org in LOG_POLICIES else Policy.log_policy
+    if key in LOG_POLICIES and LOG_POLICIES.index(key) > LOG_POLICIES.index(base):
+        return key
+    return base

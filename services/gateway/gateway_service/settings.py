@@ -120,6 +120,25 @@ class GatewaySettings(ServiceSettings):
     gateway_usage_flush_seconds: float = Field(
         1.0, gt=0, description="Interval of the batched usage writes to the database."
     )
+    gateway_usage_queue_max: int = Field(
+        10_000,
+        gt=0,
+        description="Request-log rows waiting to be written beyond which new chat requests get "
+        "503 `overloaded` (rows are never dropped).",
+    )
+    gateway_request_log_retention_days: int = Field(
+        90,
+        ge=0,
+        description="Request-log (usage) rows older than this many days are deleted; 0 keeps them forever.",
+    )
+    gateway_summary_model: str = Field(
+        "",
+        description="Model (served by the generation service) that writes request-log summaries; "
+        "empty uses the extractive summary.",
+    )
+    gateway_summary_timeout_seconds: float = Field(
+        5.0, gt=0, description="Deadline of the summary model per batch of request-log rows."
+    )
 
     @field_validator("gateway_api_key")
     @classmethod

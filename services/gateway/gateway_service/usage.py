@@ -1,43 +1,31 @@
 """Usage and spend: recorded off the request path, enforced as a hard stop before the next request.
 
 Each finished generation adds its cost to monthly spend counters (per key and per organization) in
-the shared store, and queues a usage row; a background task writes queued rows to PostgreSQL in
-batches. A key or organization whose spend this month reached its budget gets 429 `budget` until the
-month ends (UTC) or the budget is raised.
+the shared store, and queues its request-log row; the writer (request_log_writer.py) stores queued
+rows in PostgreSQL in batches. A key or organization whose spend this month reached its budget gets
+429 `budget` until the month ends (UTC) or the budget is raised.
 """
 
 import asyncio
 import calendar
 import logging
-import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from .auth import Identity
 from .errors import ApiError
+from .guardrails_summary import GuardrailsSummary
 from .kv import KeyValueStore
 from .pricing import ModelPrice, cost_usd
 from .rate_limited import rate_limited
+from .request_log import Outcome, RequestEntry, entry_for, failed, read_request
+from .request_log_writer import RequestLogWriter
 
 log = logging.getLogger(__name__)
 
 # Counters outlive their month by a day, then expire on their own.
 _COUNTER_TTL_SECONDS = 32 * 86400
-MAX_QUEUED = 100_000
-
-
-@dataclass(frozen=True)
-class UsageEvent:
-    org_id: str
-    key_id: str
-    user_id: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    request_id: str
-    cancelled: bool
 
 
 def month(now: datetime | None = None) -> str:
@@ -58,16 +46,14 @@ class UsageRecorder:
         prices: dict[str, ModelPrice],
         *,
         database: Any = None,
-        flush_seconds: float = 1.0,
-        batch_size: int = 500,
+        writer: RequestLogWriter | None = None,
+        drain_seconds: float = 20.0,
     ) -> None:
         self._counters = counters
         self._prices = prices
         self._db = database
-        self._flush_seconds = flush_seconds
-        self._batch_size = batch_size
-        self._queue: asyncio.Queue[UsageEvent] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self.request_log = writer or RequestLogWriter(database, flush_seconds=1.0, queue_max=10_000)
+        self._drain_seconds = drain_seconds
         self._background: set[asyncio.Task[None]] = set()
 
     # --- enforcement --------------------------------------------------------------------------------
@@ -102,6 +88,10 @@ class UsageRecorder:
 
     # --- recording ----------------------------------------------------------------------------------
 
+    def check_capacity(self) -> None:
+        """503 `overloaded` while the request log is at its bound (rows are never dropped)."""
+        self.request_log.check_capacity()
+
     def record(
         self,
         identity: Identity,
@@ -111,29 +101,35 @@ class UsageRecorder:
         request_id: str,
         *,
         cancelled: bool = False,
+        outcome: Outcome | None = None,
+        messages: Sequence[Any] = (),
+        guardrails: GuardrailsSummary | None = None,
     ) -> None:
         """Non-blocking: counters are updated and the row is queued in the background."""
-        event = UsageEvent(
-            identity.org_id,
-            identity.key_id,
-            identity.user_id,
+        entry = entry_for(
+            identity,
             model,
             prompt_tokens,
             completion_tokens,
             cost_usd(self._prices, model, prompt_tokens, completion_tokens),
             request_id,
-            cancelled,
+            cancelled=cancelled,
+            outcome=outcome,
+            messages=messages,
+            guardrails=guardrails,
         )
-        task = asyncio.get_running_loop().create_task(self._count(event))
+        task = asyncio.get_running_loop().create_task(self._count(entry))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        if self._queue is not None:
-            if self._queue.qsize() < MAX_QUEUED:
-                self._queue.put_nowait(event)
-            else:
-                log.warning("usage queue full; dropping a usage row", extra={"key_id": event.key_id})
+        self.request_log.put(entry)
 
-    async def _count(self, event: UsageEvent) -> None:
+    def record_failure(
+        self, identity: Identity, model: str, request_id: str, body: Any, deadline: Any, error: BaseException
+    ) -> None:
+        """Logs a request that passed admission and then failed (blocked, upstream error, timeout)."""
+        self.record(identity, model, 0, 0, request_id, **failed(body, deadline, error))
+
+    async def _count(self, event: RequestEntry) -> None:
         if event.cost_usd <= 0:
             return
         try:
@@ -144,82 +140,51 @@ class UsageRecorder:
         except Exception:
             log.warning("could not update spend counters", exc_info=True)
 
-    # --- the batch writer ---------------------------------------------------------------------------
-
     def start(self) -> None:
-        if self._db is None:
-            return
-        self._queue = asyncio.Queue()
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self.request_log.start()
 
     async def stop(self) -> None:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
-            self._writer = None
-        await self.flush()
+        await self.request_log.stop(self._drain_seconds)
 
     async def flush(self) -> int:
         """Writes what is queued now; returns the number of rows."""
-        if self._queue is None or self._db is None or self._db.pool is None:
-            return 0
-        batch: list[UsageEvent] = []
-        while not self._queue.empty() and len(batch) < self._batch_size:
-            batch.append(self._queue.get_nowait())
-        if not batch:
-            return 0
-        async with self._db.pool.connection() as conn, conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO gateway.usage_events (org_id, key_id, user_id, model, prompt_tokens, completion_tokens, "
-                "cost_usd, request_id, cancelled) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [
-                    (
-                        e.org_id,
-                        e.key_id,
-                        e.user_id or None,
-                        e.model,
-                        e.prompt_tokens,
-                        e.completion_tokens,
-                        e.cost_usd,
-                        e.request_id,
-                        e.cancelled,
-                    )
-                    for e in batch
-                ],
-            )
-        return len(batch)
-
-    async def _write_loop(self) -> None:
-        assert self._queue is not None
-        while True:
-            await asyncio.sleep(self._flush_seconds)
-            started = time.perf_counter()
-            try:
-                while await self.flush() == self._batch_size:
-                    pass
-            except Exception:
-                log.warning("usage batch write failed", exc_info=True)
-            log.debug("usage flushed", extra={"seconds": round(time.perf_counter() - started, 4)})
+        return await self.request_log.flush()
 
     # --- reading ------------------------------------------------------------------------------------
 
-    async def summary(
-        self, identity: Identity, *, org_id: str | None, since: datetime
-    ) -> list[dict[str, Any]]:
+    def _pool(self) -> Any:
         if self._db is None or self._db.pool is None:
             raise ApiError(
                 501, "usage history needs a database: set GATEWAY_DATABASE_URL", code="not_configured"
             )
+        return self._db.pool
+
+    async def request(self, identity: Identity, request_id: str) -> dict[str, Any]:
+        pool = self._pool()
+        # A row still queued is written first, so a request can be read back right after its response.
+        try:
+            await self.flush()
+        except Exception:  # noqa: BLE001 - the writer retries; what is stored can still be read
+            log.warning("request log flush before a read failed", exc_info=True)
+        return await read_request(pool, identity, request_id)
+
+    async def summary(
+        self, identity: Identity, *, org_id: str | None, since: datetime
+    ) -> list[dict[str, Any]]:
+        pool = self._pool()
         org = org_id or identity.org_id
         if org != identity.org_id and not identity.superuser:
             raise ApiError(404, f"organization '{org}' not found", code="not_found", param="org_id")
         # Members see their own key only; admins their whole organization.
         only_key = identity.key_id if identity.role != "admin" else None
-        async with self._db.pool.connection() as conn:
+        async with pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT key_id, model, count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd) "
+                # Requests that failed (guardrail blocks, upstream errors) are logged with 0 tokens;
+                # they are counted apart.
+                "SELECT key_id, model, count(*) FILTER (WHERE status < 400), count(*) FILTER (WHERE status >= 400),"
+                " sum(prompt_tokens), sum(completion_tokens), sum(cost_usd) "
                 "FROM gateway.usage_events WHERE org_id = %s AND created_at >= %s AND (%s::text IS NULL OR key_id = %s) "
                 "GROUP BY key_id, model ORDER BY key_id, model",
                 (org, since, only_key, only_key),
@@ -231,9 +196,10 @@ class UsageRecorder:
                 "key_id": r[0],
                 "model": r[1],
                 "requests": r[2],
-                "prompt_tokens": int(r[3]),
-                "completion_tokens": int(r[4]),
-                "cost_usd": round(float(r[5]), 8),
+                "failed_requests": r[3],
+                "prompt_tokens": int(r[4]),
+                "completion_tokens": int(r[5]),
+                "cost_usd": round(float(r[6]), 8),
             }
             for r in rows
         ]

@@ -24,7 +24,7 @@ class Limits(BaseModel):
     max_tokens: int | None = Field(None, ge=0)
     allowed_models: list[str] | None = Field(None, max_length=256)
     budget_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
-    log_policy: Literal["metadata", "none"] | None = None
+    log_policy: Literal["full", "summary", "metadata", "none"] | None = None
 
 
 class OrgSettings(Limits):

@@ -23,6 +23,7 @@ from ..generation_reader import GenerationReader
 from ..idempotency import Claim, Idempotency
 from ..limits import Admission, Limiter
 from ..metrics import GatewayMetrics
+from ..request_log import logged
 from ..result_cache import ResultCache
 from ..schemas import ChatCompletionRequest
 from ..settings import GatewaySettings
@@ -66,6 +67,7 @@ def chat_router(
         identity: Identity = request.state.identity
         model = pipeline.model_for(body)
         edge.checks.check(identity, body, model)
+        edge.usage.check_capacity()
         ip = client_ip(request.scope, hops)
         await edge.usage.check_budget(identity, ip)
         admission = await limiter.admit(
@@ -80,6 +82,9 @@ def chat_router(
             response = await _serve(request, body, identity, model, admission, deadline)
             finished = isinstance(response, SSEResponse)
             return response
+        except Exception as err:
+            edge.usage.record_failure(identity, model, request_id_var.get(), body, deadline, err)
+            raise
         finally:
             if not finished:
                 # Non-stream requests are done here, reconciled off the response path; streams
@@ -156,6 +161,7 @@ def chat_router(
         request.state.tokens_used = prompt_estimate(body)
 
         def first_token() -> None:
+            request.state.ttft_seconds = deadline.elapsed()
             metrics.time_to_first_token.labels(mode).observe(deadline.elapsed())
 
         try:
@@ -170,6 +176,7 @@ def chat_router(
                 request.state.prompt_tokens,
                 request.state.completion_tokens,
                 request_id_var.get(),
+                **logged(body, deadline, state=request.state),
             )
             if cache_key is not None:
                 await edge.cache.put(cache_key, StoredResponse(200, body=bytes(response.body)), ttl)
@@ -198,6 +205,7 @@ def chat_router(
         request.state.tokens_used = final.usage.prompt_tokens + final.usage.completion_tokens
         request.state.prompt_tokens = final.usage.prompt_tokens
         request.state.completion_tokens = final.usage.completion_tokens
+        request.state.finish_reason, request.state.answer = final.finish_reason, content
         return Response(
             orjson.dumps(chat_completion(meta, content, final)),
             media_type="application/json",
@@ -239,7 +247,13 @@ def chat_router(
         async def after_stream() -> None:
             prompt, completion = stream_usage(body, tally)
             edge.usage.record(
-                identity, meta.model, prompt, completion, request_id, cancelled=tally.final is None
+                identity,
+                meta.model,
+                prompt,
+                completion,
+                request_id,
+                cancelled=tally.final is None,
+                **logged(body, deadline, state=request.state, tally=tally),
             )
             await admission.finish(prompt + completion)
             if not stored and claim is not None:

@@ -25,6 +25,7 @@ from ..deadline import Deadline
 from ..errors import ApiError, envelope
 from ..metrics import GatewayMetrics
 from ..request_id import request_id_from
+from ..request_log import WS_ROUTE, logged
 from ..schemas import ChatCompletionRequest
 from ..settings import GatewaySettings
 from ..tokens import prompt_estimate, reservation
@@ -69,6 +70,7 @@ def ws_router(
         deadline = Deadline(timeout)
         model = pipeline.model_for(body)
         edge.checks.check(identity, body, model)
+        edge.usage.check_capacity()
         ip = client_ip(ws.scope, settings.gateway_trusted_proxy_hops)
         await edge.usage.check_budget(identity, ip)
         admission = await edge.limiter.admit(
@@ -135,7 +137,13 @@ def ws_router(
             if used:
                 prompt, completion = stream_usage(body, tally)
                 edge.usage.record(
-                    identity, model, prompt, completion, request_id_var.get(), cancelled=tally.final is None
+                    identity,
+                    model,
+                    prompt,
+                    completion,
+                    request_id_var.get(),
+                    cancelled=tally.final is None,
+                    **logged(body, deadline, tally=tally, route=WS_ROUTE),
                 )
                 used = prompt + completion
             edge.limiter.run_later(admission.finish(used))
