@@ -3,6 +3,7 @@
 import asyncio
 import functools
 import logging
+import signal
 from types import FrameType
 
 import uvicorn
@@ -34,6 +35,9 @@ class DrainingServer(uvicorn.Server):
             await super()._serve(sockets)
         finally:
             shutdown_telemetry()
+        # SIGTERM is the orchestrator's ordinary stop: once drained (requests finished, queued
+        # request-log rows written) the process exits 0 rather than dying by the re-raised signal.
+        self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._lifecycle.draining or self._loop is None or self._drain_seconds <= 0:
