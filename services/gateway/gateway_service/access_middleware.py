@@ -1,13 +1,16 @@
-"""Request id, access log, request metrics and the last-resort 500 for every HTTP request."""
+"""Request id, access log, request metrics, Server-Timing, error classes and the last-resort 500 for
+every HTTP request."""
 
 import logging
 import time
 
+from llmsuite_common.exemplars import trace_exemplar
 from llmsuite_common.request_context import REQUEST_ID_METADATA_KEY, request_id_var
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import downstream
-from .errors import ApiError, error_response
+from . import downstream, server_timing
+from .disconnect import CLIENT_CLOSED_REQUEST
+from .errors import CANCELLED, ApiError, close_error_note, error_response, open_error_note
 from .metrics import GatewayMetrics
 from .request_id import request_id_from
 
@@ -36,6 +39,8 @@ class AccessMiddleware:
         response_started = False
 
         tally = downstream.open_tally()
+        hops = server_timing.open_hops()
+        error_note = open_error_note()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
@@ -44,16 +49,17 @@ class AccessMiddleware:
                 status = message["status"]
                 # Up to the response headers: for a stream that is its first token.
                 overhead = max(0.0, time.perf_counter() - started - downstream.waited_seconds())
+                headers = [
+                    *message.get("headers", ()),
+                    (_HEADER, request_id.encode()),
+                    (OVERHEAD_HEADER, f"{overhead * 1000:.3f}".encode()),
+                ]
                 if scope["path"].startswith("/v1/"):
                     self.metrics.overhead.observe(overhead)
-                message = {
-                    **message,
-                    "headers": [
-                        *message.get("headers", ()),
-                        (_HEADER, request_id.encode()),
-                        (OVERHEAD_HEADER, f"{overhead * 1000:.3f}".encode()),
-                    ],
-                }
+                    timings = server_timing.current()
+                    if timings is not None:
+                        headers.append((server_timing.HEADER, timings.header(overhead)))
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -68,7 +74,12 @@ class AccessMiddleware:
             seconds = time.perf_counter() - started
             route = scope.get("route")
             route_path = getattr(route, "path", None) or UNMATCHED_ROUTE
-            self.metrics.observe_request(route_path, scope["method"], status, seconds)
+            self.metrics.observe_request(route_path, scope["method"], status, seconds, trace_exemplar())
+            error_class = close_error_note(error_note)
+            if status == CLIENT_CLOSED_REQUEST:
+                error_class = error_class or CANCELLED
+            if error_class is not None:
+                self.metrics.errors.labels(error_class).inc()
             log.info(
                 "request",
                 extra={
@@ -79,4 +90,5 @@ class AccessMiddleware:
                 },
             )
             request_id_var.reset(token)
+            server_timing.close_hops(hops)
             downstream.close_tally(tally)

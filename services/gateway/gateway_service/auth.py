@@ -9,6 +9,7 @@ from fastapi import Security
 from fastapi.security import HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import server_timing
 from .errors import ApiError, error_response
 from .policy import Policy
 
@@ -86,7 +87,8 @@ class ApiKeyMiddleware:
             return
         authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
         token = bearer_token(authorization)
-        identity = await self._identify(token) if token is not None else None
+        with server_timing.hop("auth"):
+            identity = await self._identify(token) if token is not None else None
         if identity is None:
             message = (
                 "missing API key: send it as 'Authorization: Bearer <key>'"

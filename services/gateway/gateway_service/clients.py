@@ -48,13 +48,14 @@ class BackendClients:
             self._channels[name] = channel(
                 getattr(self.targets, name), max_message_bytes=self._max_message_bytes
             )
-        # Unary backend calls count as downstream waits for x-gateway-overhead-ms.
+        # Unary backend calls count as downstream waits for x-gateway-overhead-ms, and toward
+        # their hop's Server-Timing entry.
         self.guardrails = TimedStub(
             guardrails_pb2_grpc.GuardrailsServiceStub(self._channels["guardrails"]),
-            ("CheckInput", "CheckContext"),
+            {"CheckInput": "guardrails", "CheckContext": "guardrails"},
         )
         self.retrieval = TimedStub(
-            retrieval_pb2_grpc.RetrievalServiceStub(self._channels["retrieval"]), ("Search",)
+            retrieval_pb2_grpc.RetrievalServiceStub(self._channels["retrieval"]), {"Search": "retrieval"}
         )
         self.generation = generation_pb2_grpc.GenerationServiceStub(self._channels["generation"])
 

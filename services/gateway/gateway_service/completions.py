@@ -10,7 +10,7 @@ import orjson
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 
-from .errors import ApiError, envelope
+from .errors import ApiError, envelope, note_error
 from .tool_calls import delta_tool_calls, whole_tool_calls
 
 SSE_DONE = b"data: [DONE]\n\n"
@@ -136,4 +136,5 @@ class ChunkEncoder:
     @staticmethod
     def error(err: ApiError) -> bytes:
         # No [DONE] follows: clients must see that the stream failed rather than ended.
+        note_error(err)
         return sse(envelope(err))

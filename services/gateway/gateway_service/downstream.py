@@ -2,13 +2,16 @@
 
 The access middleware opens one tally per request; awaits on backends add to it (unary calls through
 TimedStub, the Generate stream where the route waits on it). The tally is a list shared by reference,
-so waits in child tasks count too.
+so waits in child tasks count too. A wait named after a hop also counts toward that hop's
+Server-Timing entry.
 """
 
 import time
 from collections.abc import Awaitable
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
+
+from . import server_timing
 
 T = TypeVar("T")
 
@@ -34,23 +37,28 @@ def _add(seconds: float) -> None:
         tally[0] += seconds
 
 
-async def timed(awaitable: Awaitable[T]) -> T:
+async def timed(awaitable: Awaitable[T], hop: str | None = None) -> T:
     started = time.perf_counter()
     try:
         return await awaitable
     finally:
-        _add(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        _add(seconds)
+        if hop is not None:
+            server_timing.add(hop, seconds)
 
 
 class TimedStub:
-    """A gRPC stub whose listed unary methods count as downstream waits; everything else passes through."""
+    """A gRPC stub whose listed unary methods count as downstream waits of their hop; everything else
+    passes through."""
 
-    def __init__(self, stub: Any, unary: tuple[str, ...]) -> None:
+    def __init__(self, stub: Any, unary: dict[str, str]) -> None:
         self._stub = stub
         self._unary = unary
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._stub, name)
-        if name not in self._unary:
+        hop = self._unary.get(name)
+        if hop is None:
             return method
-        return lambda *args, **kwargs: timed(method(*args, **kwargs))
+        return lambda *args, **kwargs: timed(method(*args, **kwargs), hop)

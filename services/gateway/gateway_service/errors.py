@@ -1,5 +1,7 @@
-"""The one OpenAI-style error envelope, and how backend gRPC failures map onto it."""
+"""The one OpenAI-style error envelope, how backend gRPC failures map onto it, and the class each
+error is counted under in `llmsuite_gateway_errors_total`."""
 
+from contextvars import ContextVar, Token
 from http import HTTPStatus
 
 import grpc
@@ -39,6 +41,7 @@ class ApiError(Exception):
         type_: str | None = None,
         retry_after: int | None = None,
         headers: dict[str, str] | None = None,
+        upstream: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -50,13 +53,74 @@ class ApiError(Exception):
         )
         self.retry_after = retry_after
         self.headers = headers or {}
+        # Reported by a backend service (guardrails, retrieval, generation or the model behind it).
+        self.upstream = upstream
 
 
 def envelope(err: ApiError) -> dict[str, dict[str, str | None]]:
     return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
 
 
+# The values of the `class` label of llmsuite_gateway_errors_total; nothing else is counted there
+# (401/403, unknown routes and the gateway's own 500s show in llmsuite_gateway_requests_total).
+ERROR_CLASSES = (
+    "timeout",
+    "upstream_4xx",
+    "upstream_5xx",
+    "validation",
+    "rate_limited",
+    "guardrail_blocked",
+    "cancelled",
+)
+CANCELLED = "cancelled"
+GUARDRAIL_BLOCKED_CODE = "content_policy_violation"
+_VALIDATION_STATUSES = frozenset({400, 413, 422})
+
+
+def error_class(err: ApiError) -> str | None:
+    """The one classification of a client-facing error, whichever path (HTTP body, SSE event) shows it."""
+    if err.status == 504 or err.code == "timeout":
+        return "timeout"
+    if err.status == 429:
+        return "rate_limited"
+    if err.code == GUARDRAIL_BLOCKED_CODE:
+        return "guardrail_blocked"
+    # 502 is a backend that answered wrongly (a stream ending without its final message).
+    if err.upstream or err.status == 502:
+        return "upstream_5xx" if err.status >= 500 else "upstream_4xx"
+    if err.status in _VALIDATION_STATUSES:
+        return "validation"
+    return None
+
+
+# The error class of the request in progress: opened by the access middleware, which counts it once
+# the response is over. A list so that child tasks (a stream's body) write to the same note.
+_noted: ContextVar[list[str | None] | None] = ContextVar("error_class", default=None)
+
+
+def open_error_note() -> Token[list[str | None] | None]:
+    return _noted.set([None])
+
+
+def close_error_note(token: Token[list[str | None] | None]) -> str | None:
+    note = _noted.get()
+    _noted.reset(token)
+    return note[0] if note else None
+
+
+def note_error_class(cls: str | None) -> None:
+    """Records the request's error class; the first one noted is the one that reached the client."""
+    note = _noted.get()
+    if note is not None and note[0] is None:
+        note[0] = cls
+
+
+def note_error(err: ApiError) -> None:
+    note_error_class(error_class(err))
+
+
 def error_response(err: ApiError) -> Response:
+    note_error(err)
     headers = dict(err.headers)
     if err.status == 429:
         headers["retry-after"] = str(max(1, err.retry_after or DEFAULT_RETRY_AFTER_SECONDS))
@@ -106,7 +170,7 @@ def from_grpc(err: grpc.aio.AioRpcError, service: str) -> ApiError:
         retry_after = _retry_after(err, param)
         if param and param.startswith(RETRY_AFTER_PARAM_PREFIX):
             param = None
-    return ApiError(status, message, code=error_code, param=param, retry_after=retry_after)
+    return ApiError(status, message, code=error_code, param=param, retry_after=retry_after, upstream=True)
 
 
 def _generic_message(status: int, service: str) -> str:

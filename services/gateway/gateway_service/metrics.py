@@ -8,6 +8,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.exposition import choose_encoder
+
+from .errors import ERROR_CLASSES
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
@@ -79,10 +82,27 @@ class GatewayMetrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
             registry=self.registry,
         )
+        self.errors = Counter(
+            "llmsuite_gateway_errors",
+            "Errors answered to clients, by class: " + ", ".join(ERROR_CLASSES) + ".",
+            ["class"],
+            registry=self.registry,
+        )
+        for error_class in ERROR_CLASSES:
+            # Every class is exported from the start, so rates and deltas never miss a first error.
+            self.errors.labels(error_class)
 
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+    def observe_request(
+        self, route: str, method: str, status: int, seconds: float, exemplar: dict[str, str] | None = None
+    ) -> None:
         self.requests.labels(route, method, str(status)).inc()
-        self.request_duration.labels(route, method).observe(seconds)
+        self.request_duration.labels(route, method).observe(seconds, exemplar)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def negotiate(self, accept: str | None) -> tuple[bytes, str]:
+        """The exposition and its content type: OpenMetrics (the format that carries exemplars) when
+        the scraper's Accept header asks for it, else the Prometheus text format."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type

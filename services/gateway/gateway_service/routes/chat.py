@@ -1,15 +1,17 @@
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
 import orjson
 from fastapi import APIRouter, Request
+from llmsuite_common.exemplars import trace_exemplar
 from llmsuite_common.request_context import request_id_var
 from starlette.responses import Response, StreamingResponse
 
 from .. import idempotency as idem
-from .. import result_cache
+from .. import result_cache, server_timing
 from ..admission import EdgeChecks
 from ..auth import API_KEY_SCHEME, Identity
 from ..chat import ChatPipeline, StreamTally, collect, incomplete_stream, sse_events
@@ -18,7 +20,7 @@ from ..completions import ChunkEncoder, CompletionMeta, chat_completion
 from ..deadline import Deadline
 from ..disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, wait_unless_disconnected
 from ..downstream import timed
-from ..errors import from_grpc
+from ..errors import CANCELLED, from_grpc, note_error_class
 from ..generation_reader import GenerationReader
 from ..idempotency import Claim, Idempotency
 from ..limits import Admission, Limiter
@@ -69,13 +71,14 @@ def chat_router(
         edge.checks.check(identity, body, model)
         edge.usage.check_capacity()
         ip = client_ip(request.scope, hops)
-        await edge.usage.check_budget(identity, ip)
-        admission = await limiter.admit(
-            identity,
-            ip,
-            tokens=reservation(body, settings.gateway_reserved_completion_tokens),
-            stream=body.stream,
-        )
+        with server_timing.hop("limits"):
+            await edge.usage.check_budget(identity, ip)
+            admission = await limiter.admit(
+                identity,
+                ip,
+                tokens=reservation(body, settings.gateway_reserved_completion_tokens),
+                stream=body.stream,
+            )
         finished = False
         request.state.tokens_used = 0
         try:
@@ -156,20 +159,31 @@ def chat_router(
 
         prepared = await pipeline.prepare(body, identity, deadline)
         meta = CompletionMeta(model=prepared.request.model, citations=prepared.citations)
+        generation_started = time.perf_counter()
         reader = pipeline.generate(prepared, deadline)
         mode = "true" if body.stream else "false"
         request.state.tokens_used = prompt_estimate(body)
 
         def first_token() -> None:
             request.state.ttft_seconds = deadline.elapsed()
-            metrics.time_to_first_token.labels(mode).observe(deadline.elapsed())
+            metrics.time_to_first_token.labels(mode).observe(deadline.elapsed(), trace_exemplar())
 
         try:
             if body.stream:
                 return await _stream(
-                    request, reader, meta, body, first_token, deadline, admission, headers, claim, store
+                    request,
+                    reader,
+                    meta,
+                    body,
+                    first_token,
+                    deadline,
+                    admission,
+                    headers,
+                    claim,
+                    store,
+                    generation_started,
                 )
-            response = await _complete(request, reader, meta, first_token, headers)
+            response = await _complete(request, reader, meta, first_token, headers, generation_started)
             edge.usage.record(
                 identity,
                 meta.model,
@@ -194,6 +208,7 @@ def chat_router(
         meta: CompletionMeta,
         first_token: Callable[[], None],
         headers: dict[str, str],
+        generation_started: float,
     ) -> Response:
         work = asyncio.ensure_future(collect(reader, first_token))
         try:
@@ -201,6 +216,8 @@ def chat_router(
         finally:
             if not work.done():
                 work.cancel()
+        # Server-Timing's generation entry: the whole answer, the time the response waited for.
+        server_timing.add("generation", time.perf_counter() - generation_started)
         content, final = work.result()
         request.state.tokens_used = final.usage.prompt_tokens + final.usage.completion_tokens
         request.state.prompt_tokens = final.usage.prompt_tokens
@@ -223,6 +240,7 @@ def chat_router(
         headers: dict[str, str],
         claim: Claim | None,
         store: Callable[[StoredResponse], Awaitable[None]],
+        generation_started: float,
     ) -> Response:
         # Errors that come fast (bad model, backend down) still get a real HTTP status; after one
         # keep-alive interval the stream starts and later errors become an SSE error event.
@@ -230,6 +248,8 @@ def chat_router(
         if await timed(
             wait_unless_disconnected(request.receive, first, min(keepalive, deadline.remaining()))
         ):
+            # The first event is in before the headers go: Server-Timing can carry the time to it.
+            server_timing.add("generation", time.perf_counter() - generation_started)
             error = first.exception()
             if isinstance(error, grpc.aio.AioRpcError):
                 raise from_grpc(error, "generation")
@@ -260,6 +280,10 @@ def chat_router(
                 await edge.idempotency.release(claim)
 
         def closed() -> None:
+            if tally.final is None:
+                # Ended before its final message: a client that left, unless an error event ended it
+                # (that error was noted first and stands).
+                note_error_class(CANCELLED)
             reader.cancel()
             metrics.streams_in_flight.dec()
             limiter.run_later(after_stream())

@@ -1,7 +1,7 @@
 """Liveness, readiness and metrics; unauthenticated, for the platform rather than clients."""
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ..clients import BackendClients
@@ -39,7 +39,8 @@ def ops_router(
         )
 
     @router.get("/metrics")
-    async def prometheus_metrics() -> Response:
-        return Response(metrics.render(), media_type=metrics.content_type)
+    async def prometheus_metrics(request: Request) -> Response:
+        body, content_type = metrics.negotiate(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     return router

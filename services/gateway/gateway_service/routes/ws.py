@@ -22,7 +22,15 @@ from ..chat import ChatPipeline, StreamTally, sse_events
 from ..client_ip import client_ip
 from ..completions import SSE_DONE, ChunkEncoder, CompletionMeta
 from ..deadline import Deadline
-from ..errors import ApiError, envelope
+from ..errors import (
+    CANCELLED,
+    ApiError,
+    close_error_note,
+    envelope,
+    note_error,
+    note_error_class,
+    open_error_note,
+)
 from ..metrics import GatewayMetrics
 from ..request_id import request_id_from
 from ..request_log import WS_ROUTE, logged
@@ -119,6 +127,7 @@ def ws_router(
                     err = ApiError(
                         400, "send the next request after the usage frame", code="request_in_progress"
                     )
+                    note_error(err)
                     await ws.send_text(orjson.dumps(envelope(err)).decode())
                     await ws.close(close_code(err))
                     return False
@@ -134,6 +143,9 @@ def ws_router(
                 reader.cancel()
                 metrics.streams_in_flight.dec()
         finally:
+            if used and tally.final is None:
+                # Unless an error frame ended it (noted already), the client left mid-stream.
+                note_error_class(CANCELLED)
             if used:
                 prompt, completion = stream_usage(body, tally)
                 edge.usage.record(
@@ -156,6 +168,8 @@ def ws_router(
         try:
             for _ in range(MAX_REQUESTS_PER_CONNECTION):
                 token = request_id_var.set(request_id_from(header))
+                # One error class per request on the connection, counted like an HTTP request's.
+                error_note = open_error_note()
                 try:
                     raw = await ws.receive_text()
                     if len(raw) > MAX_FRAME_BYTES:
@@ -169,10 +183,13 @@ def ws_router(
                     if not await one_request(ws, body, identity):
                         return
                 except ApiError as err:
+                    note_error(err)
                     await ws.send_text(orjson.dumps(envelope(err)).decode())
                     await ws.close(close_code(err), reason=(err.code or "")[:120])
                     return
                 finally:
+                    if (error_class := close_error_note(error_note)) is not None:
+                        metrics.errors.labels(error_class).inc()
                     request_id_var.reset(token)
             await ws.close(1000, reason="request limit per connection reached")
         except WebSocketDisconnect:
