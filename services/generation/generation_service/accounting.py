@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.trace import Span
 
 from llmsuite_common.errors import ServiceError
+from llmsuite_common.exemplars import trace_exemplar
 
 from .metrics import GenerationMetrics
 from .usage import TokenUsage, resolve_usage
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The org label of calls whose request context names no organization.
+NO_ORG = "-"
+
 # OpenTelemetry GenAI semantic conventions: every upstream speaks the OpenAI chat API.
 GEN_AI_OPERATION = "chat"
 GEN_AI_PROVIDER = "openai"
@@ -30,8 +34,11 @@ FIRST_TOKEN_EVENT = "gen_ai.first_token"
 
 
 class Accounting:
-    def __init__(self, model: str, contents: Iterable[str], span: Span, metrics: GenerationMetrics) -> None:
+    def __init__(
+        self, model: str, contents: Iterable[str], span: Span, metrics: GenerationMetrics, org: str = ""
+    ) -> None:
         self.model = model
+        self.org = org or NO_ORG
         self._metrics = metrics
         self._contents = list(contents)
         self._span = span
@@ -112,11 +119,14 @@ class Accounting:
         self._metrics.requests.labels(routed, outcome).inc()
         if committed is not None:
             deployment = committed.deployment.name
+            exemplar = trace_exemplar(self._span)
             for kind in ("prompt_tokens", "completion_tokens", "cached_tokens"):
                 if fields[kind]:
-                    self._metrics.tokens.labels(routed, deployment, kind.removesuffix("_tokens")).inc(fields[kind])
+                    self._metrics.tokens.labels(self.org, routed, deployment, kind.removesuffix("_tokens")).inc(
+                        fields[kind], exemplar
+                    )
             if fields["cost_usd"]:
-                self._metrics.cost.labels(routed, deployment).inc(self.cost_usd)
+                self._metrics.cost.labels(self.org, routed, deployment).inc(self.cost_usd)
         if self._span.is_recording():
             # Counts, names and reasons only: prompts, completions and keys never go on a span.
             attributes: dict[str, str | int | list[str]] = {

@@ -17,16 +17,19 @@ class GenerationMetrics:
             ["deployment", "result"],
             registry=registry,
         )
+        # `org` is the organization in the request context the gateway sends ("-" when none): the
+        # series a per-organization spend dashboard needs. Organizations are configured, not
+        # client-chosen, so its cardinality is the number of tenants.
         self.tokens = Counter(
             "llmsuite_generation_tokens",
-            "Tokens accounted by routed model, deployment and kind (prompt, completion, cached).",
-            ["model", "deployment", "kind"],
+            "Tokens accounted by organization, routed model, deployment and kind (prompt, completion, cached).",
+            ["org", "model", "deployment", "kind"],
             registry=registry,
         )
         self.cost = Counter(
             "llmsuite_generation_cost_usd",
-            "Cost from the routing table's prices, by routed model and deployment.",
-            ["model", "deployment"],
+            "Cost from the routing table's prices, by organization, routed model and deployment.",
+            ["org", "model", "deployment"],
             registry=registry,
         )
         self.breaker_opened = Counter(

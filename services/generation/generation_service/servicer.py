@@ -56,7 +56,11 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             return build_body(request, r, d.upstream_model, org_max_tokens=org_cap)
 
         account = Accounting(
-            request.model, (m.content for m in request.messages), trace.get_current_span(), self._metrics
+            request.model,
+            (m.content for m in request.messages),
+            trace.get_current_span(),
+            self._metrics,
+            org=org_id,
         )
         limits = OutputLimits((), None)
         tool_calls = ToolCallAssembler()
