@@ -114,3 +114,26 @@ async def test_a_blocked_request_is_logged_with_its_verdict(start_gateway, postg
     assert row["prompt_tokens"] == row["completion_tokens"] == 0
     [summary] = usage
     assert summary["requests"] == 0 and summary["failed_requests"] == 1
+
+
+async def test_a_summary_model_writes_summaries_and_a_late_one_falls_back(start_gateway, postgres_dsn, fake):
+    gw = await start_gateway(
+        gateway_database_url=postgres_dsn, gateway_summary_model="fake-model", gateway_summary_timeout_seconds=1
+    )
+    keys = await new_org(gw)
+    summaries = []
+    # The second summary call stalls past its deadline: that row gets the extractive summary.
+    for scenario in (None, {"stall": 5}):
+        fake.reset()
+        if scenario is not None:
+            fake.script({}, scenario)
+        async with gw.client(keys["admin"]) as http:
+            sent = await http.post(CHAT, json=chat(gw.model, f"Mail {EMAIL} about the capital of France."))
+            assert sent.status_code == 200
+            summaries.append((await http.get(f"/v1/requests/{sent.headers['x-request-id']}")).json()["summary"])
+    # The fake model echoes what it was asked: the exchange, already redacted before it was sent.
+    by_model, fallback = summaries
+    assert by_model.startswith("You said: User: Mail ***@*** about the capital"), by_model
+    assert fallback.startswith("Q: Mail ***@*** about the capital"), fallback
+    summary_calls = [r for r in fake.requests() if "Summarize this exchange" in str(r["body"])]
+    assert summary_calls and all(EMAIL not in str(r["body"]) for r in summary_calls)
