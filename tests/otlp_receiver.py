@@ -19,6 +19,12 @@ class Span:
     parent_span_id: str
     attributes: dict[str, object]
     events: tuple[str, ...] = ()
+    start_ns: int = 0
+    end_ns: int = 0
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
 
 
 def _value(v) -> object:  # type: ignore[no-untyped-def]
@@ -47,6 +53,8 @@ class _Collector(trace_service_pb2_grpc.TraceServiceServicer):
                             parent_span_id=s.parent_span_id.hex(),
                             attributes={a.key: _value(a.value) for a in s.attributes},
                             events=tuple(e.name for e in s.events),
+                            start_ns=s.start_time_unix_nano,
+                            end_ns=s.end_time_unix_nano,
                         )
                     )
         with self.lock:
