@@ -4,6 +4,7 @@
     python -m gateway_service.cli keys create --org acme --role member --user alice --tpm 20000
     python -m gateway_service.cli keys list --org acme
     python -m gateway_service.cli keys revoke <key id>
+    python -m gateway_service.cli requests get <x-request-id>
 
 The gateway URL and an admin key come from LLMSUITE_URL (default http://127.0.0.1:8080) and
 LLMSUITE_API_KEY; every call is checked against that key's own scope.
@@ -14,8 +15,11 @@ import json
 import os
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+
+from .policy import LOG_POLICIES
 
 TIMEOUT_SECONDS = 30.0
 LIMIT_OPTIONS = ("rpm", "tpm", "max_streams", "user_rpm", "max_tokens", "budget_usd")
@@ -29,6 +33,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             out[name] = value
     if getattr(args, "models", None):
         out["allowed_models"] = [m for m in args.models.split(",") if m]
+    if getattr(args, "log_policy", None):
+        out["log_policy"] = args.log_policy
     return out
 
 
@@ -38,6 +44,9 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
             f"--{name.replace('_', '-')}", dest=name, type=float if name == "budget_usd" else int
         )
     parser.add_argument("--models", help="comma-separated allowed models")
+    parser.add_argument(
+        "--log-policy", dest="log_policy", choices=LOG_POLICIES, help="what the request log keeps of conversations"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -63,6 +72,10 @@ def parser() -> argparse.ArgumentParser:
     list_keys.add_argument("--org")
     revoke = keys.add_parser("revoke")
     revoke.add_argument("key_id")
+
+    requests = areas.add_parser("requests").add_subparsers(dest="action", required=True)
+    read = requests.add_parser("get", help="one logged request by its x-request-id")
+    read.add_argument("request_id")
     return root
 
 
@@ -77,6 +90,8 @@ def request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None, 
                 {},
             )
         return "GET", "/v1/admin/orgs", None, {}
+    if args.area == "requests":
+        return "GET", f"/v1/requests/{quote(args.request_id, safe='')}", None, {}
     if args.action == "create":
         body = {
             "org_id": args.org,

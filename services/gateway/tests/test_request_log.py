@@ -137,3 +137,31 @@ async def test_a_summary_model_writes_summaries_and_a_late_one_falls_back(start_
     assert fallback.startswith("Q: Mail ***@*** about the capital"), fallback
     summary_calls = [r for r in fake.requests() if "Summarize this exchange" in str(r["body"])]
     assert summary_calls and all(EMAIL not in str(r["body"]) for r in summary_calls)
+
+
+async def test_cli_sets_a_log_policy_and_reads_a_request(start_gateway, postgres_dsn, fake, monkeypatch, capsys):
+    import asyncio
+    import json
+
+    from gateway_service import cli
+
+    gw = await start_gateway(gateway_database_url=postgres_dsn)
+    monkeypatch.setenv("LLMSUITE_URL", gw.url)
+    monkeypatch.setenv("LLMSUITE_API_KEY", gw.api_key)
+
+    def run(*argv: str) -> dict:
+        code = cli.main(list(argv))
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        return json.loads(out.out)
+
+    org = "cli-" + secrets.token_hex(4)
+    # The CLI blocks; run it off the event loop that serves the gateway.
+    created_org = await asyncio.to_thread(run, "orgs", "create", org, "--log-policy", "full")
+    assert created_org["settings"] == {"log_policy": "full"}
+    key = (await asyncio.to_thread(run, "keys", "create", "--org", org, "--role", "admin"))["key"]
+    async with gw.client(key) as http:
+        request_id = (await http.post(CHAT, json=chat(gw.model))).headers["x-request-id"]
+    monkeypatch.setenv("LLMSUITE_API_KEY", key)
+    row = await asyncio.to_thread(run, "requests", "get", request_id)
+    assert row["id"] == request_id and row["log_policy"] == "full" and row["conversation"]["messages"]
