@@ -91,6 +91,19 @@ PANELS: tuple[Panel, ...] = (
         GATEWAY,
     ),
     Panel(
+        "Errors by class",
+        "reqps",
+        (
+            Target(
+                f"sum by (class) (rate(llmsuite_gateway_errors_total{{{NS}}}[{RATE}]))",
+                "{{class}}",
+            ),
+        ),
+        "Errors answered to clients per second: timeout, upstream_4xx, upstream_5xx, validation, "
+        "rate_limited, guardrail_blocked, cancelled (the client left mid-stream).",
+        GATEWAY,
+    ),
+    Panel(
         "5xx ratio (error budget burn)",
         "percentunit",
         (
@@ -158,6 +171,30 @@ PANELS: tuple[Panel, ...] = (
             ),
         ),
         "Spend at the current pace, from the routing table's prices.",
+        GENERATION,
+    ),
+    Panel(
+        "Tokens by organization",
+        "ops",
+        (
+            Target(
+                f"sum by (org, kind) (rate(llmsuite_generation_tokens_total{{{NS}}}[{RATE}]))",
+                "{{org}} {{kind}}",
+            ),
+        ),
+        "Tokens per second each organization used, prompt and completion; `-` is a call without one.",
+        GENERATION,
+    ),
+    Panel(
+        "Cost by organization (USD per hour)",
+        "currencyUSD",
+        (
+            Target(
+                f"sum by (org) (rate(llmsuite_generation_cost_usd_total{{{NS}}}[{RATE}])) * 3600",
+                "{{org}}",
+            ),
+        ),
+        "Each organization's spend at the current pace, from the routing table's prices.",
         GENERATION,
     ),
     Panel(

@@ -7,8 +7,9 @@ The suite's processes run on loopback the way tests/conftest.py starts them, aga
 OpenAI upstream (tests/fakes/openai_upstream.py) scripted per model: `fake-slow` streams slowly,
 `fake-broken` answers 500; generation routes them through a routing file with two weighted
 deployments for the plain model and sample prices. Workers send a weighted mix (success, cached,
-stream, RAG, guardrail block, upstream 500, bad key, model list), faster in the middle third,
-under a two-stream limit per key that refuses some streams with 429. Every `--interval` seconds
+stream, RAG, guardrail block, upstream 500, bad key, model list) with the keys of two
+organizations, faster in the middle third, under a two-stream limit per key that refuses some
+streams with 429. Every `--interval` seconds
 each service's /metrics is scraped; then every panel query of tools.dashboard.panels (the same
 PromQL the Grafana JSON carries) is evaluated at each scrape time by tools.dashboard.promql and
 drawn with matplotlib.
@@ -125,7 +126,8 @@ def scrape(store: Store, endpoints: dict[str, str], t: float, names: dict[str, s
 
 def drive(cfg: SuiteConfig, endpoints: dict[str, str], seconds: float, interval: float):
     store, names = Store(), {job: set() for job in endpoints}
-    mix = traffic.Mix(f"http://127.0.0.1:{cfg.ports.gateway}", cfg.api_key)
+    gateway_url = f"http://127.0.0.1:{cfg.ports.gateway}"
+    mix = traffic.Mix(gateway_url, cfg.api_key, tenant_keys=(traffic.tenant_key(gateway_url, cfg.api_key),))
     start_at = time.monotonic()
     deadline = start_at + seconds
 

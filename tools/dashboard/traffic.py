@@ -17,6 +17,8 @@ MODEL = "fake-model"
 SLOW_MODEL = "fake-slow"
 BROKEN_MODEL = "fake-broken"
 DENY_TERM = "forbidden-topic"
+# A second organization, so the per-organization token and cost panels have more than one line.
+TENANT_ORG = "acme"
 COLLECTION = "dashboard"
 DOCUMENTS = {
     "volcanoes": "Mount Etna in Sicily is one of the most active volcanoes in the world.",
@@ -30,6 +32,8 @@ QUESTIONS = ["When is the coffee machine unavailable?", "What causes tides?", "W
 class Mix:
     gateway_url: str
     api_key: str
+    # Keys of other organizations; generated traffic is spread over these and `api_key`.
+    tenant_keys: tuple[str, ...] = ()
     outcomes: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -42,15 +46,22 @@ class Mix:
                 return response.status_code
         return client.post("/v1/chat/completions", json=body, headers=headers).status_code
 
+    def _key(self, rng: random.Random) -> str:
+        return rng.choice((self.api_key, *self.tenant_keys))
+
     def success(self, client: httpx.Client, rng: random.Random) -> int:
         words = " ".join(rng.choice(["alpha", "beta", "gamma", "delta"]) for _ in range(rng.randint(2, 8)))
-        return self._chat(client, {"model": MODEL, "messages": [{"role": "user", "content": f"Say {words}"}]})
+        return self._chat(
+            client, {"model": MODEL, "messages": [{"role": "user", "content": f"Say {words}"}]}, self._key(rng)
+        )
 
     def cached(self, client: httpx.Client, rng: random.Random) -> int:
         # temperature 0 is deterministic, so the gateway's result cache may answer repeats.
         content = f"Repeat after me: {rng.choice(['one', 'two', 'three'])}"
         return self._chat(
-            client, {"model": MODEL, "temperature": 0, "messages": [{"role": "user", "content": content}]}
+            client,
+            {"model": MODEL, "temperature": 0, "messages": [{"role": "user", "content": content}]},
+            self._key(rng),
         )
 
     def stream(self, client: httpx.Client, rng: random.Random) -> int:
@@ -60,7 +71,7 @@ class Mix:
             "stream_options": {"include_usage": True},
             "messages": [{"role": "user", "content": "Tell me a long story please"}],
         }
-        return self._chat(client, body)
+        return self._chat(client, body, self._key(rng))
 
     def rag(self, client: httpx.Client, rng: random.Random) -> int:
         body = {
@@ -116,6 +127,21 @@ class Mix:
                 with self.lock:
                     self.outcomes[f"{kind} {status}"] += 1
                 time.sleep(pace(now))
+
+
+def tenant_key(gateway_url: str, admin_key: str) -> str:
+    """Creates TENANT_ORG and a member key of it through the admin API; returns the key."""
+    with httpx.Client(
+        base_url=gateway_url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30
+    ) as client:
+        client.post("/v1/admin/orgs", json={"id": TENANT_ORG, "name": "Acme"}).raise_for_status()
+        created = client.post(
+            "/v1/admin/keys",
+            # The same two-stream limit as the bootstrap key (GATEWAY_KEY_MAX_STREAMS in render.py).
+            json={"org_id": TENANT_ORG, "name": "dashboard", "settings": {"max_streams": 2}},
+        )
+        created.raise_for_status()
+        return str(created.json()["key"])
 
 
 def ingest(retrieval_port: int) -> None:
