@@ -92,7 +92,10 @@ def chat_edge(
 
 
 def request_log_writer(
-    settings: GatewaySettings, metrics: GatewayMetrics, database: Database | None, clients: BackendClients | None
+    settings: GatewaySettings,
+    metrics: GatewayMetrics,
+    database: Database | None,
+    clients: BackendClients | None,
 ) -> RequestLogWriter:
     summarizer = None
     if settings.gateway_summary_model and clients is not None:

@@ -45,7 +45,10 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
         )
     parser.add_argument("--models", help="comma-separated allowed models")
     parser.add_argument(
-        "--log-policy", dest="log_policy", choices=LOG_POLICIES, help="what the request log keeps of conversations"
+        "--log-policy",
+        dest="log_policy",
+        choices=LOG_POLICIES,
+        help="what the request log keeps of conversations",
     )
 
 

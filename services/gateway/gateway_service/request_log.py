@@ -10,7 +10,7 @@ redaction run in the background writer (request_log_writer.py). What is stored p
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from llmsuite_common.redaction import redact
@@ -98,6 +98,8 @@ def entry_for(
     outcome = outcome or Outcome()
     policy = identity.policy.log_policy
     texts, answer = captured_conversation(policy, messages, outcome.answer)
+    # Rows are timed from when the request arrived, as access logs and traces are.
+    started = datetime.now(UTC) - timedelta(milliseconds=outcome.latency_ms or 0)
     parts = guardrails.parts if guardrails is not None else {}
     codes = guardrails.codes if guardrails is not None else {}
     return RequestEntry(
@@ -110,6 +112,7 @@ def entry_for(
         cost_usd,
         request_id,
         cancelled,
+        created_at=started,
         route=outcome.route,
         stream=outcome.stream,
         status=outcome.status,
@@ -159,7 +162,10 @@ def logged(
 
 def failed(body: Any, deadline: Any, error: BaseException, *, route: str = CHAT_ROUTE) -> dict[str, Any]:
     """The request-log keywords for a request that ended in an error response."""
-    status, code = (error.status, error.code or "") if isinstance(error, ApiError) else (500, "internal_error")
+    if isinstance(error, ApiError):
+        status, code = error.status, error.code or ""
+    else:
+        status, code = 500, "internal_error"
     outcome = Outcome(
         route=route,
         stream=bool(getattr(body, "stream", False)),
@@ -184,7 +190,9 @@ def stored_text(entry: RequestEntry, model_summary: str | None) -> tuple[str | N
     if entry.log_policy != "full":
         return summary, None
     conversation = {
-        "messages": [{"role": role, "content": redact(text, keep_emails=True)} for role, text in entry.messages],
+        "messages": [
+            {"role": role, "content": redact(text, keep_emails=True)} for role, text in entry.messages
+        ],
         "answer": redact(entry.answer, keep_emails=True),
     }
     return summary, conversation

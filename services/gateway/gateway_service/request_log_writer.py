@@ -166,7 +166,8 @@ class RequestLogWriter:
             e = entries[i]
             async with gate:
                 try:
-                    text = await summarizer.summarize(e.org_id, e.request_id, last_user_turn(e.messages), e.answer)
+                    question = last_user_turn(e.messages)
+                    text = await summarizer.summarize(e.org_id, e.request_id, question, e.answer)
                 except Exception:  # noqa: BLE001 - a summary is best effort; the row is not
                     log.warning("summary model failed", exc_info=True)
                     text = None

@@ -106,7 +106,9 @@ class ModelSummarizer:
                 common_pb2.ChatMessage(
                     role="user",
                     # Redacted before it leaves the gateway too: the summarizer never sees a secret.
-                    content=redact(f"User: {question[:MAX_SOURCE_CHARS]}\n\nAnswer: {answer[:MAX_SOURCE_CHARS]}"),
+                    content=redact(
+                        f"User: {question[:MAX_SOURCE_CHARS]}\n\nAnswer: {answer[:MAX_SOURCE_CHARS]}"
+                    ),
                 ),
             ],
             max_tokens=self._max_tokens,
@@ -123,7 +125,9 @@ class ModelSummarizer:
                     elif kind == "final":
                         break
         except (TimeoutError, grpc.aio.AioRpcError) as err:
-            log.info("summary model unavailable; using the extractive summary", extra={"error": type(err).__name__})
+            log.info(
+                "summary model unavailable; using the extractive summary", extra={"error": type(err).__name__}
+            )
             return None
         text = "".join(parts).strip()
         return text or None

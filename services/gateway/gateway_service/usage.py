@@ -183,8 +183,8 @@ class UsageRecorder:
             cur = await conn.execute(
                 # Requests that failed (guardrail blocks, upstream errors) are logged with 0 tokens;
                 # they are counted apart.
-                "SELECT key_id, model, count(*) FILTER (WHERE status < 400), count(*) FILTER (WHERE status >= 400),"
-                " sum(prompt_tokens), sum(completion_tokens), sum(cost_usd) "
+                "SELECT key_id, model, count(*) FILTER (WHERE status < 400), "
+                "count(*) FILTER (WHERE status >= 400), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd) "
                 "FROM gateway.usage_events WHERE org_id = %s AND created_at >= %s AND (%s::text IS NULL OR key_id = %s) "
                 "GROUP BY key_id, model ORDER BY key_id, model",
                 (org, since, only_key, only_key),
