@@ -7,6 +7,12 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 GENERATED := libs/generated
 PYTEST_ARGS ?=
 DEV_PYTHONPATH := libs/generated:libs/common:.
+# A native llama.cpp build (-march=native) on a VM reporting AMX and AVX-512 crashed in ggml-cpu with
+# a general protection fault; the portable build (AVX2, as in the model-server image) runs anywhere.
+# pip's own cache keys wheels by sdist, not by build flags, so the wheel lives in a folder named by them.
+LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python\[server\]==//p' requirements/model-server.txt)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF
+LLAMA_WHEELS := $(HOME)/.cache/llmsuite/wheels/llama-cpp-python-$(LLAMA_VERSION)-portable
 
 .PHONY: help install run test test-fast protos protos-check env-table dashboard eval-retrieval clean
 
@@ -31,8 +37,11 @@ $(VENV)/.installed: $(REQUIREMENTS)
 		echo "note: no redis-server binary; Redis tests use 127.0.0.1:6379 if it answers" >&2
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel
-	@# llama-cpp-python compiles from source once; pip keeps the wheel in its cache.
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -r requirements/dev.txt
+	@# llama-cpp-python compiles from source once, into a wheel kept outside the checkout.
+	@ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip wheel \
+		--no-deps --no-cache-dir -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	$(BIN)/python -m pip install --find-links $(LLAMA_WHEELS) -r requirements/dev.txt
 	@touch $@
 
 install: $(VENV)/.installed
