@@ -1,15 +1,19 @@
-"""Server-Timing on chat completions, error classes and OpenMetrics on /metrics, over a real gateway
-with real guardrails and generation (on the scripted fake upstream)."""
+"""Server-Timing on chat completions, error classes (HTTP and WebSocket) and OpenMetrics on /metrics,
+over a real gateway with real guardrails and generation (on the scripted fake upstream)."""
 
 import asyncio
 import re
 import time
 
+import orjson
 import pytest
 from gateway_service.errors import ERROR_CLASSES, ApiError, error_class
+from gateway_service.routes.ws import PATH
 from gateway_service.server_timing import HopTimes
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 ROUTE = "/v1/chat/completions"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -159,3 +163,28 @@ async def test_metrics_negotiate_openmetrics(gateway):
     assert negotiated.text.endswith("# EOF\n")
     names = {f.name for f in openmetrics_families(negotiated.text)}
     assert {"llmsuite_gateway_errors", "llmsuite_gateway_request_duration_seconds"} <= names
+
+
+async def test_websocket_errors_are_counted_by_the_same_classes(gateway, fake):
+    url = gateway.url.replace("http://", "ws://") + PATH
+    headers = {"authorization": f"Bearer {gateway.api_key}"}
+    async with gateway.client() as c:
+        before = await error_counts(c)
+    blocked = {"model": gateway.model, "messages": [{"role": "user", "content": gateway.denied_term}]}
+    async with connect(url, additional_headers=headers) as ws:
+        await ws.send(orjson.dumps(blocked).decode())
+        assert "error" in orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+    fake.script({"chunks": 50, "delay": 0.2})
+    async with connect(url, additional_headers=headers) as ws:
+        await ws.send(orjson.dumps(chat(gateway)).decode())
+        await asyncio.wait_for(ws.recv(), 10)
+    async with gateway.client() as c:
+        moved: dict[str, float] = {}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and moved.get("cancelled") != 1:
+            after = await error_counts(c)
+            moved = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+            await asyncio.sleep(0.05)
+    assert moved == {"guardrail_blocked": 1, "cancelled": 1}
