@@ -217,7 +217,9 @@ def server_timing(header: str) -> dict[str, float]:
 
 def client_spans(spans: list[Span], *methods: str) -> list[Span]:
     return [
-        s for s in spans if s.service == "gateway" and s.kind == CLIENT and s.name.rsplit("/", 1)[-1] in methods
+        s
+        for s in spans
+        if s.service == "gateway" and s.kind == CLIENT and s.name.rsplit("/", 1)[-1] in methods
     ]
 
 

@@ -51,9 +51,8 @@ class Mix:
 
     def success(self, client: httpx.Client, rng: random.Random) -> int:
         words = " ".join(rng.choice(["alpha", "beta", "gamma", "delta"]) for _ in range(rng.randint(2, 8)))
-        return self._chat(
-            client, {"model": MODEL, "messages": [{"role": "user", "content": f"Say {words}"}]}, self._key(rng)
-        )
+        body = {"model": MODEL, "messages": [{"role": "user", "content": f"Say {words}"}]}
+        return self._chat(client, body, self._key(rng))
 
     def cached(self, client: httpx.Client, rng: random.Random) -> int:
         # temperature 0 is deterministic, so the gateway's result cache may answer repeats.

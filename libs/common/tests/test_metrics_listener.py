@@ -16,7 +16,7 @@ def test_openmetrics_with_exemplars_when_asked_for():
     span = TracerProvider().get_tracer("test").start_span("call")
     span.end()
     # The listener serves the process registry; a name of its own keeps this test's series apart.
-    probe = Counter("llmsuite_test_listener_probe", "Exemplar probe for the listener test.", registry=REGISTRY)
+    probe = Counter("llmsuite_test_listener_probe", "Exemplar probe of the listener test.", registry=REGISTRY)
     probe.inc(1, trace_exemplar(span))
     port = start_metrics_server("127.0.0.1", 0)
     url = f"http://127.0.0.1:{port}/metrics"
@@ -37,7 +37,8 @@ def test_openmetrics_with_exemplars_when_asked_for():
 
 
 def test_no_exemplar_for_an_unsampled_or_missing_trace():
-    unsampled = NonRecordingSpan(SpanContext(trace_id=1, span_id=2, is_remote=True, trace_flags=TraceFlags(0)))
+    context = SpanContext(trace_id=1, span_id=2, is_remote=True, trace_flags=TraceFlags(0))
+    unsampled = NonRecordingSpan(context)
     assert trace_exemplar(unsampled) is None
     # Outside any span the current one is the invalid span.
     assert trace_exemplar() is None

@@ -14,8 +14,9 @@ from contextvars import ContextVar, Token
 
 HEADER = b"server-timing"
 
-# Entries in header order, with their descriptions (no commas: naive parsers split on them); `gateway` (the gateway's own time, backend
-# waits excluded) comes from the access middleware's overhead measurement and always ends it.
+# Entries in header order, with their descriptions (no commas: naive parsers split on them).
+# `gateway` (the gateway's own time, backend waits excluded) comes from the access middleware's
+# overhead measurement and always ends the header.
 DESCRIPTIONS = {
     "auth": "API key",
     "limits": "rate limits and budget",

@@ -122,9 +122,9 @@ class Accounting:
             exemplar = trace_exemplar(self._span)
             for kind in ("prompt_tokens", "completion_tokens", "cached_tokens"):
                 if fields[kind]:
-                    self._metrics.tokens.labels(self.org, routed, deployment, kind.removesuffix("_tokens")).inc(
-                        fields[kind], exemplar
-                    )
+                    kind_label = kind.removesuffix("_tokens")
+                    series = self._metrics.tokens.labels(self.org, routed, deployment, kind_label)
+                    series.inc(fields[kind], exemplar)
             if fields["cost_usd"]:
                 self._metrics.cost.labels(self.org, routed, deployment).inc(self.cost_usd)
         if self._span.is_recording():

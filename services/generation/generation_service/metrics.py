@@ -22,7 +22,8 @@ class GenerationMetrics:
         # client-chosen, so its cardinality is the number of tenants.
         self.tokens = Counter(
             "llmsuite_generation_tokens",
-            "Tokens accounted by organization, routed model, deployment and kind (prompt, completion, cached).",
+            "Tokens accounted by organization, routed model, deployment and kind "
+            "(prompt, completion, cached).",
             ["org", "model", "deployment", "kind"],
             registry=registry,
         )

@@ -151,9 +151,8 @@ async def test_one_always_failing_deployment_is_ejected_and_traffic_shifts(fake,
     assert sample("llmsuite_generation_upstream_attempts_total", {"deployment": "bad", "result": "upstream_error"}) == 3
     assert sample("llmsuite_generation_upstream_attempts_total", {"deployment": "good", "result": "ok"}) == 40
     assert sample("llmsuite_generation_requests_total", {"model": "m", "outcome": "completed"}) == 40
-    assert sample(
-        "llmsuite_generation_tokens_total", {"org": "-", "model": "m", "deployment": "good", "kind": "completion"}
-    ) > 0
+    good_completion = {"org": "-", "model": "m", "deployment": "good", "kind": "completion"}
+    assert sample("llmsuite_generation_tokens_total", good_completion) > 0
 
 
 async def test_circuit_breaker_opens_fails_fast_and_recovers_through_half_open(fake, start_generation):
