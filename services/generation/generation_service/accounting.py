@@ -8,10 +8,12 @@ failure) is still accounted: the completion tokens the upstream actually sent
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from opentelemetry.trace import Span
+from prometheus_client import Histogram
 
 from llmsuite_common.errors import ServiceError
 from llmsuite_common.exemplars import trace_exemplar
@@ -35,7 +37,13 @@ FIRST_TOKEN_EVENT = "gen_ai.first_token"
 
 class Accounting:
     def __init__(
-        self, model: str, contents: Iterable[str], span: Span, metrics: GenerationMetrics, org: str = ""
+        self,
+        model: str,
+        contents: Iterable[str],
+        span: Span,
+        metrics: GenerationMetrics,
+        org: str = "",
+        started: float | None = None,
     ) -> None:
         self.model = model
         self.org = org or NO_ORG
@@ -51,14 +59,38 @@ class Accounting:
         self._upstream_usage: Mapping[str, object] | None = None
         self._usage: TokenUsage | None = None
         self._first_token_seen = False
+        # perf_counter() at the call's start; time to first token counts from here, retries included.
+        self._started = time.perf_counter() if started is None else started
+        self._last_delta = 0.0
+        self._inter_token: Histogram | None = None
 
-    def first_token(self) -> None:
-        """Marks the first generated token on the span (time to first token), once."""
+    def content_delta(self) -> float:
+        """Times one content delta from the upstream and returns the time, for first_token.
+
+        Streams carry many deltas: one clock read each, and the deployment's series is looked up once.
+        """
+        now = time.perf_counter()
+        if self._last_delta:
+            series = self._inter_token
+            if series is None and self.committed is not None:
+                series = self._inter_token = self._metrics.inter_token.labels(self.committed.deployment.name)
+            if series is not None:
+                series.observe(now - self._last_delta)
+        self._last_delta = now
+        return now
+
+    def first_token(self, now: float | None = None) -> None:
+        """Records the first generated token (at `now`, a perf_counter() time) once: the time to
+        first token with the call's trace as exemplar, and an event on the span."""
         if self._first_token_seen:
             return
         self._first_token_seen = True
+        committed = self.committed
+        if committed is not None:
+            elapsed = (time.perf_counter() if now is None else now) - self._started
+            series = self._metrics.time_to_first_token.labels(committed.deployment.name)
+            series.observe(elapsed, trace_exemplar(self._span))
         if self._span.is_recording():
-            committed = self.committed
             self._span.add_event(
                 FIRST_TOKEN_EVENT,
                 {"llmsuite.generation.deployment": committed.deployment.name if committed else ""},

@@ -1,6 +1,12 @@
 """Generation's Prometheus metrics, in the process registry the metrics listener serves."""
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+# An upstream attempt lasts from a refused connection (milliseconds) to a long generation (minutes).
+_ATTEMPT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+# Decode speed: a few ms per token on a GPU server, tens to hundreds on a CPU or a loaded upstream.
+_INTER_TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 class GenerationMetrics:
@@ -20,6 +26,29 @@ class GenerationMetrics:
         # `org` is the organization in the request context the gateway sends ("-" when none): the
         # series a per-organization spend dashboard needs. Organizations are configured, not
         # client-chosen, so its cardinality is the number of tenants.
+        self.upstream_duration = Histogram(
+            "llmsuite_generation_upstream_duration_seconds",
+            "One upstream attempt, from sending the request to the end of its response or its failure, "
+            "by deployment and result (ok, the error code, or cancelled).",
+            ["deployment", "result"],
+            buckets=_ATTEMPT_BUCKETS,
+            registry=registry,
+        )
+        self.time_to_first_token = Histogram(
+            "llmsuite_generation_time_to_first_token_seconds",
+            "Time from the Generate call's start (retries included) to its first generated token, "
+            "by the deployment that answered.",
+            ["deployment"],
+            buckets=_TTFT_BUCKETS,
+            registry=registry,
+        )
+        self.inter_token = Histogram(
+            "llmsuite_generation_inter_token_seconds",
+            "Gap between consecutive content deltas of one upstream stream, by deployment.",
+            ["deployment"],
+            buckets=_INTER_TOKEN_BUCKETS,
+            registry=registry,
+        )
         self.tokens = Counter(
             "llmsuite_generation_tokens",
             "Tokens accounted by organization, routed model, deployment and kind "

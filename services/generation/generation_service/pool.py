@@ -228,6 +228,8 @@ class UpstreamPool:
         in_flight.inc()
         result = "ok"
         verdict: bool | None = None
+        # To the end of the response (the caller's reading included) or the failure: what the upstream held.
+        started = time.perf_counter()
         try:
             body = body_for(route, deployment)
             stream = self._client.stream_chat(deployment, body, model=model, remaining=left)
@@ -259,6 +261,8 @@ class UpstreamPool:
             state.in_flight -= 1
             in_flight.dec()
             self._metrics.attempts.labels(deployment.name, result).inc()
+            elapsed = time.perf_counter() - started
+            self._metrics.upstream_duration.labels(deployment.name, result).observe(elapsed)
             self._metrics.retry_tokens.set(self.throttle.tokens)
             if verdict is True:
                 state.breaker.success()

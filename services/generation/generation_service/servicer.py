@@ -1,4 +1,5 @@
 import logging
+import time
 from contextlib import aclosing
 
 import grpc
@@ -36,6 +37,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         self._metrics = metrics
 
     async def Generate(self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext):  # type: ignore[override]
+        started = time.perf_counter()
         table = self._routing.table
         org_id = request.context.org_id
         prompt_estimate = estimate_prompt_tokens(m.content for m in request.messages)
@@ -61,6 +63,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             trace.get_current_span(),
             self._metrics,
             org=org_id,
+            started=started,
         )
         limits = OutputLimits((), None)
         tool_calls = ToolCallAssembler()
@@ -74,10 +77,11 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                 async for event in events:
                     if isinstance(event, ContentDelta):
                         role = role or event.role
+                        arrived = account.content_delta()
                         emit = limits.feed(event.content)
                         account.content_chunks = limits.chunks
                         if emit.text:
-                            account.first_token()
+                            account.first_token(arrived)
                             yield generation_pb2.GenerateResponse(
                                 delta=generation_pb2.Delta(content=emit.text, role=role)
                             )
