@@ -5,12 +5,14 @@ from collections.abc import AsyncIterator
 import grpc
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 from llmsuite_common.errors import InvalidArgument
+from opentelemetry import trace
 
 from .engine import CheckRun, Finding
 from .metrics import GuardrailsMetrics
 from .output_rail import OutputRail, Step
 from .policy_store import PolicyStore
 from .structured import InvalidSchema, load_schema, validate
+from .verdict_events import add_verdict_event
 
 _END = object()
 
@@ -38,6 +40,8 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
         guard = self._policies.guard_for(request.context.org_id)
         result = guard.check_input([m.content for m in request.messages], [m.role for m in request.messages])
         self._metrics.record("input", result.timings, result.findings)
+        verdict = "block" if result.blocked else "redact" if result.redacted is not None else "allow"
+        add_verdict_event(trace.get_current_span(), "input", verdict, result.findings, guard.version)
         reply = guardrails_pb2.CheckInputResponse(
             verdict=guardrails_pb2.VERDICT_BLOCK if result.blocked else guardrails_pb2.VERDICT_ALLOW,
             # Warnings and redactions are reported too; only "block" findings decide the verdict.
@@ -73,6 +77,15 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
             else:
                 reply.kept.append(i)
         self._metrics.record("context", timings, findings)
+        add_verdict_event(
+            trace.get_current_span(),
+            "context",
+            "drop" if reply.dropped else "allow",
+            findings,
+            guard.version,
+            chunks_kept=len(reply.kept),
+            chunks_dropped=len(reply.dropped),
+        )
         reply.elapsed_us = (time.perf_counter_ns() - started) // 1000
         return reply
 
@@ -91,6 +104,7 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
                 await inbox.put(_END)
 
         reader = asyncio.create_task(read_all())
+        span = trace.get_current_span()
         try:
             first = await inbox.get()
             if first is _END or not isinstance(first, guardrails_pb2.OutputStreamRequest) or first.WhichOneof("item") != "start":
@@ -117,17 +131,25 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
                     if kind != "delta":
                         raise InvalidArgument("after `start` an output stream carries deltas and one `end`")
                     step = rail.feed(item.delta, loop.time())
+                if step.blocked is not None:
+                    # Before the replies: a caller that hangs up on `blocked` never resumes this.
+                    add_verdict_event(span, "output", "block", step.blocked, guard.version)
                 for reply in self._replies(step, "output"):
                     yield reply
                 if step.blocked is not None:
                     return
             step = rail.finish(loop.time())
+            if step.blocked is not None:
+                add_verdict_event(span, "output", "block", step.blocked, guard.version)
             for reply in self._replies(step, "output"):
                 yield reply
             if step.blocked is not None:
                 return
             scan = CheckRun("output_scan", rail.state.scan_us)
             self._metrics.record("output", [scan], rail.state.flags)
+            redactions = rail.state.redactions
+            verdict = "redact" if redactions else "allow"
+            add_verdict_event(span, "output", verdict, rail.state.flags, guard.version, redactions=redactions)
             yield guardrails_pb2.OutputStreamResponse(
                 done=guardrails_pb2.OutputDone(
                     redactions=rail.state.redactions,
