@@ -21,6 +21,12 @@ class Span:
     events: tuple[str, ...] = ()
     start_ns: int = 0
     end_ns: int = 0
+    # Each event's attributes, in the order of `events`.
+    event_attributes: tuple[dict[str, object], ...] = ()
+
+    def events_named(self, name: str) -> list[dict[str, object]]:
+        """The attributes of every event called `name`."""
+        return [a for n, a in zip(self.events, self.event_attributes, strict=True) if n == name]
 
     @property
     def duration_ms(self) -> float:
@@ -53,6 +59,9 @@ class _Collector(trace_service_pb2_grpc.TraceServiceServicer):
                             parent_span_id=s.parent_span_id.hex(),
                             attributes={a.key: _value(a.value) for a in s.attributes},
                             events=tuple(e.name for e in s.events),
+                            event_attributes=tuple(
+                                {a.key: _value(a.value) for a in e.attributes} for e in s.events
+                            ),
                             start_ns=s.start_time_unix_nano,
                             end_ns=s.end_time_unix_nano,
                         )
