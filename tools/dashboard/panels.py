@@ -247,6 +247,26 @@ PANELS: tuple[Panel, ...] = (
         GENERATION,
     ),
     Panel(
+        "Upstream time to first token and inter-token gap (p90)",
+        "s",
+        (
+            Target(
+                "histogram_quantile(0.9, sum by (le, deployment) "
+                f"(rate(llmsuite_generation_time_to_first_token_seconds_bucket{{{NS}}}[{RATE}])))",
+                "first token {{deployment}}",
+            ),
+            Target(
+                "histogram_quantile(0.9, sum by (le, deployment) "
+                f"(rate(llmsuite_generation_inter_token_seconds_bucket{{{NS}}}[{RATE}])))",
+                "between tokens {{deployment}}",
+            ),
+        ),
+        "Per deployment: time from the Generate call (retries included) to its first token, and the gap "
+        "between consecutive content deltas (decode speed).",
+        GENERATION,
+        rendered=False,
+    ),
+    Panel(
         "gRPC calls by method",
         "reqps",
         (
