@@ -39,6 +39,9 @@ def replicas(suite: Suite, shared_redis: RedisServer) -> Iterator[Replicas]:
         **service_envs(suite.cfg)["gateway"],
         "GATEWAY_API_KEY": api_key,
         "GATEWAY_REDIS_URL": shared_redis.url,
+        # Exactness is the point here, not Redis outages: a machine busy with other work must not
+        # turn a slow reply into the fail-open policy (test_limits_endpoints covers that policy).
+        "GATEWAY_REDIS_TIMEOUT_SECONDS": "5",
         "GATEWAY_KEY_RPM": str(LIMIT),
         "GATEWAY_RATE_LIMIT_WINDOW_SECONDS": str(WINDOW_SECONDS),
         "GATEWAY_DEFAULT_MODEL": FAKE_MODEL,

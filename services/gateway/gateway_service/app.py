@@ -72,7 +72,9 @@ def chat_edge(
         failure_mode=settings.gateway_rate_limit_failure_mode,
     )
     return ChatEdge(
-        limiter=Limiter(shared.limits, config, on_refused=metrics.rate_limited),
+        limiter=Limiter(
+            shared.limits, config, on_refused=metrics.rate_limited, store_slots=shared.limiter_slots
+        ),
         idempotency=Idempotency(
             shared.kv,
             ttl_seconds=settings.gateway_idempotency_ttl_seconds,

@@ -5,6 +5,11 @@ When the shared store (Redis) fails or is slower than its deadline, `failure_mod
 outage of the API), "closed" answers 503. Either way the store is left alone for
 `RETRY_STORE_AFTER_SECONDS`, so a frozen Redis costs one timeout per replica per interval, not one per
 request, and is used again as soon as it answers.
+
+Only Redis' own slowness counts as a failure. Requests queue for one of `store_slots` calls in this
+process first; that wait is the replica's own load, and a replica under a burst must keep limiting,
+not fail open. A request that waited re-reads the store's state, so a Redis found down while it
+queued costs it nothing more.
 """
 
 import asyncio
@@ -87,12 +92,15 @@ class Admission:
 
 
 class Limiter:
-    def __init__(self, store: LimitStore, config: LimitConfig, *, on_refused: Any = None) -> None:
+    def __init__(
+        self, store: LimitStore, config: LimitConfig, *, on_refused: Any = None, store_slots: int | None = None
+    ) -> None:
         # A prometheus Counter labelled by cause, or None.
         self._on_refused = on_refused
         self._store = store
         self._config = config
         self._skip_store_until = 0.0
+        self._slots = asyncio.Semaphore(store_slots) if store_slots else None
         self._background: set[asyncio.Task[None]] = set()
 
     async def admit(
@@ -104,6 +112,16 @@ class Limiter:
             return Admission(None, [], member)
         if time.monotonic() < self._skip_store_until:
             return self._store_down(rules, member)
+        if self._slots is None:
+            return await self._acquire(identity, client_ip, rules, member)
+        async with self._slots:
+            if time.monotonic() < self._skip_store_until:
+                return self._store_down(rules, member)
+            return await self._acquire(identity, client_ip, rules, member)
+
+    async def _acquire(
+        self, identity: Identity, client_ip: str | None, rules: list[Rule], member: str
+    ) -> Admission:
         try:
             decision: Decision = await self._store.acquire(rules, member)
         except Exception as err:  # noqa: BLE001 - any store failure follows the documented policy

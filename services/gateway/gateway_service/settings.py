@@ -52,8 +52,8 @@ class GatewaySettings(ServiceSettings):
     gateway_redis_timeout_seconds: float = Field(
         1.0,
         gt=0,
-        description="Deadline of each Redis command (and of getting a connection); a slower "
-        "Redis counts as down.",
+        description="Deadline of each Redis command and of connecting to Redis; a slower Redis "
+        "counts as down. Waiting for a pooled connection behind this replica's own requests does not.",
     )
     gateway_rate_limit_failure_mode: Literal["open", "closed"] = Field(
         "open",

@@ -9,6 +9,11 @@ from .ratelimit_redis import RedisLimitStore
 from .settings import GatewaySettings
 
 REDIS_POOL_SIZE = 32
+# The limiter's share of the pool; the rest serves idempotency records and the result cache.
+LIMITER_SLOTS = 24
+# Waiting for a pooled connection is queueing behind this replica's own requests, not Redis being
+# slow, so it has its own, longer bound than a Redis command's deadline.
+POOL_WAIT_SECONDS = 10.0
 
 
 @dataclass
@@ -16,6 +21,11 @@ class SharedState:
     limits: LimitStore
     kv: KeyValueStore
     redis: Any = None
+
+    @property
+    def limiter_slots(self) -> int | None:
+        """Concurrent limiter calls into Redis; None in memory, where there is nothing to wait for."""
+        return LIMITER_SLOTS if self.redis is not None else None
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> "SharedState":
@@ -34,7 +44,7 @@ class SharedState:
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=REDIS_POOL_SIZE,
-            timeout=timeout,
+            timeout=max(timeout, POOL_WAIT_SECONDS),
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
