@@ -71,9 +71,14 @@ class OutputRail:
         """Time-based release when no new delta has come."""
         return self._advance(now, final=False)
 
+    @property
+    def timed(self) -> bool:
+        """Whether held text may be released by age, so the caller must wake without a delta."""
+        return bool(self._hold_seconds) and self.mode == "verify_first"
+
     def next_due(self) -> float | None:
         """When the oldest held delta may be released by age, if a time limit is set."""
-        if not self._hold_seconds or not self._marks or self.mode != "verify_first":
+        if not self.timed or not self._marks:
             return None
         return self._marks[0].arrived + self._hold_seconds
 

@@ -1,6 +1,7 @@
 import asyncio
+import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
@@ -15,6 +16,14 @@ from .structured import InvalidSchema, load_schema, validate
 from .verdict_events import add_verdict_event
 
 _END = object()
+
+
+async def _read_all(requests: AsyncIterator[object], inbox: "asyncio.Queue[object]") -> None:
+    try:
+        async for item in requests:
+            await inbox.put(item)
+    finally:
+        await inbox.put(_END)
 
 
 def reason(f: Finding) -> guardrails_pb2.Reason:
@@ -92,31 +101,31 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
     async def CheckOutputStream(
         self, request_iterator: AsyncIterator[guardrails_pb2.OutputStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[guardrails_pb2.OutputStreamResponse]:
-        # Reads run in their own task so a time-based release can happen while no delta arrives
-        # (cancelling a pending read would break the call).
-        inbox: asyncio.Queue[object] = asyncio.Queue(maxsize=64)
-
-        async def read_all() -> None:
-            try:
-                async for item in request_iterator:
-                    await inbox.put(item)
-            finally:
-                await inbox.put(_END)
-
-        reader = asyncio.create_task(read_all())
+        requests = aiter(request_iterator)
+        reader: asyncio.Task[None] | None = None
         span = trace.get_current_span()
         try:
-            first = await inbox.get()
+            first = await anext(requests, _END)
             if first is _END or not isinstance(first, guardrails_pb2.OutputStreamRequest) or first.WhichOneof("item") != "start":
                 raise InvalidArgument("the first message of an output stream must be `start`", param="start")
             guard = self._policies.guard_for(first.start.context.org_id)
             rail = OutputRail(guard)
             loop = asyncio.get_running_loop()
+            receive: Callable[[], Awaitable[object]] = functools.partial(anext, requests, _END)
+            if rail.timed:
+                # Reads run in their own task so a time-based release can happen while no delta
+                # arrives (cancelling a pending read would break the call). Without a time limit
+                # deltas are read in place: the task and queue would cost two hand-offs per delta.
+                inbox: asyncio.Queue[object] = asyncio.Queue(maxsize=64)
+                reader = asyncio.create_task(_read_all(requests, inbox))
+                receive = inbox.get
             for _ in range(10_000_000):  # bounded: one turn per delta or timer tick
                 due = rail.next_due()
-                timeout = None if due is None else max(0.0, due - loop.time())
                 try:
-                    item = await asyncio.wait_for(inbox.get(), timeout)
+                    if due is None:
+                        item = await receive()
+                    else:
+                        item = await asyncio.wait_for(receive(), max(0.0, due - loop.time()))
                 except TimeoutError:
                     step = rail.tick(loop.time())
                 else:
@@ -160,7 +169,8 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
                 )
             )
         finally:
-            reader.cancel()
+            if reader is not None:
+                reader.cancel()
 
     def _replies(self, step: Step, surface: str) -> list[guardrails_pb2.OutputStreamResponse]:
         out = [guardrails_pb2.OutputStreamResponse(released=piece) for piece in step.released]

@@ -19,6 +19,7 @@ STREAM_CTX = common_pb2.RequestContext(request_id="r2", org_id="acme")
 @pytest.fixture
 async def served(tmp_path):
     (tmp_path / "acme.yaml").write_text("output: {hold_back_tokens: 16}\n")
+    (tmp_path / "slowpoke.yaml").write_text("output: {hold_back_tokens: 1000, hold_back_ms: 20}\n")
     registry = CollectorRegistry()
     app = GuardrailsApp(
         GuardrailsSettings(guardrails_policy_dir=tmp_path, guardrails_deny_terms=["project x"]),
@@ -123,6 +124,21 @@ async def test_output_stream_half_closed_without_end_releases_nothing_held(serve
     stub, _ = served
     replies = await _stream(stub, ["a ", "b "], end=False)
     assert replies == []
+
+
+async def test_output_stream_releases_held_text_by_age_while_no_delta_arrives(served):
+    stub, _ = served
+    call = stub.CheckOutputStream(timeout=10)
+    ctx = common_pb2.RequestContext(request_id="r3", org_id="slowpoke")
+    await call.write(pb.OutputStreamRequest(start=pb.OutputStreamStart(context=ctx)))
+    await call.write(pb.OutputStreamRequest(delta="held until it is old enough"))
+    # Far fewer tokens than the hold-back: only the age limit can release it, with the stream open.
+    first = await call.read()
+    assert first.released == "held until it is old enough"
+    await call.write(pb.OutputStreamRequest(end=pb.OutputStreamEnd()))
+    await call.done_writing()
+    last = await call.read()
+    assert last.WhichOneof("item") == "done" and await call.read() == grpc.aio.EOF
 
 
 async def test_output_stream_must_start_with_start(served):
