@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import grpc
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
@@ -100,4 +101,6 @@ async def serve(settings: ServiceSettings, app: GrpcApp, metrics: GrpcServerMetr
 
 
 def run(settings: ServiceSettings, app: GrpcApp) -> None:
-    asyncio.run(serve(settings, app))
+    # uvloop, as the gateway's uvicorn uses: every streamed message costs the loop a few callbacks
+    # and socket wake-ups, and uvloop's are several times cheaper than the pure-Python loop's.
+    uvloop.run(serve(settings, app))
