@@ -64,7 +64,9 @@ class OutputRail:
     def feed(self, delta: str, now: float) -> Step:
         if delta:
             self._held += delta
-            self._marks.append(_Mark(len(self._held), max(1, approx_tokens(delta)), now))
+            # Token counts only matter to a token hold-back; without one every mark is past it.
+            tokens = max(1, approx_tokens(delta)) if self._hold_tokens else 1
+            self._marks.append(_Mark(len(self._held), tokens, now))
         return self._advance(now, final=False)
 
     def tick(self, now: float) -> Step:
