@@ -10,13 +10,13 @@ import grpc
 import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from .errors import ErrorInterceptor
 from .grpc_metrics import GrpcServerMetrics, MetricsInterceptor, start_metrics_server
 from .settings import ServiceSettings
 from .stream_driver import StreamDriverInterceptor
-from .telemetry import shutdown_telemetry
+from .telemetry import not_health_check, shutdown_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
 async def serve(settings: ServiceSettings, app: GrpcApp, metrics: GrpcServerMetrics | None = None) -> None:
     interceptors = [
         StreamDriverInterceptor(),
-        aio_server_interceptor(filter_=filters.negate(filters.health_check())),
+        aio_server_interceptor(filter_=not_health_check),
         MetricsInterceptor(metrics or GrpcServerMetrics()),
         ErrorInterceptor(),
     ]

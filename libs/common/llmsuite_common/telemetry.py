@@ -11,6 +11,21 @@ from .settings import ServiceSettings
 _provider: TracerProvider | None = None
 
 
+_HEALTH_SERVICE = "grpc.health.v1.Health"
+
+
+def not_health_check(details: object) -> bool:
+    """True for every gRPC call but the health service's: the tracing filter of clients and servers.
+
+    Means the same as `filters.negate(filters.health_check())`, which costs tens of microseconds a
+    call (ABC and Protocol isinstance checks, os.path.split and normpath of the method name).
+    """
+    method = getattr(details, "method", "")
+    if isinstance(method, bytes):  # grpc.aio client call details carry bytes (grpc issue 31092)
+        method = method.decode()
+    return not method.lstrip("/").startswith(_HEALTH_SERVICE)
+
+
 def _exporter(settings: ServiceSettings):  # type: ignore[no-untyped-def]
     if settings.otel_exporter_otlp_protocol.startswith("http"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -37,10 +52,10 @@ def setup_telemetry(settings: ServiceSettings) -> TracerProvider:
     trace.set_tracer_provider(provider)
     _provider = provider
 
-    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, filters
+    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    GrpcAioInstrumentorClient(filter_=filters.negate(filters.health_check())).instrument()
+    GrpcAioInstrumentorClient(filter_=not_health_check).instrument()
     HTTPXClientInstrumentor().instrument()
     return provider
 
