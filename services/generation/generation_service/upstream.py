@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 MAX_ERROR_BODY_BYTES = 64 * 1024
 # After [DONE] the body normally ends at once; an upstream that lingers loses its connection.
 DRAIN_SECONDS = 0.5
+CALLER_DEADLINE_BACKUP_SECONDS = 1.0
 DONE = "[DONE]"
 _HEADERS = {
     "accept": "text/event-stream",
@@ -100,7 +101,14 @@ class UpstreamClient:
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded("deadline passed before the upstream call", code="timeout")
         callers_deadline = remaining is not None and remaining < deployment.timeouts.total
-        budget = remaining if callers_deadline and remaining is not None else deployment.timeouts.total
+        # gRPC enforces the caller's deadline itself, cancelling this call at that instant (a
+        # cancel, in the metrics). This timer only backs that up, a moment later, so the two never
+        # race to decide how the same call ended.
+        budget = (
+            remaining + CALLER_DEADLINE_BACKUP_SECONDS
+            if callers_deadline and remaining is not None
+            else deployment.timeouts.total
+        )
         deadline = asyncio.get_running_loop().time() + budget
         key = deployment.api_key.get_secret_value()
         secrets = (key,) if key else ()
