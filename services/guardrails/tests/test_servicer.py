@@ -85,10 +85,9 @@ async def test_check_context_drops_poisoned_chunks(served):
     assert [(d.index, d.chunk_id, d.reasons[0].code) for d in reply.dropped] == [(1, "b", "prompt_injection")]
 
 
-async def _stream(stub, deltas, *, start=True, end=True):
+async def _stream(stub, deltas, *, end=True):
     call = stub.CheckOutputStream(timeout=10)
-    if start:
-        await call.write(pb.OutputStreamRequest(start=pb.OutputStreamStart(context=STREAM_CTX)))
+    await call.write(pb.OutputStreamRequest(start=pb.OutputStreamStart(context=STREAM_CTX)))
     replies = []
     for d in deltas:
         await call.write(pb.OutputStreamRequest(delta=d))
@@ -143,8 +142,12 @@ async def test_output_stream_releases_held_text_by_age_while_no_delta_arrives(se
 
 async def test_output_stream_must_start_with_start(served):
     stub, _ = served
+    call = stub.CheckOutputStream(timeout=10)
+    # One message, then read: the server ends the call on it, and a client write racing that end
+    # fails locally as INTERNAL, hiding the status the server sent.
+    await call.write(pb.OutputStreamRequest(delta="x"))
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await _stream(stub, ["x"], start=False)
+        await call.read()
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert read_error_detail(info.value).param == "start"
 
