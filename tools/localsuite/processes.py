@@ -24,6 +24,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def busy_ports(ports: dict[str, int], host: str = "127.0.0.1") -> list[str]:
+    """The named ports something already listens on (or holds), as "name (port)"."""
+    busy = []
+    for name, port in ports.items():
+        with socket.socket() as s:
+            # As servers bind: connections lingering in TIME_WAIT from a previous run are no conflict.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                busy.append(f"{name} ({port})")
+    return busy
+
+
 def service_pythonpath(name: str) -> str:
     dirs = [*PYTHONPATH_DIRS, f"services/{name}"]
     return os.pathsep.join(str(ROOT / d) for d in dirs)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .corpus import SAMPLE_COLLECTION, ingest_dir
 from .model_server import model_server
-from .processes import ROOT, ProcessGroup, python_service
+from .processes import ROOT, ProcessGroup, busy_ports, python_service
 from .suite import LOCAL_MODEL, Ports, SuiteConfig, service_envs
 
 QUESTION = "When is the support desk open?"
@@ -75,6 +75,16 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    wanted = {name: getattr(cfg.ports, name) for name in ("gateway", "guardrails", "retrieval", "generation")}
+    if not cfg.upstream_base_url:
+        wanted["model server"] = cfg.ports.model
+    wanted.update({f"{name} metrics": port for name, port in BACKEND_METRICS_PORTS.items()})
+    taken = busy_ports(wanted)
+    if taken:
+        # Said up front: otherwise the first service to lose the race only says so in its own log.
+        print(f"ports in use on 127.0.0.1: {', '.join(taken)}; stop what holds them and run again "
+              "(GATEWAY_PORT moves the gateway)", file=sys.stderr)
+        return 1
     started = time.monotonic()
     try:
         print("starting the model server, guardrails, retrieval and generation ...", flush=True)
