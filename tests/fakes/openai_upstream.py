@@ -526,6 +526,16 @@ class FakeUpstream:
     def connections(self) -> dict[str, Any]:
         return self._http.get("/_connections").raise_for_status().json()
 
+    async def wait_until_closed(self, timeout: float = 1.0) -> list[dict[str, Any]]:
+        """The connections once there is one and none is open; fails if one stays open past `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.connections()
+            if state["total"] and not state["open"]:
+                return state["connections"]
+            assert time.monotonic() < deadline, f"upstream connection still open after {timeout} s: {state}"
+            await asyncio.sleep(0.02)
+
     def close(self) -> None:
         self._http.close()
 

@@ -1,7 +1,5 @@
 """The gateway over real HTTP, with real guardrails and generation (on the scripted fake upstream)."""
 
-import asyncio
-import time
 
 import httpx
 import openai
@@ -319,28 +317,10 @@ async def test_client_disconnect_cancels_the_upstream_request(gateway, fake):
             async for line in response.aiter_lines():
                 if line.startswith("data: "):
                     break
-    closed_at = time.monotonic()
-    deadline = closed_at + 5
-    connection = None
-    while time.monotonic() < deadline:
-        connections = fake.connections()["connections"]
-        connection = connections[-1] if connections else None
-        if connection and connection["state"] == "closed":
-            break
-        await asyncio.sleep(0.05)
-    assert connection is not None and connection["state"] == "closed"
+    connection = (await fake.wait_until_closed(timeout=5))[-1]
+    assert connection["state"] == "closed"
     assert connection["closed_by"] == "client"
     assert connection["chunks_sent"] < 50
-
-
-async def _upstream_connection_closed(fake, within: float) -> dict | None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        connections = fake.connections()["connections"]
-        if connections and connections[-1]["state"] == "closed":
-            return connections[-1]
-        await asyncio.sleep(0.05)
-    return None
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -349,8 +329,8 @@ async def test_disconnect_before_the_first_token_cancels_the_upstream_request(ga
     async with gateway.client(timeout=0.5) as c:
         with pytest.raises(httpx.ReadTimeout):
             await c.post("/v1/chat/completions", json=chat(gateway, stream=stream))
-    connection = await _upstream_connection_closed(fake, within=3)
-    assert connection is not None, "the upstream request was left open"
+    connection = (await fake.wait_until_closed(timeout=3))[-1]
+    assert connection["state"] == "closed", "the upstream request was left open"
     assert connection["closed_by"] == "client" and connection["chunks_sent"] == 0
 
 

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import time
 
 import pytest
 from websockets.asyncio.client import connect
@@ -125,13 +124,6 @@ async def test_closing_the_socket_cancels_generation(gateway, fake):
     async with connect(ws_url(gateway), additional_headers=auth(gateway.api_key)) as ws:
         await ws.send(request(gateway.model))
         await ws.recv()
-    deadline = time.monotonic() + 5
-    connection = None
-    while time.monotonic() < deadline:
-        connections = fake.connections()["connections"]
-        connection = connections[-1] if connections else None
-        if connection and connection["state"] == "closed":
-            break
-        await asyncio.sleep(0.05)
-    assert connection is not None and connection["state"] == "closed"
+    connection = (await fake.wait_until_closed(timeout=5))[-1]
+    assert connection["state"] == "closed"
     assert connection["closed_by"] == "client" and connection["chunks_sent"] < 50

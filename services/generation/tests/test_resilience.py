@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from generation_service.metrics import GenerationMetrics
 from llmsuite_common.errors import read_error_detail
 
-from .test_servicer import collect, failure, request, wait_until_closed
+from .test_servicer import collect, failure, request
 
 
 def routing_file(tmp_path, fake, models, **extra):
@@ -205,7 +205,7 @@ async def test_deadline_of_2_s_against_an_upstream_taking_5_s(fake, start_genera
     elapsed = time.monotonic() - started
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert 1.9 <= elapsed < 2.5
-    [conn] = await wait_until_closed(fake, timeout=1.0)
+    [conn] = await fake.wait_until_closed(timeout=1.0)
     assert conn["closed_by"] == "client"
 
 
@@ -224,7 +224,7 @@ async def test_cancel_after_5_tokens_closes_the_upstream_and_bills_what_was_gene
         if received == 5:
             break
     call.cancel()
-    [conn] = await wait_until_closed(fake, timeout=1.0)
+    [conn] = await fake.wait_until_closed(timeout=1.0)
     assert conn["closed_by"] == "client"
     assert 5 <= conn["chunks_sent"] < 200
     for _ in range(50):
@@ -248,7 +248,7 @@ async def test_cancel_before_the_first_token_bills_nothing(fake, start_generatio
             break
         await asyncio.sleep(0.02)
     call.cancel()
-    [conn] = await wait_until_closed(fake, timeout=1.0)
+    [conn] = await fake.wait_until_closed(timeout=1.0)
     assert conn["closed_by"] == "client"
     for _ in range(50):
         if ended_early(caplog):
@@ -266,7 +266,7 @@ async def test_stop_sequences_are_enforced_even_when_the_upstream_ignores_them(f
     assert "".join(d.content for d in deltas) == "Paris is the capital."
     assert final.finish_reason == "stop"
     assert final.usage.completion_tokens == 3
-    [conn] = await wait_until_closed(fake)
+    [conn] = await fake.wait_until_closed()
     assert conn["closed_by"] == "client" and conn["chunks_sent"] < 100
 
 
@@ -276,7 +276,7 @@ async def test_max_tokens_is_enforced_even_when_the_upstream_ignores_it(fake, st
     deltas, [final] = await collect(stub.Generate(request(max_tokens=4)))
     assert [d.content for d in deltas] == ["tok0 ", "tok1 ", "tok2 ", "tok3 "]
     assert final.finish_reason == "length"
-    [conn] = await wait_until_closed(fake)
+    [conn] = await fake.wait_until_closed()
     assert conn["chunks_sent"] < 50
 
 

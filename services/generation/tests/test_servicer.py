@@ -35,17 +35,6 @@ async def failure(call) -> grpc.aio.AioRpcError:
     return info.value
 
 
-async def wait_until_closed(fake, timeout=1.0):
-    """The fake's connections once none is open; fails if one stays open past `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        state = fake.connections()
-        if state["total"] and not state["open"]:
-            return state["connections"]
-        assert time.monotonic() < deadline, f"upstream connection still open after {timeout} s: {state}"
-        await asyncio.sleep(0.02)
-
-
 async def test_deltas_stream_in_order_then_one_final_with_upstream_usage(fake, start_generation):
     stub = await start_generation()
     fake.script({"content": ["Hel", "lo, ", "wör", "ld 🌍"], "id": "chatcmpl-xyz"})
@@ -211,7 +200,7 @@ async def test_upstream_silence_beyond_the_read_timeout_is_deadline_exceeded(fak
     error = await failure(stub.Generate(request()))
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert read_error_detail(error).code == "upstream_timeout"
-    await wait_until_closed(fake)
+    await fake.wait_until_closed()
 
 
 async def test_deadline_shorter_than_a_stalled_upstream(fake, start_generation):
@@ -221,7 +210,7 @@ async def test_deadline_shorter_than_a_stalled_upstream(fake, start_generation):
     error = await failure(stub.Generate(request(), timeout=0.5))
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 2
-    [conn] = await wait_until_closed(fake)
+    [conn] = await fake.wait_until_closed()
     assert conn["closed_by"] == "client"
 
 
@@ -235,7 +224,7 @@ async def test_client_cancel_mid_stream_closes_the_upstream_connection(fake, sta
         if received == 3:
             break
     call.cancel()
-    [conn] = await wait_until_closed(fake, timeout=1.0)
+    [conn] = await fake.wait_until_closed(timeout=1.0)
     assert conn["closed_by"] == "client"
     assert conn["chunks_sent"] < 200
 
@@ -249,7 +238,7 @@ async def test_client_cancel_before_the_first_token_closes_the_upstream_connecti
             break
         await asyncio.sleep(0.02)
     call.cancel()
-    [conn] = await wait_until_closed(fake, timeout=1.0)
+    [conn] = await fake.wait_until_closed(timeout=1.0)
     assert conn["closed_by"] == "client"
     assert conn["chunks_sent"] == 0
 
