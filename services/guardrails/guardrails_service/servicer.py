@@ -140,17 +140,12 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
                     if kind != "delta":
                         raise InvalidArgument("after `start` an output stream carries deltas and one `end`")
                     step = rail.feed(item.delta, loop.time())
-                if step.blocked is not None:
-                    # Before the replies: a caller that hangs up on `blocked` never resumes this.
-                    add_verdict_event(span, "output", "block", step.blocked, guard.version)
-                for reply in self._replies(step, "output"):
+                for reply in self._replies(step, span, guard.version):
                     yield reply
                 if step.blocked is not None:
                     return
             step = rail.finish(loop.time())
-            if step.blocked is not None:
-                add_verdict_event(span, "output", "block", step.blocked, guard.version)
-            for reply in self._replies(step, "output"):
+            for reply in self._replies(step, span, guard.version):
                 yield reply
             if step.blocked is not None:
                 return
@@ -172,10 +167,12 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
             if reader is not None:
                 reader.cancel()
 
-    def _replies(self, step: Step, surface: str) -> list[guardrails_pb2.OutputStreamResponse]:
+    def _replies(self, step: Step, span: trace.Span, policy_version: str) -> list[guardrails_pb2.OutputStreamResponse]:
         out = [guardrails_pb2.OutputStreamResponse(released=piece) for piece in step.released]
         if step.blocked is not None:
-            self._metrics.record(surface, [], step.blocked)
+            self._metrics.record("output", [], step.blocked)
+            # Before the replies are sent: a caller that hangs up on `blocked` never resumes the stream.
+            add_verdict_event(span, "output", "block", step.blocked, policy_version)
             out.append(
                 guardrails_pb2.OutputStreamResponse(blocked=guardrails_pb2.OutputBlocked(reasons=[reason(f) for f in step.blocked]))
             )
