@@ -34,6 +34,7 @@ class GenerateRequest(_message.Message):
     TOOLS_JSON_FIELD_NUMBER: _builtins.int
     TOOL_CHOICE_JSON_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_JSON_FIELD_NUMBER: _builtins.int
+    WHOLE_ANSWER_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Public model name; mapped to an upstream model by the service."""
     max_tokens: _builtins.int
@@ -46,6 +47,11 @@ class GenerateRequest(_message.Message):
     """
     tool_choice_json: _builtins.str
     response_format_json: _builtins.str
+    whole_answer: _builtins.bool
+    """The caller needs the answer only once it is complete (a non-streaming client): generation
+    asks the upstream for a non-streamed answer and sends the whole text as one Delta, then Final,
+    instead of one message per upstream chunk.
+    """
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext: ...
     @_builtins.property
@@ -66,10 +72,11 @@ class GenerateRequest(_message.Message):
         tools_json: _builtins.str = ...,
         tool_choice_json: _builtins.str = ...,
         response_format_json: _builtins.str = ...,
+        whole_answer: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "context", b"context", "max_tokens", b"max_tokens", "seed", b"seed", "temperature", b"temperature", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "context", b"context", "max_tokens", b"max_tokens", "messages", b"messages", "model", b"model", "response_format_json", b"response_format_json", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "tool_choice_json", b"tool_choice_json", "tools_json", b"tools_json", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "context", b"context", "max_tokens", b"max_tokens", "messages", b"messages", "model", b"model", "response_format_json", b"response_format_json", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "tool_choice_json", b"tool_choice_json", "tools_json", b"tools_json", "top_p", b"top_p", "whole_answer", b"whole_answer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
     _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015

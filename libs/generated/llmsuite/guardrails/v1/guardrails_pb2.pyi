@@ -453,6 +453,50 @@ class OutputStreamResponse(_message.Message):
 Global___OutputStreamResponse: _TypeAlias = OutputStreamResponse  # noqa: Y015
 
 @_typing.final
+class GetOutputPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def context(self) -> _common_pb2.RequestContext: ...
+    def __init__(
+        self,
+        *,
+        context: _common_pb2.RequestContext | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOutputPolicyRequest: _TypeAlias = GetOutputPolicyRequest  # noqa: Y015
+
+@_typing.final
+class GetOutputPolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    OUTPUT_JSON_FIELD_NUMBER: _builtins.int
+    policy_version: _builtins.str
+    """The same version CheckInput reports for this organization."""
+    output_json: _builtins.str
+    """The policy's `output` section as JSON (the guardrails policy schema)."""
+    def __init__(
+        self,
+        *,
+        policy_version: _builtins.str = ...,
+        output_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["output_json", b"output_json", "policy_version", b"policy_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOutputPolicyResponse: _TypeAlias = GetOutputPolicyResponse  # noqa: Y015
+
+@_typing.final
 class ValidateStructuredOutputRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -49,6 +49,11 @@ class GuardrailsServiceStub:
                 request_serializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.OutputStreamRequest.SerializeToString,
                 response_deserializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.OutputStreamResponse.FromString,
                 _registered_method=True)
+        self.GetOutputPolicy = channel.unary_unary(
+                '/llmsuite.guardrails.v1.GuardrailsService/GetOutputPolicy',
+                request_serializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.GetOutputPolicyRequest.SerializeToString,
+                response_deserializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.GetOutputPolicyResponse.FromString,
+                _registered_method=True)
         self.ValidateStructuredOutput = channel.unary_unary(
                 '/llmsuite.guardrails.v1.GuardrailsService/ValidateStructuredOutput',
                 request_serializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.ValidateStructuredOutputRequest.SerializeToString,
@@ -81,6 +86,15 @@ class GuardrailsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOutputPolicy(self, request, context):
+        """The organization's output policy, for callers that run the output rail next to the stream
+        (the gateway): guardrails stays the one owner of policy, the caller applies the same rules
+        without a round trip per delta and refreshes when CheckInput reports another policy_version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ValidateStructuredOutput(self, request, context):
         """Validates (and repairs, when almost valid) a final answer against a JSON schema.
         """
@@ -105,6 +119,11 @@ def add_GuardrailsServiceServicer_to_server(servicer, server):
                     servicer.CheckOutputStream,
                     request_deserializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.OutputStreamRequest.FromString,
                     response_serializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.OutputStreamResponse.SerializeToString,
+            ),
+            'GetOutputPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOutputPolicy,
+                    request_deserializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.GetOutputPolicyRequest.FromString,
+                    response_serializer=llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.GetOutputPolicyResponse.SerializeToString,
             ),
             'ValidateStructuredOutput': grpc.unary_unary_rpc_method_handler(
                     servicer.ValidateStructuredOutput,
@@ -193,6 +212,33 @@ class GuardrailsService:
             '/llmsuite.guardrails.v1.GuardrailsService/CheckOutputStream',
             llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.OutputStreamRequest.SerializeToString,
             llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.OutputStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOutputPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmsuite.guardrails.v1.GuardrailsService/GetOutputPolicy',
+            llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.GetOutputPolicyRequest.SerializeToString,
+            llmsuite_dot_guardrails_dot_v1_dot_guardrails__pb2.GetOutputPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,11 @@ class GuardrailsServiceStub:
     """Output rail: the caller streams generated deltas in; verified text streams back out,
     held back by the policy's window so a violation is caught before its text is released.
     """
+    GetOutputPolicy: _grpc.UnaryUnaryMultiCallable[_guardrails_pb2.GetOutputPolicyRequest, _guardrails_pb2.GetOutputPolicyResponse]
+    """The organization's output policy, for callers that run the output rail next to the stream
+    (the gateway): guardrails stays the one owner of policy, the caller applies the same rules
+    without a round trip per delta and refreshes when CheckInput reports another policy_version.
+    """
     ValidateStructuredOutput: _grpc.UnaryUnaryMultiCallable[_guardrails_pb2.ValidateStructuredOutputRequest, _guardrails_pb2.ValidateStructuredOutputResponse]
     """Validates (and repairs, when almost valid) a final answer against a JSON schema."""
 
@@ -52,6 +57,11 @@ class GuardrailsServiceAsyncStub(GuardrailsServiceStub):
     CheckOutputStream: _aio.StreamStreamMultiCallable[_guardrails_pb2.OutputStreamRequest, _guardrails_pb2.OutputStreamResponse]  # type: ignore[assignment]
     """Output rail: the caller streams generated deltas in; verified text streams back out,
     held back by the policy's window so a violation is caught before its text is released.
+    """
+    GetOutputPolicy: _aio.UnaryUnaryMultiCallable[_guardrails_pb2.GetOutputPolicyRequest, _guardrails_pb2.GetOutputPolicyResponse]  # type: ignore[assignment]
+    """The organization's output policy, for callers that run the output rail next to the stream
+    (the gateway): guardrails stays the one owner of policy, the caller applies the same rules
+    without a round trip per delta and refreshes when CheckInput reports another policy_version.
     """
     ValidateStructuredOutput: _aio.UnaryUnaryMultiCallable[_guardrails_pb2.ValidateStructuredOutputRequest, _guardrails_pb2.ValidateStructuredOutputResponse]  # type: ignore[assignment]
     """Validates (and repairs, when almost valid) a final answer against a JSON schema."""
@@ -81,6 +91,17 @@ class GuardrailsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_guardrails_pb2.OutputStreamResponse], _abc.AsyncIterator[_guardrails_pb2.OutputStreamResponse]]:
         """Output rail: the caller streams generated deltas in; verified text streams back out,
         held back by the policy's window so a violation is caught before its text is released.
+        """
+
+    @_abc_1.abstractmethod
+    def GetOutputPolicy(
+        self,
+        request: _guardrails_pb2.GetOutputPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_guardrails_pb2.GetOutputPolicyResponse, _abc.Awaitable[_guardrails_pb2.GetOutputPolicyResponse]]:
+        """The organization's output policy, for callers that run the output rail next to the stream
+        (the gateway): guardrails stays the one owner of policy, the caller applies the same rules
+        without a round trip per delta and refreshes when CheckInput reports another policy_version.
         """
 
     @_abc_1.abstractmethod
