@@ -121,6 +121,14 @@ def verdict_event(spans: list[Span], method: str) -> dict[str, object] | None:
     return events[0] if len(events) == 1 else None
 
 
+def output_verdict(spans: list[Span]) -> dict[str, object] | None:
+    """The output rail runs in the gateway, next to the stream: its verdict is on the request's span."""
+    events = [
+        e for s in spans if s.service == "gateway" and s.kind == SERVER for e in s.events_named(VERDICT_EVENT)
+    ]
+    return events[0] if len(events) == 1 else None
+
+
 def assert_no_text_in_events(spans: list[Span], *texts: str) -> None:
     for span in spans:
         for name, attributes in zip(span.events, span.event_attributes, strict=True):
@@ -136,14 +144,14 @@ def test_guardrails_spans_carry_the_verdict_of_an_allowed_request_without_text(s
     assert reply.status_code == 200 and marker in reply.text  # the completion echoes the prompt
 
     spans = otlp_receiver.wait_for(
-        trace_id, lambda s: bool(verdict_event(s, "CheckInput") and verdict_event(s, "CheckOutputStream"))
+        trace_id, lambda s: bool(verdict_event(s, "CheckInput") and output_verdict(s))
     )
     checked = verdict_event(spans, "CheckInput")
     assert checked is not None
     assert checked["llmsuite.guardrails.surface"] == "input"
     assert checked["llmsuite.guardrails.verdict"] == "allow"
     assert values(checked["llmsuite.guardrails.reason_codes"]) == []
-    released = verdict_event(spans, "CheckOutputStream")
+    released = output_verdict(spans)
     assert released is not None
     assert released["llmsuite.guardrails.surface"] == "output"
     assert released["llmsuite.guardrails.verdict"] == "allow"
@@ -164,5 +172,5 @@ def test_guardrails_span_carries_the_block_verdict_and_reason_codes_not_the_prom
     assert values(blocked["llmsuite.guardrails.reason_codes"]) == ["prompt_injection"]
     assert values(blocked["llmsuite.guardrails.checks"]) == ["injection"]
     # Nothing was generated, so no output was checked.
-    assert guardrails_span(spans, "CheckOutputStream") is None
+    assert output_verdict(spans) is None
     assert_no_text_in_events(spans, marker, "Ignore all previous")

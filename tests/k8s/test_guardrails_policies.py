@@ -2,7 +2,7 @@
 
 from pathlib import PurePosixPath
 
-from guardrails_service.policy import parse_policy
+from guardrails_service.policy_files import parse_policy
 from k8s_objects import container_env, named, of_kind, pod_spec
 
 

@@ -12,15 +12,16 @@ from llmsuite.generation.v1 import generation_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2
 from llmsuite_common.grpc_client import call_metadata
 from llmsuite_common.request_context import request_id_var
+from llmsuite_common.rules.output_scan import OutputScanner
 
 from .auth import Identity
 from .clients import BackendClients
 from .completions import SSE_KEEPALIVE, ChunkEncoder, citations
 from .deadline import Deadline
 from .errors import ApiError, from_grpc
-from .generation_reader import GenerationReader
+from .generation_reader import GenerationReader, incomplete_stream
 from .guardrails_calls import check_context, check_input
-from .output_rail import GuardedReader
+from .output_rail import GuardedReader, OutputPolicies
 from .structured_output import StructuredReader, StructuredSpec, structured_spec
 from .prompt import last_user_text, with_context
 from .schemas import ChatCompletionRequest
@@ -32,14 +33,12 @@ log = logging.getLogger(__name__)
 _ROLES = {"developer": "system"}
 
 
-def incomplete_stream() -> ApiError:
-    return ApiError(502, "the generation stream ended without a final message", code="upstream_error")
-
-
 @dataclass(frozen=True)
 class PreparedChat:
     request: generation_pb2.GenerateRequest
     citations: list[dict[str, Any]] | None
+    # The organization's output rules, which every generated text passes before the client sees it.
+    output: OutputScanner
     structured: StructuredSpec | None = None
 
 
@@ -76,6 +75,7 @@ class ChatPipeline:
     def __init__(self, clients: BackendClients, *, default_model: str) -> None:
         self._clients = clients
         self._default_model = default_model
+        self._output_policies = OutputPolicies(clients)
 
     def model_for(self, body: ChatCompletionRequest) -> str:
         model = body.model or self._default_model
@@ -84,8 +84,9 @@ class ChatPipeline:
         return model
 
     async def prepare(
-        self, body: ChatCompletionRequest, identity: Identity, deadline: Deadline
+        self, body: ChatCompletionRequest, identity: Identity, deadline: Deadline, *, streamed: bool | None = None
     ) -> PreparedChat:
+        """`streamed` overrides body.stream for transports that always stream (WebSocket)."""
         model = self.model_for(body)
         context = common_pb2.RequestContext(
             request_id=request_id_var.get(),
@@ -94,18 +95,18 @@ class ChatPipeline:
             key_id=identity.key_id,
         )
         messages = to_messages(body)
-        messages = await check_input(self._clients.guardrails, context, messages, deadline)
+        messages, policy_version = await check_input(self._clients.guardrails, context, messages, deadline)
+        output = await self._output_policies.scanner(context, policy_version, deadline)
         cited = None
         if body.retrieval is not None:
             chunks = await self._search(context, body, messages, deadline)
             chunks = await check_context(self._clients.guardrails, context, chunks, deadline)
             messages = with_context(messages, chunks)
             cited = citations(chunks)
-        return PreparedChat(
-            generate_request(body, model, context, messages),
-            cited,
-            structured_spec(body.stream, body.response_format),
-        )
+        request = generate_request(body, model, context, messages)
+        # A client that waits for the whole answer gets it in one message from generation.
+        request.whole_answer = not (body.stream if streamed is None else streamed)
+        return PreparedChat(request, cited, output, structured_spec(body.stream, body.response_format))
 
     async def _search(
         self,
@@ -136,18 +137,20 @@ class ChatPipeline:
     def generate(self, prepared: PreparedChat, deadline: Deadline) -> GenerationReader:
         if prepared.structured is not None:
             return StructuredReader(
-                lambda request: self._generate(request, deadline),
+                lambda request: self._generate(request, prepared.output, deadline),
                 prepared.request,
                 prepared.structured,
                 self._clients.guardrails,
                 deadline,
             )
-        return self._generate(prepared.request, deadline)
+        return self._generate(prepared.request, prepared.output, deadline)
 
-    def _generate(self, request: generation_pb2.GenerateRequest, deadline: Deadline) -> GenerationReader:
-        """Every generation goes through the guardrails output rail."""
+    def _generate(
+        self, request: generation_pb2.GenerateRequest, output: OutputScanner, deadline: Deadline
+    ) -> GenerationReader:
+        """Every generation goes through the output rail."""
         call = self._clients.generation.Generate(request, timeout=deadline.remaining(), metadata=call_metadata())
-        return GuardedReader(GenerationReader(call), self._clients.guardrails, request.context, deadline)
+        return GuardedReader(GenerationReader(call), output)
 
     async def list_models(self, deadline: Deadline) -> list[generation_pb2.Model]:
         try:

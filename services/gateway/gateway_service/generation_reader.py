@@ -6,8 +6,14 @@ from typing import Any
 import grpc
 from llmsuite.generation.v1 import generation_pb2
 
+from .errors import ApiError
+
 # Final is the last message and the status follows at once; this only bounds a misbehaving backend.
 FINISH_SECONDS = 1.0
+
+
+def incomplete_stream() -> ApiError:
+    return ApiError(502, "the generation stream ended without a final message", code="upstream_error")
 
 
 async def _next_or_none(iterator: Any) -> generation_pb2.GenerateResponse | None:

@@ -8,6 +8,7 @@ from llmsuite.common.v1 import common_pb2
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 from llmsuite.retrieval.v1 import retrieval_pb2
 from llmsuite_common.grpc_client import call_metadata
+from llmsuite_common.rules.findings import Finding
 
 from .deadline import Deadline
 from .errors import ApiError, from_grpc
@@ -16,7 +17,8 @@ from .guardrails_summary import current_summary
 log = logging.getLogger(__name__)
 
 
-def policy_violation(reasons: Sequence[guardrails_pb2.Reason], default: str) -> ApiError:
+def policy_violation(reasons: Sequence[guardrails_pb2.Reason | Finding], default: str) -> ApiError:
+    """The client's error for a block, from guardrails' reasons or the output rail's findings."""
     blocking = [r for r in reasons if r.action in ("block", "")]
     text = "; ".join(r.message for r in blocking if r.message) or default
     return ApiError(400, f"content policy violation: {text}", code="content_policy_violation")
@@ -27,8 +29,9 @@ async def check_input(
     context: common_pb2.RequestContext,
     messages: list[common_pb2.ChatMessage],
     deadline: Deadline,
-) -> list[common_pb2.ChatMessage]:
-    """The messages to send on: the originals, or their redacted copies. Raises on a block."""
+) -> tuple[list[common_pb2.ChatMessage], str]:
+    """The messages to send on (the originals, or their redacted copies) and the policy version
+    that judged them. Raises on a block."""
     try:
         reply = await stub.CheckInput(
             guardrails_pb2.CheckInputRequest(context=context, messages=messages),
@@ -51,8 +54,8 @@ async def check_input(
         log.error("guardrails returned no verdict", extra={"verdict": reply.verdict})
         raise ApiError(500, "internal error", code="internal_error")
     if reply.redacted and len(reply.redacted_messages) == len(messages):
-        return list(reply.redacted_messages)
-    return messages
+        return list(reply.redacted_messages), reply.policy_version
+    return messages, reply.policy_version
 
 
 async def check_context(

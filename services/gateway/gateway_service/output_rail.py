@@ -1,173 +1,177 @@
-"""Generated text through the guardrails output rail before any of it reaches the client.
+"""Generated text through the output rail before any of it reaches the client.
 
-GuardedReader reads like GenerationReader, but the deltas it returns are what the guardrails
-CheckOutputStream released: a pump task copies generation deltas into the rail, and reads come
-from the rail's replies. With the policy's hold-back window, text that turns unsafe is stopped
-in the rail, so a violation ends the stream (ApiError -> error event, no [DONE]) before the
-offending span is ever returned here.
+The rail runs here, next to the stream, with the organization's output policy as the guardrails
+service reports it (GetOutputPolicy; refreshed whenever CheckInput reports another policy
+version). Guardrails stays the one owner of policy and of every input and context check; the
+output rules themselves are shared code (llmsuite_common.rules), so they are the same ones the
+guardrails CheckOutputStream call applies. Running them here spares every streamed delta two gRPC
+messages and a hop: a delta costs a scan of the held window instead of a round trip.
+
+GuardedReader reads like GenerationReader, but the deltas it returns are what the rail released.
+With the policy's hold-back window, text that turns unsafe is stopped in the rail, so a violation
+ends the stream (ApiError -> error event, no [DONE]) before the offending span is ever returned.
 """
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING
 
 import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
-from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
+from llmsuite.guardrails.v1 import guardrails_pb2
 from llmsuite_common.grpc_client import call_metadata
+from llmsuite_common.rules.output_rail import OutputRail, Step
+from llmsuite_common.rules.output_scan import OutputScanner
+from llmsuite_common.rules.policy import OutputChecks
+from llmsuite_common.rules.verdict_events import add_verdict_event
+from opentelemetry import trace
 
 from .deadline import Deadline
 from .errors import ApiError, from_grpc
-from .generation_reader import FINISH_SECONDS, GenerationReader
+from .generation_reader import GenerationReader, incomplete_stream
 from .guardrails_calls import policy_violation
 from .guardrails_summary import current_summary
 
+if TYPE_CHECKING:
+    from .clients import BackendClients
+
 log = logging.getLogger(__name__)
 
-# Upper bound on rail replies read for one completion: one per delta plus a few; a guard only.
-MAX_REPLIES = 1_000_000
+# Organizations whose compiled output rules are kept; the least recently used go first.
+MAX_CACHED_POLICIES = 10_000
 
 
-def _incomplete() -> ApiError:
-    return ApiError(502, "the generation stream ended without a final message", code="upstream_error")
+class OutputPolicies:
+    """Each organization's compiled output rules, keyed by the policy version guardrails reports."""
+
+    def __init__(self, clients: "BackendClients") -> None:
+        # The stub is read per fetch: channels open with the app, after this is built.
+        self._clients = clients
+        self._by_org: OrderedDict[str, OutputScanner] = OrderedDict()
+        # One fetch per organization at a time; concurrent first requests share it.
+        self._fetching: dict[str, asyncio.Future[OutputScanner]] = {}
+
+    async def scanner(
+        self, context: common_pb2.RequestContext, version: str, deadline: Deadline
+    ) -> OutputScanner:
+        org = context.org_id
+        cached = self._by_org.get(org)
+        if cached is not None and (cached.version == version or not version):
+            self._by_org.move_to_end(org)
+            return cached
+        pending = self._fetching.get(org)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch(context, deadline))
+            self._fetching[org] = pending
+            pending.add_done_callback(lambda _: self._fetching.pop(org, None))
+        return await asyncio.shield(pending)
+
+    async def _fetch(self, context: common_pb2.RequestContext, deadline: Deadline) -> OutputScanner:
+        try:
+            reply = await self._clients.guardrails.GetOutputPolicy(
+                guardrails_pb2.GetOutputPolicyRequest(context=context),
+                timeout=deadline.remaining(),
+                metadata=call_metadata(),
+            )
+        except grpc.aio.AioRpcError as err:
+            # Fail closed: without the policy no generated text may be released.
+            raise from_grpc(err, "guardrails") from None
+        scanner = OutputScanner(OutputChecks.model_validate_json(reply.output_json), reply.policy_version)
+        self._by_org[context.org_id] = scanner
+        self._by_org.move_to_end(context.org_id)
+        while len(self._by_org) > MAX_CACHED_POLICIES:
+            self._by_org.popitem(last=False)
+        return scanner
 
 
 class GuardedReader(GenerationReader):
-    """A GenerationReader over the rail call, whose replies it turns back into generation events."""
+    """A GenerationReader whose deltas are the output rail's releases."""
 
-    def __init__(
-        self,
-        inner: GenerationReader,
-        stub: guardrails_pb2_grpc.GuardrailsServiceStub,
-        context: common_pb2.RequestContext,
-        deadline: Deadline,
-    ) -> None:
+    def __init__(self, inner: GenerationReader, scanner: OutputScanner) -> None:
+        # Not super().__init__: events come from `inner`, not from a call of this reader's own.
         self._inner = inner
-        self._context = context
-        # Not super().__init__: that would take the call's response iterator; replies are read with
-        # read() here. Requests come from an iterator gRPC drains itself: call.write() through an
-        # intercepted channel costs a queue hand-off and two extra tasks per delta.
-        self._go = asyncio.Event()
-        self._pump: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._call: Any = stub.CheckOutputStream(
-            self._requests(), timeout=deadline.remaining(), metadata=call_metadata()
-        )
-        # A call that ends unread (deadline, cancel) must not leave gRPC's request task waiting.
-        self._call.add_done_callback(lambda _: self._go.set())
+        self._rail = OutputRail(scanner)
+        self._version = scanner.version
         self._pending: asyncio.Future | None = None
-        self._final: generation_pb2.GenerateResponse | None = None
+        self._queued: deque[generation_pb2.GenerateResponse] = deque()
         # Tool-call pieces carry no content for the rail; they are returned just before Final.
         self._tool_deltas: list[generation_pb2.GenerateResponse] = []
-        self._generation_error: BaseException | None = None
-        self._queued: list[generation_pb2.GenerateResponse] = []
         self._ended = False
         self._summary = current_summary()
-
-    async def _requests(self) -> AsyncIterator[guardrails_pb2.OutputStreamRequest]:
-        """Generation deltas as rail requests; `_pump` resolves once generation is read to its end."""
-        try:
-            # Nothing is read from generation before the first read of this reader.
-            await self._go.wait()
-            yield guardrails_pb2.OutputStreamRequest(start=guardrails_pb2.OutputStreamStart(context=self._context))
-            try:
-                while (event := await self._inner.next()) is not None:
-                    kind = event.WhichOneof("event")
-                    if kind == "delta":
-                        if event.delta.tool_calls:
-                            self._tool_deltas.append(event)
-                        if event.delta.content:
-                            yield guardrails_pb2.OutputStreamRequest(delta=event.delta.content)
-                    elif kind == "final":
-                        self._final = event
-                        break
-                if self._final is None:
-                    self._generation_error = _incomplete()
-            except grpc.aio.AioRpcError as err:
-                self._generation_error = err
-            # Ending without `end` (gRPC then half-closes) abandons the rail: held text is not
-            # released when generation failed, and the reader then raises the generation error.
-            if self._generation_error is None:
-                yield guardrails_pb2.OutputStreamRequest(end=guardrails_pb2.OutputStreamEnd())
-                await self._inner.finish()
-        except Exception:
-            log.exception("output rail pump failed")
-            raise
-        finally:
-            if not self._pump.done():
-                self._pump.set_result(None)
-
-    def _fail_from_generation(self) -> BaseException:
-        err = self._generation_error
-        assert err is not None
-        return err
+        self._time = asyncio.get_running_loop().time
 
     async def _read(self) -> generation_pb2.GenerateResponse | None:
-        if self._queued:
-            return self._queued.pop(0)
-        if self._ended:
-            return None
-        self._go.set()
-        for _ in range(MAX_REPLIES):
-            try:
-                reply = await self._call.read()
-            except grpc.aio.AioRpcError as err:
-                if self._generation_error is not None:
-                    raise self._fail_from_generation() from None
-                raise from_grpc(err, "guardrails") from None
-            if reply is grpc.aio.EOF:
-                if self._generation_error is not None:
-                    raise self._fail_from_generation()
-                raise ApiError(502, "the guardrails output stream ended early", code="guardrails_error")
-            kind = reply.WhichOneof("item")
-            if kind == "released":
-                return generation_pb2.GenerateResponse(delta=generation_pb2.Delta(content=reply.released))
-            if kind == "blocked":
+        for _ in range(10_000_000):  # bounded: one turn per generation event or timer tick
+            if self._queued:
+                return self._queued.popleft()
+            if self._ended:
+                return None
+            due = self._rail.next_due()
+            if due is not None:
+                # Held text may be released by age while no delta arrives; the read stays pending.
+                read = self._inner.pending_read()
+                done, _ = await asyncio.wait({read}, timeout=max(0.0, due - self._time()))
+                if not done:
+                    self._release(self._rail.tick(self._time()))
+                    continue
+            event = await self._inner.next()
+            if event is None:
+                raise incomplete_stream()
+            kind = event.WhichOneof("event")
+            if kind == "delta":
+                delta = event.delta
+                if delta.tool_calls:
+                    self._tool_deltas.append(event)
+                if delta.content:
+                    self._release(self._rail.feed(delta.content, self._time()))
+            elif kind == "final":
+                self._release(self._rail.finish(self._time()))
+                self._done()
+                self._queued.extend(self._tool_deltas)
+                self._queued.append(event)
                 self._ended = True
-                self._stop_generation()
-                if self._summary is not None:
-                    self._summary.add(
-                        "output", "block", [r.check for r in reply.blocked.reasons], 0,
-                        codes=[r.code for r in reply.blocked.reasons],
-                    )
-                raise policy_violation(reply.blocked.reasons, "the response was stopped by the output policy")
-            if kind == "done":
-                self._ended = True
-                await asyncio.shield(self._pump)
-                if self._generation_error is not None:
-                    raise self._fail_from_generation()
-                if self._summary is not None:
-                    outcome = f"redacted:{reply.done.redactions}" if reply.done.redactions else "allow"
-                    if reply.done.flags:
-                        outcome += f",flagged:{len(reply.done.flags)}"
-                    self._summary.add(
-                        "output", outcome, [t.check for t in reply.done.timings],
-                        sum(t.elapsed_us for t in reply.done.timings),
-                        codes=[r.code for r in reply.done.flags],
-                    )
-                assert self._final is not None
-                self._queued = [*self._tool_deltas, self._final]
-                return self._queued.pop(0)
-        raise ApiError(502, "the guardrails output stream did not end", code="guardrails_error")
+        raise ApiError(502, "the generation stream did not end", code="upstream_error")
+
+    def _release(self, step: Step) -> None:
+        for piece in step.released:
+            self._queued.append(generation_pb2.GenerateResponse(delta=generation_pb2.Delta(content=piece)))
+        if step.blocked is not None:
+            self._ended = True
+            self._queued.clear()
+            self._inner.cancel()
+            add_verdict_event(trace.get_current_span(), "output", "block", step.blocked, self._version)
+            if self._summary is not None:
+                self._summary.add(
+                    "output", "block", [f.check for f in step.blocked], self._rail.state.scan_us,
+                    codes=[f.code for f in step.blocked],
+                )
+            raise policy_violation(step.blocked, "the response was stopped by the output policy")
+
+    def _done(self) -> None:
+        state = self._rail.state
+        add_verdict_event(
+            trace.get_current_span(),
+            "output",
+            "redact" if state.redactions else "allow",
+            state.flags,
+            self._version,
+            redactions=state.redactions,
+        )
+        if self._summary is not None:
+            outcome = f"redacted:{state.redactions}" if state.redactions else "allow"
+            if state.flags:
+                outcome += f",flagged:{len(state.flags)}"
+            self._summary.add(
+                "output", outcome, ["output_scan"], state.scan_us, codes=[f.code for f in state.flags]
+            )
 
     async def finish(self) -> None:
-        """Final has been returned; the rail and the generation call end on their own."""
-        try:
-            async with asyncio.timeout(FINISH_SECONDS):
-                if self._go.is_set():
-                    await self._pump
-                while await self._call.read() is not grpc.aio.EOF:
-                    pass
-        except (TimeoutError, grpc.aio.AioRpcError):
-            self.cancel()
-
-    def _stop_generation(self) -> None:
-        self._inner.cancel()
-        self._call.cancel()
+        """Final has been returned; the generation call ends on its own."""
+        await self._inner.finish()
 
     def cancel(self) -> None:
         if self._pending is not None:
             self._pending.cancel()
-        self._stop_generation()
-
+        self._inner.cancel()

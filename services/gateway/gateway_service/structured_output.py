@@ -19,7 +19,7 @@ from llmsuite_common.grpc_client import call_metadata
 
 from .deadline import Deadline
 from .errors import ApiError, from_grpc
-from .generation_reader import GenerationReader
+from .generation_reader import GenerationReader, incomplete_stream
 from .guardrails_summary import current_summary
 
 # Hard ceiling whatever a policy says; policies allow at most 5 re-asks.
@@ -48,10 +48,6 @@ def structured_spec(stream: bool, response_format: dict[str, Any] | None) -> Str
     return None
 
 
-def _incomplete() -> ApiError:
-    return ApiError(502, "the generation stream ended without a final message", code="upstream_error")
-
-
 async def _drain(reader: GenerationReader) -> tuple[str, generation_pb2.Final]:
     parts: list[str] = []
     while (event := await reader.next()) is not None:
@@ -61,7 +57,7 @@ async def _drain(reader: GenerationReader) -> tuple[str, generation_pb2.Final]:
         elif kind == "final":
             await reader.finish()
             return "".join(parts), event.final
-    raise _incomplete()
+    raise incomplete_stream()
 
 
 def reask_request(

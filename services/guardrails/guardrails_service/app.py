@@ -6,7 +6,7 @@ from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 
 from .checks import size_and_deny_policy
 from .metrics import GuardrailsMetrics
-from .policy import Policy
+from llmsuite_common.rules.policy import Policy
 from .policy_store import PolicyStore
 from .servicer import GuardrailsServicer
 from .settings import GuardrailsSettings

@@ -3,8 +3,8 @@
 from dataclasses import dataclass, field
 
 from .engine import Guard
-from .policy import InjectionCheck, InputChecks, PiiCheck, Policy, SecretsCheck, SizeCheck, TermsCheck, TopicsCheck
-from .tokens import approx_tokens
+from llmsuite_common.rules.policy import InjectionCheck, InputChecks, PiiCheck, Policy, SecretsCheck, SizeCheck, TermsCheck, TopicsCheck
+from llmsuite_common.rules.tokens import approx_tokens
 
 __all__ = ["Finding", "InputChecker", "InputReport", "approx_tokens", "size_and_deny_policy"]
 

@@ -5,31 +5,24 @@ protobuf and metrics.
 """
 
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .detectors import Span, find_pii, find_secrets, redact
+from llmsuite_common.rules.detectors import Span, find_pii, find_secrets, redact
+from llmsuite_common.rules.findings import Finding
+from llmsuite_common.rules.output_scan import OutputMatch, OutputScanner, redaction_label
+from llmsuite_common.rules.policy import CheckConfig, InjectionCheck, Policy, TermsCheck, TopicsCheck
+from llmsuite_common.rules.terms import Terms
+from llmsuite_common.rules.tokens import approx_tokens
+
 from .injection import score_injection
-from .policy import CheckConfig, InjectionCheck, Policy, TermsCheck, TopicsCheck
-from .tokens import approx_tokens
 
 log = logging.getLogger(__name__)
 
 # Messages from these roles are written by the calling application, not by its end users, so the
 # injection heuristics (which would flag a system prompt's own "you are now ...") skip them.
 TRUSTED_ROLES = frozenset({"system", "developer"})
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    code: str
-    message: str
-    action: str
-    score: float = 0.0
-    count: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,38 +55,6 @@ class ChunkResult:
     findings: list[Finding]
 
 
-@dataclass(frozen=True)
-class OutputMatch:
-    span: Span
-    check: str
-    action: str
-
-
-def terms_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
-    cleaned = sorted({t.strip() for t in terms if t.strip()}, key=len, reverse=True)
-    if not cleaned:
-        return None
-    # Whole-word match so "class" does not block "classification".
-    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in cleaned) + r")(?!\w)", re.IGNORECASE)
-
-
-class _Terms:
-    """Term spans, gated by plain substring tests on the lower-cased text."""
-
-    def __init__(self, terms: Sequence[str]) -> None:
-        self.lowered = tuple({t.strip().lower() for t in terms if t.strip()})
-        self.pattern = terms_pattern(terms)
-
-    def spans(self, text: str, lowered: str, kind: str) -> list[Span]:
-        if self.pattern is None or not any(t in lowered for t in self.lowered):
-            return []
-        return [Span(kind, m.start(), m.end()) for m in self.pattern.finditer(text)]
-
-
-def _label(span: Span) -> str:
-    return f"[REDACTED:{span.kind.upper()}]"
-
-
 def _kinds(spans: Sequence[Span]) -> str:
     return ", ".join(sorted({s.kind for s in spans}))
 
@@ -105,10 +66,10 @@ class Guard:
         self.policy = policy
         self.version = policy.fingerprint()
         inp = policy.input
-        self._deny = _Terms(inp.deny.terms)
-        self._topics = [(rule.name, _Terms(rule.terms)) for rule in inp.topics.rules]
-        self._ctx_deny = _Terms(policy.context.deny.terms)
-        self._out_deny = _Terms(policy.output.deny.terms)
+        self._deny = Terms(inp.deny.terms)
+        self._topics = [(rule.name, Terms(rule.terms)) for rule in inp.topics.rules]
+        self._ctx_deny = Terms(policy.context.deny.terms)
+        self.output = OutputScanner(policy.output, self.version)
 
     # ---- input -------------------------------------------------------------------------------
 
@@ -203,7 +164,7 @@ class Guard:
             return False
         for i, spans in enumerate(spans_per_text):
             if spans:
-                current[i] = redact(current[i], spans, _label)
+                current[i] = redact(current[i], spans, redaction_label)
         return True
 
     def _terms(self, result: InputResult, current: list[str], lowered: list[str], cfg: TermsCheck) -> bool:
@@ -282,17 +243,8 @@ class Guard:
     # ---- output ------------------------------------------------------------------------------
 
     def scan_output(self, text: str) -> list[OutputMatch]:
-        """Every output rule's matches in `text`, for the streaming rail's window."""
-        out = self.policy.output
-        matches: list[OutputMatch] = []
-        if out.deny.enabled:
-            matches += [OutputMatch(s, "deny", out.deny.action) for s in self._out_deny.spans(text, text.lower(), "denied_term")]
-        if out.secrets.enabled:
-            spans = find_secrets(text, min_entropy=out.secrets.min_entropy, opaque_min_entropy=out.secrets.opaque_min_entropy)
-            matches += [OutputMatch(s, "secrets", out.secrets.action) for s in spans]
-        if out.pii.enabled:
-            matches += [OutputMatch(s, "pii", out.pii.action) for s in find_pii(text, out.pii.kinds)]
-        return matches
+        """Every output rule's matches in `text`."""
+        return self.output.scan(text)
 
 
 def injection_finding(text: str, cfg: InjectionCheck, *, subject: str) -> Finding | None:
@@ -315,6 +267,3 @@ def injection_finding(text: str, cfg: InjectionCheck, *, subject: str) -> Findin
         count=len(verdict.rules),
     )
 
-
-def output_label(span: Span) -> str:
-    return _label(span)

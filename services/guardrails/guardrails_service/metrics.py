@@ -2,7 +2,9 @@
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from .engine import CheckRun, Finding
+from llmsuite_common.rules.findings import Finding
+
+from .engine import CheckRun
 
 _BUCKETS = (0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .engine import Guard
-from .policy import Policy, parse_policy
+from llmsuite_common.rules.policy import Policy
+
+from .policy_files import parse_policy
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,14 @@ from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 from llmsuite_common.errors import InvalidArgument
 from opentelemetry import trace
 
-from .engine import CheckRun, Finding
+from llmsuite_common.rules.findings import Finding
+
+from .engine import CheckRun
 from .metrics import GuardrailsMetrics
-from .output_rail import OutputRail, Step
+from llmsuite_common.rules.output_rail import OutputRail, Step
 from .policy_store import PolicyStore
 from .structured import InvalidSchema, load_schema, validate
-from .verdict_events import add_verdict_event
+from llmsuite_common.rules.verdict_events import add_verdict_event
 
 _END = object()
 
@@ -109,7 +111,7 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
             if first is _END or not isinstance(first, guardrails_pb2.OutputStreamRequest) or first.WhichOneof("item") != "start":
                 raise InvalidArgument("the first message of an output stream must be `start`", param="start")
             guard = self._policies.guard_for(first.start.context.org_id)
-            rail = OutputRail(guard)
+            rail = OutputRail(guard.output)
             loop = asyncio.get_running_loop()
             receive: Callable[[], Awaitable[object]] = functools.partial(anext, requests, _END)
             if rail.timed:
@@ -177,6 +179,14 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
                 guardrails_pb2.OutputStreamResponse(blocked=guardrails_pb2.OutputBlocked(reasons=[reason(f) for f in step.blocked]))
             )
         return out
+
+    async def GetOutputPolicy(
+        self, request: guardrails_pb2.GetOutputPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> guardrails_pb2.GetOutputPolicyResponse:
+        guard = self._policies.guard_for(request.context.org_id)
+        return guardrails_pb2.GetOutputPolicyResponse(
+            policy_version=guard.version, output_json=guard.policy.output.model_dump_json()
+        )
 
     async def ValidateStructuredOutput(
         self, request: guardrails_pb2.ValidateStructuredOutputRequest, context: grpc.aio.ServicerContext

@@ -1,7 +1,7 @@
 import pytest
 from guardrails_service.engine import Guard
 from guardrails_service.injection import score_injection
-from guardrails_service.policy import Policy
+from llmsuite_common.rules.policy import Policy
 
 from services.guardrails.tests.corpus import BENIGN, INJECTIONS
 

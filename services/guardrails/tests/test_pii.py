@@ -1,9 +1,9 @@
 """PII and secrets corpus: exact detections and redactions, and no false positives on the negatives."""
 
 import pytest
-from guardrails_service.detectors import PII_ORDER, find_pii, find_secrets, iban_ok, luhn_ok
+from llmsuite_common.rules.detectors import PII_ORDER, find_pii, find_secrets, iban_ok, luhn_ok
 from guardrails_service.engine import Guard
-from guardrails_service.policy import Policy
+from llmsuite_common.rules.policy import Policy
 
 POSITIVE_PII = [
     ("email", "john.doe+tag@example.co.uk"),

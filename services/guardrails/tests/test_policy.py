@@ -2,7 +2,8 @@ import os
 
 import pytest
 from guardrails_service.app import builtin_policy
-from guardrails_service.policy import Policy, parse_policy
+from guardrails_service.policy_files import parse_policy
+from llmsuite_common.rules.policy import Policy
 from guardrails_service.policy_store import PolicyStore
 from guardrails_service.settings import GuardrailsSettings
 from pydantic import ValidationError

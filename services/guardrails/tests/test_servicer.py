@@ -9,6 +9,7 @@ from llmsuite.common.v1 import common_pb2
 from llmsuite.guardrails.v1 import guardrails_pb2 as pb
 from llmsuite.guardrails.v1 import guardrails_pb2_grpc
 from llmsuite_common.errors import ErrorInterceptor, read_error_detail
+from llmsuite_common.rules.policy import OutputChecks
 from prometheus_client import CollectorRegistry
 
 CTX = common_pb2.RequestContext(request_id="r1", org_id="someone")
@@ -161,3 +162,13 @@ async def test_validate_structured_output(served):
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.ValidateStructuredOutput(pb.ValidateStructuredOutputRequest(text="{}", json_schema="{bad"), timeout=5)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_output_policy_is_the_one_check_input_reports(served):
+    stub, _ = served
+    for ctx, hold_back in ((CTX, 0), (STREAM_CTX, 16)):
+        checked = await stub.CheckInput(pb.CheckInputRequest(context=ctx, messages=[msg("hi")]), timeout=5)
+        policy = await stub.GetOutputPolicy(pb.GetOutputPolicyRequest(context=ctx), timeout=5)
+        assert policy.policy_version == checked.policy_version
+        output = OutputChecks.model_validate_json(policy.output_json)
+        assert output.hold_back_tokens == hold_back and output.secrets.action == "block"

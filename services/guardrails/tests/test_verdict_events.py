@@ -7,7 +7,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from guardrails_service.verdict_events import VERDICT_EVENT
+from llmsuite_common.rules.verdict_events import VERDICT_EVENT
 
 from services.guardrails.tests.test_servicer import CTX, _stream, msg, served  # noqa: F401 (fixture)
 

@@ -90,7 +90,7 @@ def ws_router(
         tally = StreamTally()
         used = 0
         try:
-            prepared = await pipeline.prepare(body, identity, deadline)
+            prepared = await pipeline.prepare(body, identity, deadline, streamed=True)
             used = prompt_estimate(body)
             reader = pipeline.generate(prepared, deadline)
             encoder = ChunkEncoder(

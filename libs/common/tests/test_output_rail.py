@@ -1,7 +1,7 @@
 import pytest
-from guardrails_service.engine import Guard
-from guardrails_service.output_rail import OutputRail
-from guardrails_service.policy import Policy
+from llmsuite_common.rules.output_rail import OutputRail
+from llmsuite_common.rules.output_scan import OutputScanner
+from llmsuite_common.rules.policy import OutputChecks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -9,7 +9,7 @@ SECRET_PIECES = ["AKIA", "IOSF", "ODNN", "7EXA", "MPLE"]
 
 
 def rail(**output) -> OutputRail:
-    return OutputRail(Guard(Policy.model_validate({"output": output})))
+    return OutputRail(OutputScanner(OutputChecks.model_validate(output)))
 
 
 def run(r: OutputRail, deltas: list[str], *, step_seconds: float = 0.001):

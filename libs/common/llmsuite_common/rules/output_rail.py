@@ -13,7 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .detectors import Span
-from .engine import Finding, Guard, OutputMatch, output_label
+from .findings import Finding
+from .output_scan import OutputMatch, OutputScanner, output_label
 from .tokens import approx_tokens
 
 # Enough released text to see a secret or term that started before the release point.
@@ -43,9 +44,9 @@ class RailState:
 
 
 class OutputRail:
-    def __init__(self, guard: Guard) -> None:
-        out = guard.policy.output
-        self._guard = guard
+    def __init__(self, scanner: OutputScanner) -> None:
+        out = scanner.output
+        self._scanner = scanner
         self.mode = out.mode
         self._hold_tokens = out.hold_back_tokens
         self._hold_seconds = out.hold_back_ms / 1000
@@ -95,7 +96,7 @@ class OutputRail:
         t0 = time.perf_counter_ns()
         offset = len(self._tail)
         window = self._tail + self._held
-        matches = [m for m in self._guard.scan_output(window) if m.span.end > offset]
+        matches = [m for m in self._scanner.scan(window) if m.span.end > offset]
         self.state.scan_us += (time.perf_counter_ns() - t0) // 1000
         blocking = [m for m in matches if m.action == "block"]
         warnings = [m for m in matches if m.action == "warn"]

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from opentelemetry.trace import Span
 
-from .engine import Finding
+from llmsuite_common.rules.findings import Finding
 
 VERDICT_EVENT = "llmsuite.guardrails.verdict"
 

@@ -5,10 +5,8 @@ and never executed. Unknown keys are errors, so a typo cannot silently turn a ch
 """
 
 import hashlib
-import json
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 Action = Literal["block", "redact", "warn"]
@@ -117,7 +115,3 @@ class Policy(_Strict):
         digest = hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:8]
         return f"{self.version}+{digest}"
 
-
-def parse_policy(text: str, *, suffix: str) -> Policy:
-    data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
-    return Policy.model_validate(data or {})

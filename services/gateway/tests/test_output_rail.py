@@ -1,0 +1,109 @@
+"""The gateway's output rail over a generation stream: releases, blocks, timed hold-back, tool calls."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from gateway_service.errors import ApiError
+from gateway_service.generation_reader import GenerationReader
+from gateway_service.output_rail import GuardedReader
+from llmsuite.generation.v1 import generation_pb2
+from llmsuite_common.rules.output_scan import OutputScanner
+from llmsuite_common.rules.policy import OutputChecks
+
+SECRET = "AKIAIOSFODNN7EXAMPLE"
+
+
+class Call:
+    """A Generate call's response side: the events it yields, and whether it was cancelled."""
+
+    def __init__(self, events: AsyncIterator[generation_pb2.GenerateResponse]) -> None:
+        self._events = events
+        self.cancelled = False
+
+    def __aiter__(self) -> AsyncIterator[generation_pb2.GenerateResponse]:
+        return self._events
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def delta(text: str) -> generation_pb2.GenerateResponse:
+    return generation_pb2.GenerateResponse(delta=generation_pb2.Delta(content=text))
+
+
+def final() -> generation_pb2.GenerateResponse:
+    return generation_pb2.GenerateResponse(final=generation_pb2.Final(finish_reason="stop"))
+
+
+async def events_of(*items: generation_pb2.GenerateResponse) -> AsyncIterator[generation_pb2.GenerateResponse]:
+    for item in items:
+        yield item
+
+
+def guarded(call: Call, **output: object) -> GuardedReader:
+    return GuardedReader(GenerationReader(call), OutputScanner(OutputChecks.model_validate(output), "v1"))
+
+
+async def read_all(reader: GenerationReader) -> list[generation_pb2.GenerateResponse]:
+    out = []
+    while (event := await reader.next()) is not None:
+        out.append(event)
+    return out
+
+
+async def test_every_delta_is_released_as_its_own_chunk_then_final():
+    reader = guarded(Call(events_of(delta("Hello"), delta(", "), delta("world"), final())))
+    out = await read_all(reader)
+    assert [e.delta.content for e in out[:-1]] == ["Hello", ", ", "world"]
+    assert out[-1].final.finish_reason == "stop"
+
+
+async def test_a_secret_split_across_deltas_is_blocked_before_release_with_a_hold_back():
+    call = Call(events_of(delta("key: " + SECRET[:8]), delta(SECRET[8:]), delta(" done"), final()))
+    reader = guarded(call, hold_back_tokens=16, secrets={"action": "block"})
+    released: list[str] = []
+    with pytest.raises(ApiError) as err:
+        while (event := await reader.next()) is not None:
+            released.append(event.delta.content)
+    assert err.value.status == 400 and err.value.code == "content_policy_violation"
+    assert SECRET[:8] not in "".join(released)
+    assert call.cancelled
+
+
+async def test_pii_is_redacted_in_the_released_text():
+    reader = guarded(Call(events_of(delta("mail me at ada@example.com"), delta(" please"), final())))
+    text = "".join(e.delta.content for e in await read_all(reader) if e.HasField("delta"))
+    assert "ada@example.com" not in text and "[REDACTED:EMAIL]" in text
+
+
+async def test_held_text_is_released_by_age_while_generation_is_silent():
+    more = asyncio.Event()
+
+    async def slow() -> AsyncIterator[generation_pb2.GenerateResponse]:
+        yield delta("first")
+        await more.wait()  # nothing more until the test has seen "first" released by age
+        yield delta(" second")
+        yield final()
+
+    reader = guarded(Call(slow()), hold_back_tokens=100, hold_back_ms=5)
+    first = await asyncio.wait_for(reader.next(), 5)
+    assert first is not None and first.delta.content == "first"
+    more.set()
+    rest = await read_all(reader)
+    assert [e.delta.content for e in rest[:-1]] == [" second"] and rest[-1].HasField("final")
+
+
+async def test_tool_call_pieces_come_just_before_final():
+    tool = generation_pb2.GenerateResponse(
+        delta=generation_pb2.Delta(tool_calls=[generation_pb2.ToolCallDelta(index=0, id="c1", name="f")])
+    )
+    out = await read_all(guarded(Call(events_of(delta("ok"), tool, final()))))
+    assert [e.WhichOneof("event") for e in out] == ["delta", "delta", "final"]
+    assert out[1].delta.tool_calls[0].id == "c1"
+
+
+async def test_a_stream_without_final_is_an_upstream_error():
+    with pytest.raises(ApiError) as err:
+        await read_all(guarded(Call(events_of(delta("cut")))))
+    assert err.value.status == 502
