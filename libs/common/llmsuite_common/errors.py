@@ -10,7 +10,6 @@ from llmsuite.common.v1 import common_pb2
 
 from .handlers import wrap_behavior
 from .request_context import REQUEST_ID_METADATA_KEY, request_id_var
-from .stream_driver import track
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,10 @@ def _request_id(details: grpc.HandlerCallDetails) -> str:
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps exceptions to status codes and binds the caller's request id for logging."""
+    """Maps exceptions to status codes and binds the caller's request id for logging.
+
+    The mapping alone, for servers without serve()'s ServerCallInterceptor (which does the same).
+    """
 
     async def intercept_service(
         self,
@@ -162,7 +164,7 @@ def _wrap_stream(fn: Callable[..., AsyncIterator[Any]], request_id: str) -> Call
         token = request_id_var.set(request_id)
         try:
             _check_decoded(request)
-            async with contextlib.aclosing(track(fn(request, context))) as items:
+            async with contextlib.aclosing(fn(request, context)) as items:
                 async for item in items:
                     yield item
         except grpc.aio.AbortError:

@@ -9,7 +9,6 @@ import grpc
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 
 from .handlers import wrap_behavior
-from .stream_driver import track
 
 # Generation streams for tens of seconds; the upper buckets keep those visible.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -37,6 +36,11 @@ class GrpcServerMetrics:
         self.seconds.labels(service, method).observe(seconds)
 
 
+def is_metered(method: str) -> bool:
+    """Calls the metrics count: every one but health checks and reflection."""
+    return not (method.startswith("/grpc.health.v1.") or method.startswith("/grpc.reflection."))
+
+
 def _code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     code = context.code()
     if isinstance(code, grpc.StatusCode):
@@ -45,7 +49,10 @@ def _code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Sits outside the error interceptor, so it sees the status that one settled on."""
+    """The metrics alone, for a server without serve()'s ServerCallInterceptor (which records the same).
+
+    Sits outside the error interceptor, so it sees the status that one settled on.
+    """
 
     def __init__(self, metrics: GrpcServerMetrics) -> None:
         self._metrics = metrics
@@ -57,7 +64,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith("/grpc.health.v1.") or method.startswith("/grpc.reflection."):
+        if handler is None or not is_metered(method):
             return handler
         return wrap_behavior(
             handler,
@@ -95,7 +102,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             start = time.perf_counter()
             code = grpc.StatusCode.UNKNOWN
             try:
-                async with contextlib.aclosing(track(fn(request, context))) as items:
+                async with contextlib.aclosing(fn(request, context)) as items:
                     async for item in items:
                         yield item
                 code = _code(context)

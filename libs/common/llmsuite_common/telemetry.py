@@ -41,8 +41,8 @@ def setup_telemetry(settings: ServiceSettings) -> TracerProvider:
     """Logging, tracer provider and the instrumentations every service uses.
 
     Must run before any gRPC channel is created: the client instrumentor works
-    by wrapping the factory. gRPC servers get their tracing interceptor from
-    serve(), which needs it inside the stream driver.
+    by wrapping the factory. gRPC servers get their server spans from serve()'s
+    ServerCallInterceptor (stream_driver.py), not from an instrumentor.
     """
     global _provider
     setup_logging(settings.otel_service_name, settings.log_level)
