@@ -6,6 +6,8 @@ in the bench shares this upstream and the 2 cores, and "direct" is meant to be t
 
 Shape of every answer: `delay_ms` before the first token, then `chunks` content chunks
 `gap_ms` apart; a non-streaming answer waits the same total time and returns the same text.
+The request's `model` picks the shape: `--shape MODEL=DELAY_MS,CHUNKS,GAP_MS` adds one for that
+model name (the bench's long answers), every other model gets the default shape.
 """
 
 import argparse
@@ -32,8 +34,24 @@ class Shape:
     def text(self) -> str:
         return "".join(self.token(i) for i in range(self.chunks))
 
+    def parts(self) -> list[str]:
+        return [self.token(i) for i in range(self.chunks)]
+
     def total_seconds(self) -> float:
         return (self.delay_ms + self.gap_ms * max(self.chunks - 1, 0)) / 1000
+
+    def spec(self) -> str:
+        """The `--shape` value that describes this shape."""
+        return f"{self.delay_ms},{self.chunks},{self.gap_ms}"
+
+
+def parse_shape(value: str) -> tuple[str, Shape]:
+    """`MODEL=DELAY_MS,CHUNKS,GAP_MS` -> (model, shape)."""
+    model, _, numbers = value.partition("=")
+    delay, chunks, gap = numbers.split(",")
+    if not model:
+        raise ValueError(f"no model name in {value!r}")
+    return model, Shape(delay_ms=float(delay), chunks=int(chunks), gap_ms=float(gap))
 
 
 @dataclass
@@ -71,8 +89,9 @@ def _sse(event: object) -> bytes:
 
 
 class UpstreamProtocol(asyncio.Protocol):
-    def __init__(self, shape: Shape, counters: Counters) -> None:
+    def __init__(self, shape: Shape, counters: Counters, shapes: dict[str, Shape] | None = None) -> None:
         self._shape = shape
+        self._shapes = shapes or {}
         self._counters = counters
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -141,7 +160,7 @@ class UpstreamProtocol(asyncio.Protocol):
             self._write(_error(400, "body must be a JSON object", keep_alive))
             return
         self._counters.requests += 1
-        shape = self._shape
+        shape = self._shapes.get(model, self._shape)
         completion_id = f"chatcmpl-bench{next(_ids)}"
         created = int(time.time())
         usage = {"prompt_tokens": 8, "completion_tokens": shape.chunks, "total_tokens": 8 + shape.chunks}
@@ -200,18 +219,22 @@ class UpstreamProtocol(asyncio.Protocol):
 
 
 async def start(
-    host: str, port: int, shape: Shape, counters: Counters | None = None
+    host: str, port: int, shape: Shape, counters: Counters | None = None, shapes: dict[str, Shape] | None = None
 ) -> tuple[asyncio.Server, int]:
-    """Listens on host:port (0 picks a free port); returns the server and the bound port."""
+    """Listens on host:port (0 picks a free port); returns the server and the bound port.
+
+    `shapes` maps model names to their own shape; other models get `shape`.
+    """
     counters = counters or Counters()
-    factory: Callable[[], asyncio.Protocol] = lambda: UpstreamProtocol(shape, counters)  # noqa: E731
+    factory: Callable[[], asyncio.Protocol] = lambda: UpstreamProtocol(shape, counters, shapes)  # noqa: E731
     server = await asyncio.get_running_loop().create_server(factory, host, port, backlog=1024)
     return server, server.sockets[0].getsockname()[1]
 
 
 async def _main(args: argparse.Namespace) -> None:
     shape = Shape(delay_ms=args.delay_ms, chunks=args.chunks, gap_ms=args.gap_ms)
-    server, port = await start(args.host, args.port, shape)
+    shapes = dict(parse_shape(value) for value in args.shape)
+    server, port = await start(args.host, args.port, shape, shapes=shapes)
     print(f"fake upstream listening on {args.host}:{port}", flush=True)
     async with server:
         await server.serve_forever()
@@ -224,6 +247,10 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=Shape.delay_ms, help="time to first token")
     parser.add_argument("--chunks", type=int, default=Shape.chunks, help="content chunks per answer")
     parser.add_argument("--gap-ms", type=float, default=Shape.gap_ms, help="time between chunks")
+    parser.add_argument(
+        "--shape", action="append", default=[], metavar="MODEL=DELAY_MS,CHUNKS,GAP_MS",
+        help="another shape, for requests naming MODEL (repeatable)",
+    )
     uvloop.run(_main(parser.parse_args()))
 
 

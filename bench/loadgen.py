@@ -27,6 +27,8 @@ class CellSpec:
     expected_chunks: int
     expected_text: str
     headers: dict = field(default_factory=dict)
+    # The upstream's content chunks in order; when set, a faithful stream must carry exactly these.
+    expected_parts: list | None = None
     warmup_s: float = 1.0
     timeout_s: float = 30.0
     # Bounds the run even if the target answers impossibly fast.
@@ -39,6 +41,9 @@ class CellSpec:
 class CellResult:
     ok: int = 0
     errors: int = 0
+    # Every request that finished, in warm-up and measured time alike, whatever its outcome: the
+    # phases end only when all of them have, so the target's CPU over the cell divides by this.
+    handled: int = 0
     error_kinds: dict = field(default_factory=dict)
     # Streams whose content chunks and text matched the upstream's exactly.
     faithful: int = 0
@@ -117,7 +122,10 @@ async def _one(session: aiohttp.ClientSession, body: bytes, rec: _Recorder) -> N
         return
     result = rec.result
     result.ok += 1
-    if len(times) == spec.expected_chunks and "".join(parts) == spec.expected_text:
+    if spec.expected_parts is not None:
+        if parts == spec.expected_parts:
+            result.faithful += 1
+    elif len(times) == spec.expected_chunks and "".join(parts) == spec.expected_text:
         result.faithful += 1
     if spec.collect:
         result.latency_ms.append((done - started) * 1000)
@@ -137,6 +145,7 @@ async def _phase(session: aiohttp.ClientSession, rec: _Recorder, seconds: float)
         while time.perf_counter() < deadline and budget[0] > 0:
             budget[0] -= 1
             await _one(session, body, rec)
+            rec.result.handled += 1
 
     await asyncio.gather(*(worker() for _ in range(rec.spec.concurrency)))
     return time.perf_counter() - started

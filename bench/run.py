@@ -8,11 +8,20 @@ from datetime import datetime, timezone
 
 import orjson
 
-from . import guardrails_bench, machine, report, stats
+from . import goals, guardrails_bench, machine, report, stats
 from .config import BenchSettings
 from .matrix import run_matrix
 from .processes import Proc, StartupError
-from .targets import Target, check, direct, start_fake_upstream, start_litellm, start_llmsuite, start_passthrough
+from .targets import (
+    Target,
+    check,
+    direct,
+    start_fake_upstream,
+    start_litellm,
+    start_llmsuite,
+    start_passthrough,
+    start_passthrough_fast,
+)
 
 log = logging.getLogger("bench")
 
@@ -22,6 +31,7 @@ def _start_targets(cfg: BenchSettings, upstream: str) -> tuple[list[Target], dic
         "direct": lambda: direct(upstream),
         "direct-again": lambda: direct(upstream, "direct-again"),
         "passthrough": lambda: start_passthrough(cfg, upstream),
+        "passthrough-fast": lambda: start_passthrough_fast(cfg, upstream),
         "litellm": lambda: start_litellm(cfg, upstream),
         "llmsuite": lambda: start_llmsuite(cfg, upstream),
     }
@@ -50,17 +60,17 @@ def _start_targets(cfg: BenchSettings, upstream: str) -> tuple[list[Target], dic
 def _loadgen_ceiling(rows: list[dict]) -> dict:
     busiest = max(rows, key=lambda r: r["loadgen_cpu_share"] or 0.0)
     share = busiest["loadgen_cpu_share"] or 0.0
-    pairs = {(r["stream"], r["concurrency"]): r for r in rows if r["target"] == "direct"}
+    pairs = {(r["shape"], r["stream"], r["concurrency"]): r for r in rows if r["target"] == "direct"}
     spread, p50_spread = [], []
     for r in rows:
-        base = pairs.get((r["stream"], r["concurrency"]))
+        base = pairs.get((r["shape"], r["stream"], r["concurrency"]))
         if r["target"] == "direct-again" and base and base["rps"]:
             spread.append(abs(r["rps"] - base["rps"]) / base["rps"] * 100)
             if r["p50_ms"] is not None and base["p50_ms"] is not None:
                 p50_spread.append(abs(r["p50_ms"] - base["p50_ms"]))
     return {
         "max_cpu_share": share,
-        "max_cpu_cell": f"{busiest['target']}, {'stream' if busiest['stream'] else 'non-stream'}, "
+        "max_cpu_cell": f"{busiest['target']}, {busiest['shape']}, {'stream' if busiest['stream'] else 'non-stream'}, "
         f"c={busiest['concurrency']}",
         "max_cpu_rps": busiest["rps"],
         "ceiling_rps": busiest["rps"] / share if share else None,
@@ -133,10 +143,15 @@ def run(cfg: BenchSettings) -> dict:
         from . import embedding_bench
 
         res["embedding"] = embedding_bench.run(cfg)
+    if "embedding-remote" in cfg.suites:
+        from . import embedding_bench
+
+        res["embedding_remote"] = embedding_bench.run_remote(cfg)
     if "retrieval" in cfg.suites:
         from . import retrieval_bench
 
         res["retrieval"] = retrieval_bench.run(cfg)
+    res["goals"] = goals.evaluate(res)
     res["load_average_after"] = os.getloadavg()
     res["duration_s"] = time.monotonic() - started
     return res

@@ -1,4 +1,4 @@
-"""The fake upstream and the four targets in front of it, started as real processes."""
+"""The fake upstream and the targets in front of it, started as real processes."""
 
 import secrets
 from dataclasses import dataclass, field
@@ -10,11 +10,14 @@ from .config import BenchSettings
 from .processes import PYTHON, Proc, free_port, grpc_ready, http_ready, spawn, wait_until
 
 MODEL = "bench-model"
+# The model name picks the fake upstream's answer shape; every target serves both names.
+MODELS = {"short": MODEL, "long": f"{MODEL}-long"}
 
 LABELS = {
     "direct": "direct (the limit)",
     "direct-again": "direct, second client (noise floor)",
     "passthrough": "FastAPI pass-through",
+    "passthrough-fast": "aiohttp pass-through (fast)",
     "litellm": "LiteLLM proxy",
     "llmsuite": "llmsuite full chain",
 }
@@ -33,6 +36,7 @@ def start_fake_upstream(cfg: BenchSettings) -> tuple[Proc, str]:
     port = free_port()
     argv = [str(PYTHON), "-m", "bench.fake_upstream", "--port", str(port)]
     argv += ["--delay-ms", str(shape.delay_ms), "--chunks", str(shape.chunks), "--gap-ms", str(shape.gap_ms)]
+    argv += ["--shape", f"{MODELS['long']}={cfg.shape('long').spec()}"]
     proc = spawn("fake-upstream", argv, {}, cfg.work_dir / "logs")
     wait_until(proc, http_ready(f"http://127.0.0.1:{port}/health"), cfg.startup_timeout_seconds)
     return proc, f"http://127.0.0.1:{port}/v1"
@@ -51,13 +55,23 @@ def start_passthrough(cfg: BenchSettings, upstream: str) -> Target:
     return target
 
 
+def start_passthrough_fast(cfg: BenchSettings, upstream: str) -> Target:
+    port = free_port()
+    argv = [str(PYTHON), "-m", "bench.passthrough_fast", "--upstream", upstream, "--port", str(port)]
+    proc = spawn("passthrough-fast", argv, {}, cfg.work_dir / "logs")
+    target = Target("passthrough-fast", f"http://127.0.0.1:{port}/v1/chat/completions", [proc])
+    wait_until(proc, http_ready(f"http://127.0.0.1:{port}/health"), cfg.startup_timeout_seconds)
+    return target
+
+
 def litellm_config(upstream: str) -> dict:
     return {
         "model_list": [
             {
-                "model_name": MODEL,
-                "litellm_params": {"model": f"openai/{MODEL}", "api_base": upstream, "api_key": "bench-upstream"},
+                "model_name": model,
+                "litellm_params": {"model": f"openai/{model}", "api_base": upstream, "api_key": "bench-upstream"},
             }
+            for model in MODELS.values()
         ],
         "litellm_settings": {"telemetry": False},
     }
@@ -114,7 +128,7 @@ def start_llmsuite(cfg: BenchSettings, upstream: str) -> Target:
         guard = spawn("guardrails", service_argv("guardrails"), service_env("guardrails", guard_port, {}), logs)
         procs.append(guard)
         gen_port = free_port()
-        routes = {MODEL: {"upstream_model": MODEL, "stop": []}}
+        routes = {model: {"upstream_model": model, "stop": []} for model in MODELS.values()}
         gen_env = {"GENERATION_UPSTREAM_BASE_URL": upstream, "GENERATION_MODELS": orjson.dumps(routes).decode()}
         gen = spawn("generation", service_argv("generation"), service_env("generation", gen_port, gen_env), logs)
         procs.append(gen)
@@ -142,11 +156,12 @@ def start_llmsuite(cfg: BenchSettings, upstream: str) -> Target:
     return Target("llmsuite", f"{base}/v1/chat/completions", procs, {"authorization": f"Bearer {key}"})
 
 
-def payload(cfg: BenchSettings, stream: bool) -> dict:
+def payload(cfg: BenchSettings, stream: bool, shape: str = "short") -> dict:
     return {
-        "model": MODEL,
+        "model": MODELS[shape],
         "messages": [{"role": "user", "content": cfg.prompt}],
-        "max_tokens": 64,
+        # Room for every chunk: the chain stops a stream that runs past max_tokens.
+        "max_tokens": max(64, 2 * cfg.shape(shape).chunks),
         "stream": stream,
     }
 
