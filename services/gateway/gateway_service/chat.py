@@ -211,21 +211,32 @@ async def sse_events(
             yield SSE_KEEPALIVE
         first = True
         while (event := await reader.next()) is not None:
-            kind = event.WhichOneof("event")
-            if kind == "delta":
-                if first:
-                    on_first_token()
-                    first = False
-                data = encoder.delta(event.delta.content, event.delta.tool_calls)
-                tally.deltas += 1
-                tally.parts.append(event.delta.content)
-                tally.events.append(data)
-                yield data
-            elif kind == "final":
-                data = encoder.finish(event.final)
-                tally.events.append(data)
-                tally.final = event.final
-                yield data
+            # Events already released together (a batch from generation, held text let go at once)
+            # go out in one write: still one SSE event each, one syscall for all.
+            out: list[bytes] = []
+            ended = False
+            while event is not None:
+                kind = event.WhichOneof("event")
+                if kind == "delta":
+                    if first:
+                        on_first_token()
+                        first = False
+                    data = encoder.delta(event.delta.content, event.delta.tool_calls)
+                    tally.deltas += 1
+                    tally.parts.append(event.delta.content)
+                    tally.events.append(data)
+                    out.append(data)
+                elif kind == "final":
+                    data = encoder.finish(event.final)
+                    tally.events.append(data)
+                    tally.final = event.final
+                    out.append(data)
+                    ended = True
+                    break
+                event = reader.ready()
+            if out:
+                yield out[0] if len(out) == 1 else b"".join(out)
+            if ended:
                 await reader.finish()
                 return
         yield encoder.error(incomplete_stream())

@@ -46,6 +46,10 @@ class GenerationReader:
             return await pending
         return await self._read()
 
+    def ready(self) -> generation_pb2.GenerateResponse | None:
+        """An event that can be had without waiting (a reader that buffers); None otherwise."""
+        return None
+
     async def finish(self) -> None:
         """Reads past Final to the end of the stream, so the call (and its client span) completes
         normally instead of waiting to be cancelled or collected."""

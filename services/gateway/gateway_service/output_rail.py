@@ -121,11 +121,10 @@ class GuardedReader(GenerationReader):
                 raise incomplete_stream()
             kind = event.WhichOneof("event")
             if kind == "delta":
-                delta = event.delta
-                if delta.tool_calls:
-                    self._tool_deltas.append(event)
-                if delta.content:
-                    self._release(self._rail.feed(delta.content, self._time()))
+                self._feed(event.delta)
+            elif kind == "deltas":
+                for delta in event.deltas.deltas:
+                    self._feed(delta)
             elif kind == "final":
                 self._release(self._rail.finish(self._time()))
                 self._done()
@@ -133,6 +132,16 @@ class GuardedReader(GenerationReader):
                 self._queued.append(event)
                 self._ended = True
         raise ApiError(502, "the generation stream did not end", code="upstream_error")
+
+    def ready(self) -> generation_pb2.GenerateResponse | None:
+        """An event already released and waiting, without awaiting anything; None when there is none."""
+        return self._queued.popleft() if self._queued else None
+
+    def _feed(self, delta: generation_pb2.Delta) -> None:
+        if delta.tool_calls:
+            self._tool_deltas.append(generation_pb2.GenerateResponse(delta=delta))
+        if delta.content:
+            self._release(self._rail.feed(delta.content, self._time()))
 
     def _release(self, step: Step) -> None:
         for piece in step.released:

@@ -107,3 +107,23 @@ async def test_a_stream_without_final_is_an_upstream_error():
     with pytest.raises(ApiError) as err:
         await read_all(guarded(Call(events_of(delta("cut")))))
     assert err.value.status == 502
+
+
+async def test_a_batch_of_deltas_becomes_one_chunk_each_written_together():
+    from gateway_service.chat import StreamTally, sse_events
+    from gateway_service.completions import ChunkEncoder, CompletionMeta
+
+    batch = generation_pb2.GenerateResponse(
+        deltas=generation_pb2.DeltaBatch(deltas=[generation_pb2.Delta(content=t) for t in ("a", "b", "c")])
+    )
+    reader = guarded(Call(events_of(delta("x"), batch, final())))
+    tally = StreamTally()
+    writes = [
+        w
+        async for w in sse_events(
+            reader, ChunkEncoder(CompletionMeta(model="m"), include_usage=False), keepalive_seconds=5, on_first_token=lambda: None, tally=tally
+        )
+    ]
+    assert tally.parts == ["x", "a", "b", "c"] and tally.final is not None
+    # One write per generation message: "x", then the batch (one event per delta), then Final.
+    assert len(writes) == 3 and writes[1].count(b"data: ") == 3

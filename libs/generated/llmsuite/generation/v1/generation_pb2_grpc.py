@@ -50,7 +50,8 @@ class GenerationServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Generate(self, request, context):
-        """Streams token deltas as the upstream produces them, then exactly one Final.
+        """Streams token deltas as the upstream produces them (several in one message when they were
+        ready together), then exactly one Final.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

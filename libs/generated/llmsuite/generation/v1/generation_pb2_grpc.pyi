@@ -32,7 +32,9 @@ class GenerationServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> GenerationServiceAsyncStub: ...
     Generate: _grpc.UnaryStreamMultiCallable[_generation_pb2.GenerateRequest, _generation_pb2.GenerateResponse]
-    """Streams token deltas as the upstream produces them, then exactly one Final."""
+    """Streams token deltas as the upstream produces them (several in one message when they were
+    ready together), then exactly one Final.
+    """
     ListModels: _grpc.UnaryUnaryMultiCallable[_generation_pb2.ListModelsRequest, _generation_pb2.ListModelsResponse]
     """Public model names this service can route."""
 
@@ -40,7 +42,9 @@ class GenerationServiceStub:
 class GenerationServiceAsyncStub(GenerationServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Generate: _aio.UnaryStreamMultiCallable[_generation_pb2.GenerateRequest, _generation_pb2.GenerateResponse]  # type: ignore[assignment]
-    """Streams token deltas as the upstream produces them, then exactly one Final."""
+    """Streams token deltas as the upstream produces them (several in one message when they were
+    ready together), then exactly one Final.
+    """
     ListModels: _aio.UnaryUnaryMultiCallable[_generation_pb2.ListModelsRequest, _generation_pb2.ListModelsResponse]  # type: ignore[assignment]
     """Public model names this service can route."""
 
@@ -51,7 +55,9 @@ class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _generation_pb2.GenerateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_generation_pb2.GenerateResponse], _abc.AsyncIterator[_generation_pb2.GenerateResponse]]:
-        """Streams token deltas as the upstream produces them, then exactly one Final."""
+        """Streams token deltas as the upstream produces them (several in one message when they were
+        ready together), then exactly one Final.
+        """
 
     @_abc_1.abstractmethod
     def ListModels(
