@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -15,6 +17,15 @@ class ServiceSettings(BaseSettings):
         "", description="OTLP collector endpoint; traces are off when empty."
     )
     otel_exporter_otlp_protocol: str = Field("grpc", description="`grpc` or `http/protobuf`.")
+    # Read by the OpenTelemetry SDK itself from the same variables; declared here so a bad value
+    # fails at start and the chart's names stay settings fields.
+    otel_traces_sampler: Literal[
+        "always_on", "always_off", "traceidratio",
+        "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio",
+    ] = Field("parentbased_always_on", description="Trace sampler; `parentbased_traceidratio` samples new traces.")
+    otel_traces_sampler_arg: float = Field(
+        1.0, ge=0, le=1, description="Share of new traces recorded by the `*traceidratio` samplers."
+    )
     drain_seconds: float = Field(
         5.0, description="After SIGTERM: seconds reported NOT_SERVING before the listener closes."
     )

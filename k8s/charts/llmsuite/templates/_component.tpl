@@ -17,6 +17,8 @@ Context: (dict "root" $ "name" "<name>" "c" <component values>)
   "LOG_LEVEL" $g.logLevel
   "OTEL_EXPORTER_OTLP_ENDPOINT" $g.otel.endpoint
   "OTEL_EXPORTER_OTLP_PROTOCOL" $g.otel.protocol
+  "OTEL_TRACES_SAMPLER" $g.otel.sampler
+  "OTEL_TRACES_SAMPLER_ARG" (printf "%v" $g.otel.samplerArg)
   "DRAIN_SECONDS" (printf "%d" (int64 $g.drainSeconds))
   "SHUTDOWN_GRACE_SECONDS" (printf "%d" (int64 $g.shutdownGraceSeconds))
   "GRPC_MAX_CONNECTION_AGE_SECONDS" (printf "%d" (int64 $g.grpcMaxConnectionAgeSeconds))
