@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 import fastapi
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from opentelemetry.trace import TracerProvider
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -25,6 +26,7 @@ from .limits import LEASE_MARGIN_SECONDS, LimitConfig, Limiter
 from .metrics import GatewayMetrics
 from .policy import Policy
 from .request_log_writer import RequestLogWriter
+from .request_tracing import RequestTracing
 from .result_cache import ResultCache
 from .routes.admin import admin_router
 from .routes.chat import ChatEdge, chat_router
@@ -145,6 +147,7 @@ def create_app(
     lifecycle: Lifecycle | None = None,
     metrics: GatewayMetrics | None = None,
     shared: SharedState | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     lifecycle = lifecycle or Lifecycle()
     metrics = metrics or GatewayMetrics()
@@ -170,9 +173,8 @@ def create_app(
             if database is not None:
                 await database.close()
 
-    # Looked up at call time: FastAPIInstrumentor().instrument() swaps in its traced subclass.
-    # FastAPI's native telemetry stays off so there is one tracing path (with the probe exclusions),
-    # and so its logs never record request bodies.
+    # FastAPI's native telemetry stays off so there is one tracing path (RequestTracing, with the
+    # probe exclusions), and so its logs never record request bodies.
     app = fastapi.FastAPI(
         title="llmsuite gateway",
         openapi_url="/openapi.json" if settings.gateway_openapi_enabled else None,
@@ -207,4 +209,6 @@ def create_app(
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.gateway_max_body_bytes)
     app.add_middleware(AccessMiddleware, metrics=metrics)
+    # Outermost of the project's middleware: the request span is current for everything inside.
+    app.add_middleware(RequestTracing, tracer_provider=tracer_provider)
     return app

@@ -16,7 +16,6 @@ import httpx
 import openai
 import pytest
 import uvicorn
-from fastapi import FastAPI
 from gateway_service.app import create_app
 from gateway_service.clients import BackendClients, BackendTargets
 from gateway_service.settings import GatewaySettings
@@ -139,7 +138,7 @@ async def start_gateway(backends: Backends) -> AsyncIterator[GatewayFactory]:
 
         async def start(
             targets: BackendTargets | None = None,
-            instrument: Callable[[FastAPI], None] | None = None,
+            tracer_provider: Any = None,
             **overrides: Any,
         ) -> RunningGateway:
             values: dict[str, Any] = {"gateway_api_key": API_KEY, "gateway_default_model": MODEL, **overrides}
@@ -148,10 +147,10 @@ async def start_gateway(backends: Backends) -> AsyncIterator[GatewayFactory]:
                 backends.guardrails, backends.unreachable, backends.generation
             )
             app = create_app(
-                settings, BackendClients(targets, max_message_bytes=settings.grpc_max_message_bytes)
+                settings,
+                BackendClients(targets, max_message_bytes=settings.grpc_max_message_bytes),
+                tracer_provider=tracer_provider,
             )
-            if instrument is not None:
-                instrument(app)
             sock = socket.socket()
             sock.bind(("127.0.0.1", 0))
             config = uvicorn.Config(

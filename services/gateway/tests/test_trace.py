@@ -4,8 +4,6 @@ span, for the streaming Generate call too."""
 from collections.abc import Iterator
 
 import pytest
-from gateway_service.telemetry import instrumentation_options
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, filters
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -34,11 +32,7 @@ async def test_backend_spans_are_children_of_the_request_span(start_gateway, fak
     # The backends here are in-process without server instrumentation; the hops beyond the gateway
     # are covered by the cross-service trace test.
     provider, exporter = tracing
-    gateway = await start_gateway(
-        instrument=lambda app: FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=provider, **instrumentation_options()
-        )
-    )
+    gateway = await start_gateway(tracer_provider=provider)
     traceparent = f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01"
     body = {"model": gateway.model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
     async with gateway.client() as c:
