@@ -56,7 +56,8 @@ Scenario fields
 - `no_done`: end the stream cleanly without `data: [DONE]`.
 - `usage` (true): false omits the usage chunk even when asked for.
 - `tool_calls`: list of OpenAI `delta.tool_calls` entries, each sent as its own
-  chunk after the content (e.g. a first piece with id and name, then argument pieces).
+  chunk after the content (e.g. a first piece with id and name, then argument pieces);
+  a non-streamed answer carries them merged into whole calls in `message.tool_calls`.
 - `ignore_max_tokens`: stream every chunk whatever `max_tokens` says, like a
   server that does not honour it.
 - `finish_reason` ("stop"), `id` (response id).
@@ -194,6 +195,20 @@ def _echo_chunks(messages: list[Any]) -> list[str]:
     return out
 
 
+def _whole_tool_calls(pieces: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Streamed tool-call pieces merged by index into the whole calls a non-streamed answer has."""
+    calls: dict[int, dict[str, Any]] = {}
+    for position, piece in enumerate(pieces):
+        index = piece.get("index", position)
+        function = piece.get("function") or {}
+        call = calls.setdefault(index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+        call["id"] = call["id"] or piece.get("id", "")
+        call["type"] = piece.get("type") or call["type"]
+        call["function"]["name"] = call["function"]["name"] or function.get("name", "")
+        call["function"]["arguments"] += function.get("arguments", "")
+    return [calls[i] for i in sorted(calls)]
+
+
 def _prompt_words(messages: list[Any]) -> int:
     return sum(len(_text_of(m.get("content")).split()) for m in messages if isinstance(m, dict))
 
@@ -316,14 +331,15 @@ class ChatCompletions:
             "total_tokens": _prompt_words(messages) + len(contents),
         }
         if not stream:
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(contents)}
+            if s.tool_calls:
+                message["tool_calls"] = _whole_tool_calls(s.tool_calls)
             reply = {
                 "id": ident,
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": "".join(contents)}, "finish_reason": finish}
-                ],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             }
             if s.usage:
                 reply["usage"] = usage

@@ -3,6 +3,7 @@ import contextlib
 
 import grpc
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
+from opentelemetry.trace import TracerProvider
 
 from .metrics import GenerationMetrics
 from .pool import ResiliencePolicy, UpstreamPool
@@ -29,9 +30,19 @@ def resilience_policy(settings: GenerationSettings) -> ResiliencePolicy:
 class GenerationApp:
     service_names = (generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,)
 
-    def __init__(self, settings: GenerationSettings, metrics: GenerationMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: GenerationSettings,
+        metrics: GenerationMetrics | None = None,
+        *,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
         self._metrics = metrics or GenerationMetrics()
-        self._upstream = UpstreamClient(max_connections=settings.generation_max_connections)
+        self._upstream = UpstreamClient(
+            max_connections=settings.generation_max_connections,
+            max_answer_bytes=settings.grpc_max_message_bytes,
+            tracer_provider=tracer_provider,
+        )
         self._pool = UpstreamPool(self._upstream, resilience_policy(settings), self._metrics)
         self._routing = RoutingSource(
             settings, on_change=self._routing_changed, on_error=self._metrics.routing_reload_errors.inc
@@ -47,7 +58,7 @@ class GenerationApp:
         generation_pb2_grpc.add_GenerationServiceServicer_to_server(self._servicer, server)
 
     async def start(self) -> None:
-        # Created here, after telemetry is set up, so the httpx instrumentation covers it.
+        # aiohttp's session must be created inside the running loop.
         await self._upstream.open()
         if self._routing.reloadable:
             self._watcher = asyncio.create_task(self._routing.watch(self._stop_watching), name="routing-reload")

@@ -16,7 +16,7 @@ from .routing_source import RoutingSource
 from .tool_calls import ToolCallAssembler
 from .upstream import ContentDelta, StreamDone, ToolCallsDelta
 from .upstream_request import build_body
-from .usage import estimate_prompt_tokens
+from .usage import approx_tokens, count, estimate_prompt_tokens
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,10 @@ def _tool_calls(event: ToolCallsDelta) -> list[generation_pb2.ToolCallDelta]:
         generation_pb2.ToolCallDelta(index=c.index, id=c.id, type=c.type, name=c.name, arguments=c.arguments)
         for c in event.calls
     ]
+
+
+def _completion_tokens(usage: dict | None) -> int | None:
+    return count(usage.get("completion_tokens")) if usage else None
 
 
 class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
@@ -67,8 +71,14 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         )
         limits = OutputLimits((), None)
         tool_calls = ToolCallAssembler()
+        whole = request.whole_answer
         role = ""
         early_finish = ""
+        first_token_seen = False
+        # A whole answer: its text and tool calls, sent as one Delta once the upstream's answer is in.
+        parts: list[str] = []
+        whole_calls: list[generation_pb2.ToolCallDelta] = []
+        arrived = 0.0
         stream = self._pool.stream(table.chain(route), body_for, model=request.model, remaining=context.time_remaining)
         try:
             # aclosing: however this ends (cancel, deadline, error, early stop), the
@@ -78,10 +88,15 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                     if isinstance(event, ContentDelta):
                         role = role or event.role
                         arrived = account.content_delta()
+                        if whole:
+                            parts.append(event.content)
+                            continue
                         emit = limits.feed(event.content)
                         account.content_chunks = limits.chunks
                         if emit.text:
-                            account.first_token(arrived)
+                            if not first_token_seen:
+                                first_token_seen = True
+                                account.first_token(arrived)
                             yield generation_pb2.GenerateResponse(
                                 delta=generation_pb2.Delta(content=emit.text, role=role)
                             )
@@ -90,18 +105,42 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                             early_finish = emit.finish
                             break
                     elif isinstance(event, ToolCallsDelta):
-                        account.tool_chunks += 1
+                        first_token_seen = True
                         account.first_token()
                         tool_calls.add(event)
+                        if whole:
+                            role = role or event.role
+                            whole_calls.extend(_tool_calls(event))
+                            account.tool_chunks += sum(approx_tokens(c.name + c.arguments) for c in event.calls)
+                            continue
+                        account.tool_chunks += 1
                         yield generation_pb2.GenerateResponse(
                             delta=generation_pb2.Delta(role=role or event.role, tool_calls=_tool_calls(event))
                         )
                         role = ""
                     elif isinstance(event, StreamDone):
-                        held = limits.flush()
-                        if held:
-                            yield generation_pb2.GenerateResponse(delta=generation_pb2.Delta(content=held, role=role))
-                        account.finish(event.finish_reason, event.usage, event.upstream_id)
+                        finish_reason = event.finish_reason
+                        if whole:
+                            text = "".join(parts)
+                            # Estimated like a stream's chunks when the upstream gives no usage.
+                            account.content_chunks = approx_tokens(text) if text else 0
+                            tokens = _completion_tokens(event.usage)
+                            emit = limits.whole(text, tokens if tokens is not None else account.content_chunks)
+                            if emit.text or whole_calls:
+                                if emit.text:
+                                    account.first_token(arrived)
+                                yield generation_pb2.GenerateResponse(
+                                    delta=generation_pb2.Delta(content=emit.text, role=role, tool_calls=whole_calls)
+                                )
+                            # Everything was generated (and is billed), even past a cut.
+                            finish_reason = emit.finish or finish_reason
+                        else:
+                            held = limits.flush()
+                            if held:
+                                yield generation_pb2.GenerateResponse(
+                                    delta=generation_pb2.Delta(content=held, role=role)
+                                )
+                        account.finish(finish_reason, event.usage, event.upstream_id)
                         yield self._final(account, tool_calls)
                     elif isinstance(event, Committed):
                         account.committed = event

@@ -1,16 +1,30 @@
-"""The streaming chat-completions client for OpenAI-compatible upstreams."""
+"""The chat-completions client for OpenAI-compatible upstreams, streamed or whole.
+
+One aiohttp session (one connection pool) serves every upstream deployment. A streamed request
+(`"stream": true`) yields content and tool-call deltas as the SSE chunks arrive; a whole one
+(a non-streaming caller's) reads the upstream's JSON answer and yields the same events from it,
+the whole text as one ContentDelta and the whole tool calls as one ToolCallsDelta, so routing,
+retries, accounting and limits treat both alike. Either ends with one StreamDone.
+
+aiohttp rather than httpx: per streamed chunk httpx goes through httpcore, h11 and anyio (about
+4x the CPU of aiohttp's C parser and stream reader), and httpcore's pool scans every connection
+per request (benchmarks in services/generation/README.md). Tracing is done here, as httpx's
+instrumentation did it: one client span per attempt and the W3C traceparent on the request.
+"""
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 import orjson
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
-from llmsuite_common.errors import DeadlineExceeded, FailedPrecondition, Unavailable
+from llmsuite_common.errors import DeadlineExceeded, FailedPrecondition, ResourceExhausted, ServiceError, Unavailable
 from llmsuite_common.request_context import REQUEST_ID_METADATA_KEY, request_id_var
 
 from .routing import Deployment
@@ -20,19 +34,22 @@ from .upstream_errors import error_for_status, error_for_stream_error, error_for
 log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY_BYTES = 64 * 1024
+# A whole answer goes to the caller as one gRPC message, which cannot be larger than this anyway.
+DEFAULT_MAX_ANSWER_BYTES = 4 * 1024 * 1024
 # After [DONE] the body normally ends at once; an upstream that lingers loses its connection.
 DRAIN_SECONDS = 0.5
 CALLER_DEADLINE_BACKUP_SECONDS = 1.0
 DONE = "[DONE]"
-_HEADERS = {
+_STREAM_HEADERS = {
     "accept": "text/event-stream",
     # Compression would make proxies and servers buffer the stream.
     "accept-encoding": "identity",
     "content-type": "application/json",
 }
+_WHOLE_HEADERS = {**_STREAM_HEADERS, "accept": "application/json"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ContentDelta:
     content: str
     role: str
@@ -47,13 +64,13 @@ class ToolCallPiece:
     arguments: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolCallsDelta:
     calls: tuple[ToolCallPiece, ...]
     role: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamDone:
     finish_reason: str
     usage: dict[str, Any] | None
@@ -66,119 +83,185 @@ UpstreamEvent = ContentDelta | ToolCallsDelta | StreamDone
 class UpstreamClient:
     """Owns the process's one pooled HTTP client, shared by every upstream deployment."""
 
-    def __init__(self, *, max_connections: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
         self._max_connections = max_connections
-        self._client: httpx.AsyncClient | None = None
+        self._max_answer_bytes = max_answer_bytes
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        self._session: aiohttp.ClientSession | None = None
+        # Requests holding or waiting for a connection: a connect timeout while more of them than
+        # connections are open means the pool is exhausted, not that the upstream is unreachable.
+        self._in_use = 0
 
     async def open(self) -> None:
-        if self._client is not None:
+        if self._session is not None:
             return
-        limits = httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections)
-        self._client = httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0, connect=5.0), trust_env=False)
+        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            # Upstream cookies are not ours to keep, and would cross tenants on a shared session.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            trust_env=False,
+        )
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    @staticmethod
-    def _timeout(deployment: Deployment) -> httpx.Timeout:
-        # Per-phase limits only; the overall budget is the deadline timer in stream_chat.
-        t = deployment.timeouts
-        return httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.connect)
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     async def stream_chat(
         self, deployment: Deployment, body: dict[str, Any], *, model: str, remaining: float | None
     ) -> AsyncIterator[UpstreamEvent]:
-        """Content and tool-call deltas as they arrive, then one StreamDone.
+        """Content and tool-call deltas, then one StreamDone: as they arrive when `body` asks for a
+        stream, else from the upstream's whole answer (one ContentDelta and/or one ToolCallsDelta).
 
-        `remaining` is the caller's time budget; together with the deployment's
-        total timeout it bounds every wait. Leaving the iteration early (cancel,
-        deadline, aclose) closes the upstream response.
+        `remaining` is the caller's time budget; together with the deployment's total timeout it
+        bounds every wait. Leaving the iteration early (cancel, deadline, aclose) closes the
+        upstream response, so the upstream sees the disconnect and stops generating.
         """
-        if self._client is None:
+        session = self._session
+        if session is None:
             raise FailedPrecondition("generation is not started", code="not_ready")
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded("deadline passed before the upstream call", code="timeout")
-        callers_deadline = remaining is not None and remaining < deployment.timeouts.total
+        streamed = bool(body.get("stream"))
+        t = deployment.timeouts
+        callers_deadline = remaining is not None and remaining < t.total
         # gRPC enforces the caller's deadline itself, cancelling this call at that instant (a
         # cancel, in the metrics). This timer only backs that up, a moment later, so the two never
         # race to decide how the same call ended.
-        budget = (
-            remaining + CALLER_DEADLINE_BACKUP_SECONDS
-            if callers_deadline and remaining is not None
-            else deployment.timeouts.total
+        budget = remaining + CALLER_DEADLINE_BACKUP_SECONDS if callers_deadline and remaining is not None else t.total
+        timeout = aiohttp.ClientTimeout(
+            # The whole exchange, body included; aiohttp checks it at every read without a timer
+            # per read, and only while a read waits.
+            total=budget,
+            # Waiting for a pooled connection and connecting.
+            connect=t.connect,
+            sock_connect=t.connect,
+            # Silence between two pieces of a stream. A whole answer is silent while the model
+            # generates all of it: only the total timeout and the caller's deadline bound that.
+            sock_read=t.read if streamed else None,
         )
-        deadline = asyncio.get_running_loop().time() + budget
         key = deployment.api_key.get_secret_value()
         secrets = (key,) if key else ()
-        headers = dict(_HEADERS)
+        headers = dict(_STREAM_HEADERS if streamed else _WHOLE_HEADERS)
         if key:
             headers["authorization"] = f"Bearer {key}"
         request_id = request_id_var.get()
         if request_id:
             headers[REQUEST_ID_METADATA_KEY] = request_id
+        url = deployment.chat_url
+        span = self._tracer.start_span("POST", kind=SpanKind.CLIENT, attributes=_span_attributes(url))
+        propagate.inject(headers, context=trace.set_span_in_context(span))
+        response: aiohttp.ClientResponse | None = None
+        complete = False
+        self._in_use += 1
         try:
-            async with AsyncExitStack() as stack:
-                async with asyncio.timeout_at(deadline):
-                    response = await stack.enter_async_context(
-                        self._client.stream(
-                            "POST",
-                            deployment.chat_url,
-                            content=orjson.dumps(body),
-                            headers=headers,
-                            timeout=self._timeout(deployment),
-                        )
-                    )
-                    if response.status_code != 200:
-                        raise await self._status_error(response, model, secrets)
-                content_type = response.headers.get("content-type", "")
+            response = await session.post(url, data=orjson.dumps(body), headers=headers, timeout=timeout)
+            span.set_attribute("http.response.status_code", response.status)
+            if response.status != 200:
+                raise await self._status_error(response, model, secrets)
+            content_type = response.headers.get("content-type", "")
+            if streamed:
                 if not content_type.startswith("text/event-stream"):
                     raise Unavailable(
                         f"upstream answered with {content_type or 'no content type'}, not an event stream",
                         code="upstream_protocol_error",
                     )
-                pieces = await stack.enter_async_context(aclosing(_pieces(response, deadline)))
-                events = await stack.enter_async_context(aclosing(_events(pieces, secrets)))
-                async for event in events:
+                events = _events(_pieces(response.content), secrets)
+                try:
+                    async for event in events:
+                        yield event
+                finally:
+                    await events.aclose()
+                complete = response.content.at_eof()
+            else:
+                raw = await _read_at_most(response.content, self._max_answer_bytes)
+                if not response.content.at_eof():
+                    raise ResourceExhausted(
+                        f"upstream answer is larger than {self._max_answer_bytes} bytes",
+                        code="upstream_answer_too_large",
+                    )
+                complete = True
+                for event in whole_answer_events(raw, secrets):
                     yield event
-        except httpx.TransportError as exc:
-            error = error_for_transport(exc)
+        except aiohttp.ClientError as exc:
+            # Before TimeoutError: aiohttp's socket timeouts are both.
+            error = error_for_transport(exc, pool_exhausted=self._in_use > self._max_connections)
             log.warning(
                 "upstream transport failure",
                 extra={"error": type(exc).__name__, "code": error.code, "deployment": deployment.name},
             )
+            _fail(span, error)
             raise error from None
         except TimeoutError:
             if callers_deadline:
                 # The caller's time ran out; no retry can help and the upstream is not to blame.
-                raise DeadlineExceeded("deadline exceeded waiting for the upstream", code="timeout") from None
-            raise DeadlineExceeded("upstream exceeded its total timeout", code="upstream_timeout") from None
+                error = DeadlineExceeded("deadline exceeded waiting for the upstream", code="timeout")
+            else:
+                error = DeadlineExceeded("upstream exceeded its total timeout", code="upstream_timeout")
+            _fail(span, error)
+            raise error from None
+        except ServiceError as error:
+            _fail(span, error)
+            raise
+        except BaseException:
+            span.set_attribute("error.type", "cancelled")
+            raise
+        finally:
+            self._in_use -= 1
+            if response is not None:
+                if complete:
+                    response.release()  # back to the pool
+                else:
+                    response.close()  # the upstream sees the disconnect and stops
+            span.end()
 
     @staticmethod
-    async def _status_error(response: httpx.Response, model: str, secrets: tuple[str, ...]) -> Exception:
-        body = b""
-        async for piece in response.aiter_bytes():
-            body += piece
-            if len(body) >= MAX_ERROR_BODY_BYTES:
-                break
-        error = error_for_status(response.status_code, body, response.headers, model=model, secrets=secrets)
-        log.warning("upstream error status", extra={"status": response.status_code, "code": error.code})
+    async def _status_error(response: aiohttp.ClientResponse, model: str, secrets: tuple[str, ...]) -> ServiceError:
+        body = await _read_at_most(response.content, MAX_ERROR_BODY_BYTES)
+        error = error_for_status(response.status, body, response.headers, model=model, secrets=secrets)
+        log.warning("upstream error status", extra={"status": response.status, "code": error.code})
         return error
 
 
+def _span_attributes(url: str) -> dict[str, Any]:
+    """HTTP client span attributes (OpenTelemetry semantic conventions); URLs carry no credentials."""
+    parts = urlsplit(url)
+    attributes: dict[str, Any] = {"http.request.method": "POST", "url.full": url}
+    if parts.hostname:
+        attributes["server.address"] = parts.hostname
+    attributes["server.port"] = parts.port or (443 if parts.scheme == "https" else 80)
+    return attributes
 
-async def _pieces(response: httpx.Response, deadline: float) -> AsyncIterator[bytes]:
-    """The body's bytes; each wait is also bounded by the request's total deadline."""
-    pieces = response.aiter_bytes()
-    while True:
-        # Per read, not around the caller's loop: a timeout must never fire while
-        # this generator is suspended and the caller is running.
-        async with asyncio.timeout_at(deadline):
-            try:
-                piece = await anext(pieces)
-            except StopAsyncIteration:
-                return
+
+def _fail(span: trace.Span, error: ServiceError) -> None:
+    span.set_attribute("error.type", error.code)
+    span.set_status(Status(StatusCode.ERROR, error.code))
+
+
+async def _read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to `limit` bytes (more only if the last piece crosses it)."""
+    pieces: list[bytes] = []
+    size = 0
+    while size < limit:
+        piece = await content.readany()
+        if not piece:
+            break
+        pieces.append(piece)
+        size += len(piece)
+    return b"".join(pieces)
+
+
+async def _pieces(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The body's bytes as they arrive; aiohttp bounds each wait by the read and total timeouts."""
+    while piece := await content.readany():
         yield piece
 
 
@@ -194,14 +277,15 @@ async def _events(pieces: AsyncIterator[bytes], secrets: tuple[str, ...]) -> Asy
         except SSEError as exc:
             raise Unavailable(f"upstream stream is malformed: {exc}", code="upstream_protocol_error") from None
         for event in events:
-            if event.data == DONE:
+            data = event.data
+            if data == DONE:
                 yield StreamDone(finish_reason or "stop", usage, upstream_id)
                 await _drain(pieces)
                 return
             if event.event == "error":
-                raise error_for_stream_error(event.data, secrets=secrets)
+                raise error_for_stream_error(data, secrets=secrets)
             try:
-                chunk = orjson.loads(event.data)
+                chunk = orjson.loads(data)
             except orjson.JSONDecodeError:
                 raise Unavailable("upstream sent malformed JSON in the stream", code="upstream_protocol_error") from None
             if not isinstance(chunk, dict):
@@ -236,8 +320,50 @@ async def _events(pieces: AsyncIterator[bytes], secrets: tuple[str, ...]) -> Asy
     raise Unavailable("upstream stream ended without [DONE]", code="upstream_incomplete")
 
 
+def whole_answer_events(raw: bytes, secrets: tuple[str, ...] = ()) -> list[UpstreamEvent]:
+    """A non-streamed chat completion as the events of a stream: the whole text, the whole tool
+    calls, then StreamDone with the answer's finish reason, usage and id."""
+    try:
+        answer = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Unavailable("upstream sent a malformed JSON answer", code="upstream_protocol_error") from None
+    if not isinstance(answer, dict):
+        raise Unavailable("upstream sent an answer that is not an object", code="upstream_protocol_error")
+    if "error" in answer:
+        raise error_for_stream_error(answer["error"], secrets=secrets)
+    upstream_id = answer.get("id") if isinstance(answer.get("id"), str) else ""
+    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else None
+    events: list[UpstreamEvent] = []
+    finish_reason = ""
+    choices = answer.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            continue
+        message = choice.get("message")
+        if isinstance(message, dict):
+            role = _text(message.get("role"))
+            content = _content_text(message.get("content"))
+            if content:
+                events.append(ContentDelta(content, role))
+                role = ""
+            calls = _tool_call_pieces(message.get("tool_calls"))
+            if calls:
+                events.append(ToolCallsDelta(calls, role))
+        finish_reason = _text(choice.get("finish_reason"))
+        break
+    events.append(StreamDone(finish_reason or "stop", usage, upstream_id))
+    return events
+
+
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _content_text(value: object) -> str:
+    """A message's content: a string, or (some servers) a list of parts whose text parts count."""
+    if isinstance(value, list):
+        return "".join(p["text"] for p in value if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return _text(value)
 
 
 def _tool_call_pieces(value: object) -> tuple[ToolCallPiece, ...]:
@@ -248,7 +374,7 @@ def _tool_call_pieces(value: object) -> tuple[ToolCallPiece, ...]:
         if not isinstance(call, dict):
             continue
         index = call.get("index")
-        # Some servers omit `index` when they send each call whole.
+        # Some servers omit `index` when they send each call whole (every non-streamed answer).
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 2**31:
             index = position
         function = call.get("function") if isinstance(call.get("function"), dict) else {}
@@ -270,5 +396,5 @@ async def _drain(pieces: AsyncIterator[bytes]) -> None:
         async with asyncio.timeout(DRAIN_SECONDS):
             async for _ in pieces:
                 pass
-    except (TimeoutError, httpx.TransportError):
+    except (TimeoutError, aiohttp.ClientError):
         pass

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
-import httpx
+import aiohttp
 import orjson
 
 from llmsuite_common.errors import (
@@ -150,16 +150,25 @@ def error_for_status(
     return Unavailable(f"upstream failed (HTTP {status})", code="upstream_error")
 
 
-def error_for_transport(exc: httpx.TransportError) -> ServiceError:
-    """The error for a failure to talk HTTP with the upstream at all."""
-    if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout)):
-        return DeadlineExceeded("upstream did not answer in time", code="upstream_timeout")
-    if isinstance(exc, httpx.PoolTimeout):
-        return Unavailable("all upstream connections are busy", code="upstream_busy")
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+def error_for_transport(exc: aiohttp.ClientError, *, pool_exhausted: bool = False) -> ServiceError:
+    """The error for a failure to talk HTTP with the upstream at all.
+
+    aiohttp has one timeout for waiting for a pooled connection and connecting; `pool_exhausted`
+    (more requests open than connections allowed) tells the first from an unreachable upstream.
+    """
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        if pool_exhausted:
+            return Unavailable("all upstream connections are busy", code="upstream_busy")
         return Unavailable("upstream unreachable", code="upstream_unreachable")
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return DeadlineExceeded("upstream did not answer in time", code="upstream_timeout")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Unavailable("upstream unreachable", code="upstream_unreachable")
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError)):
         return Unavailable("upstream closed the connection mid-response", code="upstream_disconnected")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # aiohttp's HTTP parser refused what came back.
+        return Unavailable("upstream sent a malformed HTTP response", code="upstream_protocol_error")
     return Unavailable("upstream transport error", code="upstream_error")
 
 

@@ -1,4 +1,5 @@
-"""Turns a GenerateRequest into the body of an OpenAI streaming chat completion."""
+"""Turns a GenerateRequest into the body of an OpenAI chat completion: streamed, or whole when the
+caller asked for the whole answer at once."""
 
 import math
 from typing import Any, Protocol
@@ -98,12 +99,13 @@ def build_body(
     org_max_tokens: int | None = None,
 ) -> dict[str, Any]:
     messages = _messages(request)
-    body: dict[str, Any] = {
-        "model": upstream_model,
-        "messages": messages,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    body: dict[str, Any] = {"model": upstream_model, "messages": messages}
+    if request.whole_answer:
+        # One JSON answer (usage included) instead of one SSE event per token.
+        body["stream"] = False
+    else:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
     if request.HasField("max_tokens") and request.max_tokens == 0:
         raise InvalidArgument("max_tokens must be at least 1", param="max_tokens")
     max_tokens = effective_max_tokens(

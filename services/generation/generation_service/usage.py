@@ -37,7 +37,7 @@ def estimate_prompt_tokens(contents: Iterable[str]) -> int:
     return sum(approx_tokens(c) + TOKENS_PER_MESSAGE for c in contents) + TOKENS_PER_REPLY
 
 
-def _count(value: object) -> int | None:
+def count(value: object) -> int | None:
     # bool is an int subclass; a JSON true is not a token count.
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
@@ -45,10 +45,10 @@ def _count(value: object) -> int | None:
 def resolve_usage(upstream: Mapping[str, object] | None, *, contents: Iterable[str], deltas: int) -> TokenUsage:
     """Upstream figures where present and sane, estimates for the rest."""
     upstream = upstream or {}
-    prompt = _count(upstream.get("prompt_tokens"))
-    completion = _count(upstream.get("completion_tokens"))
+    prompt = count(upstream.get("prompt_tokens"))
+    completion = count(upstream.get("completion_tokens"))
     details = upstream.get("prompt_tokens_details")
-    cached = _count(details.get("cached_tokens")) if isinstance(details, Mapping) else None
+    cached = count(details.get("cached_tokens")) if isinstance(details, Mapping) else None
     return TokenUsage(
         prompt_tokens=prompt if prompt is not None else estimate_prompt_tokens(contents),
         completion_tokens=completion if completion is not None else deltas,

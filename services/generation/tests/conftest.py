@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry
 from generation_service.app import GenerationApp
 from generation_service.metrics import GenerationMetrics
 from generation_service.settings import GenerationSettings
-from llmsuite_common.errors import ErrorInterceptor
+from llmsuite_common.grpc_metrics import GrpcServerMetrics
+from llmsuite_common.stream_driver import server_interceptors
 from tests.fakes.openai_upstream import FakeUpstream, running_fake_upstream
 
 
@@ -31,17 +32,20 @@ GenerationFactory = Callable[..., Any]
 
 @pytest.fixture
 async def start_generation(fake: FakeUpstream) -> AsyncIterator[GenerationFactory]:
-    """Starts a real generation gRPC server on an ephemeral port; returns a stub to it."""
+    """Starts a real generation gRPC server on an ephemeral port, with the interceptor serve()
+    installs (spans from `tracer_provider`, else the global one); returns a stub to it."""
     async with AsyncExitStack() as stack:
 
         async def start(
-            metrics: GenerationMetrics | None = None, **overrides: Any
+            metrics: GenerationMetrics | None = None, *, tracer_provider: Any = None, **overrides: Any
         ) -> generation_pb2_grpc.GenerationServiceStub:
             values: dict[str, Any] = {"generation_upstream_base_url": fake.base_url, **overrides}
             settings = GenerationSettings(**values)
             # A registry per app: several apps share this process.
-            app = GenerationApp(settings, metrics or GenerationMetrics(CollectorRegistry()))
-            server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+            registry = CollectorRegistry()
+            app = GenerationApp(settings, metrics or GenerationMetrics(registry), tracer_provider=tracer_provider)
+            interceptors = server_interceptors(GrpcServerMetrics(registry), tracer_provider=tracer_provider)
+            server = grpc.aio.server(interceptors=interceptors)
             app.add_to_server(server)
             port = server.add_insecure_port("127.0.0.1:0")
             await server.start()

@@ -57,3 +57,24 @@ def test_any_chunking_gives_the_same_text_as_cutting_the_whole(text, sizes, stop
     out, finish = run(OutputLimits([stop], None), chunks)
     assert out == expected
     assert finish == ("stop" if stop in text else "")
+
+
+def test_a_whole_answer_is_cut_at_the_cap_then_at_the_first_stop():
+    limits = OutputLimits(["\n###"], 4)
+    words = "".join(f"w{i} " for i in range(10))
+    # 10 tokens by the upstream's count, 4 allowed: the first 4 of its 10 words.
+    assert limits.whole(words, 10) == Emit("w0 w1 w2 w3 ", "length")
+    assert limits.whole("a b\n### c d e f", 6) == Emit("a b", "stop")
+    # The stop lies past the cap: the cap ends it first, as in a stream.
+    assert limits.whole("a b c d e\n### f", 8) == Emit("a b c d ", "length")
+    assert limits.whole("a b", 2) == Emit("a b")
+    assert OutputLimits([], None).whole("anything\n###", 99) == Emit("anything\n###")
+
+
+def test_chunks_without_a_stop_start_pass_at_once_and_held_text_still_completes_a_stop():
+    limits = OutputLimits(["\n###", "END"], None)
+    assert limits.feed("plain words") == Emit("plain words")
+    assert limits.feed("tail\n") == Emit("tail")
+    assert limits.feed("plain") == Emit("\nplain")
+    assert limits.feed("x E") == Emit("x ")
+    assert limits.feed("ND more") == Emit("", "stop")

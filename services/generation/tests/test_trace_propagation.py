@@ -4,8 +4,6 @@ import pytest
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 from opentelemetry import propagate
-from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -13,25 +11,19 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 @pytest.fixture
 def spans():
-    """The same instrumentations setup_telemetry installs, on a private provider."""
+    """A private provider for the server's and the upstream client's spans."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    grpc_server = GrpcAioInstrumentorServer()
-    httpx_client = HTTPXClientInstrumentor()
-    grpc_server.instrument(tracer_provider=provider)
-    httpx_client.instrument(tracer_provider=provider)
     try:
         yield provider, exporter
     finally:
-        httpx_client.uninstrument()
-        grpc_server.uninstrument()
         provider.shutdown()
 
 
 async def test_upstream_request_carries_the_callers_trace(spans, fake, start_generation):
     provider, exporter = spans
-    stub = await start_generation()
+    stub = await start_generation(tracer_provider=provider)
     request = generation_pb2.GenerateRequest(
         model="gemma-3-270m", messages=[common_pb2.ChatMessage(role="user", content="trace me")]
     )
@@ -54,3 +46,28 @@ async def test_upstream_request_carries_the_callers_trace(spans, fake, start_gen
     assert server_span.kind.name == "SERVER"
     assert server_span.name.endswith("GenerationService/Generate")
     assert server_span.parent.span_id == caller.get_span_context().span_id
+
+
+async def test_one_client_span_per_upstream_attempt(spans, fake, start_generation):
+    provider, exporter = spans
+    stub = await start_generation(
+        tracer_provider=provider, generation_backoff_base_seconds=0.001, generation_upstream_api_key="sk-canary-9"
+    )
+    fake.script({"status": 503}, {"chunks": 2})
+    request = generation_pb2.GenerateRequest(
+        model="gemma-3-270m", messages=[common_pb2.ChatMessage(role="user", content="retry me")], whole_answer=True
+    )
+    async for _ in stub.Generate(request):
+        pass
+    finished = exporter.get_finished_spans()
+    [server] = [s for s in finished if s.kind.name == "SERVER"]
+    clients = sorted((s for s in finished if s.kind.name == "CLIENT"), key=lambda s: s.start_time)
+    assert [s.attributes["http.response.status_code"] for s in clients] == [503, 200]
+    assert [s.status.status_code.name for s in clients] == ["ERROR", "UNSET"]
+    assert clients[0].attributes["error.type"] == "upstream_error"
+    assert all(s.parent.span_id == server.context.span_id for s in clients)
+    assert all(s.attributes["url.full"] == fake.base_url + "/chat/completions" for s in clients)
+    # Each attempt's request names its own span as the parent.
+    sent = [r["headers"]["traceparent"].split("-")[2] for r in fake.requests()]
+    assert sent == [format(s.context.span_id, "016x") for s in clients]
+    assert "sk-canary-9" not in repr([dict(s.attributes) for s in finished])

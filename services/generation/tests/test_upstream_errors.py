@@ -1,12 +1,15 @@
+import aiohttp
 import grpc
-import httpx
 import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 import pytest
 
 from generation_service.upstream_errors import (
     error_for_status,
     error_for_stream_error,
     error_for_transport,
+    is_retryable,
     retry_after_seconds,
 )
 
@@ -76,19 +79,34 @@ def test_retry_after_forms():
     assert retry_after_seconds({}) is None
 
 
+def _connector_error() -> aiohttp.ClientConnectorError:
+    key = aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 1, False, True, None, None, None)
+    return aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))
+
+
+def _bad_response() -> aiohttp.ClientResponseError:
+    info = aiohttp.RequestInfo(URL("http://u/v1/chat/completions"), "POST", CIMultiDictProxy(CIMultiDict()))
+    return aiohttp.ClientResponseError(info, (), status=400, message="Invalid response status")
+
+
 @pytest.mark.parametrize(
-    ("exc", "code"),
+    ("exc", "pool_exhausted", "status", "code"),
     [
-        (httpx.ConnectError("refused"), grpc.StatusCode.UNAVAILABLE),
-        (httpx.ConnectTimeout("slow"), grpc.StatusCode.UNAVAILABLE),
-        (httpx.PoolTimeout("busy"), grpc.StatusCode.UNAVAILABLE),
-        (httpx.ReadTimeout("stalled"), grpc.StatusCode.DEADLINE_EXCEEDED),
-        (httpx.RemoteProtocolError("peer closed"), grpc.StatusCode.UNAVAILABLE),
-        (httpx.ReadError("reset"), grpc.StatusCode.UNAVAILABLE),
+        (_connector_error(), False, grpc.StatusCode.UNAVAILABLE, "upstream_unreachable"),
+        (aiohttp.ConnectionTimeoutError("slow"), False, grpc.StatusCode.UNAVAILABLE, "upstream_unreachable"),
+        (aiohttp.ConnectionTimeoutError("busy"), True, grpc.StatusCode.UNAVAILABLE, "upstream_busy"),
+        (aiohttp.SocketTimeoutError("stalled"), False, grpc.StatusCode.DEADLINE_EXCEEDED, "upstream_timeout"),
+        (aiohttp.ServerDisconnectedError(), False, grpc.StatusCode.UNAVAILABLE, "upstream_disconnected"),
+        (aiohttp.ClientPayloadError("cut"), False, grpc.StatusCode.UNAVAILABLE, "upstream_disconnected"),
+        (aiohttp.ClientOSError(104, "reset"), False, grpc.StatusCode.UNAVAILABLE, "upstream_disconnected"),
+        (_bad_response(), False, grpc.StatusCode.UNAVAILABLE, "upstream_protocol_error"),
+        (aiohttp.ClientError("other"), False, grpc.StatusCode.UNAVAILABLE, "upstream_error"),
     ],
 )
-def test_transport_mapping(exc, code):
-    assert error_for_transport(exc).status == code
+def test_transport_mapping(exc, pool_exhausted, status, code):
+    error = error_for_transport(exc, pool_exhausted=pool_exhausted)
+    assert (error.status, error.code) == (status, code)
+    assert is_retryable(error)
 
 
 def test_stream_error_object():

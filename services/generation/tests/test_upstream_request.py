@@ -137,3 +137,10 @@ def test_tools_tool_choice_and_response_format_pass_through_unchanged():
 
 def test_org_cap_limits_max_tokens():
     assert build_body(request(max_tokens=100), ROUTE, "up-m", org_max_tokens=20)["max_tokens"] == 20
+
+
+def test_a_whole_answer_is_asked_for_without_streaming():
+    body = build_body(request(whole_answer=True), ROUTE, "up-m")
+    assert body["stream"] is False
+    assert "stream_options" not in body
+    assert body["stop"] == ["\n###"] and body["max_tokens"] == 64
