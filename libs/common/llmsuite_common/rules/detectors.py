@@ -143,6 +143,9 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
     windows = [
         (max(0, m.start() - _WINDOW_MARGIN), m.end() + _WINDOW_MARGIN) for m in _NUMBERISH.finditer(text)
     ]
+    if not windows and "@" not in text:
+        # Prose, the common case: no email without "@", no other kind without a run of digits.
+        return []
     spans: set[Span] = set()
     for kind in PII_ORDER:
         if kind in wanted and ("@" in text if kind == "email" else windows):
@@ -166,6 +169,7 @@ _ASSIGNED = re.compile(
     r"[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{8,})"
 )
 _KEY_NAMES = ("key", "secret", "token", "passw", "pwd")
+_LONG_RUN = re.compile(r"\S{32}")
 _OPAQUE = re.compile(r"(?<![\w+/=-])[A-Za-z0-9+/_=-]{32,}(?![\w+/=-])")
 
 
@@ -191,8 +195,8 @@ def find_secrets(text: str, *, min_entropy: float = 3.0, opaque_min_entropy: flo
         for m in _ASSIGNED.finditer(text):
             if _looks_random(m.group(1), min_entropy):
                 spans.append(Span("assigned_secret", m.start(1), m.end(1)))
-    words = text.split()
-    if not words or max(map(len, words)) < 32:
+    # An opaque token is a run of 32 or more non-space characters; prose has none.
+    if _LONG_RUN.search(text) is None:
         return without_overlaps(spans)
     for m in _OPAQUE.finditer(text):
         token = m.group()

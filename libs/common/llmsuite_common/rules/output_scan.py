@@ -36,7 +36,7 @@ class OutputScanner:
         """Every output rule's matches in `text`, for the streaming rail's window."""
         out = self.output
         matches: list[OutputMatch] = []
-        if out.deny.enabled:
+        if out.deny.enabled and self._deny.pattern is not None:
             matches += [OutputMatch(s, "deny", out.deny.action) for s in self._deny.spans(text, text.lower(), "denied_term")]
         if out.secrets.enabled:
             spans = find_secrets(text, min_entropy=out.secrets.min_entropy, opaque_min_entropy=out.secrets.opaque_min_entropy)
