@@ -30,6 +30,16 @@ def _tool_calls(event: ToolCallsDelta) -> list[generation_pb2.ToolCallDelta]:
     ]
 
 
+def _delta(content: str, role: str) -> generation_pb2.GenerateResponse:
+    # Filled in place: a third of the cost of building the Delta and copying it in.
+    response = generation_pb2.GenerateResponse()
+    delta = response.delta
+    delta.content = content
+    if role:
+        delta.role = role
+    return response
+
+
 def _completion_tokens(usage: dict | None) -> int | None:
     return count(usage.get("completion_tokens")) if usage else None
 
@@ -97,9 +107,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                             if not first_token_seen:
                                 first_token_seen = True
                                 account.first_token(arrived)
-                            yield generation_pb2.GenerateResponse(
-                                delta=generation_pb2.Delta(content=emit.text, role=role)
-                            )
+                            yield _delta(emit.text, role)
                             role = ""
                         if emit.finish:
                             early_finish = emit.finish
@@ -122,10 +130,12 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                         finish_reason = event.finish_reason
                         if whole:
                             text = "".join(parts)
-                            # Estimated like a stream's chunks when the upstream gives no usage.
-                            account.content_chunks = approx_tokens(text) if text else 0
                             tokens = _completion_tokens(event.usage)
-                            emit = limits.whole(text, tokens if tokens is not None else account.content_chunks)
+                            if tokens is None:
+                                # Estimated (as a prompt is) where a stream would count its chunks.
+                                tokens = approx_tokens(text) if text else 0
+                            account.content_chunks = tokens
+                            emit = limits.whole(text, tokens)
                             if emit.text or whole_calls:
                                 if emit.text:
                                     account.first_token(arrived)
