@@ -46,6 +46,8 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Events completed by this piece of the stream, in order."""
+        if not chunk:
+            return []
         if self._skip_lf:
             # The previous piece ended in CR; an LF here belongs to the same line end.
             self._skip_lf = False

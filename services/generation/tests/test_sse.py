@@ -118,3 +118,7 @@ def test_any_split_of_a_valid_stream_gives_the_same_events(events, eol, bom, dat
     assert whole == expected
     assert split == expected
     assert all("\ufffd" not in e.data for e in split)
+
+
+def test_an_empty_piece_between_cr_and_lf_keeps_them_one_line_end():
+    assert parse(b"event: e\r", b"", b"\ndata: x\r\n\r\n") == [SSEEvent("x", "e")]
