@@ -78,16 +78,25 @@ def measure(pid: int, port: int, whole: bool, args: argparse.Namespace) -> dict:
         # from nothing, so profiled runs are for the shape of the profile, not for the numbers.
         out = args.profile.with_suffix(f".{'whole' if whole else 'stream'}.txt")
         profiler = subprocess.Popen(
-            [str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(out), "--nonblocking"],
+            [str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(out),
+             *(["--native"] if args.native else ["--nonblocking"])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+        time.sleep(1)
+    tracer = None
+    if args.strace:
+        # System calls per upstream chunk, every thread of generation: where its kernel time goes.
+        out = args.strace.with_suffix(f".{'whole' if whole else 'stream'}.txt")
+        tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", str(out)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)
     before, started = cpu_seconds(pid), time.perf_counter()
     deltas, responses = uvloop.run(drive(port, whole, args.requests, args.concurrency))
     cpu, wall = cpu_seconds(pid) - before, time.perf_counter() - started
-    if profiler is not None:
-        profiler.send_signal(signal.SIGINT)
-        profiler.wait(30)
+    for watcher in (profiler, tracer):
+        if watcher is not None:
+            watcher.send_signal(signal.SIGINT)
+            watcher.wait(30)
     return {
         "mode": "whole_answer" if whole else "stream",
         "requests": args.requests,
@@ -108,6 +117,8 @@ def main() -> None:
     parser.add_argument("--modes", default="stream,whole")
     parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose generation service runs")
     parser.add_argument("--profile", type=Path, help="py-spy raw stacks to <path>.<mode>.txt (numbers then skewed)")
+    parser.add_argument("--native", action="store_true", help="with --profile: C frames and system calls too")
+    parser.add_argument("--strace", type=Path, help="strace -c summary to <path>.<mode>.txt (numbers then skewed)")
     args = parser.parse_args()
     log_dir = Path(tempfile.mkdtemp(prefix="generation-cpu-"))
     upstream_port, port = free_port(), free_port()
