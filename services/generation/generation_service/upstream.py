@@ -160,7 +160,6 @@ class UpstreamClient:
         span = self._tracer.start_span("POST", kind=SpanKind.CLIENT, attributes=_span_attributes(url))
         propagate.inject(headers, context=trace.set_span_in_context(span))
         response: aiohttp.ClientResponse | None = None
-        complete = False
         self._in_use += 1
         try:
             response = await session.post(url, data=orjson.dumps(body), headers=headers, timeout=timeout)
@@ -180,7 +179,6 @@ class UpstreamClient:
                         yield event
                 finally:
                     await events.aclose()
-                complete = response.content.at_eof()
             else:
                 raw = await _read_at_most(response.content, self._max_answer_bytes)
                 if not response.content.at_eof():
@@ -188,7 +186,6 @@ class UpstreamClient:
                         f"upstream answer is larger than {self._max_answer_bytes} bytes",
                         code="upstream_answer_too_large",
                     )
-                complete = True
                 for event in whole_answer_events(raw, secrets):
                     yield event
         except aiohttp.ClientError as exc:
@@ -217,8 +214,8 @@ class UpstreamClient:
         finally:
             self._in_use -= 1
             if response is not None:
-                if complete:
-                    response.release()  # back to the pool
+                if response.content.at_eof():
+                    response.release()  # read to its end: the connection goes back to the pool
                 else:
                     response.close()  # the upstream sees the disconnect and stops
             span.end()

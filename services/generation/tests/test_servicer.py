@@ -248,3 +248,22 @@ async def test_the_upstream_connection_is_reused_after_a_complete_stream(fake, s
     for _ in range(3):
         await collect(stub.Generate(request()))
     assert len({r["client"] for r in fake.requests()}) == 1
+
+
+async def test_an_upstream_silent_before_its_headers_meets_the_read_timeout(fake, start_generation):
+    stub = await start_generation(generation_read_timeout_seconds=0.3, generation_max_attempts=1)
+    fake.script({"stall": 5})
+    started = time.monotonic()
+    error = await failure(stub.Generate(request()))
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert read_error_detail(error).code == "upstream_timeout"
+    assert time.monotonic() - started < 2
+    await fake.wait_until_closed()
+
+
+async def test_the_upstream_connection_is_reused_after_an_error_status(fake, start_generation):
+    stub = await start_generation(generation_backoff_base_seconds=0.001)
+    fake.script({"status": 503}, {"status": 400})
+    await failure(stub.Generate(request()))
+    await collect(stub.Generate(request()))
+    assert len({r["client"] for r in fake.requests()}) == 1
