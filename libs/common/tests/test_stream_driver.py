@@ -3,10 +3,18 @@ import gc
 import sys
 
 import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
-
+from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
+from llmsuite_common.errors import InvalidArgument, Unavailable, read_error_detail
 from llmsuite_common.grpc_client import channel
 from llmsuite_common.grpc_metrics import GrpcServerMetrics
 from llmsuite_common.request_context import request_id_var
@@ -101,17 +109,6 @@ async def test_streams_complete_normally_through_the_driver():
 
 # The one interceptor serve() installs: span, metrics, error mapping and request id, once per call.
 
-import pytest  # noqa: E402
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
-from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc  # noqa: E402
-from opentelemetry import propagate  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
-from opentelemetry.trace import StatusCode  # noqa: E402
-
-from llmsuite_common.errors import InvalidArgument, Unavailable, read_error_detail  # noqa: E402
-
 GENERATE = dict(grpc_service="llmsuite.generation.v1.GenerationService", grpc_method="Generate")
 
 
@@ -123,8 +120,6 @@ class Scripted(generation_pb2_grpc.GenerationServiceServicer):
         self.span_ids: list[int] = []
 
     async def Generate(self, request, context):
-        from opentelemetry import trace
-
         self.request_ids.append(request_id_var.get())
         self.span_ids.append(trace.get_current_span().get_span_context().span_id)
         for word in ("a", "b"):
