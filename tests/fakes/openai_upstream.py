@@ -343,6 +343,15 @@ class ChatCompletions:
             }
             if s.usage:
                 reply["usage"] = usage
+            if s.stall_after_headers:
+                # Headers at once, the body later: an upstream still working on a whole answer.
+                headers = [(b"content-type", b"application/json")]
+                headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await asyncio.sleep(s.stall_after_headers)
+                conn.response_complete = True
+                await send({"type": "http.response.body", "body": json.dumps(reply).encode()})
+                return
             conn.response_complete = True
             await self._send_json(send, 200, reply, extra)
             return

@@ -1,11 +1,28 @@
-"""Channels to other llmsuite services."""
+"""Channels to other llmsuite services, and the client span of every call made on them.
+
+A unary call gets its CLIENT span from a unary-only interceptor: once per call. A streamed
+response is traced by `traced_stream` where the call is made, not by an interceptor: grpc.aio runs
+any unary-stream interceptor as an extra task and generator that every received message crosses,
+which costs more than the message's own handling. Either way the span carries the caller's trace
+context to the server in W3C headers, through OpenTelemetry's propagator.
+"""
+
+from typing import Any
 
 import grpc
+from grpc import _common
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from .request_context import REQUEST_ID_METADATA_KEY, request_id_var
 
+_TRACER_NAME = "llmsuite_common.grpc_client"
+_HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
-def channel(target: str, *, max_message_bytes: int = 4 * 1024 * 1024) -> grpc.aio.Channel:
+
+def channel(
+    target: str, *, max_message_bytes: int = 4 * 1024 * 1024, tracer_provider: TracerProvider | None = None
+) -> grpc.aio.Channel:
     """A channel that spreads calls over every address `target` resolves to.
 
     Use `dns:///name:port` with a headless Service so each pod gets its share.
@@ -18,9 +35,87 @@ def channel(target: str, *, max_message_bytes: int = 4 * 1024 * 1024) -> grpc.ai
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.enable_retries", 1),
     ]
-    return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.insecure_channel(
+        target, options=options, interceptors=[UnaryClientTracing(tracer_provider)]
+    )
 
 
 def call_metadata() -> tuple[tuple[str, str], ...]:
     request_id = request_id_var.get()
     return ((REQUEST_ID_METADATA_KEY, request_id),) if request_id else ()
+
+
+def _method_name(method: str | bytes) -> str:
+    # grpc.aio client call details carry bytes (grpc issue 31092)
+    return method.decode() if isinstance(method, bytes) else method
+
+
+def _attributes(method: str) -> dict[str, str]:
+    service, _, name = method.lstrip("/").partition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+
+def _with_trace_headers(metadata: Any) -> list[tuple[str, str]]:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return [*(metadata or ()), *carrier.items()]
+
+
+def _end(span: Span, code: grpc.StatusCode, details: str | None = None) -> None:
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code is not grpc.StatusCode.OK:
+        span.set_status(Status(StatusCode.ERROR, f"{code.name}: {details or ''}"))
+    span.end()
+
+
+class UnaryClientTracing(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+        self._tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        method = _method_name(details.method)
+        if method.startswith(_HEALTH_PREFIX):
+            return await continuation(details, request)
+        with self._tracer.start_as_current_span(
+            method, kind=SpanKind.CLIENT, attributes=_attributes(method), end_on_exit=False
+        ) as span:
+            details = details._replace(metadata=_with_trace_headers(details.metadata))
+            try:
+                call = await continuation(details, request)
+                await call
+            except grpc.aio.AioRpcError as err:
+                _end(span, err.code(), err.details())
+                raise
+            except BaseException:
+                span.set_status(Status(StatusCode.ERROR))
+                span.end()
+                raise
+            _end(span, grpc.StatusCode.OK)
+            return call
+
+
+def _final_status(call: Any) -> tuple[grpc.StatusCode, str | None]:
+    """A finished call's status without awaiting (done callbacks cannot await); grpc.aio reads the
+    same field when it raises for a failed call."""
+    if call.cancelled():
+        return grpc.StatusCode.CANCELLED, None
+    try:
+        status = call._cython_call._status
+        return _common.CYGRPC_STATUS_CODE_TO_STATUS_CODE[status.code()], status.details()
+    except (AttributeError, KeyError):
+        return grpc.StatusCode.UNKNOWN, "status unavailable"
+
+
+def traced_stream(
+    method: Any, request: Any, *, timeout: float | None, tracer_provider: TracerProvider | None = None
+) -> Any:
+    """Starts a unary-stream call under a CLIENT span, child of the current span; the span ends with
+    the call's status when the call is done, however it ends."""
+    name = _method_name(getattr(method, "_method", b"")) or "grpc.stream"
+    tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
+    span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=_attributes(name))
+    with trace.use_span(span, end_on_exit=False):
+        metadata = _with_trace_headers(call_metadata())
+    call = method(request, timeout=timeout, metadata=metadata)
+    call.add_done_callback(lambda done: _end(span, *_final_status(done)))
+    return call

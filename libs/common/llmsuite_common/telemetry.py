@@ -40,9 +40,10 @@ def _exporter(settings: ServiceSettings):  # type: ignore[no-untyped-def]
 def setup_telemetry(settings: ServiceSettings) -> TracerProvider:
     """Logging, tracer provider and the instrumentations every service uses.
 
-    Must run before any gRPC channel is created: the client instrumentor works
-    by wrapping the factory. gRPC servers get their server spans from serve()'s
-    ServerCallInterceptor (stream_driver.py), not from an instrumentor.
+    gRPC clients get their spans from llmsuite_common.grpc_client (a unary interceptor on
+    channel(), traced_stream for streamed responses) and gRPC servers from serve()'s
+    ServerCallInterceptor (stream_driver.py): neither from an instrumentor, whose stream
+    wrappers every streamed message would cross.
     """
     global _provider
     setup_logging(settings.otel_service_name, settings.log_level)
@@ -52,10 +53,9 @@ def setup_telemetry(settings: ServiceSettings) -> TracerProvider:
     trace.set_tracer_provider(provider)
     _provider = provider
 
-    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    GrpcAioInstrumentorClient(filter_=not_health_check).instrument()
+    # gRPC client spans come from llmsuite_common.grpc_client (channel() and traced_stream).
     HTTPXClientInstrumentor().instrument()
     return provider
 

@@ -152,6 +152,8 @@ def create_app(
     lifecycle = lifecycle or Lifecycle()
     metrics = metrics or GatewayMetrics()
     shared = shared or SharedState.from_settings(settings)
+    if tracer_provider is not None:
+        clients.tracer_provider = tracer_provider
     pipeline = ChatPipeline(clients, default_model=settings.gateway_default_model)
     database = Database(settings) if Database.configured(settings) else None
     edge = chat_edge(settings, shared, metrics, database, clients)

@@ -10,7 +10,7 @@ import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2
-from llmsuite_common.grpc_client import call_metadata
+from llmsuite_common.grpc_client import call_metadata, traced_stream
 from llmsuite_common.request_context import request_id_var
 from llmsuite_common.rules.output_scan import OutputScanner
 
@@ -149,7 +149,12 @@ class ChatPipeline:
         self, request: generation_pb2.GenerateRequest, output: OutputScanner, deadline: Deadline
     ) -> GenerationReader:
         """Every generation goes through the output rail."""
-        call = self._clients.generation.Generate(request, timeout=deadline.remaining(), metadata=call_metadata())
+        call = traced_stream(
+            self._clients.generation.Generate,
+            request,
+            timeout=deadline.remaining(),
+            tracer_provider=self._clients.tracer_provider,
+        )
         return GuardedReader(GenerationReader(call), output)
 
     async def list_models(self, deadline: Deadline) -> list[generation_pb2.Model]:

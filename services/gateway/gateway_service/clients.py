@@ -9,6 +9,7 @@ from llmsuite.generation.v1 import generation_pb2_grpc
 from llmsuite.guardrails.v1 import guardrails_pb2_grpc
 from llmsuite.retrieval.v1 import retrieval_pb2_grpc
 from llmsuite_common.grpc_client import call_metadata, channel
+from opentelemetry.trace import TracerProvider
 
 from .downstream import TimedStub
 from .settings import GatewaySettings
@@ -34,9 +35,13 @@ class BackendTargets:
 class BackendClients:
     """Channels are created in open(), on the serving event loop; grpc.aio binds them to it."""
 
-    def __init__(self, targets: BackendTargets, *, max_message_bytes: int) -> None:
+    def __init__(
+        self, targets: BackendTargets, *, max_message_bytes: int, tracer_provider: TracerProvider | None = None
+    ) -> None:
         self.targets = targets
         self._max_message_bytes = max_message_bytes
+        # Client spans of every backend call; None means the global provider.
+        self.tracer_provider = tracer_provider
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     @classmethod
@@ -46,7 +51,9 @@ class BackendClients:
     async def open(self) -> None:
         for name in ("guardrails", "retrieval", "generation"):
             self._channels[name] = channel(
-                getattr(self.targets, name), max_message_bytes=self._max_message_bytes
+                getattr(self.targets, name),
+                max_message_bytes=self._max_message_bytes,
+                tracer_provider=self.tracer_provider,
             )
         # Unary backend calls count as downstream waits for x-gateway-overhead-ms, and toward
         # their hop's Server-Timing entry.

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
+from llmsuite_common.grpc_client import traced_stream
 from llmsuite_common.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -113,15 +114,24 @@ class ModelSummarizer:
             ],
             max_tokens=self._max_tokens,
             temperature=0.0,
+            # The summary is used once complete: one message from generation.
+            whole_answer=True,
         )
         parts: list[str] = []
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                call = self._clients.generation.Generate(request, timeout=self.timeout_seconds)
+                call = traced_stream(
+                    self._clients.generation.Generate,
+                    request,
+                    timeout=self.timeout_seconds,
+                    tracer_provider=self._clients.tracer_provider,
+                )
                 async for event in call:
                     kind = event.WhichOneof("event")
                     if kind == "delta":
                         parts.append(event.delta.content)
+                    elif kind == "deltas":
+                        parts.extend(d.content for d in event.deltas.deltas)
                     elif kind == "final":
                         break
         except (TimeoutError, grpc.aio.AioRpcError) as err:

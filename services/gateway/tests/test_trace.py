@@ -4,7 +4,6 @@ span, for the streaming Generate call too."""
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, filters
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -19,11 +18,7 @@ def tracing() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    # Channels must be created after this; the gateway opens them in its lifespan.
-    instrumentor = GrpcAioInstrumentorClient(filter_=filters.negate(filters.health_check()))
-    instrumentor.instrument(tracer_provider=provider)
     yield provider, exporter
-    instrumentor.uninstrument()
     provider.shutdown()
 
 

@@ -19,7 +19,7 @@ import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 
-from llmsuite_common.grpc_client import call_metadata, channel
+from llmsuite_common.grpc_client import call_metadata, channel, traced_stream
 
 Source = retrieval_pb2.Source
 Document = retrieval_pb2.Document
@@ -117,7 +117,8 @@ class RetrievalClient:
             if batch or first:
                 yield _stream_message(context, collection, batch, first)
 
-        async for progress in self.stub.IngestStream(requests(), **self._options(timeout)):
+        call = traced_stream(self.stub.IngestStream, requests(), timeout=timeout or self._timeout)
+        async for progress in call:
             yield progress
 
     async def ingest_texts(
