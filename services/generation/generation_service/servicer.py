@@ -30,6 +30,15 @@ def _tool_calls(event: ToolCallsDelta) -> list[generation_pb2.ToolCallDelta]:
     ]
 
 
+def _batch(deltas: list[generation_pb2.GenerateResponse]) -> generation_pb2.GenerateResponse:
+    """Deltas that were ready together, as one message (one gRPC write instead of one each)."""
+    if len(deltas) == 1:
+        return deltas[0]
+    response = generation_pb2.GenerateResponse()
+    response.deltas.deltas.extend(d.delta for d in deltas)
+    return response
+
+
 def _delta(content: str, role: str) -> generation_pb2.GenerateResponse:
     # Filled in place: a third of the cost of building the Delta and copying it in.
     response = generation_pb2.GenerateResponse()
@@ -89,6 +98,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         parts: list[str] = []
         whole_calls: list[generation_pb2.ToolCallDelta] = []
         arrived = 0.0
+        # Deltas parsed from one upstream read, sent together once the read's last one is in.
+        ready: list[generation_pb2.GenerateResponse] = []
         stream = self._pool.stream(table.chain(route), body_for, model=request.model, remaining=context.time_remaining)
         try:
             # aclosing: however this ends (cancel, deadline, error, early stop), the
@@ -107,11 +118,22 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                             if not first_token_seen:
                                 first_token_seen = True
                                 account.first_token(arrived)
-                            yield _delta(emit.text, role)
+                            ready.append(_delta(emit.text, role))
                             role = ""
                         if emit.finish:
                             early_finish = emit.finish
                             break
+                        if ready and not event.more:
+                            yield _batch(ready)
+                            ready = []
+                        continue
+                    if ready:
+                        # Anything else goes out after the deltas before it.
+                        yield _batch(ready)
+                        ready = []
+                    if isinstance(event, Committed):
+                        account.committed = event
+                        limits = OutputLimits(event.body.get("stop", ()), event.body.get("max_tokens"))
                     elif isinstance(event, ToolCallsDelta):
                         first_token_seen = True
                         account.first_token()
@@ -152,9 +174,9 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                                 )
                         account.finish(finish_reason, event.usage, event.upstream_id)
                         yield self._final(account, tool_calls)
-                    elif isinstance(event, Committed):
-                        account.committed = event
-                        limits = OutputLimits(event.body.get("stop", ()), event.body.get("max_tokens"))
+            if ready:
+                yield _batch(ready)
+                ready = []
             if early_finish:
                 # The upstream went past a stop sequence or the token cap; it is closed now.
                 account.finish(early_finish, None, "")

@@ -15,7 +15,7 @@ instrumentation did it: one client span per attempt and the W3C traceparent on t
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,6 +53,9 @@ _WHOLE_HEADERS = {**_STREAM_HEADERS, "accept": "application/json"}
 class ContentDelta:
     content: str
     role: str
+    # Another event parsed from the same network read follows at once: a caller may hold this delta
+    # and send both together, without waiting for anything.
+    more: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,58 +266,89 @@ async def _pieces(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
 
 
 async def _events(pieces: AsyncIterator[bytes], secrets: tuple[str, ...]) -> AsyncIterator[UpstreamEvent]:
+    state = _StreamState()
     parser = SSEParser()
-    upstream_id = ""
-    finish_reason = ""
-    usage: dict[str, Any] | None = None
-    role = ""
     async for piece in pieces:
         try:
-            events = parser.feed(piece)
+            parsed = parser.feed(piece)
         except SSEError as exc:
             raise Unavailable(f"upstream stream is malformed: {exc}", code="upstream_protocol_error") from None
-        for event in events:
-            data = event.data
-            if data == DONE:
-                yield StreamDone(finish_reason or "stop", usage, upstream_id)
-                await _drain(pieces)
-                return
-            if event.event == "error":
-                raise error_for_stream_error(data, secrets=secrets)
-            try:
-                chunk = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                raise Unavailable("upstream sent malformed JSON in the stream", code="upstream_protocol_error") from None
-            if not isinstance(chunk, dict):
-                raise Unavailable("upstream sent a chunk that is not an object", code="upstream_protocol_error")
-            if "error" in chunk:
-                raise error_for_stream_error(chunk["error"], secrets=secrets)
-            if not upstream_id and isinstance(chunk.get("id"), str):
-                upstream_id = chunk["id"]
-            if isinstance(chunk.get("usage"), dict):
-                usage = chunk["usage"]
-            choices = chunk.get("choices")
-            if not isinstance(choices, list):
-                continue
-            for choice in choices:
-                # One completion per request (n=1): other indexes are not ours to merge.
-                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                    continue
-                delta = choice.get("delta")
-                if isinstance(delta, dict):
-                    if isinstance(delta.get("role"), str):
-                        role = delta["role"]
-                    calls = _tool_call_pieces(delta.get("tool_calls"))
-                    if calls:
-                        yield ToolCallsDelta(calls, role)
-                        role = ""
-                    content = delta.get("content")
-                    if isinstance(content, str) and content:
-                        yield ContentDelta(content, role)
-                        role = ""
-                if isinstance(choice.get("finish_reason"), str):
-                    finish_reason = choice["finish_reason"]
+        out: list[UpstreamEvent] = []
+        failure: ServiceError | None = None
+        try:
+            for event in parsed:
+                if state.add(event, out, secrets):
+                    break
+        except ServiceError as exc:
+            # What the read held before the failure is still delivered, in order.
+            failure = exc
+        last = len(out) - 1
+        for position, item in enumerate(out):
+            if isinstance(item, ContentDelta):
+                # Another event of this read follows at once: the caller may send both together.
+                item.more = position < last
+            yield item
+        if failure is not None:
+            raise failure
+        if out and isinstance(out[-1], StreamDone):
+            await _drain(pieces)
+            return
     raise Unavailable("upstream stream ended without [DONE]", code="upstream_incomplete")
+
+
+class _StreamState:
+    """What a stream has said so far that later chunks rely on: its id, usage, finish reason, role."""
+
+    __slots__ = ("upstream_id", "finish_reason", "usage", "role")
+
+    def __init__(self) -> None:
+        self.upstream_id = ""
+        self.finish_reason = ""
+        self.usage: dict[str, Any] | None = None
+        self.role = ""
+
+    def add(self, event: Any, out: list[UpstreamEvent], secrets: tuple[str, ...]) -> bool:
+        """Appends the events one SSE event makes; True at [DONE]."""
+        data = event.data
+        if data == DONE:
+            out.append(StreamDone(self.finish_reason or "stop", self.usage, self.upstream_id))
+            return True
+        if event.event == "error":
+            raise error_for_stream_error(data, secrets=secrets)
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise Unavailable("upstream sent malformed JSON in the stream", code="upstream_protocol_error") from None
+        if not isinstance(chunk, dict):
+            raise Unavailable("upstream sent a chunk that is not an object", code="upstream_protocol_error")
+        if "error" in chunk:
+            raise error_for_stream_error(chunk["error"], secrets=secrets)
+        if not self.upstream_id and isinstance(chunk.get("id"), str):
+            self.upstream_id = chunk["id"]
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            return False
+        for choice in choices:
+            # One completion per request (n=1): other indexes are not ours to merge.
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                if isinstance(delta.get("role"), str):
+                    self.role = delta["role"]
+                calls = _tool_call_pieces(delta.get("tool_calls"))
+                if calls:
+                    out.append(ToolCallsDelta(calls, self.role))
+                    self.role = ""
+                content = delta.get("content")
+                if isinstance(content, str) and content:
+                    out.append(ContentDelta(content, self.role))
+                    self.role = ""
+            if isinstance(choice.get("finish_reason"), str):
+                self.finish_reason = choice["finish_reason"]
+        return False
 
 
 def whole_answer_events(raw: bytes, secrets: tuple[str, ...] = ()) -> list[UpstreamEvent]:

@@ -55,3 +55,13 @@ def test_any_byte_split_yields_identical_deltas(texts, eol, cuts):
     assert decode(raw, cuts) == expected
     # Every single byte on its own, too.
     assert decode(raw, list(range(len(raw)))) == expected
+
+
+def test_deltas_of_one_read_are_marked_so_they_can_go_out_together():
+    raw = stream_bytes(["a", "b", "c"], "\n")
+    together = decode(raw, [])
+    content = [e for e in together if isinstance(e, ContentDelta)]
+    # One read held everything: each delta but the last event of the read says another follows.
+    assert [e.more for e in content] == [True, True, True]
+    one_by_one = [e for e in decode(raw, list(range(len(raw)))) if isinstance(e, ContentDelta)]
+    assert [e.more for e in one_by_one] == [False, False, False]
