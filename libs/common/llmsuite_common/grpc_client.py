@@ -94,6 +94,19 @@ class UnaryClientTracing(grpc.aio.UnaryUnaryClientInterceptor):
             return call
 
 
+_tracers: dict[TracerProvider | None, trace.Tracer] = {}
+
+
+def _tracer(provider: TracerProvider | None) -> trace.Tracer:
+    """One tracer per provider (None: the global one, looked up again until an SDK provider is set)."""
+    tracer = _tracers.get(provider)
+    if tracer is None:
+        tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=provider)
+        if provider is not None or not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            _tracers[provider] = tracer
+    return tracer
+
+
 def _final_status(call: Any) -> tuple[grpc.StatusCode, str | None]:
     """A finished call's status without awaiting (done callbacks cannot await); grpc.aio reads the
     same field when it raises for a failed call."""
@@ -112,7 +125,7 @@ def traced_stream(
     """Starts a unary-stream call under a CLIENT span, child of the current span; the span ends with
     the call's status when the call is done, however it ends."""
     name = _method_name(getattr(method, "_method", b"")) or "grpc.stream"
-    tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
+    tracer = _tracer(tracer_provider)
     span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=_attributes(name))
     with trace.use_span(span, end_on_exit=False):
         metadata = _with_trace_headers(call_metadata())
