@@ -19,7 +19,7 @@ from .clients import BackendClients
 from .completions import SSE_KEEPALIVE, ChunkEncoder, citations
 from .deadline import Deadline
 from .errors import ApiError, from_grpc
-from .generation_reader import GenerationReader, incomplete_stream
+from .generation_reader import CompletedReader, GenerationReader, incomplete_stream
 from .guardrails_calls import check_context, check_input
 from .output_rail import GuardedReader, OutputPolicies
 from .structured_output import StructuredReader, StructuredSpec, structured_spec
@@ -149,6 +149,12 @@ class ChatPipeline:
         self, request: generation_pb2.GenerateRequest, output: OutputScanner, deadline: Deadline
     ) -> GenerationReader:
         """Every generation goes through the output rail."""
+        if request.whole_answer:
+            # One unary call: the answer and its Final in one reply.
+            completed = self._clients.generation.Complete(
+                request, timeout=deadline.remaining(), metadata=call_metadata()
+            )
+            return GuardedReader(CompletedReader(completed), output)
         call = traced_stream(
             self._clients.generation.Generate,
             request,

@@ -66,3 +66,24 @@ class GenerationReader:
         if self._pending is not None:
             self._pending.cancel()
         self._call.cancel()
+
+
+class CompletedReader(GenerationReader):
+    """Reads a Complete call's one reply as the events a whole-answer Generate stream gives."""
+
+    def __init__(self, call: Any) -> None:
+        # Not super().__init__: a unary call has no response iterator.
+        self._call = call
+        self._pending = None
+        self._events: list[generation_pb2.GenerateResponse] | None = None
+
+    async def _read(self) -> generation_pb2.GenerateResponse | None:
+        if self._events is None:
+            reply = await self._call
+            self._events = [generation_pb2.GenerateResponse(final=reply.final)]
+            if reply.HasField("delta"):
+                self._events.insert(0, generation_pb2.GenerateResponse(delta=reply.delta))
+        return self._events.pop(0) if self._events else None
+
+    async def finish(self) -> None:
+        """The reply held everything; there is no stream to read to its end."""

@@ -43,7 +43,8 @@ async def test_backend_spans_are_children_of_the_request_span(start_gateway, fak
     assert format(server[0].parent.span_id, "016x") == PARENT_SPAN_ID
     clients = {s.name: s for s in spans if s.kind == SpanKind.CLIENT}
     check = clients["/llmsuite.guardrails.v1.GuardrailsService/CheckInput"]
-    generate = clients["/llmsuite.generation.v1.GenerationService/Generate"]
+    # A streamed answer comes from Generate, a whole one from Complete.
+    generate = clients[f"/llmsuite.generation.v1.GenerationService/{'Generate' if stream else 'Complete'}"]
     for span in (check, generate):
         assert span.parent.span_id == server[0].context.span_id
     # The Generate call completes with the response rather than whenever it is garbage-collected.

@@ -239,3 +239,23 @@ def test_unusable_answers_are_retryable_upstream_errors(raw, code):
     with pytest.raises(ServiceError) as info:
         whole_answer_events(raw)
     assert info.value.code == code
+
+
+async def test_complete_is_the_whole_answer_in_one_reply(fake, start_generation):
+    stub = await start_generation()
+    fake.script({"content": ["Hel", "lo"], "id": "chatcmpl-one"})
+    reply = await stub.Complete(stream_request())  # whole_answer is implied
+    assert (reply.delta.content, reply.delta.role) == ("Hello", "assistant")
+    assert (reply.final.finish_reason, reply.final.upstream_id, reply.final.attempts) == ("stop", "chatcmpl-one", 1)
+    [sent] = fake.requests()
+    assert sent["body"]["stream"] is False
+
+
+async def test_complete_fails_with_the_same_status_as_generate(fake, start_generation):
+    stub = await start_generation()
+    fake.script({"status": 401}, {"status": 401})
+    with pytest.raises(grpc.aio.AioRpcError) as completed:
+        await stub.Complete(stream_request())
+    generated = await failure(stub.Generate(request()))
+    assert completed.value.code() == generated.code()
+    assert read_error_detail(completed.value) == read_error_detail(generated)

@@ -262,6 +262,32 @@ class DeltaBatch(_message.Message):
 Global___DeltaBatch: _TypeAlias = DeltaBatch  # noqa: Y015
 
 @_typing.final
+class CompleteResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELTA_FIELD_NUMBER: _builtins.int
+    FINAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def delta(self) -> Global___Delta:
+        """The answer's text and its tool calls, whole; unset when the answer is empty."""
+
+    @_builtins.property
+    def final(self) -> Global___Final: ...
+    def __init__(
+        self,
+        *,
+        delta: Global___Delta | None = ...,
+        final: Global___Final | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "final", b"final"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "final", b"final"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteResponse: _TypeAlias = CompleteResponse  # noqa: Y015
+
+@_typing.final
 class ListModelsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -39,6 +39,11 @@ class GenerationServiceStub:
                 request_serializer=llmsuite_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=llmsuite_dot_generation_dot_v1_dot_generation__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.Complete = channel.unary_unary(
+                '/llmsuite.generation.v1.GenerationService/Complete',
+                request_serializer=llmsuite_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=llmsuite_dot_generation_dot_v1_dot_generation__pb2.CompleteResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/llmsuite.generation.v1.GenerationService/ListModels',
                 request_serializer=llmsuite_dot_generation_dot_v1_dot_generation__pb2.ListModelsRequest.SerializeToString,
@@ -52,6 +57,14 @@ class GenerationServiceServicer:
     def Generate(self, request, context):
         """Streams token deltas as the upstream produces them (several in one message when they were
         ready together), then exactly one Final.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Complete(self, request, context):
+        """The whole answer in one reply, for callers that wait for all of it (non-streaming clients):
+        Generate with whole_answer set, without the stream. Same routing, retries, limits and accounting.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -71,6 +84,11 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.Generate,
                     request_deserializer=llmsuite_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.FromString,
                     response_serializer=llmsuite_dot_generation_dot_v1_dot_generation__pb2.GenerateResponse.SerializeToString,
+            ),
+            'Complete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Complete,
+                    request_deserializer=llmsuite_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.FromString,
+                    response_serializer=llmsuite_dot_generation_dot_v1_dot_generation__pb2.CompleteResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -105,6 +123,33 @@ class GenerationService:
             '/llmsuite.generation.v1.GenerationService/Generate',
             llmsuite_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.SerializeToString,
             llmsuite_dot_generation_dot_v1_dot_generation__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Complete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmsuite.generation.v1.GenerationService/Complete',
+            llmsuite_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.SerializeToString,
+            llmsuite_dot_generation_dot_v1_dot_generation__pb2.CompleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,10 @@ class GenerationServiceStub:
     """Streams token deltas as the upstream produces them (several in one message when they were
     ready together), then exactly one Final.
     """
+    Complete: _grpc.UnaryUnaryMultiCallable[_generation_pb2.GenerateRequest, _generation_pb2.CompleteResponse]
+    """The whole answer in one reply, for callers that wait for all of it (non-streaming clients):
+    Generate with whole_answer set, without the stream. Same routing, retries, limits and accounting.
+    """
     ListModels: _grpc.UnaryUnaryMultiCallable[_generation_pb2.ListModelsRequest, _generation_pb2.ListModelsResponse]
     """Public model names this service can route."""
 
@@ -44,6 +48,10 @@ class GenerationServiceAsyncStub(GenerationServiceStub):
     Generate: _aio.UnaryStreamMultiCallable[_generation_pb2.GenerateRequest, _generation_pb2.GenerateResponse]  # type: ignore[assignment]
     """Streams token deltas as the upstream produces them (several in one message when they were
     ready together), then exactly one Final.
+    """
+    Complete: _aio.UnaryUnaryMultiCallable[_generation_pb2.GenerateRequest, _generation_pb2.CompleteResponse]  # type: ignore[assignment]
+    """The whole answer in one reply, for callers that wait for all of it (non-streaming clients):
+    Generate with whole_answer set, without the stream. Same routing, retries, limits and accounting.
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_generation_pb2.ListModelsRequest, _generation_pb2.ListModelsResponse]  # type: ignore[assignment]
     """Public model names this service can route."""
@@ -57,6 +65,16 @@ class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_generation_pb2.GenerateResponse], _abc.AsyncIterator[_generation_pb2.GenerateResponse]]:
         """Streams token deltas as the upstream produces them (several in one message when they were
         ready together), then exactly one Final.
+        """
+
+    @_abc_1.abstractmethod
+    def Complete(
+        self,
+        request: _generation_pb2.GenerateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_generation_pb2.CompleteResponse, _abc.Awaitable[_generation_pb2.CompleteResponse]]:
+        """The whole answer in one reply, for callers that wait for all of it (non-streaming clients):
+        Generate with whole_answer set, without the stream. Same routing, retries, limits and accounting.
         """
 
     @_abc_1.abstractmethod
