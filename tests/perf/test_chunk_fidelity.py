@@ -6,7 +6,7 @@ import pytest
 from bench.config import BenchSettings
 from bench.targets import Target
 from tests.perf.budget import FIDELITY_ANSWERS_PER_CLIENT, FIDELITY_CONCURRENCY
-from tests.perf.conftest import drive
+from tests.perf.load import drive
 
 
 @pytest.mark.parametrize("shape", ["short", "long"])

@@ -10,7 +10,7 @@ from bench.config import BenchSettings
 from bench.goals import CPU_GOALS_MS
 from bench.targets import Target
 from tests.perf.budget import CONCURRENCY, GOAL_FACTOR, REQUESTS, SLACK
-from tests.perf.conftest import drive
+from tests.perf.load import drive
 
 CASES = [
     pytest.param(shape, stream, id=f"{shape}-{'stream' if stream else 'non-stream'}")
