@@ -38,6 +38,7 @@ from .routes.usage import usage_router
 from .routes.ws import ws_router
 from .settings import GatewaySettings
 from .shared_state import SharedState
+from .sse_response import StreamSendMiddleware
 from .summaries import ModelSummarizer
 from .usage import UsageRecorder
 from .validation import validation_error
@@ -201,7 +202,8 @@ def create_app(
     app.include_router(ops_router(clients, settings, metrics, lifecycle))
     app.include_router(retrieval_router(clients, settings))
 
-    # Added innermost first: access log (outermost) -> body limit -> API key -> routes.
+    # Added innermost first: stream send (outermost) -> tracing -> access log -> body limit -> API key
+    # -> guardrails header -> routes.
     app.add_middleware(GuardrailsHeaderMiddleware)
     app.add_middleware(
         ApiKeyMiddleware,
@@ -211,6 +213,8 @@ def create_app(
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.gateway_max_body_bytes)
     app.add_middleware(AccessMiddleware, metrics=metrics)
-    # Outermost of the project's middleware: the request span is current for everything inside.
+    # The request span is current for everything inside.
     app.add_middleware(RequestTracing, tracer_provider=tracer_provider)
+    # Outermost: streamed events skip the wrappers inside (they only watch a response's start).
+    app.add_middleware(StreamSendMiddleware)
     return app

@@ -1,9 +1,31 @@
+"""Server-sent events responses, and the short path their events take to the socket."""
+
 from collections.abc import AsyncIterator, Callable
 
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+# Where StreamSendMiddleware leaves the send it was given, for SSEResponse's events.
+STREAM_SEND = "llmsuite.stream_send"
+
+
+class StreamSendMiddleware:
+    """Outermost of the gateway's middleware: keeps the send it is given in the scope.
+
+    Every middleware inside it wraps `send` to see a response's start (headers, status, timing);
+    none of them needs the events of a stream. SSEResponse sends its start and its end through the
+    whole chain and each event straight to this send, so an event does not cross one wrapper per
+    middleware. A middleware that must see every body message cannot sit inside this one.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[STREAM_SEND] = send
+        await self.app(scope, receive, send)
 
 
 class SSEResponse(StreamingResponse):
@@ -24,8 +46,10 @@ class SSEResponse(StreamingResponse):
     ) -> None:
         super().__init__(content, headers={**SSE_HEADERS, **(headers or {})})
         self._on_close = on_close
+        self._event_send: Send | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._event_send = scope.get(STREAM_SEND)
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -33,3 +57,10 @@ class SSEResponse(StreamingResponse):
             aclose = getattr(self.body_iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        events = self._event_send or send
+        async for chunk in self.body_iterator:
+            await events({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
