@@ -155,7 +155,7 @@ def create_app(
     shared = shared or SharedState.from_settings(settings)
     if tracer_provider is not None:
         clients.tracer_provider = tracer_provider
-    pipeline = ChatPipeline(clients, default_model=settings.gateway_default_model)
+    pipeline = ChatPipeline(clients, default_model=settings.gateway_default_model, rule_metrics=metrics.rules)
     database = Database(settings) if Database.configured(settings) else None
     edge = chat_edge(settings, shared, metrics, database, clients)
     keys = KeyStore(database, cache_ttl_seconds=settings.gateway_key_cache_ttl_seconds) if database else None

@@ -12,6 +12,7 @@ from llmsuite.generation.v1 import generation_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2
 from llmsuite_common.grpc_client import call_metadata, traced_stream
 from llmsuite_common.request_context import request_id_var
+from llmsuite_common.rules.metrics import RuleMetrics
 from llmsuite_common.rules.output_scan import OutputScanner
 
 from .auth import Identity
@@ -72,9 +73,12 @@ def generate_request(
 
 
 class ChatPipeline:
-    def __init__(self, clients: BackendClients, *, default_model: str) -> None:
+    def __init__(
+        self, clients: BackendClients, *, default_model: str, rule_metrics: RuleMetrics | None = None
+    ) -> None:
         self._clients = clients
         self._default_model = default_model
+        self._rule_metrics = rule_metrics
         self._output_policies = OutputPolicies(clients)
 
     def model_for(self, body: ChatCompletionRequest) -> str:
@@ -154,14 +158,14 @@ class ChatPipeline:
             completed = self._clients.generation.Complete(
                 request, timeout=deadline.remaining(), metadata=call_metadata()
             )
-            return GuardedReader(CompletedReader(completed), output)
+            return GuardedReader(CompletedReader(completed), output, self._rule_metrics)
         call = traced_stream(
             self._clients.generation.Generate,
             request,
             timeout=deadline.remaining(),
             tracer_provider=self._clients.tracer_provider,
         )
-        return GuardedReader(GenerationReader(call), output)
+        return GuardedReader(GenerationReader(call), output, self._rule_metrics)
 
     async def list_models(self, deadline: Deadline) -> list[generation_pb2.Model]:
         try:

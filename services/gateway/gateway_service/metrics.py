@@ -1,5 +1,6 @@
 """Prometheus metrics of one gateway app, in their own registry so apps never share counters."""
 
+from llmsuite_common.rules.metrics import RuleMetrics
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -21,6 +22,8 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # The output rail's checks, under the names guardrails uses for its own surfaces.
+        self.rules = RuleMetrics(self.registry)
         self.requests = Counter(
             "llmsuite_gateway_requests",
             "HTTP requests by route template, method and status.",

@@ -22,6 +22,8 @@ from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite.guardrails.v1 import guardrails_pb2
 from llmsuite_common.grpc_client import call_metadata
+from llmsuite_common.rules.findings import CheckRun
+from llmsuite_common.rules.metrics import RuleMetrics
 from llmsuite_common.rules.output_rail import OutputRail, Step
 from llmsuite_common.rules.output_scan import OutputScanner
 from llmsuite_common.rules.policy import OutputChecks
@@ -89,11 +91,14 @@ class OutputPolicies:
 class GuardedReader(GenerationReader):
     """A GenerationReader whose deltas are the output rail's releases."""
 
-    def __init__(self, inner: GenerationReader, scanner: OutputScanner) -> None:
+    def __init__(
+        self, inner: GenerationReader, scanner: OutputScanner, metrics: RuleMetrics | None = None
+    ) -> None:
         # Not super().__init__: events come from `inner`, not from a call of this reader's own.
         self._inner = inner
         self._rail = OutputRail(scanner)
         self._version = scanner.version
+        self._metrics = metrics
         self._pending: asyncio.Future | None = None
         self._queued: deque[generation_pb2.GenerateResponse] = deque()
         # Tool-call pieces carry no content for the rail; they are returned just before Final.
@@ -151,6 +156,8 @@ class GuardedReader(GenerationReader):
             self._queued.clear()
             self._inner.cancel()
             add_verdict_event(trace.get_current_span(), "output", "block", step.blocked, self._version)
+            if self._metrics is not None:
+                self._metrics.record("output", [], step.blocked)
             if self._summary is not None:
                 self._summary.add(
                     "output", "block", [f.check for f in step.blocked], self._rail.state.scan_us,
@@ -160,6 +167,8 @@ class GuardedReader(GenerationReader):
 
     def _done(self) -> None:
         state = self._rail.state
+        if self._metrics is not None:
+            self._metrics.record("output", [CheckRun("output_scan", state.scan_us)], state.flags)
         add_verdict_event(
             trace.get_current_span(),
             "output",

@@ -127,3 +127,23 @@ async def test_a_batch_of_deltas_becomes_one_chunk_each_written_together():
     assert tally.parts == ["x", "a", "b", "c"] and tally.final is not None
     # One write per generation message: "x", then the batch (one event per delta), then Final.
     assert len(writes) == 3 and writes[1].count(b"data: ") == 3
+
+
+async def test_the_rail_counts_its_scans_and_blocks_under_the_guardrails_metric_names():
+    from llmsuite_common.rules.metrics import RuleMetrics
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    metrics = RuleMetrics(registry)
+    scanner = OutputScanner(OutputChecks(), "v1")
+    clean = GuardedReader(GenerationReader(Call(events_of(delta("fine"), final()))), scanner, metrics)
+    await read_all(clean)
+    scans = {"surface": "output", "check": "output_scan"}
+    assert registry.get_sample_value("llmsuite_guardrails_check_seconds_count", scans) == 1
+    leaking = GuardedReader(
+        GenerationReader(Call(events_of(delta("key " + SECRET), final()))), scanner, metrics
+    )
+    with pytest.raises(ApiError):
+        await read_all(leaking)
+    blocked = {"surface": "output", "check": "secrets", "action": "block"}
+    assert registry.get_sample_value("llmsuite_guardrails_findings_total", blocked) == 1

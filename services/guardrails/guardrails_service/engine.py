@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from llmsuite_common.rules.detectors import Span, find_pii, find_secrets, redact
-from llmsuite_common.rules.findings import Finding
+from llmsuite_common.rules.findings import CheckRun, Finding
 from llmsuite_common.rules.output_scan import OutputMatch, OutputScanner, redaction_label
 from llmsuite_common.rules.policy import CheckConfig, InjectionCheck, Policy, TermsCheck, TopicsCheck
 from llmsuite_common.rules.terms import Terms
@@ -23,15 +23,6 @@ log = logging.getLogger(__name__)
 # Messages from these roles are written by the calling application, not by its end users, so the
 # injection heuristics (which would flag a system prompt's own "you are now ...") skip them.
 TRUSTED_ROLES = frozenset({"system", "developer"})
-
-
-@dataclass(frozen=True)
-class CheckRun:
-    check: str
-    elapsed_us: int
-    fired: bool = False
-    over_budget: bool = False
-    failed: bool = False
 
 
 @dataclass

@@ -6,16 +6,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 from llmsuite_common.errors import InvalidArgument
+from llmsuite_common.rules.findings import CheckRun, Finding
+from llmsuite_common.rules.output_rail import OutputRail, Step
+from llmsuite_common.rules.verdict_events import add_verdict_event
 from opentelemetry import trace
 
-from llmsuite_common.rules.findings import Finding
-
-from .engine import CheckRun
 from .metrics import GuardrailsMetrics
-from llmsuite_common.rules.output_rail import OutputRail, Step
 from .policy_store import PolicyStore
 from .structured import InvalidSchema, load_schema, validate
-from llmsuite_common.rules.verdict_events import add_verdict_event
 
 _END = object()
 
