@@ -104,6 +104,8 @@ class GuardedReader(GenerationReader):
         # Tool-call pieces carry no content for the rail; they are returned just before Final.
         self._tool_deltas: list[generation_pb2.GenerateResponse] = []
         self._ended = False
+        # A block, raised once the text released before it has been read.
+        self._blocked: ApiError | None = None
         self._summary = current_summary()
         self._time = asyncio.get_running_loop().time
 
@@ -111,6 +113,8 @@ class GuardedReader(GenerationReader):
         for _ in range(10_000_000):  # bounded: one turn per generation event or timer tick
             if self._queued:
                 return self._queued.popleft()
+            if self._blocked is not None:
+                raise self._blocked
             if self._ended:
                 return None
             due = self._rail.next_due()
@@ -129,12 +133,15 @@ class GuardedReader(GenerationReader):
                 self._feed(event.delta)
             elif kind == "deltas":
                 for delta in event.deltas.deltas:
+                    if self._ended:
+                        break
                     self._feed(delta)
             elif kind == "final":
                 self._release(self._rail.finish(self._time()))
-                self._done()
-                self._queued.extend(self._tool_deltas)
-                self._queued.append(event)
+                if self._blocked is None:
+                    self._done()
+                    self._queued.extend(self._tool_deltas)
+                    self._queued.append(event)
                 self._ended = True
         raise ApiError(502, "the generation stream did not end", code="upstream_error")
 
@@ -153,7 +160,6 @@ class GuardedReader(GenerationReader):
             self._queued.append(generation_pb2.GenerateResponse(delta=generation_pb2.Delta(content=piece)))
         if step.blocked is not None:
             self._ended = True
-            self._queued.clear()
             self._inner.cancel()
             add_verdict_event(trace.get_current_span(), "output", "block", step.blocked, self._version)
             if self._metrics is not None:
@@ -163,7 +169,7 @@ class GuardedReader(GenerationReader):
                     "output", "block", [f.check for f in step.blocked], self._rail.state.scan_us,
                     codes=[f.code for f in step.blocked],
                 )
-            raise policy_violation(step.blocked, "the response was stopped by the output policy")
+            self._blocked = policy_violation(step.blocked, "the response was stopped by the output policy")
 
     def _done(self) -> None:
         state = self._rail.state

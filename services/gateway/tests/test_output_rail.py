@@ -147,3 +147,19 @@ async def test_the_rail_counts_its_scans_and_blocks_under_the_guardrails_metric_
         await read_all(leaking)
     blocked = {"surface": "output", "check": "secrets", "action": "block"}
     assert registry.get_sample_value("llmsuite_guardrails_findings_total", blocked) == 1
+
+
+async def test_in_a_batch_the_text_before_a_violation_is_released_and_nothing_after_it():
+    batch = generation_pb2.GenerateResponse(
+        deltas=generation_pb2.DeltaBatch(
+            deltas=[generation_pb2.Delta(content=t) for t in ("safe ", "words ", "key " + SECRET, " more")]
+        )
+    )
+    call = Call(events_of(batch, final()))
+    reader = guarded(call)
+    released: list[str] = []
+    with pytest.raises(ApiError) as err:
+        while (event := await reader.next()) is not None:
+            released.append(event.delta.content)
+    assert err.value.code == "content_policy_violation"
+    assert released == ["safe ", "words "] and call.cancelled
