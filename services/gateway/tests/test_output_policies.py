@@ -1,0 +1,56 @@
+"""The gateway's copy of each organization's output rules follows the policy guardrails reports."""
+
+from types import SimpleNamespace
+
+import grpc
+from gateway_service.deadline import Deadline
+from gateway_service.output_rail import OutputPolicies
+from guardrails_service.app import GuardrailsApp
+from guardrails_service.metrics import GuardrailsMetrics
+from guardrails_service.settings import GuardrailsSettings
+from llmsuite.common.v1 import common_pb2
+from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
+from prometheus_client import CollectorRegistry
+
+CTX = common_pb2.RequestContext(request_id="r1", org_id="acme")
+
+
+async def checked_version(stub: guardrails_pb2_grpc.GuardrailsServiceStub) -> str:
+    reply = await stub.CheckInput(
+        guardrails_pb2.CheckInputRequest(context=CTX, messages=[common_pb2.ChatMessage(role="user", content="hi")]),
+        timeout=5,
+    )
+    return reply.policy_version
+
+
+async def test_a_policy_change_reaches_the_rail_on_the_next_request(tmp_path):
+    policy = tmp_path / "acme.yaml"
+    policy.write_text("version: one\noutput: {deny: {terms: [zebra]}}\n")
+    app = GuardrailsApp(GuardrailsSettings(guardrails_policy_dir=tmp_path), GuardrailsMetrics(CollectorRegistry()))
+    server = grpc.aio.server()
+    app.add_to_server(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await app.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = guardrails_pb2_grpc.GuardrailsServiceStub(channel)
+    try:
+        policies = OutputPolicies(SimpleNamespace(guardrails=stub))
+        first_version = await checked_version(stub)
+        first = await policies.scanner(CTX, first_version, Deadline(5))
+        assert first.version == first_version
+        assert [m.check for m in first.scan("a zebra")] == ["deny"]
+        # The same version again: the compiled rules are reused, no second fetch.
+        assert await policies.scanner(CTX, first_version, Deadline(5)) is first
+
+        policy.write_text("version: two\noutput: {deny: {terms: [giraffe]}}\n")
+        app.policies.refresh()
+        second_version = await checked_version(stub)
+        assert second_version != first_version
+        second = await policies.scanner(CTX, second_version, Deadline(5))
+        assert second.version == second_version
+        assert [m.check for m in second.scan("a giraffe")] == ["deny"] and not second.scan("a zebra")
+    finally:
+        await channel.close()
+        await app.stop()
+        await server.stop(None)
