@@ -1,10 +1,10 @@
-"""Channels to other llmsuite services, and the client span of every call made on them.
+"""Channels to other llmsuite services, and the client span of every call made through them.
 
-A unary call gets its CLIENT span from a unary-only interceptor: once per call. A streamed
-response is traced by `traced_stream` where the call is made, not by an interceptor: grpc.aio runs
-any unary-stream interceptor as an extra task and generator that every received message crosses,
-which costs more than the message's own handling. Either way the span carries the caller's trace
-context to the server in W3C headers, through OpenTelemetry's propagator.
+A stub wrapped in TracedStub starts each call under a CLIENT span, child of the current span,
+with the trace context in W3C headers (OpenTelemetry's propagator); the span ends with the call's
+status when the call is done, however it ends. This is done where the call is made rather than
+by a channel interceptor: grpc.aio runs every intercepted call in an extra task, and every
+message of an intercepted stream through an extra generator, which cost more than the span.
 """
 
 from typing import Any
@@ -17,12 +17,9 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from .request_context import REQUEST_ID_METADATA_KEY, request_id_var
 
 _TRACER_NAME = "llmsuite_common.grpc_client"
-_HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
-def channel(
-    target: str, *, max_message_bytes: int = 4 * 1024 * 1024, tracer_provider: TracerProvider | None = None
-) -> grpc.aio.Channel:
+def channel(target: str, *, max_message_bytes: int = 4 * 1024 * 1024) -> grpc.aio.Channel:
     """A channel that spreads calls over every address `target` resolves to.
 
     Use `dns:///name:port` with a headless Service so each pod gets its share.
@@ -35,9 +32,7 @@ def channel(
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.enable_retries", 1),
     ]
-    return grpc.aio.insecure_channel(
-        target, options=options, interceptors=[UnaryClientTracing(tracer_provider)]
-    )
+    return grpc.aio.insecure_channel(target, options=options)
 
 
 def call_metadata() -> tuple[tuple[str, str], ...]:
@@ -68,32 +63,6 @@ def _end(span: Span, code: grpc.StatusCode, details: str | None = None) -> None:
     span.end()
 
 
-class UnaryClientTracing(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
-        self._tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
-
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        method = _method_name(details.method)
-        if method.startswith(_HEALTH_PREFIX):
-            return await continuation(details, request)
-        with self._tracer.start_as_current_span(
-            method, kind=SpanKind.CLIENT, attributes=_attributes(method), end_on_exit=False
-        ) as span:
-            details = details._replace(metadata=_with_trace_headers(details.metadata))
-            try:
-                call = await continuation(details, request)
-                await call
-            except grpc.aio.AioRpcError as err:
-                _end(span, err.code(), err.details())
-                raise
-            except BaseException:
-                span.set_status(Status(StatusCode.ERROR))
-                span.end()
-                raise
-            _end(span, grpc.StatusCode.OK)
-            return call
-
-
 _tracers: dict[TracerProvider | None, trace.Tracer] = {}
 
 
@@ -119,16 +88,43 @@ def _final_status(call: Any) -> tuple[grpc.StatusCode, str | None]:
         return grpc.StatusCode.UNKNOWN, "status unavailable"
 
 
-def traced_stream(
-    method: Any, request: Any, *, timeout: float | None, tracer_provider: TracerProvider | None = None
+def traced_call(
+    method: Any,
+    request: Any,
+    *,
+    timeout: float | None,
+    metadata: Any = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> Any:
-    """Starts a unary-stream call under a CLIENT span, child of the current span; the span ends with
-    the call's status when the call is done, however it ends."""
-    name = _method_name(getattr(method, "_method", b"")) or "grpc.stream"
-    tracer = _tracer(tracer_provider)
-    span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=_attributes(name))
+    """Starts a call (any kind) under a CLIENT span, child of the current span, and returns the
+    grpc.aio call; the span ends with the call's status when the call is done."""
+    name = _method_name(getattr(method, "_method", b"")) or "grpc.call"
+    span = _tracer(tracer_provider).start_span(name, kind=SpanKind.CLIENT, attributes=_attributes(name))
     with trace.use_span(span, end_on_exit=False):
-        metadata = _with_trace_headers(call_metadata())
-    call = method(request, timeout=timeout, metadata=metadata)
+        headers = _with_trace_headers(call_metadata() if metadata is None else metadata)
+    try:
+        call = method(request, timeout=timeout, metadata=headers)
+    except BaseException:
+        span.set_status(Status(StatusCode.ERROR))
+        span.end()
+        raise
     call.add_done_callback(lambda done: _end(span, *_final_status(done)))
     return call
+
+
+class TracedStub:
+    """A generated stub whose every call is traced (traced_call); use it like the stub."""
+
+    def __init__(self, stub: Any, tracer_provider: TracerProvider | None = None) -> None:
+        self._stub = stub
+        self._tracer_provider = tracer_provider
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._stub, name)
+
+        def call(request: Any, *, timeout: float | None = None, metadata: Any = None) -> Any:
+            return traced_call(
+                method, request, timeout=timeout, metadata=metadata, tracer_provider=self._tracer_provider
+            )
+
+        return call

@@ -1,6 +1,5 @@
-"""Client spans of calls made on channel(): unary through its interceptor, streams through
-traced_stream; each a child of the current span, carrying the trace to the server, ended with
-the call's status."""
+"""Client spans of calls made through TracedStub, unary or streamed: each a child of the current
+span, carrying the trace to the server, ended with the call's status."""
 
 import asyncio
 
@@ -12,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from llmsuite_common.grpc_client import channel, traced_stream
+from llmsuite_common.grpc_client import TracedStub, channel
 
 
 class Scripted(generation_pb2_grpc.GenerationServiceServicer):
@@ -50,8 +49,8 @@ async def served():
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    ch = channel(f"127.0.0.1:{port}", tracer_provider=provider)
-    yield generation_pb2_grpc.GenerationServiceStub(ch), servicer, provider, exporter
+    ch = channel(f"127.0.0.1:{port}")
+    yield TracedStub(generation_pb2_grpc.GenerationServiceStub(ch), provider), servicer, provider, exporter
     await ch.close()
     await server.stop(None)
 
@@ -81,17 +80,13 @@ async def test_a_streamed_call_span_ends_with_the_stream_and_its_status(served):
     stub, servicer, provider, exporter = served
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("request"):
-        ok = traced_stream(stub.Generate, generation_pb2.GenerateRequest(model="ok"), timeout=5, tracer_provider=provider)
+        ok = stub.Generate(generation_pb2.GenerateRequest(model="ok"), timeout=5)
         assert [r.WhichOneof("event") async for r in ok] == ["delta", "final"]
-        failing = traced_stream(
-            stub.Generate, generation_pb2.GenerateRequest(model="fail"), timeout=5, tracer_provider=provider
-        )
+        failing = stub.Generate(generation_pb2.GenerateRequest(model="fail"), timeout=5)
         with pytest.raises(grpc.aio.AioRpcError):
             async for _ in failing:
                 pass
-        cancelled = traced_stream(
-            stub.Generate, generation_pb2.GenerateRequest(model="ok"), timeout=5, tracer_provider=provider
-        )
+        cancelled = stub.Generate(generation_pb2.GenerateRequest(model="ok"), timeout=5)
         await anext(aiter(cancelled))
         cancelled.cancel()
     for _ in range(100):  # done callbacks run on the loop after the call ends

@@ -10,7 +10,7 @@ import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2
-from llmsuite_common.grpc_client import call_metadata, traced_stream
+from llmsuite_common.grpc_client import call_metadata
 from llmsuite_common.request_context import request_id_var
 from llmsuite_common.rules.metrics import RuleMetrics
 from llmsuite_common.rules.output_scan import OutputScanner
@@ -159,12 +159,7 @@ class ChatPipeline:
                 request, timeout=deadline.remaining(), metadata=call_metadata()
             )
             return GuardedReader(CompletedReader(completed), output, self._rule_metrics)
-        call = traced_stream(
-            self._clients.generation.Generate,
-            request,
-            timeout=deadline.remaining(),
-            tracer_provider=self._clients.tracer_provider,
-        )
+        call = self._clients.generation.Generate(request, timeout=deadline.remaining())
         return GuardedReader(GenerationReader(call), output, self._rule_metrics)
 
     async def list_models(self, deadline: Deadline) -> list[generation_pb2.Model]:

@@ -8,7 +8,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmsuite.generation.v1 import generation_pb2_grpc
 from llmsuite.guardrails.v1 import guardrails_pb2_grpc
 from llmsuite.retrieval.v1 import retrieval_pb2_grpc
-from llmsuite_common.grpc_client import call_metadata, channel
+from llmsuite_common.grpc_client import TracedStub, call_metadata, channel
 from opentelemetry.trace import TracerProvider
 
 from .downstream import TimedStub
@@ -50,21 +50,19 @@ class BackendClients:
 
     async def open(self) -> None:
         for name in ("guardrails", "retrieval", "generation"):
-            self._channels[name] = channel(
-                getattr(self.targets, name),
-                max_message_bytes=self._max_message_bytes,
-                tracer_provider=self.tracer_provider,
-            )
+            self._channels[name] = channel(getattr(self.targets, name), max_message_bytes=self._max_message_bytes)
         # Unary backend calls count as downstream waits for x-gateway-overhead-ms, and toward
         # their hop's Server-Timing entry.
+        traced = self.tracer_provider
         self.guardrails = TimedStub(
-            guardrails_pb2_grpc.GuardrailsServiceStub(self._channels["guardrails"]),
+            TracedStub(guardrails_pb2_grpc.GuardrailsServiceStub(self._channels["guardrails"]), traced),
             {"CheckInput": "guardrails", "CheckContext": "guardrails"},
         )
         self.retrieval = TimedStub(
-            retrieval_pb2_grpc.RetrievalServiceStub(self._channels["retrieval"]), {"Search": "retrieval"}
+            TracedStub(retrieval_pb2_grpc.RetrievalServiceStub(self._channels["retrieval"]), traced),
+            {"Search": "retrieval"},
         )
-        self.generation = generation_pb2_grpc.GenerationServiceStub(self._channels["generation"])
+        self.generation = TracedStub(generation_pb2_grpc.GenerationServiceStub(self._channels["generation"]), traced)
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}

@@ -48,6 +48,10 @@ async def timed(awaitable: Awaitable[T], hop: str | None = None) -> T:
             server_timing.add(hop, seconds)
 
 
+async def _made(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return await method(*args, **kwargs)
+
+
 class TimedStub:
     """A gRPC stub whose listed unary methods count as downstream waits of their hop; everything else
     passes through."""
@@ -61,4 +65,6 @@ class TimedStub:
         hop = self._unary.get(name)
         if hop is None:
             return method
-        return lambda *args, **kwargs: timed(method(*args, **kwargs), hop)
+        # The call is made inside the timed wait (a coroutine starts when awaited), so the wait
+        # covers its whole client span.
+        return lambda *args, **kwargs: timed(_made(method, args, kwargs), hop)

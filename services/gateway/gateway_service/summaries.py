@@ -16,7 +16,6 @@ from typing import Any
 import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
-from llmsuite_common.grpc_client import traced_stream
 from llmsuite_common.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -120,12 +119,7 @@ class ModelSummarizer:
         parts: list[str] = []
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                call = traced_stream(
-                    self._clients.generation.Generate,
-                    request,
-                    timeout=self.timeout_seconds,
-                    tracer_provider=self._clients.tracer_provider,
-                )
+                call = self._clients.generation.Generate(request, timeout=self.timeout_seconds)
                 async for event in call:
                     kind = event.WhichOneof("event")
                     if kind == "delta":

@@ -19,7 +19,7 @@ import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 
-from llmsuite_common.grpc_client import call_metadata, channel, traced_stream
+from llmsuite_common.grpc_client import TracedStub, call_metadata, channel
 
 Source = retrieval_pb2.Source
 Document = retrieval_pb2.Document
@@ -51,7 +51,7 @@ class RetrievalClient:
 
     async def __aenter__(self) -> "RetrievalClient":
         self._channel = channel(self._target, max_message_bytes=self._max_message_bytes)
-        self._stub = retrieval_pb2_grpc.RetrievalServiceStub(self._channel)
+        self._stub = TracedStub(retrieval_pb2_grpc.RetrievalServiceStub(self._channel))
         return self
 
     async def __aexit__(
@@ -117,8 +117,7 @@ class RetrievalClient:
             if batch or first:
                 yield _stream_message(context, collection, batch, first)
 
-        call = traced_stream(self.stub.IngestStream, requests(), timeout=timeout or self._timeout)
-        async for progress in call:
+        async for progress in self.stub.IngestStream(requests(), **self._options(timeout)):
             yield progress
 
     async def ingest_texts(

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from google.protobuf.message import Message
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2
-from llmsuite_common.grpc_client import call_metadata, traced_stream
+from llmsuite_common.grpc_client import call_metadata
 from llmsuite_common.request_context import request_id_var
 from starlette.responses import Response
 
@@ -147,12 +147,7 @@ def retrieval_router(clients: BackendClients, settings: GatewaySettings) -> APIR
 
         results: dict[str, dict[str, Any]] = {}
         try:
-            stream = traced_stream(
-                clients.retrieval.IngestStream,
-                requests(),
-                timeout=Deadline(timeout).remaining(),
-                tracer_provider=clients.tracer_provider,
-            )
+            stream = clients.retrieval.IngestStream(requests(), timeout=Deadline(timeout).remaining())
             async for progress in stream:
                 item: dict[str, Any] = {
                     "id": progress.source_id,
