@@ -41,7 +41,7 @@ def call_metadata() -> tuple[tuple[str, str], ...]:
 
 
 def _method_name(method: str | bytes) -> str:
-    # grpc.aio client call details carry bytes (grpc issue 31092)
+    # grpc.aio multicallables hold the method name as bytes
     return method.decode() if isinstance(method, bytes) else method
 
 
@@ -63,19 +63,6 @@ def _end(span: Span, code: grpc.StatusCode, details: str | None = None) -> None:
     span.end()
 
 
-_tracers: dict[TracerProvider | None, trace.Tracer] = {}
-
-
-def _tracer(provider: TracerProvider | None) -> trace.Tracer:
-    """One tracer per provider (None: the global one, looked up again until an SDK provider is set)."""
-    tracer = _tracers.get(provider)
-    if tracer is None:
-        tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=provider)
-        if provider is not None or not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-            _tracers[provider] = tracer
-    return tracer
-
-
 def _final_status(call: Any) -> tuple[grpc.StatusCode, str | None]:
     """A finished call's status without awaiting (done callbacks cannot await); grpc.aio reads the
     same field when it raises for a failed call."""
@@ -88,18 +75,11 @@ def _final_status(call: Any) -> tuple[grpc.StatusCode, str | None]:
         return grpc.StatusCode.UNKNOWN, "status unavailable"
 
 
-def traced_call(
-    method: Any,
-    request: Any,
-    *,
-    timeout: float | None,
-    metadata: Any = None,
-    tracer_provider: TracerProvider | None = None,
-) -> Any:
+def _traced_call(tracer: trace.Tracer, method: Any, request: Any, timeout: float | None, metadata: Any) -> Any:
     """Starts a call (any kind) under a CLIENT span, child of the current span, and returns the
     grpc.aio call; the span ends with the call's status when the call is done."""
     name = _method_name(getattr(method, "_method", b"")) or "grpc.call"
-    span = _tracer(tracer_provider).start_span(name, kind=SpanKind.CLIENT, attributes=_attributes(name))
+    span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=_attributes(name))
     with trace.use_span(span, end_on_exit=False):
         headers = _with_trace_headers(call_metadata() if metadata is None else metadata)
     try:
@@ -113,18 +93,18 @@ def traced_call(
 
 
 class TracedStub:
-    """A generated stub whose every call is traced (traced_call); use it like the stub."""
+    """A generated stub whose every call is traced (_traced_call); use it like the stub."""
 
     def __init__(self, stub: Any, tracer_provider: TracerProvider | None = None) -> None:
         self._stub = stub
-        self._tracer_provider = tracer_provider
+        # Without a provider this is the global one's, through OpenTelemetry's proxy: telemetry may
+        # be set up after the stub is made.
+        self._tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._stub, name)
 
         def call(request: Any, *, timeout: float | None = None, metadata: Any = None) -> Any:
-            return traced_call(
-                method, request, timeout=timeout, metadata=metadata, tracer_provider=self._tracer_provider
-            )
+            return _traced_call(self._tracer, method, request, timeout, metadata)
 
         return call

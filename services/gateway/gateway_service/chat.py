@@ -155,9 +155,7 @@ class ChatPipeline:
         """Every generation goes through the output rail."""
         if request.whole_answer:
             # One unary call: the answer and its Final in one reply.
-            completed = self._clients.generation.Complete(
-                request, timeout=deadline.remaining(), metadata=call_metadata()
-            )
+            completed = self._clients.generation.Complete(request, timeout=deadline.remaining())
             return GuardedReader(CompletedReader(completed), output, self._rule_metrics)
         call = self._clients.generation.Generate(request, timeout=deadline.remaining())
         return GuardedReader(GenerationReader(call), output, self._rule_metrics)

@@ -13,7 +13,6 @@ ends the stream (ApiError -> error event, no [DONE]) before the offending span i
 """
 
 import asyncio
-import logging
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
@@ -22,12 +21,11 @@ from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite.guardrails.v1 import guardrails_pb2
 from llmsuite_common.grpc_client import call_metadata
-from llmsuite_common.rules.findings import CheckRun
 from llmsuite_common.rules.metrics import RuleMetrics
 from llmsuite_common.rules.output_rail import OutputRail, Step
+from llmsuite_common.rules.output_report import report_block, report_done
 from llmsuite_common.rules.output_scan import OutputScanner
 from llmsuite_common.rules.policy import OutputChecks
-from llmsuite_common.rules.verdict_events import add_verdict_event
 from opentelemetry import trace
 
 from .deadline import Deadline
@@ -39,7 +37,6 @@ from .guardrails_summary import current_summary
 if TYPE_CHECKING:
     from .clients import BackendClients
 
-log = logging.getLogger(__name__)
 
 # Organizations whose compiled output rules are kept; the least recently used go first.
 MAX_CACHED_POLICIES = 10_000
@@ -161,9 +158,7 @@ class GuardedReader(GenerationReader):
         if step.blocked is not None:
             self._ended = True
             self._inner.cancel()
-            add_verdict_event(trace.get_current_span(), "output", "block", step.blocked, self._version)
-            if self._metrics is not None:
-                self._metrics.record("output", [], step.blocked)
+            report_block(trace.get_current_span(), step.blocked, self._version, self._metrics)
             if self._summary is not None:
                 self._summary.add(
                     "output", "block", [f.check for f in step.blocked], self._rail.state.scan_us,
@@ -173,16 +168,7 @@ class GuardedReader(GenerationReader):
 
     def _done(self) -> None:
         state = self._rail.state
-        if self._metrics is not None:
-            self._metrics.record("output", [CheckRun("output_scan", state.scan_us)], state.flags)
-        add_verdict_event(
-            trace.get_current_span(),
-            "output",
-            "redact" if state.redactions else "allow",
-            state.flags,
-            self._version,
-            redactions=state.redactions,
-        )
+        report_done(trace.get_current_span(), state, self._version, self._metrics)
         if self._summary is not None:
             outcome = f"redacted:{state.redactions}" if state.redactions else "allow"
             if state.flags:

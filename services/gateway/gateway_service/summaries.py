@@ -113,25 +113,15 @@ class ModelSummarizer:
             ],
             max_tokens=self._max_tokens,
             temperature=0.0,
-            # The summary is used once complete: one message from generation.
-            whole_answer=True,
         )
-        parts: list[str] = []
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                call = self._clients.generation.Generate(request, timeout=self.timeout_seconds)
-                async for event in call:
-                    kind = event.WhichOneof("event")
-                    if kind == "delta":
-                        parts.append(event.delta.content)
-                    elif kind == "deltas":
-                        parts.extend(d.content for d in event.deltas.deltas)
-                    elif kind == "final":
-                        break
+                # The summary is used once complete: the whole answer in one reply.
+                reply = await self._clients.generation.Complete(request, timeout=self.timeout_seconds)
         except (TimeoutError, grpc.aio.AioRpcError) as err:
             log.info(
                 "summary model unavailable; using the extractive summary", extra={"error": type(err).__name__}
             )
             return None
-        text = "".join(parts).strip()
+        text = reply.delta.content.strip()
         return text or None

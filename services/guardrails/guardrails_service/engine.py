@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from llmsuite_common.rules.detectors import Span, find_pii, find_secrets, redact
 from llmsuite_common.rules.findings import CheckRun, Finding
-from llmsuite_common.rules.output_scan import OutputMatch, OutputScanner, redaction_label
+from llmsuite_common.rules.output_scan import OutputScanner, redaction_label
 from llmsuite_common.rules.policy import CheckConfig, InjectionCheck, Policy, TermsCheck, TopicsCheck
 from llmsuite_common.rules.terms import Terms
 from llmsuite_common.rules.tokens import approx_tokens
@@ -60,6 +60,7 @@ class Guard:
         self._deny = Terms(inp.deny.terms)
         self._topics = [(rule.name, Terms(rule.terms)) for rule in inp.topics.rules]
         self._ctx_deny = Terms(policy.context.deny.terms)
+        # The output rules, for the rail (here in CheckOutputStream, or in the gateway).
         self.output = OutputScanner(policy.output, self.version)
 
     # ---- input -------------------------------------------------------------------------------
@@ -230,12 +231,6 @@ class Guard:
         if ctx.deny.enabled:
             timings.append(CheckRun("deny", deny_us, fired_deny, deny_us > ctx.deny.budget_ms * 1000))
         return results, timings
-
-    # ---- output ------------------------------------------------------------------------------
-
-    def scan_output(self, text: str) -> list[OutputMatch]:
-        """Every output rule's matches in `text`."""
-        return self.output.scan(text)
 
 
 def injection_finding(text: str, cfg: InjectionCheck, *, subject: str) -> Finding | None:

@@ -8,6 +8,7 @@ from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 from llmsuite_common.errors import InvalidArgument
 from llmsuite_common.rules.findings import CheckRun, Finding
 from llmsuite_common.rules.output_rail import OutputRail, Step
+from llmsuite_common.rules.output_report import report_block, report_done
 from llmsuite_common.rules.verdict_events import add_verdict_event
 from opentelemetry import trace
 
@@ -149,16 +150,12 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
                 yield reply
             if step.blocked is not None:
                 return
-            scan = CheckRun("output_scan", rail.state.scan_us)
-            self._metrics.record("output", [scan], rail.state.flags)
-            redactions = rail.state.redactions
-            verdict = "redact" if redactions else "allow"
-            add_verdict_event(span, "output", verdict, rail.state.flags, guard.version, redactions=redactions)
+            report_done(span, rail.state, guard.version, self._metrics)
             yield guardrails_pb2.OutputStreamResponse(
                 done=guardrails_pb2.OutputDone(
                     redactions=rail.state.redactions,
                     flags=[reason(f) for f in rail.state.flags],
-                    timings=[timing(scan)],
+                    timings=[timing(CheckRun("output_scan", rail.state.scan_us))],
                     policy_version=guard.version,
                     mode=rail.mode,
                 )
@@ -170,9 +167,8 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
     def _replies(self, step: Step, span: trace.Span, policy_version: str) -> list[guardrails_pb2.OutputStreamResponse]:
         out = [guardrails_pb2.OutputStreamResponse(released=piece) for piece in step.released]
         if step.blocked is not None:
-            self._metrics.record("output", [], step.blocked)
             # Before the replies are sent: a caller that hangs up on `blocked` never resumes the stream.
-            add_verdict_event(span, "output", "block", step.blocked, policy_version)
+            report_block(span, step.blocked, policy_version, self._metrics)
             out.append(
                 guardrails_pb2.OutputStreamResponse(blocked=guardrails_pb2.OutputBlocked(reasons=[reason(f) for f in step.blocked]))
             )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .detectors import Span
 from .findings import Finding
-from .output_scan import OutputMatch, OutputScanner, output_label
+from .output_scan import OutputMatch, OutputScanner, redaction_label
 from .tokens import approx_tokens
 
 # Enough released text to see a secret or term that started before the release point.
@@ -189,7 +189,7 @@ def _redact_pieces(raw: str, spans: list[Span], bounds: list[int]) -> list[str]:
                 continue
             if span.start >= start:
                 out.append(raw[pos : max(pos, span.start)])
-                out.append(output_label(span))
+                out.append(redaction_label(span))
             pos = max(pos, min(span.end, end))
             covered_to = max(covered_to, min(span.end, len(raw)))
         out.append(raw[pos:end])

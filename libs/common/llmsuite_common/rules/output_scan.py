@@ -19,10 +19,6 @@ def redaction_label(span: Span) -> str:
     return f"[REDACTED:{span.kind.upper()}]"
 
 
-# The name the output rail uses; input redaction uses the same labels.
-output_label = redaction_label
-
-
 class OutputScanner:
     """One organization's output rules, compiled. Immutable: a policy change builds a new one."""
 

@@ -14,14 +14,14 @@ from .. import idempotency as idem
 from .. import result_cache, server_timing
 from ..admission import EdgeChecks
 from ..auth import API_KEY_SCHEME, Identity
-from ..chat import ChatPipeline, StreamTally, collect, incomplete_stream, sse_events
+from ..chat import ChatPipeline, StreamTally, collect, sse_events
 from ..client_ip import client_ip
 from ..completions import ChunkEncoder, CompletionMeta, chat_completion
 from ..deadline import Deadline
 from ..disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, wait_unless_disconnected
 from ..downstream import timed
 from ..errors import CANCELLED, from_grpc, note_error_class
-from ..generation_reader import GenerationReader
+from ..generation_reader import GenerationReader, incomplete_stream
 from ..idempotency import Claim, Idempotency
 from ..limits import Admission, Limiter
 from ..metrics import GatewayMetrics
