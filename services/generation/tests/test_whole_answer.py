@@ -225,6 +225,9 @@ def test_answer_json_becomes_stream_events():
         StreamDone("tool_calls", {"prompt_tokens": 3, "completion_tokens": 5}, "x"),
     ]
     assert whole_answer_events(b'{"choices": []}') == [StreamDone("stop", None, "")]
+    # A NUL is text like any other: it reaches the caller, not an error.
+    nul = whole_answer_events(b'{"choices": [{"index": 0, "message": {"content": "a\\u0000b"}}]}')
+    assert nul[0] == ContentDelta("a\x00b", "")
 
 
 @pytest.mark.parametrize(
@@ -233,6 +236,9 @@ def test_answer_json_becomes_stream_events():
         (b"{not json", "upstream_protocol_error"),
         (b"[1, 2]", "upstream_protocol_error"),
         (b'{"error": {"message": "overloaded"}}', "upstream_stream_error"),
+        # Hostile bodies: a lone surrogate, nesting past the parser's depth limit.
+        (b'{"choices": [{"index": 0, "message": {"content": "a\\ud800b"}}]}', "upstream_protocol_error"),
+        (b'{"choices": ' + b"[" * 5000 + b"]" * 5000 + b"}", "upstream_protocol_error"),
     ],
 )
 def test_unusable_answers_are_retryable_upstream_errors(raw, code):
@@ -259,3 +265,13 @@ async def test_complete_fails_with_the_same_status_as_generate(fake, start_gener
     generated = await failure(stub.Generate(request()))
     assert completed.value.code() == generated.code()
     assert read_error_detail(completed.value) == read_error_detail(generated)
+
+
+async def test_an_answer_larger_than_a_message_may_be_is_refused_not_buffered(fake, start_generation):
+    # The bound is the gRPC message limit: a larger answer could not be sent on anyway.
+    stub = await start_generation(grpc_max_message_bytes=64 * 1024)
+    fake.script({"content": ["x" * 1024] * 200})
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Complete(stream_request())
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert read_error_detail(info.value).code == "upstream_answer_too_large"
