@@ -13,6 +13,7 @@ from starlette.responses import Response
 from .access_middleware import AccessMiddleware
 from .admission import EdgeChecks
 from .auth import ApiKeyMiddleware, Identity, key_id_for
+from .auth_failures import AuthFailures
 from .body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
 from .chat import ChatPipeline
 from .clients import BackendClients
@@ -83,7 +84,7 @@ def chat_edge(
             ttl_seconds=settings.gateway_idempotency_ttl_seconds,
             pending_seconds=timeout + IDEMPOTENCY_PENDING_MARGIN_SECONDS,
         ),
-        cache=ResultCache(shared.kv, metrics.cache_lookups),
+        cache=ResultCache(shared.cache, metrics.cache_lookups),
         checks=EdgeChecks(max_tokens_cap=0),
         usage=UsageRecorder(
             shared.kv,
@@ -158,7 +159,20 @@ def create_app(
     pipeline = ChatPipeline(clients, default_model=settings.gateway_default_model, rule_metrics=metrics.rules)
     database = Database(settings) if Database.configured(settings) else None
     edge = chat_edge(settings, shared, metrics, database, clients)
-    keys = KeyStore(database, cache_ttl_seconds=settings.gateway_key_cache_ttl_seconds) if database else None
+    keys = (
+        KeyStore(
+            database,
+            cache_ttl_seconds=settings.gateway_key_cache_ttl_seconds,
+            unknown_ttl_seconds=settings.gateway_unknown_key_cache_ttl_seconds,
+        )
+        if database
+        else None
+    )
+    auth_failures = AuthFailures(
+        shared.limits,
+        limit=settings.gateway_ip_auth_failures,
+        window_seconds=settings.gateway_rate_limit_window_seconds,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -200,7 +214,7 @@ def create_app(
     app.include_router(requests_router(edge.usage))
     app.include_router(ws_router(pipeline, settings, metrics, edge))
     app.include_router(ops_router(clients, settings, metrics, lifecycle))
-    app.include_router(retrieval_router(clients, settings))
+    app.include_router(retrieval_router(clients, settings, edge))
 
     # Added innermost first: stream send (outermost) -> tracing -> access log -> body limit -> API key
     # -> guardrails header -> routes.
@@ -210,6 +224,8 @@ def create_app(
         bootstrap=bootstrap_identity(settings),
         api_key=settings.gateway_api_key.get_secret_value(),
         keys=keys,
+        failures=auth_failures,
+        trusted_proxy_hops=settings.gateway_trusted_proxy_hops,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.gateway_max_body_bytes)
     app.add_middleware(AccessMiddleware, metrics=metrics)

@@ -3,15 +3,19 @@
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import Security
 from fastapi.security import HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import server_timing
+from .client_ip import client_ip
 from .errors import ApiError, error_response
 from .policy import Policy
+
+if TYPE_CHECKING:
+    from .auth_failures import AuthFailures
 
 PROTECTED_PREFIX = "/v1"
 
@@ -54,32 +58,62 @@ class KeyResolver(Protocol):
     async def authenticate(self, token: str) -> "Identity | None":
         """The identity of a stored key, or None for an unknown, revoked or malformed one."""
 
+    def cached(self, token: str) -> "Identity | None":
+        """The identity of a key held in memory, without any I/O; None when not held."""
+
 
 class ApiKeyMiddleware:
     """Checks the bearer key of every /v1 request (HTTP and WebSocket handshakes alike).
 
     The configured key (GATEWAY_API_KEY) is the bootstrap admin; other keys come from the key store,
-    which caches what it reads so most requests never reach the database.
+    which caches what it reads so most requests never reach the database. Failed attempts count
+    against the client's address (`failures`); past its limit the address gets 429.
     """
 
     def __init__(
-        self, app: ASGIApp, *, bootstrap: "Identity", api_key: str, keys: KeyResolver | None = None
+        self,
+        app: ASGIApp,
+        *,
+        bootstrap: "Identity",
+        api_key: str,
+        keys: KeyResolver | None = None,
+        failures: "AuthFailures | None" = None,
+        trusted_proxy_hops: int = 0,
     ) -> None:
         self.app = app
         self._key = api_key.encode()
         self._identity = bootstrap
         self._keys = keys
+        self._failures = failures
+        self._hops = trusted_proxy_hops
 
-    async def _identify(self, token: bytes) -> "Identity | None":
+    def _known(self, token: bytes) -> "Identity | None":
+        """The bootstrap key or a key held in the store's cache: no I/O."""
         if hmac.compare_digest(token, self._key):
             return self._identity
-        if self._keys is None:
+        if self._keys is None or not token.isascii():
             return None
-        try:
-            text = token.decode("ascii")
-        except UnicodeDecodeError:
-            return None
-        return await self._keys.authenticate(text)
+        return self._keys.cached(token.decode("ascii"))
+
+    async def _authenticate(self, token: bytes | None, scope: Scope) -> "Identity | ApiError":
+        if token is None:
+            return ApiError(
+                401, "missing API key: send it as 'Authorization: Bearer <key>'", code="invalid_api_key"
+            )
+        identity = self._known(token)
+        if identity is not None:
+            return identity
+        guard = self._failures if self._failures is not None and self._failures.enabled else None
+        ip = client_ip(scope, self._hops) if guard is not None else None
+        if guard is not None and (refused := guard.refusal(ip)) is not None:
+            return refused
+        if self._keys is not None and token.isascii():
+            identity = await self._keys.authenticate(token.decode("ascii"))
+            if identity is not None:
+                return identity
+        if guard is not None and (refused := await guard.failed(ip)) is not None:
+            return refused
+        return ApiError(401, "incorrect API key provided", code="invalid_api_key")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or not is_protected(scope["path"]):
@@ -88,18 +122,12 @@ class ApiKeyMiddleware:
         authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
         token = bearer_token(authorization)
         with server_timing.hop("auth"):
-            identity = await self._identify(token) if token is not None else None
-        if identity is None:
-            message = (
-                "missing API key: send it as 'Authorization: Bearer <key>'"
-                if token is None
-                else "incorrect API key provided"
-            )
-            error = ApiError(401, message, code="invalid_api_key")
+            identity = await self._authenticate(token, scope)
+        if isinstance(identity, ApiError):
             if scope["type"] == "websocket":
-                await reject_websocket(error, scope, receive, send)
+                await reject_websocket(identity, scope, receive, send)
             else:
-                await error_response(error)(scope, receive, send)
+                await error_response(identity)(scope, receive, send)
             return
         scope.setdefault("state", {})["identity"] = identity
         await self.app(scope, receive, send)

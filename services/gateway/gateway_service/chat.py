@@ -43,6 +43,20 @@ class PreparedChat:
     structured: StructuredSpec | None = None
 
 
+@dataclass(frozen=True)
+class Screened:
+    """A request past its input check and its search: what its answer depends on beyond the body."""
+
+    context: common_pb2.RequestContext
+    # The messages to send on (redacted where guardrails redacted them).
+    messages: list[common_pb2.ChatMessage]
+    # The guardrails policy that passed the input.
+    policy_version: str
+    # Retrieved chunks, not yet checked as context; None without retrieval.
+    chunks: list[retrieval_pb2.Chunk] | None = None
+    collection_version: str = ""
+
+
 def to_messages(body: ChatCompletionRequest) -> list[common_pb2.ChatMessage]:
     return [
         common_pb2.ChatMessage(
@@ -87,24 +101,39 @@ class ChatPipeline:
             raise ApiError(400, "you must provide a model parameter", code="missing_model", param="model")
         return model
 
-    async def prepare(
-        self, body: ChatCompletionRequest, identity: Identity, deadline: Deadline, *, streamed: bool | None = None
-    ) -> PreparedChat:
-        """`streamed` overrides body.stream for transports that always stream (WebSocket)."""
-        model = self.model_for(body)
+    async def screen(self, body: ChatCompletionRequest, identity: Identity, deadline: Deadline) -> Screened:
+        """The input check and the search: what the result cache needs to know before a lookup."""
         context = common_pb2.RequestContext(
             request_id=request_id_var.get(),
             org_id=identity.org_id,
             user_id=body.user or "",
             key_id=identity.key_id,
         )
-        messages = to_messages(body)
-        messages, policy_version = await check_input(self._clients.guardrails, context, messages, deadline)
-        output = await self._output_policies.scanner(context, policy_version, deadline)
+        messages, policy_version = await check_input(
+            self._clients.guardrails, context, to_messages(body), deadline
+        )
+        if body.retrieval is None:
+            return Screened(context, messages, policy_version)
+        chunks, collection_version = await self._search(context, body, messages, deadline)
+        return Screened(context, messages, policy_version, chunks, collection_version)
+
+    async def prepare(
+        self,
+        body: ChatCompletionRequest,
+        identity: Identity,
+        deadline: Deadline,
+        *,
+        streamed: bool | None = None,
+        screened: Screened | None = None,
+    ) -> PreparedChat:
+        """`streamed` overrides body.stream for transports that always stream (WebSocket)."""
+        model = self.model_for(body)
+        screened = screened or await self.screen(body, identity, deadline)
+        context, messages = screened.context, screened.messages
+        output = await self._output_policies.scanner(context, screened.policy_version, deadline)
         cited = None
-        if body.retrieval is not None:
-            chunks = await self._search(context, body, messages, deadline)
-            chunks = await check_context(self._clients.guardrails, context, chunks, deadline)
+        if screened.chunks is not None:
+            chunks = await check_context(self._clients.guardrails, context, screened.chunks, deadline)
             messages = with_context(messages, chunks)
             cited = citations(chunks)
         request = generate_request(body, model, context, messages)
@@ -118,7 +147,8 @@ class ChatPipeline:
         body: ChatCompletionRequest,
         messages: list[common_pb2.ChatMessage],
         deadline: Deadline,
-    ) -> list[retrieval_pb2.Chunk]:
+    ) -> tuple[list[retrieval_pb2.Chunk], str]:
+        """The chunks found, and the version of the collection they were found in."""
         assert body.retrieval is not None
         query = last_user_text(messages)
         if query is None:
@@ -136,7 +166,7 @@ class ChatPipeline:
             )
         except grpc.aio.AioRpcError as err:
             raise from_grpc(err, "retrieval") from None
-        return list(reply.chunks)
+        return list(reply.chunks), reply.collection_version
 
     def generate(self, prepared: PreparedChat, deadline: Deadline) -> GenerationReader:
         if prepared.structured is not None:

@@ -11,6 +11,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from .auth import Identity
 from .errors import ApiError
-from .policy import Policy, narrowest_log_policy
+from .policy import LOG_POLICIES, Policy, narrowest_log_policy
+from .scopes import SCOPES, granted
 
 KEY_PREFIX = "llms_"
 _KEY = re.compile(r"llms_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
@@ -30,6 +32,9 @@ KEY_SETTINGS = {"rpm": "key_rpm", "tpm": "key_tpm", "max_streams": "key_max_stre
 ORG_SETTINGS = {"rpm": "org_rpm", "tpm": "org_tpm"}
 LIMIT_NAMES = ("rpm", "tpm", "max_streams", "user_rpm", "max_tokens")
 _CACHE_MAX = 10_000
+# Key ids found unknown or revoked. Apart from the identities, so a client presenting made-up keys
+# can neither evict real keys' entries nor reach the database twice with the same id.
+_UNKNOWN_MAX = 100_000
 
 
 def new_key() -> tuple[str, str]:
@@ -63,6 +68,7 @@ def policy_of(key_settings: dict[str, Any], org_settings: dict[str, Any]) -> Pol
     values["key_budget_usd"] = float(key_settings.get("budget_usd") or 0)
     values["org_budget_usd"] = float(org_settings.get("budget_usd") or 0)
     values["log_policy"] = narrowest_log_policy(org_settings.get("log_policy"), key_settings.get("log_policy"))
+    values["scopes"] = frozenset(s for s in key_settings.get("scopes") or () if s in SCOPES)
     return Policy(**values)
 
 
@@ -74,16 +80,25 @@ def creator_settings(creator: Identity) -> dict[str, Any]:
         "max_streams": p.key_max_streams,
         "user_rpm": p.user_rpm,
         "max_tokens": p.max_tokens_cap,
+        "budget_usd": p.key_budget_usd,
+        "log_policy": p.log_policy,
+        "scopes": sorted(granted(creator)),
     }
     if p.allowed_models is not None:
         out["allowed_models"] = sorted(p.allowed_models)
     return out
 
 
+def _exceeded(name: str, message: str) -> ApiError:
+    return ApiError(403, message, code="scope_exceeded", param=name)
+
+
 def narrowed(requested: dict[str, Any], creator: Identity) -> dict[str, Any]:
     """The new key's settings: what was asked, checked never to exceed the creator's own scope.
 
-    A limit the creator has (non-zero) is inherited when not asked for, and may only be lowered.
+    A limit the creator has (non-zero) is inherited when not asked for, and may only be lowered; so
+    may its budget, its model set and its log policy (a key never logs more than its creator).
+    Scopes may only be ones the creator holds.
     """
     if creator.superuser:
         return dict(requested)
@@ -97,36 +112,60 @@ def narrowed(requested: dict[str, Any], creator: Identity) -> dict[str, Any]:
         if asked == 0:
             out[name] = mine
         elif asked > mine:
-            raise ApiError(
-                403, f"{name} {asked} exceeds your own limit of {mine}", code="scope_exceeded", param=name
+            raise _exceeded(name, f"{name} {asked} exceeds your own limit of {mine}")
+    budget = float(own["budget_usd"])
+    if budget > 0:
+        asked_budget = float(requested.get("budget_usd") or 0)
+        if asked_budget == 0:
+            out["budget_usd"] = budget
+        elif asked_budget > budget:
+            raise _exceeded(
+                "budget_usd", f"budget_usd {asked_budget:g} exceeds your own budget of {budget:g}"
             )
+    asked_log = requested.get("log_policy")
+    if asked_log is None:
+        out["log_policy"] = own["log_policy"]
+    elif LOG_POLICIES.index(asked_log) < LOG_POLICIES.index(own["log_policy"]):
+        raise _exceeded(
+            "log_policy", f"log_policy '{asked_log}' keeps more than your own '{own['log_policy']}'"
+        )
+    if not set(requested.get("scopes") or ()) <= set(own["scopes"]):
+        raise _exceeded("scopes", "scopes exceed the scopes your key holds")
     if "allowed_models" in own:
         asked_models = requested.get("allowed_models")
         if asked_models is None:
             out["allowed_models"] = own["allowed_models"]
         elif not set(asked_models) <= set(own["allowed_models"]):
-            raise ApiError(
-                403,
-                "allowed_models exceeds the models your key may use",
-                code="scope_exceeded",
-                param="allowed_models",
-            )
+            raise _exceeded("allowed_models", "allowed_models exceeds the models your key may use")
     return out
 
 
 @dataclass(frozen=True)
 class _Cached:
     expires: float
-    secret_hash: bytes | None
-    identity: Identity | None
+    secret_hash: bytes
+    identity: Identity
 
 
 class KeyStore:
-    def __init__(self, pool_source: Any, *, cache_ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        pool_source: Any,
+        *,
+        cache_ttl_seconds: float,
+        unknown_ttl_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         # pool_source.pool is the open AsyncConnectionPool (opened with the app).
         self._db = pool_source
         self._ttl = cache_ttl_seconds
+        self._unknown_ttl = unknown_ttl_seconds
+        self._clock = clock
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        # key id -> when this replica asks the database about it again.
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        # Lookups that reached the database; for tests and the unknown-key guarantee.
+        self.database_lookups = 0
 
     @property
     def _pool(self) -> AsyncConnectionPool:
@@ -137,19 +176,30 @@ class KeyStore:
 
     # --- authentication (hot path) -----------------------------------------------------------------
 
+    def cached(self, token: str) -> Identity | None:
+        """The identity of a key this replica holds in its cache, without any I/O."""
+        key_id = parse_key_id(token)
+        entry = self._cache.get(key_id) if key_id is not None else None
+        if entry is None or entry.expires <= self._clock():
+            return None
+        return entry.identity if hmac.compare_digest(entry.secret_hash, key_hash(token)) else None
+
     async def authenticate(self, token: str) -> Identity | None:
         key_id = parse_key_id(token)
         if key_id is None:
             return None  # malformed keys never reach the database
-        now = time.monotonic()
+        now = self._clock()
         cached = self._cache.get(key_id)
         if cached is None or cached.expires <= now:
+            if self._unknown.get(key_id, 0.0) > now:
+                return None
             cached = await self._load(key_id, now)
-        if cached.secret_hash is None or cached.identity is None:
-            return None
+            if cached is None:
+                return None
         return cached.identity if hmac.compare_digest(cached.secret_hash, key_hash(token)) else None
 
-    async def _load(self, key_id: str, now: float) -> _Cached:
+    async def _load(self, key_id: str, now: float) -> _Cached | None:
+        self.database_lookups += 1
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -159,21 +209,28 @@ class KeyStore:
             )
             row = await cur.fetchone()
         if row is None or row["revoked_at"] is not None:
-            entry = _Cached(now + self._ttl, None, None)
-        else:
-            identity = Identity(
-                org_id=row["org_id"],
-                key_id=row["id"],
-                user_id=row["user_id"] or "",
-                role=row["role"],
-                policy=policy_of(row["settings"], row["org_settings"]),
-            )
-            entry = _Cached(now + self._ttl, bytes(row["secret_hash"]), identity)
+            self._cache.pop(key_id, None)
+            self._remember_unknown(key_id, now)
+            return None
+        identity = Identity(
+            org_id=row["org_id"],
+            key_id=row["id"],
+            user_id=row["user_id"] or "",
+            role=row["role"],
+            policy=policy_of(row["settings"], row["org_settings"]),
+        )
+        entry = _Cached(now + self._ttl, bytes(row["secret_hash"]), identity)
         self._cache[key_id] = entry
         self._cache.move_to_end(key_id)
         while len(self._cache) > _CACHE_MAX:
             self._cache.popitem(last=False)
         return entry
+
+    def _remember_unknown(self, key_id: str, now: float) -> None:
+        self._unknown[key_id] = now + self._unknown_ttl
+        self._unknown.move_to_end(key_id)
+        while len(self._unknown) > _UNKNOWN_MAX:
+            self._unknown.popitem(last=False)
 
     # --- administration ---------------------------------------------------------------------------
 
@@ -259,6 +316,8 @@ class KeyStore:
             )
             row = await cur.fetchone()
         assert row is not None
+        # An id seen before it existed works at once here; other replicas within the unknown-key TTL.
+        self._unknown.pop(key_id, None)
         return {**_public(row), "key": key}
 
     async def list_keys(self, creator: Identity, org_id: str | None) -> list[dict[str, Any]]:

@@ -22,6 +22,8 @@ class Policy:
     org_budget_usd: float = 0.0
     # What the request log keeps of the conversation: `full`, `summary`, or nothing (`metadata`/`none`).
     log_policy: str = "summary"
+    # Scopes granted beyond the key's role (scopes.py); admins hold all of them anyway.
+    scopes: frozenset[str] = frozenset()
 
 
 # Widest first: a key may only narrow its organization's log policy.

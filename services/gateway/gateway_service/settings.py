@@ -46,14 +46,20 @@ class GatewaySettings(ServiceSettings):
 
     gateway_redis_url: SecretStr = Field(
         SecretStr(""),
-        description="Redis URL for limits, idempotency keys and the result cache, shared by replicas; "
-        "empty keeps them in-process (one replica only).",
+        description="Redis URL for limits, spend counters and idempotency keys, shared by replicas; run it "
+        "with `maxmemory-policy noeviction`; empty keeps them in-process (one replica only).",
     )
     gateway_redis_timeout_seconds: float = Field(
         1.0,
         gt=0,
         description="Deadline of each Redis command and of connecting to Redis; a slower Redis "
         "counts as down. Waiting for a pooled connection behind this replica's own requests does not.",
+    )
+    gateway_cache_redis_url: SecretStr = Field(
+        SecretStr(""),
+        description="Redis URL of the result cache: its own instance (maxmemory with allkeys-lru), never the "
+        "GATEWAY_REDIS_URL one, whose spend counters and limits must not be evicted; empty keeps the cache "
+        "in-process (LRU, per replica).",
     )
     gateway_rate_limit_failure_mode: Literal["open", "closed"] = Field(
         "open",
@@ -108,6 +114,18 @@ class GatewaySettings(ServiceSettings):
         5.0,
         gt=0,
         description="How long a key lookup is cached; a revoked key stops working within this time.",
+    )
+    gateway_unknown_key_cache_ttl_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long a key id found unknown or revoked is refused without asking the database; "
+        "a key created on another replica works here within this time (on its own replica at once).",
+    )
+    gateway_ip_auth_failures: int = Field(
+        20,
+        ge=0,
+        description="Failed authentications per client IP per rate-limit window before that address gets "
+        "429 (Retry-After); 0 = unlimited.",
     )
 
     gateway_admin_api_enabled: bool = Field(

@@ -1,8 +1,8 @@
 """Usage and spend: recorded off the request path, enforced as a hard stop before the next request.
 
-Each finished generation adds its cost to monthly spend counters (per key and per organization) in
-the shared store, and queues its request-log row; the writer (request_log_writer.py) stores queued
-rows in PostgreSQL in batches. A key or organization whose spend this month reached its budget gets
+Each finished generation (and embeddings request) adds its cost to monthly spend counters (per key
+and per organization) in the shared store, and queues its request-log row; the writer
+(request_log_writer.py) stores queued rows in PostgreSQL in batches. A key or organization whose spend this month reached its budget gets
 429 `budget` until the month ends (UTC) or the budget is raised.
 """
 
@@ -183,10 +183,10 @@ class UsageRecorder:
             cur = await conn.execute(
                 # Requests that failed (guardrail blocks, upstream errors) are logged with 0 tokens;
                 # they are counted apart.
-                "SELECT key_id, model, count(*) FILTER (WHERE status < 400), "
+                "SELECT key_id, model, route, count(*) FILTER (WHERE status < 400), "
                 "count(*) FILTER (WHERE status >= 400), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd) "
                 "FROM gateway.usage_events WHERE org_id = %s AND created_at >= %s AND (%s::text IS NULL OR key_id = %s) "
-                "GROUP BY key_id, model ORDER BY key_id, model",
+                "GROUP BY key_id, model, route ORDER BY key_id, model, route",
                 (org, since, only_key, only_key),
             )
             rows = await cur.fetchall()
@@ -195,11 +195,13 @@ class UsageRecorder:
                 "org_id": org,
                 "key_id": r[0],
                 "model": r[1],
-                "requests": r[2],
-                "failed_requests": r[3],
-                "prompt_tokens": int(r[4]),
-                "completion_tokens": int(r[5]),
-                "cost_usd": round(float(r[6]), 8),
+                # Chat, embeddings and collection routes each count apart.
+                "route": r[2],
+                "requests": r[3],
+                "failed_requests": r[4],
+                "prompt_tokens": int(r[5]),
+                "completion_tokens": int(r[6]),
+                "cost_usd": round(float(r[7]), 8),
             }
             for r in rows
         ]

@@ -14,15 +14,20 @@ def request(**extra) -> ChatCompletionRequest:
     return ChatCompletionRequest.model_validate(chat("m", **extra))
 
 
+def key(org: str, model: str, body: ChatCompletionRequest) -> str | None:
+    return cache_key(org, model, body, policy_version="policy-1")
+
+
 def test_key_covers_tenant_model_messages_and_parameters():
-    base = cache_key("org-a", "m", request(temperature=0))
-    assert base == cache_key("org-a", "m", request(temperature=0, user="someone-else"))
-    assert base != cache_key("org-b", "m", request(temperature=0))
-    assert base != cache_key("org-a", "other", request(temperature=0))
-    assert base != cache_key("org-a", "m", request(temperature=0, max_tokens=5))
-    assert base != cache_key("org-a", "m", request(temperature=0, stream=True))
+    base = key("org-a", "m", request(temperature=0))
+    assert base is not None
+    assert base == key("org-a", "m", request(temperature=0, user="someone-else"))
+    assert base != key("org-b", "m", request(temperature=0))
+    assert base != key("org-a", "other", request(temperature=0))
+    assert base != key("org-a", "m", request(temperature=0, max_tokens=5))
+    assert base != key("org-a", "m", request(temperature=0, stream=True))
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
-    assert base != cache_key("org-a", "m", request(temperature=0, tools=tools))
+    assert base != key("org-a", "m", request(temperature=0, tools=tools))
 
 
 def test_only_deterministic_requests_by_default():

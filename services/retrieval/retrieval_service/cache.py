@@ -69,14 +69,14 @@ class RetrievalCache:
 def results_key(
     tenant: str,
     collection: str,
-    version: int,
+    version: str,
     *,
     query: str,
     vector: Sequence[float] | None,
     k: int,
     filter: Mapping[str, str],
     hybrid_weight: float,
-) -> tuple[str, str, int, bytes]:
+) -> tuple[str, str, str, bytes]:
     """Everything the answer depends on; the request part hashed so keys stay small."""
     request = orjson.dumps(
         {"q": query, "k": k, "f": dict(sorted(filter.items())), "h": hybrid_weight},

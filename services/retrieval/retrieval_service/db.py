@@ -371,14 +371,16 @@ class ChunkStore:
             raise NotFound("no such collection", param="name")
         return Deleted(documents, chunks)
 
-    async def collection_version(self, tenant: str, collection: str, *, timeout: float) -> int:
-        """The collection's change counter; -1 when the collection does not exist."""
+    async def collection_version(self, tenant: str, collection: str, *, timeout: float) -> str:
+        """The collection's change counter, with its creation time since a collection made again
+        counts from 0 again; empty when the collection does not exist."""
         async with self._transaction(timeout) as conn:
             cursor = await conn.execute(
-                f"SELECT version FROM {COLLECTIONS} WHERE tenant = %s AND name = %s", (tenant, collection)
+                f"SELECT version, created_at FROM {COLLECTIONS} WHERE tenant = %s AND name = %s",
+                (tenant, collection),
             )
             row = await cursor.fetchone()
-        return int(row[0]) if row else -1
+        return f"{row[1].timestamp():.6f}:{row[0]}" if row else ""
 
     async def get_chunk(self, tenant: str, chunk_id: str, *, timeout: float) -> tuple[str, Hit]:
         """One chunk of the tenant's and its collection; NotFound for anyone else's."""

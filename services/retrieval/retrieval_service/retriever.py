@@ -38,6 +38,8 @@ class SearchQuery:
 class SearchResult:
     hits: list[Hit]
     cached: bool
+    # The collection's version the hits were found at (db.collection_version).
+    version: str = ""
 
 
 class Retriever:
@@ -125,8 +127,8 @@ class Retriever:
     async def find(self, tenant: str, collection: str, q: SearchQuery, *, deadline: float) -> SearchResult:
         """Search with every option, through the result cache."""
         key = None
+        version = await self._store.collection_version(tenant, collection, timeout=_remaining(deadline))
         if self._cache is not None:
-            version = await self._store.collection_version(tenant, collection, timeout=_remaining(deadline))
             key = results_key(
                 tenant,
                 collection,
@@ -139,7 +141,7 @@ class Retriever:
             )
             cached = self._cache.results(key)
             if cached is not None:
-                return SearchResult(cached, True)
+                return SearchResult(cached, True, version)
         vector = q.vector if q.vector is not None else await self.query_embedding(q.query, deadline=deadline)
         hits = await self._store.search(
             tenant,
@@ -154,7 +156,7 @@ class Retriever:
         )
         if self._cache is not None and key is not None:
             self._cache.put_results(key, hits)
-        return SearchResult(hits, False)
+        return SearchResult(hits, False, version)
 
     async def query_embedding(self, text: str, *, deadline: float) -> np.ndarray:
         if self._cache is not None and (found := self._cache.embedding(text)) is not None:

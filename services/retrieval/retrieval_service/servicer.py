@@ -74,7 +74,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         found = await self._retriever.find(
             tenant, collection, SearchQuery(query, vector, k, where, weight), deadline=self._deadline(context)
         )
-        return retrieval_pb2.SearchResponse(chunks=[_chunk(h) for h in found.hits], cached=found.cached)
+        return retrieval_pb2.SearchResponse(
+            chunks=[_chunk(h) for h in found.hits], cached=found.cached, collection_version=found.version
+        )
 
     async def CreateCollection(
         self, request: retrieval_pb2.CreateCollectionRequest, context: grpc.aio.ServicerContext

@@ -27,6 +27,13 @@ class Limits(BaseModel):
     log_policy: Literal["full", "summary", "metadata", "none"] | None = None
 
 
+class KeySettings(Limits):
+    # Permissions beyond the role (scopes.py), e.g. `retrieval:admin` for a member key that ingests.
+    scopes: list[Literal["retrieval:read", "retrieval:write", "retrieval:admin"]] | None = Field(
+        None, max_length=8
+    )
+
+
 class OrgSettings(Limits):
     cache_ttl_seconds: int | None = Field(None, ge=0, le=30 * 86400)
 
@@ -46,7 +53,7 @@ class CreateKey(BaseModel):
     role: Literal["admin", "member"] = "member"
     name: str = Field("", max_length=200)
     user_id: str | None = Field(None, pattern=_ID)
-    settings: Limits = Limits()
+    settings: KeySettings = KeySettings()
 
 
 def _json(value: Any, status: int = 200) -> Response:

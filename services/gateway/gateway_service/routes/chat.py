@@ -138,13 +138,20 @@ def chat_router(
         claim: Claim | None,
     ) -> Response:
         ttl = identity.policy.cache_ttl_seconds
+        screened = await pipeline.screen(body, identity, deadline)
         cache_key = (
-            result_cache.cache_key(identity.org_id, model, body)
+            result_cache.cache_key(
+                identity.org_id,
+                model,
+                body,
+                policy_version=screened.policy_version,
+                collection_version=screened.collection_version,
+            )
             if ttl and result_cache.cacheable(body)
             else None
         )
         if cache_key is not None:
-            hit = await edge.cache.get(cache_key)
+            hit = await edge.cache.get(cache_key, org_id=identity.org_id, key_id=identity.key_id)
             if hit is not None:
                 if claim is not None:
                     await edge.idempotency.complete(claim, hit)
@@ -157,7 +164,7 @@ def chat_router(
             if claim is not None:
                 await edge.idempotency.complete(claim, stored)
 
-        prepared = await pipeline.prepare(body, identity, deadline)
+        prepared = await pipeline.prepare(body, identity, deadline, screened=screened)
         meta = CompletionMeta(model=prepared.request.model, citations=prepared.citations)
         generation_started = time.perf_counter()
         reader = pipeline.generate(prepared, deadline)

@@ -1,10 +1,16 @@
-"""Collections, documents and search over HTTP, and OpenAI's POST /v1/embeddings, on the retrieval service."""
+"""Collections, documents and search over HTTP, and OpenAI's POST /v1/embeddings, on the retrieval service.
+
+Every route counts against the key's limits and budget and leaves a request-log row (metering.py).
+Reading, searching and creating collections is open to every key of the organization; dropping a
+collection and adding, replacing or deleting its documents (an ingest replaces documents of the same
+id) needs an admin key or the `retrieval:admin` scope.
+"""
 
 import base64
 import binascii
 import struct
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import orjson
@@ -20,7 +26,10 @@ from ..auth import API_KEY_SCHEME
 from ..clients import BackendClients
 from ..deadline import Deadline
 from ..errors import ApiError, from_grpc
+from ..metering import Meter, Metering
+from ..scopes import RETRIEVAL_ADMIN, require
 from ..settings import GatewaySettings
+from ..tokens import approx_tokens
 from .retrieval_schemas import (
     CreateCollectionBody,
     DeleteDocumentsBody,
@@ -37,8 +46,13 @@ _STATUS = {
 }
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+if TYPE_CHECKING:
+    from .chat import ChatEdge
+
+
+def _json(body: Any, status: int = 200, meter: Meter | None = None) -> Response:
+    headers = meter.headers if meter is not None else None
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def _context(request: Request) -> common_pb2.RequestContext:
@@ -91,9 +105,11 @@ def _source(doc: DocumentBody, index: int) -> retrieval_pb2.Source:
     return source
 
 
-def retrieval_router(clients: BackendClients, settings: GatewaySettings) -> APIRouter:
+def retrieval_router(clients: BackendClients, settings: GatewaySettings, edge: "ChatEdge") -> APIRouter:
     router = APIRouter(dependencies=[API_KEY_SCHEME])
     timeout = settings.gateway_request_timeout_seconds
+    hops = settings.gateway_trusted_proxy_hops
+    metered = Metering(edge.limiter, edge.usage, trusted_proxy_hops=hops).metered
 
     async def call(method: Any, message: Message) -> Any:
         try:
@@ -103,29 +119,34 @@ def retrieval_router(clients: BackendClients, settings: GatewaySettings) -> APIR
 
     @router.post("/v1/collections", response_class=Response)
     async def create_collection(body: CreateCollectionBody, request: Request) -> Response:
-        reply = await call(
-            clients.retrieval.CreateCollection,
-            retrieval_pb2.CreateCollectionRequest(
-                context=_context(request), name=body.name, description=body.description
-            ),
-        )
+        async with metered(request, "/v1/collections") as meter:
+            reply = await call(
+                clients.retrieval.CreateCollection,
+                retrieval_pb2.CreateCollectionRequest(
+                    context=_context(request), name=body.name, description=body.description
+                ),
+            )
         return _json(
-            {**_collection(reply.collection), "created": reply.created}, 201 if reply.created else 200
+            {**_collection(reply.collection), "created": reply.created}, 201 if reply.created else 200, meter
         )
 
     @router.get("/v1/collections", response_class=Response)
     async def list_collections(request: Request) -> Response:
-        reply = await call(
-            clients.retrieval.ListCollections, retrieval_pb2.ListCollectionsRequest(context=_context(request))
-        )
-        return _json({"object": "list", "data": [_collection(c) for c in reply.collections]})
+        async with metered(request, "/v1/collections") as meter:
+            reply = await call(
+                clients.retrieval.ListCollections,
+                retrieval_pb2.ListCollectionsRequest(context=_context(request)),
+            )
+        return _json({"object": "list", "data": [_collection(c) for c in reply.collections]}, meter=meter)
 
     @router.delete("/v1/collections/{name}", response_class=Response)
     async def delete_collection(name: str, request: Request) -> Response:
-        reply = await call(
-            clients.retrieval.DeleteCollection,
-            retrieval_pb2.DeleteCollectionRequest(context=_context(request), name=name),
-        )
+        require(request.state.identity, RETRIEVAL_ADMIN, "delete collections")
+        async with metered(request, "/v1/collections/{name}") as meter:
+            reply = await call(
+                clients.retrieval.DeleteCollection,
+                retrieval_pb2.DeleteCollectionRequest(context=_context(request), name=name),
+            )
         return _json(
             {
                 "object": "collection.deleted",
@@ -133,12 +154,32 @@ def retrieval_router(clients: BackendClients, settings: GatewaySettings) -> APIR
                 "deleted": True,
                 "documents": reply.documents,
                 "chunks": reply.chunks,
-            }
+            },
+            meter=meter,
         )
 
     @router.post("/v1/collections/{name}/documents", response_class=Response)
     async def ingest(name: str, body: IngestBody, request: Request) -> Response:
+        require(request.state.identity, RETRIEVAL_ADMIN, "add or replace documents")
         sources = [_source(d, i) for i, d in enumerate(body.documents)]
+        async with metered(request, "/v1/collections/{name}/documents") as meter:
+            data = await _ingest(name, sources, request)
+        failed = sum(item["status"] == "failed" for item in data)
+        # 200 even when some failed: each document carries its own status and error.
+        return _json(
+            {
+                "object": "list",
+                "data": data,
+                "documents": len(data) - failed,
+                "failed": failed,
+                "chunks": sum(item["chunks"] for item in data),
+            },
+            meter=meter,
+        )
+
+    async def _ingest(
+        name: str, sources: list[retrieval_pb2.Source], request: Request
+    ) -> list[dict[str, Any]]:
 
         async def requests() -> AsyncIterator[retrieval_pb2.IngestStreamRequest]:
             yield retrieval_pb2.IngestStreamRequest(
@@ -164,78 +205,84 @@ def retrieval_router(clients: BackendClients, settings: GatewaySettings) -> APIR
         except grpc.aio.AioRpcError as err:
             raise from_grpc(err, "retrieval") from None
         # In request order, whatever order the documents finished in.
-        data = [results[s.id or s.uri] for s in sources if (s.id or s.uri) in results]
-        failed = sum(item["status"] == "failed" for item in data)
-        # 200 even when some failed: each document carries its own status and error.
-        return _json(
-            {
-                "object": "list",
-                "data": data,
-                "documents": len(data) - failed,
-                "failed": failed,
-                "chunks": sum(item["chunks"] for item in data),
-            }
-        )
+        return [results[s.id or s.uri] for s in sources if (s.id or s.uri) in results]
 
     @router.post("/v1/collections/{name}/documents/delete", response_class=Response)
     async def delete_documents(name: str, body: DeleteDocumentsBody, request: Request) -> Response:
-        reply = await call(
-            clients.retrieval.DeleteDocuments,
-            retrieval_pb2.DeleteDocumentsRequest(context=_context(request), collection=name, ids=body.ids),
+        require(request.state.identity, RETRIEVAL_ADMIN, "delete documents")
+        async with metered(request, "/v1/collections/{name}/documents/delete") as meter:
+            reply = await call(
+                clients.retrieval.DeleteDocuments,
+                retrieval_pb2.DeleteDocumentsRequest(
+                    context=_context(request), collection=name, ids=body.ids
+                ),
+            )
+        return _json(
+            {"object": "documents.deleted", "documents": reply.documents, "chunks": reply.chunks}, meter=meter
         )
-        return _json({"object": "documents.deleted", "documents": reply.documents, "chunks": reply.chunks})
 
     @router.delete("/v1/collections/{name}/documents/{document_id:path}", response_class=Response)
     async def delete_document(name: str, document_id: str, request: Request) -> Response:
-        reply = await call(
-            clients.retrieval.DeleteDocuments,
-            retrieval_pb2.DeleteDocumentsRequest(
-                context=_context(request), collection=name, ids=[document_id]
-            ),
-        )
-        if not reply.documents and not reply.chunks:
-            raise ApiError(404, "no such document", code="not_found", param="document_id")
+        require(request.state.identity, RETRIEVAL_ADMIN, "delete documents")
+        async with metered(request, "/v1/collections/{name}/documents/{document_id}") as meter:
+            reply = await call(
+                clients.retrieval.DeleteDocuments,
+                retrieval_pb2.DeleteDocumentsRequest(
+                    context=_context(request), collection=name, ids=[document_id]
+                ),
+            )
+            if not reply.documents and not reply.chunks:
+                raise ApiError(404, "no such document", code="not_found", param="document_id")
         return _json(
-            {"object": "document.deleted", "id": document_id, "deleted": True, "chunks": reply.chunks}
+            {"object": "document.deleted", "id": document_id, "deleted": True, "chunks": reply.chunks},
+            meter=meter,
         )
 
     @router.post("/v1/collections/{name}/search", response_class=Response)
     async def search(name: str, body: SearchBody, request: Request) -> Response:
-        reply = await call(
-            clients.retrieval.Search,
-            retrieval_pb2.SearchRequest(
-                context=_context(request),
-                collection=name,
-                query=body.query,
-                vector=body.vector or [],
-                k=body.k,
-                filter=body.filter,
-                hybrid_weight=body.hybrid_weight,
-            ),
+        async with metered(request, "/v1/collections/{name}/search") as meter:
+            reply = await call(
+                clients.retrieval.Search,
+                retrieval_pb2.SearchRequest(
+                    context=_context(request),
+                    collection=name,
+                    query=body.query,
+                    vector=body.vector or [],
+                    k=body.k,
+                    filter=body.filter,
+                    hybrid_weight=body.hybrid_weight,
+                ),
+            )
+        return _json(
+            {"object": "list", "data": [_chunk(c) for c in reply.chunks], "cached": reply.cached}, meter=meter
         )
-        return _json({"object": "list", "data": [_chunk(c) for c in reply.chunks], "cached": reply.cached})
 
     @router.get("/v1/chunks/{chunk_id}", response_class=Response)
     async def get_chunk(chunk_id: str, request: Request) -> Response:
-        reply = await call(
-            clients.retrieval.GetChunk,
-            retrieval_pb2.GetChunkRequest(context=_context(request), chunk_id=chunk_id),
-        )
-        return _json({**_chunk(reply.chunk), "collection": reply.collection})
+        async with metered(request, "/v1/chunks/{chunk_id}") as meter:
+            reply = await call(
+                clients.retrieval.GetChunk,
+                retrieval_pb2.GetChunkRequest(context=_context(request), chunk_id=chunk_id),
+            )
+        return _json({**_chunk(reply.chunk), "collection": reply.collection}, meter=meter)
 
     @router.post("/v1/embeddings", response_class=Response)
     async def embeddings(body: EmbeddingsBody, request: Request) -> Response:
         inputs = [body.input] if isinstance(body.input, str) else body.input
-        reply = await call(
-            clients.retrieval.Embed,
-            retrieval_pb2.EmbedRequest(context=_context(request), inputs=inputs, model=body.model),
-        )
-        if (
-            body.dimensions is not None
-            and reply.embeddings
-            and body.dimensions != len(reply.embeddings[0].values)
-        ):
-            raise ApiError(400, "this model does not support other dimensions", param="dimensions")
+        # Reserved against tokens per minute before the call, reconciled with the model's count.
+        estimate = sum(approx_tokens(text) for text in inputs)
+        async with metered(request, "/v1/embeddings", model=body.model, reserve_tokens=estimate) as meter:
+            reply = await call(
+                clients.retrieval.Embed,
+                retrieval_pb2.EmbedRequest(context=_context(request), inputs=inputs, model=body.model),
+            )
+            meter.model, meter.tokens = reply.model or body.model, reply.tokens
+            if (
+                body.dimensions is not None
+                and reply.embeddings
+                and body.dimensions != len(reply.embeddings[0].values)
+            ):
+                raise ApiError(400, "this model does not support other dimensions", param="dimensions")
         data = []
         for index, embedding in enumerate(reply.embeddings):
             values: Any = list(embedding.values)
@@ -249,7 +296,8 @@ def retrieval_router(clients: BackendClients, settings: GatewaySettings) -> APIR
                 "data": data,
                 "model": reply.model,
                 "usage": {"prompt_tokens": reply.tokens, "total_tokens": reply.tokens},
-            }
+            },
+            meter=meter,
         )
 
     return router

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from llmsuite.common.v1 import common_pb2 as llmsuite_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%llmsuite/retrieval/v1/retrieval.proto\x12\x15llmsuite.retrieval.v1\x1a\x1fllmsuite/common/v1/common.proto\"\x96\x01\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12?\n\x08metadata\x18\x03 \x03(\x0b\x32-.llmsuite.retrieval.v1.Document.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\rIngestRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x32\n\tdocuments\x18\x03 \x03(\x0b\x32\x1f.llmsuite.retrieval.v1.Document\"F\n\x0eIngestResponse\x12\x11\n\tdocuments\x18\x01 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\r\x12\x11\n\tunchanged\x18\x03 \x01(\r\"\x8a\x02\n\rSearchRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\t\n\x01k\x18\x04 \x01(\r\x12\x0e\n\x06vector\x18\x05 \x03(\x02\x12@\n\x06\x66ilter\x18\x06 \x03(\x0b\x32\x30.llmsuite.retrieval.v1.SearchRequest.FilterEntry\x12\x15\n\rhybrid_weight\x18\x07 \x01(\x02\x1a-\n\x0b\x46ilterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xde\x01\n\x05\x43hunk\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x11\n\tsource_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x0f\n\x07ordinal\x18\x05 \x01(\r\x12<\n\x08metadata\x18\x06 \x03(\x0b\x32*.llmsuite.retrieval.v1.Chunk.MetadataEntry\x12\x13\n\x0b\x66used_score\x18\x07 \x01(\x02\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"N\n\x0eSearchResponse\x12,\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x1c.llmsuite.retrieval.v1.Chunk\x12\x0e\n\x06\x63\x61\x63hed\x18\x02 \x01(\x08\"f\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tdocuments\x18\x03 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x04 \x01(\x04\x12\x12\n\ncreated_at\x18\x05 \x01(\t\"q\n\x17\x43reateCollectionRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"b\n\x18\x43reateCollectionResponse\x12\x35\n\ncollection\x18\x01 \x01(\x0b\x32!.llmsuite.retrieval.v1.Collection\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"M\n\x16ListCollectionsRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\"Q\n\x17ListCollectionsResponse\x12\x36\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32!.llmsuite.retrieval.v1.Collection\"\\\n\x17\x44\x65leteCollectionRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x0c\n\x04name\x18\x02 \x01(\t\"=\n\x18\x44\x65leteCollectionResponse\x12\x11\n\tdocuments\x18\x01 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x04\"\xd4\x01\n\x06Source\x12\n\n\x02id\x18\x01 \x01(\t\x12=\n\x08metadata\x18\x02 \x03(\x0b\x32+.llmsuite.retrieval.v1.Source.MetadataEntry\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x04 \x01(\x0cH\x00\x12\r\n\x03uri\x18\x05 \x01(\tH\x00\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07\x63ontent\"\x8e\x01\n\x13IngestStreamRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x12\n\ncollection\x18\x02 \x01(\t\x12.\n\x07sources\x18\x03 \x03(\x0b\x32\x1d.llmsuite.retrieval.v1.Source\"\x8b\x02\n\x0eIngestProgress\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12<\n\x06status\x18\x02 \x01(\x0e\x32,.llmsuite.retrieval.v1.IngestProgress.Status\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\r\x12\x0c\n\x04\x64one\x18\x04 \x01(\r\x12\x10\n\x08received\x18\x05 \x01(\r\x12.\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1f.llmsuite.common.v1.ErrorDetail\"H\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07INDEXED\x10\x01\x12\r\n\tUNCHANGED\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\"n\n\x16\x44\x65leteDocumentsRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\"<\n\x17\x44\x65leteDocumentsResponse\x12\x11\n\tdocuments\x18\x01 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\r\"X\n\x0fGetChunkRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\"S\n\x10GetChunkResponse\x12+\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x1c.llmsuite.retrieval.v1.Chunk\x12\x12\n\ncollection\x18\x02 \x01(\t\"b\n\x0c\x45mbedRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"d\n\rEmbedResponse\x12\x34\n\nembeddings\x18\x01 \x03(\x0b\x32 .llmsuite.retrieval.v1.Embedding\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06tokens\x18\x03 \x01(\r2\xa6\x07\n\x10RetrievalService\x12U\n\x06Ingest\x12$.llmsuite.retrieval.v1.IngestRequest\x1a%.llmsuite.retrieval.v1.IngestResponse\x12U\n\x06Search\x12$.llmsuite.retrieval.v1.SearchRequest\x1a%.llmsuite.retrieval.v1.SearchResponse\x12s\n\x10\x43reateCollection\x12..llmsuite.retrieval.v1.CreateCollectionRequest\x1a/.llmsuite.retrieval.v1.CreateCollectionResponse\x12p\n\x0fListCollections\x12-.llmsuite.retrieval.v1.ListCollectionsRequest\x1a..llmsuite.retrieval.v1.ListCollectionsResponse\x12s\n\x10\x44\x65leteCollection\x12..llmsuite.retrieval.v1.DeleteCollectionRequest\x1a/.llmsuite.retrieval.v1.DeleteCollectionResponse\x12\x65\n\x0cIngestStream\x12*.llmsuite.retrieval.v1.IngestStreamRequest\x1a%.llmsuite.retrieval.v1.IngestProgress(\x01\x30\x01\x12p\n\x0f\x44\x65leteDocuments\x12-.llmsuite.retrieval.v1.DeleteDocumentsRequest\x1a..llmsuite.retrieval.v1.DeleteDocumentsResponse\x12[\n\x08GetChunk\x12&.llmsuite.retrieval.v1.GetChunkRequest\x1a\'.llmsuite.retrieval.v1.GetChunkResponse\x12R\n\x05\x45mbed\x12#.llmsuite.retrieval.v1.EmbedRequest\x1a$.llmsuite.retrieval.v1.EmbedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%llmsuite/retrieval/v1/retrieval.proto\x12\x15llmsuite.retrieval.v1\x1a\x1fllmsuite/common/v1/common.proto\"\x96\x01\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12?\n\x08metadata\x18\x03 \x03(\x0b\x32-.llmsuite.retrieval.v1.Document.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\rIngestRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x32\n\tdocuments\x18\x03 \x03(\x0b\x32\x1f.llmsuite.retrieval.v1.Document\"F\n\x0eIngestResponse\x12\x11\n\tdocuments\x18\x01 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\r\x12\x11\n\tunchanged\x18\x03 \x01(\r\"\x8a\x02\n\rSearchRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\t\n\x01k\x18\x04 \x01(\r\x12\x0e\n\x06vector\x18\x05 \x03(\x02\x12@\n\x06\x66ilter\x18\x06 \x03(\x0b\x32\x30.llmsuite.retrieval.v1.SearchRequest.FilterEntry\x12\x15\n\rhybrid_weight\x18\x07 \x01(\x02\x1a-\n\x0b\x46ilterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xde\x01\n\x05\x43hunk\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x11\n\tsource_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x0f\n\x07ordinal\x18\x05 \x01(\r\x12<\n\x08metadata\x18\x06 \x03(\x0b\x32*.llmsuite.retrieval.v1.Chunk.MetadataEntry\x12\x13\n\x0b\x66used_score\x18\x07 \x01(\x02\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"j\n\x0eSearchResponse\x12,\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x1c.llmsuite.retrieval.v1.Chunk\x12\x0e\n\x06\x63\x61\x63hed\x18\x02 \x01(\x08\x12\x1a\n\x12\x63ollection_version\x18\x03 \x01(\t\"f\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tdocuments\x18\x03 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x04 \x01(\x04\x12\x12\n\ncreated_at\x18\x05 \x01(\t\"q\n\x17\x43reateCollectionRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"b\n\x18\x43reateCollectionResponse\x12\x35\n\ncollection\x18\x01 \x01(\x0b\x32!.llmsuite.retrieval.v1.Collection\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"M\n\x16ListCollectionsRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\"Q\n\x17ListCollectionsResponse\x12\x36\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32!.llmsuite.retrieval.v1.Collection\"\\\n\x17\x44\x65leteCollectionRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x0c\n\x04name\x18\x02 \x01(\t\"=\n\x18\x44\x65leteCollectionResponse\x12\x11\n\tdocuments\x18\x01 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x04\"\xd4\x01\n\x06Source\x12\n\n\x02id\x18\x01 \x01(\t\x12=\n\x08metadata\x18\x02 \x03(\x0b\x32+.llmsuite.retrieval.v1.Source.MetadataEntry\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x04 \x01(\x0cH\x00\x12\r\n\x03uri\x18\x05 \x01(\tH\x00\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07\x63ontent\"\x8e\x01\n\x13IngestStreamRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x12\n\ncollection\x18\x02 \x01(\t\x12.\n\x07sources\x18\x03 \x03(\x0b\x32\x1d.llmsuite.retrieval.v1.Source\"\x8b\x02\n\x0eIngestProgress\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12<\n\x06status\x18\x02 \x01(\x0e\x32,.llmsuite.retrieval.v1.IngestProgress.Status\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\r\x12\x0c\n\x04\x64one\x18\x04 \x01(\r\x12\x10\n\x08received\x18\x05 \x01(\r\x12.\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1f.llmsuite.common.v1.ErrorDetail\"H\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07INDEXED\x10\x01\x12\r\n\tUNCHANGED\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\"n\n\x16\x44\x65leteDocumentsRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\"<\n\x17\x44\x65leteDocumentsResponse\x12\x11\n\tdocuments\x18\x01 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\r\"X\n\x0fGetChunkRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\"S\n\x10GetChunkResponse\x12+\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x1c.llmsuite.retrieval.v1.Chunk\x12\x12\n\ncollection\x18\x02 \x01(\t\"b\n\x0c\x45mbedRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"d\n\rEmbedResponse\x12\x34\n\nembeddings\x18\x01 \x03(\x0b\x32 .llmsuite.retrieval.v1.Embedding\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06tokens\x18\x03 \x01(\r2\xa6\x07\n\x10RetrievalService\x12U\n\x06Ingest\x12$.llmsuite.retrieval.v1.IngestRequest\x1a%.llmsuite.retrieval.v1.IngestResponse\x12U\n\x06Search\x12$.llmsuite.retrieval.v1.SearchRequest\x1a%.llmsuite.retrieval.v1.SearchResponse\x12s\n\x10\x43reateCollection\x12..llmsuite.retrieval.v1.CreateCollectionRequest\x1a/.llmsuite.retrieval.v1.CreateCollectionResponse\x12p\n\x0fListCollections\x12-.llmsuite.retrieval.v1.ListCollectionsRequest\x1a..llmsuite.retrieval.v1.ListCollectionsResponse\x12s\n\x10\x44\x65leteCollection\x12..llmsuite.retrieval.v1.DeleteCollectionRequest\x1a/.llmsuite.retrieval.v1.DeleteCollectionResponse\x12\x65\n\x0cIngestStream\x12*.llmsuite.retrieval.v1.IngestStreamRequest\x1a%.llmsuite.retrieval.v1.IngestProgress(\x01\x30\x01\x12p\n\x0f\x44\x65leteDocuments\x12-.llmsuite.retrieval.v1.DeleteDocumentsRequest\x1a..llmsuite.retrieval.v1.DeleteDocumentsResponse\x12[\n\x08GetChunk\x12&.llmsuite.retrieval.v1.GetChunkRequest\x1a\'.llmsuite.retrieval.v1.GetChunkResponse\x12R\n\x05\x45mbed\x12#.llmsuite.retrieval.v1.EmbedRequest\x1a$.llmsuite.retrieval.v1.EmbedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,45 +57,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHUNK_METADATAENTRY']._serialized_start=201
   _globals['_CHUNK_METADATAENTRY']._serialized_end=248
   _globals['_SEARCHRESPONSE']._serialized_start=959
-  _globals['_SEARCHRESPONSE']._serialized_end=1037
-  _globals['_COLLECTION']._serialized_start=1039
-  _globals['_COLLECTION']._serialized_end=1141
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=1143
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=1256
-  _globals['_CREATECOLLECTIONRESPONSE']._serialized_start=1258
-  _globals['_CREATECOLLECTIONRESPONSE']._serialized_end=1356
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1358
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1435
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1437
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1518
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1520
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1612
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=1614
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=1675
-  _globals['_SOURCE']._serialized_start=1678
-  _globals['_SOURCE']._serialized_end=1890
+  _globals['_SEARCHRESPONSE']._serialized_end=1065
+  _globals['_COLLECTION']._serialized_start=1067
+  _globals['_COLLECTION']._serialized_end=1169
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=1171
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=1284
+  _globals['_CREATECOLLECTIONRESPONSE']._serialized_start=1286
+  _globals['_CREATECOLLECTIONRESPONSE']._serialized_end=1384
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1386
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1463
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1465
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1546
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1548
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1640
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=1642
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=1703
+  _globals['_SOURCE']._serialized_start=1706
+  _globals['_SOURCE']._serialized_end=1918
   _globals['_SOURCE_METADATAENTRY']._serialized_start=201
   _globals['_SOURCE_METADATAENTRY']._serialized_end=248
-  _globals['_INGESTSTREAMREQUEST']._serialized_start=1893
-  _globals['_INGESTSTREAMREQUEST']._serialized_end=2035
-  _globals['_INGESTPROGRESS']._serialized_start=2038
-  _globals['_INGESTPROGRESS']._serialized_end=2305
-  _globals['_INGESTPROGRESS_STATUS']._serialized_start=2233
-  _globals['_INGESTPROGRESS_STATUS']._serialized_end=2305
-  _globals['_DELETEDOCUMENTSREQUEST']._serialized_start=2307
-  _globals['_DELETEDOCUMENTSREQUEST']._serialized_end=2417
-  _globals['_DELETEDOCUMENTSRESPONSE']._serialized_start=2419
-  _globals['_DELETEDOCUMENTSRESPONSE']._serialized_end=2479
-  _globals['_GETCHUNKREQUEST']._serialized_start=2481
-  _globals['_GETCHUNKREQUEST']._serialized_end=2569
-  _globals['_GETCHUNKRESPONSE']._serialized_start=2571
-  _globals['_GETCHUNKRESPONSE']._serialized_end=2654
-  _globals['_EMBEDREQUEST']._serialized_start=2656
-  _globals['_EMBEDREQUEST']._serialized_end=2754
-  _globals['_EMBEDDING']._serialized_start=2756
-  _globals['_EMBEDDING']._serialized_end=2783
-  _globals['_EMBEDRESPONSE']._serialized_start=2785
-  _globals['_EMBEDRESPONSE']._serialized_end=2885
-  _globals['_RETRIEVALSERVICE']._serialized_start=2888
-  _globals['_RETRIEVALSERVICE']._serialized_end=3822
+  _globals['_INGESTSTREAMREQUEST']._serialized_start=1921
+  _globals['_INGESTSTREAMREQUEST']._serialized_end=2063
+  _globals['_INGESTPROGRESS']._serialized_start=2066
+  _globals['_INGESTPROGRESS']._serialized_end=2333
+  _globals['_INGESTPROGRESS_STATUS']._serialized_start=2261
+  _globals['_INGESTPROGRESS_STATUS']._serialized_end=2333
+  _globals['_DELETEDOCUMENTSREQUEST']._serialized_start=2335
+  _globals['_DELETEDOCUMENTSREQUEST']._serialized_end=2445
+  _globals['_DELETEDOCUMENTSRESPONSE']._serialized_start=2447
+  _globals['_DELETEDOCUMENTSRESPONSE']._serialized_end=2507
+  _globals['_GETCHUNKREQUEST']._serialized_start=2509
+  _globals['_GETCHUNKREQUEST']._serialized_end=2597
+  _globals['_GETCHUNKRESPONSE']._serialized_start=2599
+  _globals['_GETCHUNKRESPONSE']._serialized_end=2682
+  _globals['_EMBEDREQUEST']._serialized_start=2684
+  _globals['_EMBEDREQUEST']._serialized_end=2782
+  _globals['_EMBEDDING']._serialized_start=2784
+  _globals['_EMBEDDING']._serialized_end=2811
+  _globals['_EMBEDRESPONSE']._serialized_start=2813
+  _globals['_EMBEDRESPONSE']._serialized_end=2913
+  _globals['_RETRIEVALSERVICE']._serialized_start=2916
+  _globals['_RETRIEVALSERVICE']._serialized_end=3850
 # @@protoc_insertion_point(module_scope)

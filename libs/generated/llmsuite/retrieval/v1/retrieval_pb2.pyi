@@ -255,8 +255,13 @@ class SearchResponse(_message.Message):
 
     CHUNKS_FIELD_NUMBER: _builtins.int
     CACHED_FIELD_NUMBER: _builtins.int
+    COLLECTION_VERSION_FIELD_NUMBER: _builtins.int
     cached: _builtins.bool
     """True when the answer came from the retrieval cache."""
+    collection_version: _builtins.str
+    """Changes whenever the collection's contents change, including when it is deleted and made
+    again; callers key what they derive from the results on it. Empty: no such collection.
+    """
     @_builtins.property
     def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Chunk]: ...
     def __init__(
@@ -264,10 +269,11 @@ class SearchResponse(_message.Message):
         *,
         chunks: _abc.Iterable[Global___Chunk] | None = ...,
         cached: _builtins.bool = ...,
+        collection_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "chunks", b"chunks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "chunks", b"chunks", "collection_version", b"collection_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
