@@ -11,7 +11,7 @@ from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 from .config import BenchSettings
 from .processes import free_port, grpc_ready, spawn, wait_until
 from .stats import pct
-from .targets import service_argv, service_env
+from .targets import AUTHORITY, service_argv, service_env
 
 
 async def _drive(address: str, prompt: str, concurrency: int, seconds: float) -> dict:
@@ -22,7 +22,8 @@ async def _drive(address: str, prompt: str, concurrency: int, seconds: float) ->
     latencies: list[float] = []
     async with grpc.aio.insecure_channel(address) as channel:
         stub = guardrails_pb2_grpc.GuardrailsServiceStub(channel)
-        await stub.CheckInput(request, timeout=5)
+        metadata = AUTHORITY.metadata("guardrails", "bench")
+        await stub.CheckInput(request, timeout=5, metadata=metadata)
         started = time.perf_counter()
         deadline = started + seconds
 
@@ -31,7 +32,7 @@ async def _drive(address: str, prompt: str, concurrency: int, seconds: float) ->
                 if time.perf_counter() >= deadline:
                     return
                 t0 = time.perf_counter()
-                await stub.CheckInput(request, timeout=5)
+                await stub.CheckInput(request, timeout=5, metadata=metadata)
                 latencies.append((time.perf_counter() - t0) * 1000)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))

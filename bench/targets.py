@@ -1,10 +1,14 @@
 """The fake upstream and the targets in front of it, started as real processes."""
 
+import functools
 import secrets
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import orjson
+from llmsuite_common.local_auth import LocalAuthority
 
 from .config import BenchSettings
 from .processes import PYTHON, Proc, free_port, grpc_ready, http_ready, spawn, wait_until
@@ -106,8 +110,22 @@ def service_argv(name: str) -> list[str]:
     return [str(PYTHON), "-m", f"{name}_service"]
 
 
+# The token authority of the benched services: the gateway signs with its key, the gRPC
+# services verify with its public key (the same path as deployed); direct gRPC drivers sign too.
+AUTHORITY = LocalAuthority()
+
+
+@functools.cache
+def _key_files() -> tuple[str, str]:
+    signing, jwks = AUTHORITY.write(Path(tempfile.mkdtemp(prefix="bench-keys-")))
+    return str(signing), str(jwks)
+
+
 def service_env(name: str, port: int, extra: dict[str, str]) -> dict[str, str]:
+    signing, jwks = _key_files()
+    keys = {"GATEWAY_TOKEN_SIGNING_KEY_FILE": signing} if name == "gateway" else {"GRPC_AUTH_PUBLIC_KEYS_FILE": jwks}
     return {
+        **keys,
         "PYTHONPATH": f"libs/generated:libs/common:services/{name}",
         "OTEL_SERVICE_NAME": name,
         "HOST": "127.0.0.1",

@@ -1,5 +1,6 @@
 """The whole suite as real processes on loopback, shared by the cross-service tests."""
 
+import functools
 import secrets
 import shutil
 import sys
@@ -10,9 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llmsuite_common.local_auth import LocalAuthority
+from llmsuite_common.service_keys import SIGNING_KEY_FILE
+from llmsuite_common.service_tokens import SigningKey
+
 from tests.otlp_receiver import OtlpReceiver
 from tools.localsuite.processes import ROOT, Process, ProcessGroup, free_port, http_ok, python_service
-from tools.localsuite.suite import Ports, SuiteConfig, service_envs
+from tools.localsuite.suite import Ports, SuiteConfig, service_envs, service_keys
 
 FAKE_MODEL = "fake-model"
 
@@ -31,6 +36,15 @@ class Suite:
     @property
     def api_key(self) -> str:
         return self.cfg.api_key
+
+    @functools.cached_property
+    def authority(self) -> LocalAuthority:
+        """Signs tokens with the suite's own key, as the suite's gateway does."""
+        return LocalAuthority(SigningKey.from_file(service_keys(self.cfg.data_dir) / SIGNING_KEY_FILE))
+
+    def grpc_auth(self, audience: str, org: str = "default", **caller: object) -> tuple[tuple[str, str], ...]:
+        """Call metadata with a token for `org` (an admin unless `role`/`scopes` say otherwise)."""
+        return self.authority.metadata(audience, org, **caller)
 
     def upstream_requests(self) -> list[dict]:
         return httpx.get(f"{self.upstream_url}/_requests", timeout=5).json()

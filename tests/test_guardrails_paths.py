@@ -176,7 +176,7 @@ def test_websocket_path_gets_the_same_output_rail(guarded):
     assert len(content_of(frames)) // 3 >= UNSAFE_AT - HOLD_BACK_TOKENS
 
 
-def ingest(port: int, collection: str, documents: dict[str, str]) -> None:
+def ingest(port: int, collection: str, documents: dict[str, str], metadata) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         retrieval_pb2_grpc.RetrievalServiceStub(channel).Ingest(
             retrieval_pb2.IngestRequest(
@@ -185,6 +185,7 @@ def ingest(port: int, collection: str, documents: dict[str, str]) -> None:
                 documents=[retrieval_pb2.Document(id=k, text=v) for k, v in documents.items()],
             ),
             timeout=60,
+            metadata=metadata,
         )
 
 
@@ -205,6 +206,7 @@ def test_injection_gets_one_verdict_on_every_path(guarded, unique_name, injectio
         guarded.suite.cfg.ports.retrieval,
         unique_name,
         {"coffee": "The office coffee machine is descaled every Tuesday morning.", "poison": "Coffee note. " + injection},
+        guarded.suite.grpc_auth("retrieval"),
     )
     guarded.suite.clear_upstream_requests()
     with guarded.client() as c:

@@ -15,8 +15,8 @@ DOCUMENTS = {
 QUESTION = "When is the coffee machine unavailable?"
 
 
-def ingest(port: int, collection: str) -> None:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+def ingest(suite, collection: str) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{suite.cfg.ports.retrieval}") as channel:
         reply = retrieval_pb2_grpc.RetrievalServiceStub(channel).Ingest(
             retrieval_pb2.IngestRequest(
                 context=common_pb2.RequestContext(org_id="default"),
@@ -24,12 +24,13 @@ def ingest(port: int, collection: str) -> None:
                 documents=[retrieval_pb2.Document(id=k, text=v) for k, v in DOCUMENTS.items()],
             ),
             timeout=60,
+            metadata=suite.grpc_auth("retrieval"),
         )
     assert reply.documents == 3 and reply.chunks >= 3
 
 
 def test_right_chunk_ranks_first_and_reaches_the_upstream(suite, unique_name):
-    ingest(suite.cfg.ports.retrieval, unique_name)
+    ingest(suite, unique_name)
 
     with grpc.insecure_channel(f"127.0.0.1:{suite.cfg.ports.retrieval}") as channel:
         found = retrieval_pb2_grpc.RetrievalServiceStub(channel).Search(
@@ -37,6 +38,7 @@ def test_right_chunk_ranks_first_and_reaches_the_upstream(suite, unique_name):
                 context=common_pb2.RequestContext(org_id="default"), collection=unique_name, query=QUESTION, k=3
             ),
             timeout=30,
+            metadata=suite.grpc_auth("retrieval"),
         )
     assert [c.source_id for c in found.chunks][0] == "coffee"
     assert found.chunks[0].score > found.chunks[1].score
@@ -59,12 +61,13 @@ def test_right_chunk_ranks_first_and_reaches_the_upstream(suite, unique_name):
 
 
 def test_other_tenant_cannot_search_the_collection(suite, unique_name):
-    ingest(suite.cfg.ports.retrieval, unique_name)
+    ingest(suite, unique_name)
     with grpc.insecure_channel(f"127.0.0.1:{suite.cfg.ports.retrieval}") as channel:
         found = retrieval_pb2_grpc.RetrievalServiceStub(channel).Search(
             retrieval_pb2.SearchRequest(
                 context=common_pb2.RequestContext(org_id="someone-else"), collection=unique_name, query=QUESTION, k=3
             ),
             timeout=30,
+            metadata=suite.grpc_auth("retrieval", "someone-else"),
         )
     assert list(found.chunks) == []

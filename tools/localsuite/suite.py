@@ -4,6 +4,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmsuite_common.service_keys import JWKS_FILE, SIGNING_KEY_FILE, write_keys
+
 from .processes import free_port
 
 LOCAL_MODEL = "gemma-3-270m"
@@ -44,8 +46,23 @@ class SuiteConfig:
         return self.upstream_base_url or f"http://127.0.0.1:{self.ports.model}/v1"
 
 
+def service_keys(data_dir: Path) -> Path:
+    """The key pair behind service tokens, made once per data directory."""
+    keys = data_dir / "service-keys"
+    if not (keys / SIGNING_KEY_FILE).exists() or not (keys / JWKS_FILE).exists():
+        write_keys(keys)
+    return keys
+
+
 def service_envs(cfg: SuiteConfig) -> dict[str, dict[str, str]]:
-    common = {"LOG_LEVEL": cfg.log_level, "DRAIN_SECONDS": str(cfg.drain_seconds), "HOST": "127.0.0.1"}
+    keys = service_keys(cfg.data_dir)
+    common = {
+        "LOG_LEVEL": cfg.log_level,
+        "DRAIN_SECONDS": str(cfg.drain_seconds),
+        "HOST": "127.0.0.1",
+        # Every gRPC service verifies the gateway's tokens with the public key alone.
+        "GRPC_AUTH_PUBLIC_KEYS_FILE": str(keys / JWKS_FILE),
+    }
     if cfg.otlp_endpoint:
         common |= {
             "OTEL_EXPORTER_OTLP_ENDPOINT": cfg.otlp_endpoint,
@@ -67,6 +84,7 @@ def service_envs(cfg: SuiteConfig) -> dict[str, dict[str, str]]:
         },
         "gateway": {
             "GATEWAY_API_KEY": cfg.api_key,
+            "GATEWAY_TOKEN_SIGNING_KEY_FILE": str(keys / SIGNING_KEY_FILE),
             # Joins retrieval's embedded PostgreSQL: organizations, keys and usage live there locally.
             "GATEWAY_PGSERVER_DATA_DIR": str(cfg.data_dir / "pgserver"),
             "GATEWAY_GUARDRAILS_TARGET": f"dns:///127.0.0.1:{p.guardrails}",

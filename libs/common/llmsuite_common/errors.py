@@ -35,6 +35,16 @@ class InvalidArgument(ServiceError):
     code = "invalid_request"
 
 
+class Unauthenticated(ServiceError):
+    status = grpc.StatusCode.UNAUTHENTICATED
+    code = "unauthenticated"
+
+
+class PermissionDenied(ServiceError):
+    status = grpc.StatusCode.PERMISSION_DENIED
+    code = "permission_denied"
+
+
 class NotFound(ServiceError):
     status = grpc.StatusCode.NOT_FOUND
     code = "not_found"
@@ -110,9 +120,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             unary=lambda fn: _wrap_unary(fn, request_id),
             stream=lambda fn: _wrap_stream(fn, request_id),
         )
-        if handler.request_streaming:
-            return wrapped
-        tolerant = _tolerant(handler.request_deserializer)
+        tolerant = _tolerant(handler.request_deserializer, streaming=handler.request_streaming)
         return wrapped._replace(request_deserializer=tolerant)  # type: ignore[attr-defined]
 
 
@@ -123,9 +131,12 @@ class _Undecodable:
 _UNDECODABLE = _Undecodable()
 
 
-def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+def _tolerant(deserializer: Callable[[bytes], Any] | None, *, streaming: bool = False) -> Callable[[bytes], Any] | None:
     # grpc turns a raising deserializer into UNKNOWN carrying the parser's text;
     # callers should get INVALID_ARGUMENT and nothing about our internals.
+    # A unary request is parsed before the handler runs: a stand-in reaches the wrapper, which
+    # answers for it. A request stream's messages are parsed as the handler reads them, so the
+    # error is raised right there and ends the call like any other InvalidArgument.
     if deserializer is None:
         return None
 
@@ -133,14 +144,20 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
         try:
             return deserializer(data)
         except Exception:  # noqa: BLE001 - any parse failure means a malformed request
+            if streaming:
+                raise _unparsable() from None
             return _UNDECODABLE
 
     return parse
 
 
+def _unparsable() -> "InvalidArgument":
+    return InvalidArgument("request message could not be parsed", code="invalid_message")
+
+
 def _check_decoded(request: Any) -> None:
     if request is _UNDECODABLE:
-        raise InvalidArgument("request message could not be parsed", code="invalid_message")
+        raise _unparsable()
 
 
 def _wrap_unary(fn: Callable[..., Awaitable[Any]], request_id: str) -> Callable[..., Awaitable[Any]]:

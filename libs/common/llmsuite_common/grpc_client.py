@@ -14,13 +14,19 @@ from grpc import _common
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
+from .call_auth import AUTHORIZATION_METADATA_KEY, CallCredentials
 from .request_context import REQUEST_ID_METADATA_KEY, request_id_var
 
 _TRACER_NAME = "llmsuite_common.grpc_client"
 
 
-def channel(target: str, *, max_message_bytes: int = 4 * 1024 * 1024) -> grpc.aio.Channel:
-    """A channel that spreads calls over every address `target` resolves to.
+def channel(
+    target: str,
+    *,
+    max_message_bytes: int = 4 * 1024 * 1024,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.aio.Channel:
+    """A channel that spreads calls over every address `target` resolves to; TLS with `credentials`.
 
     Use `dns:///name:port` with a headless Service so each pod gets its share.
     """
@@ -32,6 +38,8 @@ def channel(target: str, *, max_message_bytes: int = 4 * 1024 * 1024) -> grpc.ai
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.enable_retries", 1),
     ]
+    if credentials is not None:
+        return grpc.aio.secure_channel(target, credentials, options=options)
     return grpc.aio.insecure_channel(target, options=options)
 
 
@@ -75,13 +83,22 @@ def _final_status(call: Any) -> tuple[grpc.StatusCode, str | None]:
         return grpc.StatusCode.UNKNOWN, "status unavailable"
 
 
-def _traced_call(tracer: trace.Tracer, method: Any, request: Any, timeout: float | None, metadata: Any) -> Any:
+def _traced_call(
+    tracer: trace.Tracer,
+    method: Any,
+    request: Any,
+    timeout: float | None,
+    metadata: Any,
+    authorization: str | None = None,
+) -> Any:
     """Starts a call (any kind) under a CLIENT span, child of the current span, and returns the
     grpc.aio call; the span ends with the call's status when the call is done."""
     name = _method_name(getattr(method, "_method", b"")) or "grpc.call"
     span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=_attributes(name))
     with trace.use_span(span, end_on_exit=False):
         headers = _with_trace_headers(call_metadata() if metadata is None else metadata)
+    if authorization is not None:
+        headers.append((AUTHORIZATION_METADATA_KEY, authorization))
     try:
         call = method(request, timeout=timeout, metadata=headers)
     except BaseException:
@@ -93,10 +110,20 @@ def _traced_call(tracer: trace.Tracer, method: Any, request: Any, timeout: float
 
 
 class TracedStub:
-    """A generated stub whose every call is traced (_traced_call); use it like the stub."""
+    """A generated stub whose every call is traced (_traced_call) and, with `credentials`, carries
+    a token for `audience` (the called service's name); use it like the stub."""
 
-    def __init__(self, stub: Any, tracer_provider: TracerProvider | None = None) -> None:
+    def __init__(
+        self,
+        stub: Any,
+        tracer_provider: TracerProvider | None = None,
+        *,
+        audience: str = "",
+        credentials: CallCredentials | None = None,
+    ) -> None:
         self._stub = stub
+        self._audience = audience
+        self._credentials = credentials
         # Without a provider this is the global one's, through OpenTelemetry's proxy: telemetry may
         # be set up after the stub is made.
         self._tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
@@ -104,7 +131,10 @@ class TracedStub:
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._stub, name)
 
+        credentials, audience = self._credentials, self._audience
+
         def call(request: Any, *, timeout: float | None = None, metadata: Any = None) -> Any:
-            return _traced_call(self._tracer, method, request, timeout, metadata)
+            authorization = credentials.authorization(audience) if credentials is not None else None
+            return _traced_call(self._tracer, method, request, timeout, metadata, authorization)
 
         return call

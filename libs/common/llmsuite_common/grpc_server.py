@@ -11,7 +11,10 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .call_auth import CallAuthenticator
 from .grpc_metrics import GrpcServerMetrics, start_metrics_server
+from .grpc_tls import server_credentials
+from .service_tokens import PublicKeys, TokenVerifier
 from .settings import ServiceSettings
 from .stream_driver import server_interceptors
 from .telemetry import shutdown_telemetry
@@ -25,6 +28,10 @@ class GrpcApp(Protocol):
     @property
     def service_names(self) -> Sequence[str]: ...
 
+    @property
+    def audience(self) -> str:
+        """The name service tokens must be issued for to call this service."""
+
     def add_to_server(self, server: grpc.aio.Server) -> None: ...
 
     async def start(self) -> None:
@@ -32,6 +39,17 @@ class GrpcApp(Protocol):
 
     async def stop(self) -> None:
         """Release what start() acquired, after in-flight calls have finished."""
+
+
+def call_authenticator(settings: ServiceSettings, audience: str) -> CallAuthenticator:
+    """Every call but health checks needs a token for `audience`, verified with the public keys."""
+    if not settings.grpc_auth_public_keys_file:
+        raise RuntimeError(
+            "GRPC_AUTH_PUBLIC_KEYS_FILE is not set: gRPC services verify every caller's token. "
+            "Make a key pair with `python -m llmsuite_common.service_keys --out <dir>`."
+        )
+    verifier = TokenVerifier(PublicKeys.from_file(settings.grpc_auth_public_keys_file), audience)
+    return CallAuthenticator(verifier, reflection_open=settings.grpc_reflection_open)
 
 
 def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
@@ -49,7 +67,9 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
 async def serve(settings: ServiceSettings, app: GrpcApp, metrics: GrpcServerMetrics | None = None) -> None:
     # One interceptor does the tracing span, metrics, error mapping and the stream writes, once
     # per call: a chain of one per concern cost every streamed message a generator per layer.
-    interceptors = server_interceptors(metrics or GrpcServerMetrics())
+    interceptors = server_interceptors(
+        metrics or GrpcServerMetrics(), authenticator=call_authenticator(settings, app.audience)
+    )
     server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -59,9 +79,11 @@ async def serve(settings: ServiceSettings, app: GrpcApp, metrics: GrpcServerMetr
     for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    tls = server_credentials(settings)
+    port = server.add_secure_port(address, tls) if tls is not None else server.add_insecure_port(address)
     await server.start()
-    log.info("listening", extra={"port": port, "state": "loading"})
+    log.info("listening", extra={"port": port, "state": "loading", "tls": tls is not None})
     if settings.metrics_port:
         metrics_port = start_metrics_server(settings.host, settings.metrics_port)
         log.info("metrics listening", extra={"metrics_port": metrics_port})

@@ -36,6 +36,24 @@ class ServiceSettings(BaseSettings):
         300.0, description="Clients reconnect after this, so new replicas receive traffic."
     )
     grpc_max_message_bytes: int = Field(4 * 1024 * 1024, description="Largest gRPC message accepted.")
+    grpc_auth_public_keys_file: str = Field(
+        "",
+        description="JWKS file of the public keys that verify service tokens; every gRPC service needs it "
+        "(`python -m llmsuite_common.service_keys` makes a key pair).",
+    )
+    grpc_reflection_open: bool = Field(
+        True, description="gRPC reflection answers without a credential (health checks always do)."
+    )
+    grpc_tls_cert_file: str = Field(
+        "", description="PEM certificate of this service: its gRPC server certificate and mTLS client certificate; empty is plaintext."
+    )
+    grpc_tls_key_file: str = Field("", description="PEM private key of `GRPC_TLS_CERT_FILE`.")
+    grpc_tls_ca_file: str = Field(
+        "", description="PEM CA bundle that verifies peers: the servers this service calls, and clients under mTLS."
+    )
+    grpc_tls_require_client_cert: bool = Field(
+        False, description="gRPC servers accept only clients with a certificate signed by `GRPC_TLS_CA_FILE` (mTLS)."
+    )
     metrics_port: int = Field(
         0, description="Port of the Prometheus /metrics listener of a gRPC service; 0 turns it off."
     )

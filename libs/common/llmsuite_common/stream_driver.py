@@ -26,6 +26,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
+from .call_auth import CallAuthenticator, caller_var
 from .errors import _abort, _request_id, _tolerant, _UNDECODABLE, InvalidArgument
 from .grpc_metrics import GrpcServerMetrics, _code, is_metered
 from .request_context import request_id_var
@@ -49,14 +50,15 @@ _SERVER_FAULTS = frozenset(
 class _Call:
     """What one call needs at its start and end, worked out once from its details."""
 
-    __slots__ = ("method", "request_id", "metadata", "traced", "metered")
+    __slots__ = ("method", "request_id", "metadata", "traced", "metered", "authenticated")
 
-    def __init__(self, details: grpc.HandlerCallDetails, traced: bool, metered: bool) -> None:
+    def __init__(self, details: grpc.HandlerCallDetails, traced: bool, metered: bool, authenticated: bool) -> None:
         self.method: str = details.method
         self.metadata = details.invocation_metadata or ()  # type: ignore[attr-defined]
         self.request_id = _request_id(details)
         self.traced = traced
         self.metered = metered
+        self.authenticated = authenticated
 
 
 class ServerCallInterceptor(grpc.aio.ServerInterceptor):
@@ -70,6 +72,9 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
       its code; anything else -> INTERNAL with nothing of its text. Undecodable requests ->
       INVALID_ARGUMENT.
     - The caller's x-request-id bound for logs while the handler runs.
+    - The caller's credential verified (all but health checks and open reflection) and the
+      caller bound for the handler (call_auth.caller_var); without an authenticator no call
+      has a caller, so every tenant's data is refused.
     """
 
     def __init__(
@@ -78,8 +83,10 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
         *,
         tracer_provider: TracerProvider | None = None,
         trace_filter: Callable[[grpc.HandlerCallDetails], bool] = not_health_check,
+        authenticator: CallAuthenticator | None = None,
     ) -> None:
         self._metrics = metrics
+        self._auth = authenticator
         self._tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
         self._trace_filter = trace_filter
 
@@ -95,6 +102,7 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
             handler_call_details,
             traced=is_instrumentation_enabled() and self._trace_filter(handler_call_details),
             metered=self._metrics is not None and is_metered(handler_call_details.method),
+            authenticated=self._auth is not None and not self._auth.is_open(handler_call_details.method),
         )
         if handler.unary_unary is not None:
             replaced = {"unary_unary": self._unary(handler.unary_unary, call)}
@@ -106,8 +114,9 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
             replaced = {"stream_stream": self._stream(handler.stream_stream, call)}
         else:
             return handler
-        if not handler.request_streaming:
-            replaced["request_deserializer"] = _tolerant(handler.request_deserializer)
+        replaced["request_deserializer"] = _tolerant(
+            handler.request_deserializer, streaming=handler.request_streaming
+        )
         return handler._replace(**replaced)  # type: ignore[attr-defined]
 
     # Per call: begin() before the handler, end() after it, both in the call's task.
@@ -151,6 +160,8 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
             begun = self._begin(call, context)
             code = grpc.StatusCode.UNKNOWN
             try:
+                if call.authenticated:
+                    caller_var.set(self._auth.caller(call.metadata))  # type: ignore[union-attr]
                 if request is _UNDECODABLE:
                     raise InvalidArgument("request message could not be parsed", code="invalid_message")
                 result = await behavior(request, context)
@@ -179,6 +190,8 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
             code = grpc.StatusCode.UNKNOWN
             writing = False
             try:
+                if call.authenticated:
+                    caller_var.set(self._auth.caller(call.metadata))  # type: ignore[union-attr]
                 if request is _UNDECODABLE:
                     raise InvalidArgument("request message could not be parsed", code="invalid_message")
                 responses = behavior(request, context)
@@ -244,7 +257,10 @@ def _span_attributes(call: _Call, metadata: dict[str, str], context: grpc.aio.Se
 
 
 def server_interceptors(
-    metrics: GrpcServerMetrics | None = None, *, tracer_provider: TracerProvider | None = None
+    metrics: GrpcServerMetrics | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    authenticator: CallAuthenticator | None = None,
 ) -> Sequence[grpc.aio.ServerInterceptor]:
     """What serve() installs, for tests that start a server of their own."""
-    return [ServerCallInterceptor(metrics, tracer_provider=tracer_provider)]
+    return [ServerCallInterceptor(metrics, tracer_provider=tracer_provider, authenticator=authenticator)]

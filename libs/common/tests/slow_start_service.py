@@ -12,6 +12,7 @@ from llmsuite_common.telemetry import setup_telemetry
 
 class SlowStartApp:
     service_names = ("llmsuite.test.Slow",)
+    audience = "slow"
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         return None

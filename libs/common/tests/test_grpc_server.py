@@ -9,6 +9,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from llmsuite_common.local_auth import LocalAuthority
+
 from tools.localsuite.processes import ROOT, free_port
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -36,9 +38,24 @@ def poll(port: int, until: set[int | None], timeout: float) -> list[int | None]:
     raise AssertionError(f"health never reached {until}; saw {seen}")
 
 
-def test_health_is_not_serving_while_loading_and_draining():
+def test_a_service_without_public_keys_refuses_to_start(tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("libs/generated", "libs/common")),
+        "PORT": str(free_port()),
+        "START_SECONDS": "0",
+        "GRPC_AUTH_PUBLIC_KEYS_FILE": "",
+    }
+    script = Path(__file__).with_name("slow_start_service.py")
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, timeout=60)
+    assert done.returncode != 0
+    assert b"GRPC_AUTH_PUBLIC_KEYS_FILE is not set" in done.stderr
+
+
+def test_health_is_not_serving_while_loading_and_draining(tmp_path):
     port = free_port()
     env = {
+        "GRPC_AUTH_PUBLIC_KEYS_FILE": str(LocalAuthority().write(tmp_path)[1]),
         **os.environ,
         "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("libs/generated", "libs/common")),
         "PORT": str(port),

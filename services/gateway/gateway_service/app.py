@@ -15,6 +15,7 @@ from .admission import EdgeChecks
 from .auth import ApiKeyMiddleware, Identity, key_id_for
 from .auth_failures import AuthFailures
 from .body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
+from .database_busy import DatabaseBusyMiddleware
 from .chat import ChatPipeline
 from .clients import BackendClients
 from .db import Database
@@ -35,15 +36,19 @@ from .routes.models import models_router
 from .routes.ops import ops_router
 from .routes.requests import requests_router
 from .routes.retrieval import retrieval_router
+from .routes.tokens import router as tokens_router
 from .routes.usage import usage_router
 from .routes.ws import ws_router
 from .settings import GatewaySettings
 from .shared_state import SharedState
 from .sse_response import StreamSendMiddleware
 from .summaries import ModelSummarizer
+from .text_guard import TextGuardMiddleware
 from .usage import UsageRecorder
 from .validation import validation_error
 
+# Of the shutdown budget, kept for closing clients, stores and the pool after the request log's last write.
+EXIT_MARGIN_SECONDS = 1.0
 # An idempotency claim outlives the request deadline by this much before another attempt may run.
 IDEMPOTENCY_PENDING_MARGIN_SECONDS = 30.0
 
@@ -184,7 +189,8 @@ def create_app(
         try:
             yield
         finally:
-            await edge.usage.stop()
+            # Within what SIGTERM left of the shutdown budget, less the closing steps below.
+            await edge.usage.stop(lifecycle.seconds_left(settings.shutdown_grace_seconds) - EXIT_MARGIN_SECONDS)
             await clients.close()
             await shared.close()
             if database is not None:
@@ -215,10 +221,14 @@ def create_app(
     app.include_router(ws_router(pipeline, settings, metrics, edge))
     app.include_router(ops_router(clients, settings, metrics, lifecycle))
     app.include_router(retrieval_router(clients, settings, edge))
+    app.include_router(tokens_router)
+    app.state.token_issuer = clients.issuer
 
-    # Added innermost first: stream send (outermost) -> tracing -> access log -> body limit -> API key
-    # -> guardrails header -> routes.
+    # Added innermost first: stream send (outermost) -> tracing -> access log -> body limit ->
+    # database busy -> API key -> text guard -> guardrails header -> routes.
     app.add_middleware(GuardrailsHeaderMiddleware)
+    # After authentication: a body is read and checked only for a known key.
+    app.add_middleware(TextGuardMiddleware)
     app.add_middleware(
         ApiKeyMiddleware,
         bootstrap=bootstrap_identity(settings),
@@ -227,7 +237,13 @@ def create_app(
         failures=auth_failures,
         trusted_proxy_hops=settings.gateway_trusted_proxy_hops,
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.gateway_max_body_bytes)
+    # Outside the API key check, which may wait for a pooled database connection itself.
+    app.add_middleware(DatabaseBusyMiddleware)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.gateway_max_body_bytes,
+        read_timeout_seconds=settings.gateway_body_timeout_seconds,
+    )
     app.add_middleware(AccessMiddleware, metrics=metrics)
     # The request span is current for everything inside.
     app.add_middleware(RequestTracing, tracer_provider=tracer_provider)

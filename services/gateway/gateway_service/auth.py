@@ -1,12 +1,16 @@
 """Bearer-key authentication for /v1/*, done before any body is read or parsed."""
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
 from fastapi import Security
 from fastapi.security import HTTPBearer
+from llmsuite_common.call_auth import acting_caller_var
+from llmsuite_common.service_tokens import Caller, retrieval_scopes
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import server_timing
@@ -34,6 +38,24 @@ class Identity:
     policy: Policy = field(default_factory=Policy)
     # The configured bootstrap key: may act on every organization through the admin API.
     superuser: bool = False
+    # Collections the key may touch: names starting with one of these; empty means all.
+    collection_prefixes: tuple[str, ...] = ()
+
+    @cached_property
+    def retrieval_scopes(self) -> frozenset[str]:
+        """What the key may do on retrieval: its role's, or what its settings list (service_tokens)."""
+        return retrieval_scopes(self.role, self.policy.scopes)
+
+    @cached_property
+    def caller(self) -> Caller:
+        """Whom backend calls are made for: the service tokens the gateway signs name this."""
+        return Caller(
+            org_id=self.org_id,
+            key_id=self.key_id,
+            role=self.role,
+            scopes=self.retrieval_scopes,
+            collection_prefixes=self.collection_prefixes,
+        )
 
 
 def key_id_for(key: str) -> str:
@@ -95,6 +117,13 @@ class ApiKeyMiddleware:
             return None
         return self._keys.cached(token.decode("ascii"))
 
+    async def current_identity(self, token: bytes) -> "Identity | None":
+        """The key's identity now (the store's cache, else the database), None once it is revoked."""
+        identity = self._known(token)
+        if identity is None and self._keys is not None and token.isascii():
+            identity = await self._keys.authenticate(token.decode("ascii"))
+        return identity
+
     async def _authenticate(self, token: bytes | None, scope: Scope) -> "Identity | ApiError":
         if token is None:
             return ApiError(
@@ -130,7 +159,15 @@ class ApiKeyMiddleware:
                 await error_response(identity)(scope, receive, send)
             return
         scope.setdefault("state", {})["identity"] = identity
-        await self.app(scope, receive, send)
+        if scope["type"] == "websocket" and token is not None:
+            # An open socket outlives its handshake: routes/ws.py re-checks the key while it lives.
+            scope["state"]["key_check"] = functools.partial(self.current_identity, token)
+        # Backend calls made for this request carry a token naming this key (call_auth).
+        acting = acting_caller_var.set(identity.caller)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            acting_caller_var.reset(acting)
 
 
 async def reject_websocket(error: ApiError, scope: Scope, receive: Receive, send: Send) -> None:

@@ -19,7 +19,9 @@ _GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
     grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request"),
     grpc.StatusCode.FAILED_PRECONDITION: (400, "failed_precondition"),
     grpc.StatusCode.OUT_OF_RANGE: (400, "invalid_request"),
-    grpc.StatusCode.UNAUTHENTICATED: (401, "unauthenticated"),
+    # The gateway's own service token was refused: a deployment fault (keys that do not match),
+    # never the client's.
+    grpc.StatusCode.UNAUTHENTICATED: (500, "backend_auth_failed"),
     grpc.StatusCode.PERMISSION_DENIED: (403, "permission_denied"),
     grpc.StatusCode.NOT_FOUND: (404, "not_found"),
     grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_exceeded"),
@@ -158,7 +160,7 @@ def from_grpc(err: grpc.aio.AioRpcError, service: str) -> ApiError:
     """
     code = err.code()
     status, default_code = _GRPC_TO_HTTP.get(code, (500, "internal_error"))
-    detail = read_error_detail(err)
+    detail = read_error_detail(err) if code != grpc.StatusCode.UNAUTHENTICATED else None
     if detail is not None and detail.message:
         message, error_code, param = detail.message, detail.code or default_code, detail.param or None
     else:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from llmsuite_common.service_tokens import default_scopes
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -131,6 +132,18 @@ def narrowed(requested: dict[str, Any], creator: Identity) -> dict[str, Any]:
         )
     if not set(requested.get("scopes") or ()) <= set(own["scopes"]):
         raise _exceeded("scopes", "scopes exceed the scopes your key holds")
+    if requested.get("scopes") is None and not default_scopes("member") <= set(own["scopes"]):
+        # Unlisted scopes would mean a member's defaults, wider than this creator's own.
+        out["scopes"] = own["scopes"]
+    mine_prefixes = creator.collection_prefixes
+    if mine_prefixes:
+        asked_prefixes = requested.get("collection_prefixes")
+        if not asked_prefixes:
+            out["collection_prefixes"] = list(mine_prefixes)
+        elif not all(p.startswith(mine_prefixes) for p in asked_prefixes):
+            raise _exceeded(
+                "collection_prefixes", "collection_prefixes reach collections your key may not use"
+            )
     if "allowed_models" in own:
         asked_models = requested.get("allowed_models")
         if asked_models is None:
@@ -218,6 +231,7 @@ class KeyStore:
             user_id=row["user_id"] or "",
             role=row["role"],
             policy=policy_of(row["settings"], row["org_settings"]),
+            collection_prefixes=tuple(row["settings"].get("collection_prefixes") or ()),
         )
         entry = _Cached(now + self._ttl, bytes(row["secret_hash"]), identity)
         self._cache[key_id] = entry

@@ -1,23 +1,20 @@
-"""Permissions a key holds beyond reading and generating: admins hold every scope, members only the
-scopes their key's settings grant (`settings.scopes`), so an organization can let one ingestion key
-manage collections without making it an administrator."""
+"""What a key may do on retrieval: admins everything, members what their key's settings list
+(`settings.scopes`) or read and write, so an organization can let one ingestion key manage
+collections without making it an administrator. The rule itself is
+llmsuite_common.service_tokens.retrieval_scopes: the retrieval service applies the same scopes to
+the token the gateway signs for the key."""
+
+from llmsuite_common.service_tokens import RETRIEVAL_ADMIN, RETRIEVAL_READ, RETRIEVAL_SCOPES, RETRIEVAL_WRITE
 
 from .auth import Identity
 from .errors import ApiError
 
-# The retrieval scopes service tokens carry (llmsuite_common.service_tokens): read (search, list,
-# embed), write (create collections), admin (drop collections; add, replace or delete documents:
-# an ingest replaces a document of the same id, so it overwrites what others stored).
-RETRIEVAL_READ = "retrieval:read"
-RETRIEVAL_WRITE = "retrieval:write"
-RETRIEVAL_ADMIN = "retrieval:admin"
-SCOPES = (RETRIEVAL_READ, RETRIEVAL_WRITE, RETRIEVAL_ADMIN)
+SCOPES = RETRIEVAL_SCOPES
+__all__ = ["RETRIEVAL_ADMIN", "RETRIEVAL_READ", "RETRIEVAL_WRITE", "SCOPES", "granted", "require"]
 
 
 def granted(identity: Identity) -> frozenset[str]:
-    if identity.role == "admin":
-        return frozenset(SCOPES)
-    return identity.policy.scopes
+    return identity.retrieval_scopes
 
 
 def require(identity: Identity, scope: str, action: str) -> None:

@@ -23,11 +23,43 @@ class GatewaySettings(ServiceSettings):
     gateway_generation_target: str = Field(
         "dns:///127.0.0.1:50063", description="gRPC target of the generation service."
     )
+    gateway_token_signing_key_file: str = Field(
+        "",
+        description="PEM Ed25519 private key that signs service tokens for backend calls and "
+        "`POST /v1/auth/token`; required (`python -m llmsuite_common.service_keys`).",
+    )
+    gateway_token_ttl_seconds: float = Field(
+        300.0, ge=30, le=3600, description="Lifetime of a service token the gateway signs."
+    )
     gateway_request_timeout_seconds: float = Field(
         120.0, gt=0, description="Overall deadline of one request, shared by every backend call it makes."
     )
     gateway_max_body_bytes: int = Field(
         1024 * 1024, gt=0, description="Largest accepted request body; larger bodies get 413."
+    )
+    gateway_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Longest a client may take to send a request's headers, from connecting (or from "
+        "the first byte of the next request on a kept-alive connection); a slower connection is closed.",
+    )
+    gateway_body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Longest a client may take to send a request body once its headers are in; "
+        "a slower client gets 408 and the connection is closed.",
+    )
+    gateway_max_connections: int = Field(
+        4096,
+        gt=0,
+        description="Open client connections (HTTP and WebSocket) per replica; a connection beyond "
+        "this gets 503 with Retry-After and is closed.",
+    )
+    gateway_ws_idle_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="A chat WebSocket with no request in progress is closed (1000) after this long "
+        "without a frame from the client.",
     )
     gateway_keepalive_seconds: float = Field(
         10.0,
@@ -106,6 +138,12 @@ class GatewaySettings(ServiceSettings):
     )
     gateway_pgserver_data_dir: str = Field(
         "", description="Data directory of the embedded PostgreSQL (pgserver), used when no DSN is set."
+    )
+    gateway_database_pool_size: int = Field(
+        4,
+        gt=0,
+        description="Connections in the gateway's PostgreSQL pool; a request that waits longer than "
+        "GATEWAY_DATABASE_TIMEOUT_SECONDS for one gets 503 with Retry-After.",
     )
     gateway_database_timeout_seconds: float = Field(
         5.0, gt=0, description="Longest wait for a database connection or query."

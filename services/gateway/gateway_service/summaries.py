@@ -16,13 +16,17 @@ from typing import Any
 import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
+from llmsuite_common.call_auth import acting_as
 from llmsuite_common.redaction import redact
+from llmsuite_common.service_tokens import Caller
 
 log = logging.getLogger(__name__)
 
 MAX_SUMMARY_CHARS = 280
 # Of the question and of the answer, at most this much is kept while a row waits to be written.
 MAX_SOURCE_CHARS = 2000
+# The key id the summarizer's service tokens name (it acts for no API key).
+SUMMARIZER_KEY_ID = "gateway-summarizer"
 _QUESTION_CHARS = 160
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
 _SPACES = re.compile(r"\s+")
@@ -117,7 +121,10 @@ class ModelSummarizer:
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 # The summary is used once complete: the whole answer in one reply.
-                reply = await self._clients.generation.Complete(request, timeout=self.timeout_seconds)
+                # Outside any request: the call is made for the organization the row belongs to.
+                with acting_as(Caller(org_id=org_id, key_id=SUMMARIZER_KEY_ID, role="service")):
+                    call = self._clients.generation.Complete(request, timeout=self.timeout_seconds)
+                reply = await call
         except (TimeoutError, grpc.aio.AioRpcError) as err:
             log.info(
                 "summary model unavailable; using the extractive summary", extra={"error": type(err).__name__}

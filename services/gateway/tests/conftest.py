@@ -17,16 +17,19 @@ import openai
 import pytest
 import uvicorn
 from gateway_service.app import create_app
-from gateway_service.clients import BackendClients, BackendTargets
+from gateway_service.clients import BackendClients, BackendTargets, token_issuer
 from gateway_service.settings import GatewaySettings
 from generation_service.app import GenerationApp
 from generation_service.settings import GenerationSettings, ModelRoute
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from guardrails_service.app import GuardrailsApp
 from guardrails_service.settings import GuardrailsSettings
-from llmsuite_common.errors import ErrorInterceptor
+from llmsuite_common.call_auth import OutboundCredentials
 
 from tests.fakes.openai_upstream import FakeUpstream, running_fake_upstream
+# The in-process backends verify with its public key, and the gateways started here sign with its
+# private key, as deployed services do.
+from tests.service_auth import AUTHORITY
 
 from services.gateway.tests.redis_server import RedisServer, redis_server
 
@@ -51,7 +54,7 @@ def unused_port() -> int:
 
 
 async def _grpc_server(app: Any, stack: AsyncExitStack) -> str:
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    server = grpc.aio.server(interceptors=AUTHORITY.interceptors(app.audience))
     app.add_to_server(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -62,6 +65,12 @@ async def _grpc_server(app: Any, stack: AsyncExitStack) -> str:
     stack.push_async_callback(app.stop)
     stack.push_async_callback(server.stop, None)
     return f"dns:///127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    key_path, _ = AUTHORITY.write(tmp_path_factory.mktemp("service-keys"))
+    return str(key_path)
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +141,7 @@ GatewayFactory = Callable[..., Any]
 
 
 @pytest.fixture
-async def start_gateway(backends: Backends) -> AsyncIterator[GatewayFactory]:
+async def start_gateway(backends: Backends, signing_key_file: str) -> AsyncIterator[GatewayFactory]:
     """Starts a gateway on a real uvicorn listener; keyword arguments override its settings."""
     async with AsyncExitStack() as stack:
 
@@ -141,14 +150,23 @@ async def start_gateway(backends: Backends) -> AsyncIterator[GatewayFactory]:
             tracer_provider: Any = None,
             **overrides: Any,
         ) -> RunningGateway:
-            values: dict[str, Any] = {"gateway_api_key": API_KEY, "gateway_default_model": MODEL, **overrides}
+            values: dict[str, Any] = {
+                "gateway_api_key": API_KEY,
+                "gateway_default_model": MODEL,
+                "gateway_token_signing_key_file": signing_key_file,
+                **overrides,
+            }
             settings = GatewaySettings(**values)
             targets = targets or BackendTargets(
                 backends.guardrails, backends.unreachable, backends.generation
             )
             app = create_app(
                 settings,
-                BackendClients(targets, max_message_bytes=settings.grpc_max_message_bytes),
+                BackendClients(
+                    targets,
+                    max_message_bytes=settings.grpc_max_message_bytes,
+                    credentials=OutboundCredentials(token_issuer(settings)),
+                ),
                 tracer_provider=tracer_provider,
             )
             sock = socket.socket()

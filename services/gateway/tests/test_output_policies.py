@@ -12,6 +12,8 @@ from llmsuite.common.v1 import common_pb2
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 from prometheus_client import CollectorRegistry
 
+from tests.service_auth import AUTHORITY, tenant_channel
+
 CTX = common_pb2.RequestContext(request_id="r1", org_id="acme")
 
 
@@ -27,12 +29,12 @@ async def test_a_policy_change_reaches_the_rail_on_the_next_request(tmp_path):
     policy = tmp_path / "acme.yaml"
     policy.write_text("version: one\noutput: {deny: {terms: [zebra]}}\n")
     app = GuardrailsApp(GuardrailsSettings(guardrails_policy_dir=tmp_path), GuardrailsMetrics(CollectorRegistry()))
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=AUTHORITY.interceptors(app.audience))
     app.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     await app.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    channel = tenant_channel(f"127.0.0.1:{port}", AUTHORITY, app.audience)
     stub = guardrails_pb2_grpc.GuardrailsServiceStub(channel)
     try:
         policies = OutputPolicies(SimpleNamespace(guardrails=stub))

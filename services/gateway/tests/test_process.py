@@ -1,17 +1,21 @@
 """`python -m gateway_service` as a real process: startup checks, JSON logs, SIGTERM drain."""
 
+import functools
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.service_auth import AUTHORITY
 
 ROOT = Path(__file__).resolve().parents[3]
 PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("libs/generated", "libs/common", "services/gateway"))
@@ -24,6 +28,11 @@ def unused_port() -> int:
         return sock.getsockname()[1]
 
 
+@functools.cache
+def signing_key_file() -> str:
+    return str(AUTHORITY.write(Path(tempfile.mkdtemp(prefix="gateway-keys-")))[0])
+
+
 def gateway_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "OTEL_"))}
     closed = f"dns:///127.0.0.1:{unused_port()}"
@@ -31,6 +40,7 @@ def gateway_env(**extra: str) -> dict[str, str]:
         **env,
         "PYTHONPATH": PYTHONPATH,
         "HOST": "127.0.0.1",
+        "GATEWAY_TOKEN_SIGNING_KEY_FILE": signing_key_file(),
         "GATEWAY_GUARDRAILS_TARGET": closed,
         "GATEWAY_RETRIEVAL_TARGET": closed,
         "GATEWAY_GENERATION_TARGET": closed,
@@ -48,6 +58,18 @@ def test_refuses_to_start_without_an_api_key():
     )
     assert result.returncode != 0
     assert "GATEWAY_API_KEY is empty" in result.stderr
+
+
+def test_refuses_to_start_without_a_token_signing_key():
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway_service"],
+        env=gateway_env(GATEWAY_API_KEY="sk-process-test", GATEWAY_TOKEN_SIGNING_KEY_FILE="", PORT=str(unused_port())),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_SECONDS,
+    )
+    assert result.returncode != 0
+    assert "GATEWAY_TOKEN_SIGNING_KEY_FILE is not set" in result.stderr
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ from gateway_service.clients import BackendTargets
 from gateway_service.prompt import CONTEXT_INSTRUCTION, NO_CONTEXT
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-from llmsuite_common.errors import ErrorInterceptor
 from retrieval_service.app import RetrievalApp
 from retrieval_service.settings import RetrievalSettings
+
+from tests.service_auth import AUTHORITY
 
 COLLECTION = "handbook"
 ORG = "default"
@@ -39,7 +40,7 @@ async def retrieval_target() -> AsyncIterator[str]:
     app = RetrievalApp(settings, registry=CollectorRegistry())
     async with AsyncExitStack() as stack:
         stack.callback(shutil.rmtree, scratch, True)
-        server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        server = grpc.aio.server(interceptors=AUTHORITY.interceptors(app.audience))
         app.add_to_server(server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
@@ -54,6 +55,7 @@ async def retrieval_target() -> AsyncIterator[str]:
                     documents=[retrieval_pb2.Document(id=k, text=v) for k, v in DOCS.items()],
                 ),
                 timeout=120,
+                metadata=AUTHORITY.metadata("retrieval", ORG),
             )
         yield f"dns:///127.0.0.1:{port}"
 

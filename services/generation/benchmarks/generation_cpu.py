@@ -32,6 +32,14 @@ from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
 from tools.localsuite.processes import ROOT, Process, ProcessGroup, free_port, grpc_serving
 
 from .fast_upstream import MODEL, wait_listening
+from llmsuite_common.local_auth import LocalAuthority
+
+# The service verifies this authority's tokens, as a deployed one verifies the gateway's.
+AUTHORITY = LocalAuthority()
+
+
+def public_keys_file(directory: Path) -> str:
+    return str(AUTHORITY.write(directory / "service-keys")[1])
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -55,7 +63,7 @@ async def drive(port: int, whole: bool, requests: int, concurrency: int) -> tupl
         nonlocal deltas, responses
         for _ in counter:
             final = None
-            async for response in stub.Generate(request, timeout=60):
+            async for response in stub.Generate(request, timeout=60, metadata=AUTHORITY.metadata("generation", "bench")):
                 responses += 1
                 if response.HasField("delta"):
                     deltas += 1
@@ -141,6 +149,7 @@ def main() -> None:
             "PORT": str(port),
             "HOST": "127.0.0.1",
             "GENERATION_UPSTREAM_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
+            "GRPC_AUTH_PUBLIC_KEYS_FILE": public_keys_file(log_dir),
             # The stop sequence a base model route has: the servicer watches for it in every chunk.
             "GENERATION_MODELS": json.dumps({MODEL: {"upstream_model": MODEL, "stop": ["\n###"]}}),
         }

@@ -25,6 +25,14 @@ from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
 
 from tools.localsuite.processes import ROOT, Process, ProcessGroup, free_port, http_ok, python_service
+from llmsuite_common.local_auth import LocalAuthority
+
+# The service verifies this authority's tokens, as a deployed one verifies the gateway's.
+AUTHORITY = LocalAuthority()
+
+
+def public_keys_file(directory: Path) -> str:
+    return str(AUTHORITY.write(directory / "service-keys")[1])
 
 MODEL = "bench-model"
 
@@ -82,7 +90,7 @@ def generation_client(port: int):
     async def one() -> tuple[float, float]:
         started = time.perf_counter()
         first = 0.0
-        async for response in stub.Generate(request, timeout=60):
+        async for response in stub.Generate(request, timeout=60, metadata=AUTHORITY.metadata("generation", "bench")):
             if not first and response.HasField("delta") and response.delta.content:
                 first = time.perf_counter() - started
         return first, time.perf_counter() - started
@@ -157,6 +165,7 @@ def main() -> None:
             "HOST": "127.0.0.1",
             "LOG_LEVEL": "WARNING",
             "GENERATION_UPSTREAM_BASE_URL": f"{fake_url}/v1",
+            "GRPC_AUTH_PUBLIC_KEYS_FILE": public_keys_file(log_dir),
             "GENERATION_MODELS": json.dumps({MODEL: {"upstream_model": MODEL}}),
         }
         group.start(python_service("generation", gen_port, env, log_dir), timeout=60)

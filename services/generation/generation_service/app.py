@@ -29,6 +29,8 @@ def resilience_policy(settings: GenerationSettings) -> ResiliencePolicy:
 
 class GenerationApp:
     service_names = (generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,)
+    # Service tokens must be issued for this name (call_auth, service_tokens).
+    audience = "generation"
 
     def __init__(
         self,

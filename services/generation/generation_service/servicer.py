@@ -5,6 +5,7 @@ from contextlib import aclosing
 import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
+from llmsuite_common.call_auth import tenant_of
 from opentelemetry import trace
 
 from .accounting import Accounting
@@ -62,7 +63,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
     async def Generate(self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext):  # type: ignore[override]
         started = time.perf_counter()
         table = self._routing.table
-        org_id = request.context.org_id
+        org_id = tenant_of(request.context)
         prompt_estimate = estimate_prompt_tokens(m.content for m in request.messages)
         route = table.resolve(
             RouteRequest(

@@ -11,8 +11,8 @@ from generation_service.app import GenerationApp
 from generation_service.metrics import GenerationMetrics
 from generation_service.settings import GenerationSettings
 from llmsuite_common.grpc_metrics import GrpcServerMetrics
-from llmsuite_common.stream_driver import server_interceptors
 from tests.fakes.openai_upstream import FakeUpstream, running_fake_upstream
+from tests.service_auth import AUTHORITY, tenant_channel
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,9 @@ async def start_generation(fake: FakeUpstream) -> AsyncIterator[GenerationFactor
             # A registry per app: several apps share this process.
             registry = CollectorRegistry()
             app = GenerationApp(settings, metrics or GenerationMetrics(registry), tracer_provider=tracer_provider)
-            interceptors = server_interceptors(GrpcServerMetrics(registry), tracer_provider=tracer_provider)
+            interceptors = AUTHORITY.interceptors(
+                app.audience, GrpcServerMetrics(registry), tracer_provider=tracer_provider
+            )
             server = grpc.aio.server(interceptors=interceptors)
             app.add_to_server(server)
             port = server.add_insecure_port("127.0.0.1:0")
@@ -52,7 +54,7 @@ async def start_generation(fake: FakeUpstream) -> AsyncIterator[GenerationFactor
             await app.start()
             stack.push_async_callback(app.stop)
             stack.push_async_callback(server.stop, None)
-            channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+            channel = tenant_channel(f"127.0.0.1:{port}", AUTHORITY, app.audience)
             stack.push_async_callback(channel.close)
             return generation_pb2_grpc.GenerationServiceStub(channel)
 

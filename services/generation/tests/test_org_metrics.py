@@ -23,7 +23,8 @@ def samples(registry: CollectorRegistry, name: str) -> dict[frozenset, float]:
     }
 
 
-async def test_tokens_and_cost_carry_the_org_of_the_request_context(fake, start_generation, tmp_path):
+async def test_tokens_and_cost_carry_the_org_of_the_credential(fake, start_generation, tmp_path):
+    """The org comes from the call's token; a request naming none is its token's org ("default")."""
     deployment = {"name": "priced", "base_url": fake.base_url, "upstream_model": "priced",
                   "price": {"prompt": 1000.0, "completion": 2000.0}}  # fmt: skip
     path = routing_file(tmp_path, fake, {"m": {"deployments": [deployment]}})
@@ -39,7 +40,7 @@ async def test_tokens_and_cost_carry_the_org_of_the_request_context(fake, start_
 
     tokens = samples(registry, "llmsuite_generation_tokens_total")
     cost = samples(registry, "llmsuite_generation_cost_usd_total")
-    for org, final in zip(("acme", "globex", "-"), finals, strict=True):
+    for org, final in zip(("acme", "globex", "default"), finals, strict=True):
         series = {("org", org), ("model", "m"), ("deployment", "priced")}
         assert tokens[frozenset({*series, ("kind", "prompt")})] == final.usage.prompt_tokens
         assert tokens[frozenset({*series, ("kind", "completion")})] == final.usage.completion_tokens

@@ -151,7 +151,7 @@ async def test_one_always_failing_deployment_is_ejected_and_traffic_shifts(fake,
     assert sample("llmsuite_generation_upstream_attempts_total", {"deployment": "bad", "result": "upstream_error"}) == 3
     assert sample("llmsuite_generation_upstream_attempts_total", {"deployment": "good", "result": "ok"}) == 40
     assert sample("llmsuite_generation_requests_total", {"model": "m", "outcome": "completed"}) == 40
-    good_completion = {"org": "-", "model": "m", "deployment": "good", "kind": "completion"}
+    good_completion = {"org": "default", "model": "m", "deployment": "good", "kind": "completion"}
     assert sample("llmsuite_generation_tokens_total", good_completion) > 0
 
 

@@ -197,7 +197,7 @@ async def test_one_attempt_one_first_token_and_no_gaps(fake, start_generation, t
     assert counts(registry, TTFT) == {("d",): 1}
     assert counts(registry, INTER_TOKEN) == {}
     assert registry.get_sample_value(
-        "llmsuite_generation_tokens_total", {"org": "-", "model": "m", "deployment": "d", "kind": "completion"}
+        "llmsuite_generation_tokens_total", {"org": "default", "model": "m", "deployment": "d", "kind": "completion"}
     ) == 20
 
 

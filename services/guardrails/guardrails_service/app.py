@@ -10,6 +10,7 @@ from llmsuite_common.rules.policy import Policy
 from .policy_store import PolicyStore
 from .servicer import GuardrailsServicer
 from .settings import GuardrailsSettings
+from .structured import SchemaLimits
 
 def builtin_policy(settings: GuardrailsSettings) -> Policy:
     """The default policy, with the size limits and deny terms the settings give."""
@@ -26,12 +27,15 @@ def builtin_policy(settings: GuardrailsSettings) -> Policy:
 
 class GuardrailsApp:
     service_names = (guardrails_pb2.DESCRIPTOR.services_by_name["GuardrailsService"].full_name,)
+    # Service tokens must be issued for this name (call_auth, service_tokens).
+    audience = "guardrails"
 
     def __init__(self, settings: GuardrailsSettings, metrics: GuardrailsMetrics | None = None) -> None:
         self._settings = settings
         self._metrics = metrics or GuardrailsMetrics()
         self.policies = PolicyStore(settings.guardrails_policy_dir, builtin_policy(settings))
-        self._servicer = GuardrailsServicer(self.policies, self._metrics)
+        limits = SchemaLimits(settings.guardrails_max_schema_bytes, settings.guardrails_max_schema_depth)
+        self._servicer = GuardrailsServicer(self.policies, self._metrics, limits)
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 

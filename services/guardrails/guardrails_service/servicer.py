@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
+from llmsuite_common.call_auth import tenant_of
 from llmsuite_common.errors import InvalidArgument
 from llmsuite_common.rules.findings import CheckRun, Finding
 from llmsuite_common.rules.output_rail import OutputRail, Step
@@ -14,7 +15,7 @@ from opentelemetry import trace
 
 from .metrics import GuardrailsMetrics
 from .policy_store import PolicyStore
-from .structured import InvalidSchema, load_schema, validate
+from .structured import InvalidSchema, SchemaLimits, check_off_loop
 
 _END = object()
 
@@ -23,6 +24,10 @@ async def _read_all(requests: AsyncIterator[object], inbox: "asyncio.Queue[objec
     try:
         async for item in requests:
             await inbox.put(item)
+    except Exception as exc:  # noqa: BLE001 - e.g. a message that did not parse
+        # Handed to the call's own task, which raises it: the caller gets its status, not a
+        # stream that seems to have ended normally.
+        await inbox.put(exc)
     finally:
         await inbox.put(_END)
 
@@ -40,14 +45,17 @@ def timing(run: CheckRun) -> guardrails_pb2.CheckTiming:
 
 
 class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
-    def __init__(self, policies: PolicyStore, metrics: GuardrailsMetrics) -> None:
+    def __init__(
+        self, policies: PolicyStore, metrics: GuardrailsMetrics, schema_limits: SchemaLimits = SchemaLimits()
+    ) -> None:
         self._policies = policies
         self._metrics = metrics
+        self._schema_limits = schema_limits
 
     async def CheckInput(
         self, request: guardrails_pb2.CheckInputRequest, context: grpc.aio.ServicerContext
     ) -> guardrails_pb2.CheckInputResponse:
-        guard = self._policies.guard_for(request.context.org_id)
+        guard = self._policies.guard_for(tenant_of(request.context))
         result = guard.check_input([m.content for m in request.messages], [m.role for m in request.messages])
         self._metrics.record("input", result.timings, result.findings)
         verdict = "block" if result.blocked else "redact" if result.redacted is not None else "allow"
@@ -72,7 +80,7 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
         self, request: guardrails_pb2.CheckContextRequest, context: grpc.aio.ServicerContext
     ) -> guardrails_pb2.CheckContextResponse:
         started = time.perf_counter_ns()
-        guard = self._policies.guard_for(request.context.org_id)
+        guard = self._policies.guard_for(tenant_of(request.context))
         results, timings = guard.check_chunks([c.text for c in request.chunks])
         reply = guardrails_pb2.CheckContextResponse(
             timings=[timing(t) for t in timings], policy_version=guard.version
@@ -109,7 +117,7 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
             first = await anext(requests, _END)
             if first is _END or not isinstance(first, guardrails_pb2.OutputStreamRequest) or first.WhichOneof("item") != "start":
                 raise InvalidArgument("the first message of an output stream must be `start`", param="start")
-            guard = self._policies.guard_for(first.start.context.org_id)
+            guard = self._policies.guard_for(tenant_of(first.start.context))
             rail = OutputRail(guard.output)
             loop = asyncio.get_running_loop()
             receive: Callable[[], Awaitable[object]] = functools.partial(anext, requests, _END)
@@ -130,6 +138,8 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
                 except TimeoutError:
                     step = rail.tick(loop.time())
                 else:
+                    if isinstance(item, Exception):
+                        raise item
                     if item is _END:
                         # Half-closed without `end`: the caller gave up (its generation failed),
                         # so held text is not released.
@@ -177,7 +187,7 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
     async def GetOutputPolicy(
         self, request: guardrails_pb2.GetOutputPolicyRequest, context: grpc.aio.ServicerContext
     ) -> guardrails_pb2.GetOutputPolicyResponse:
-        guard = self._policies.guard_for(request.context.org_id)
+        guard = self._policies.guard_for(tenant_of(request.context))
         return guardrails_pb2.GetOutputPolicyResponse(
             policy_version=guard.version, output_json=guard.policy.output.model_dump_json()
         )
@@ -186,15 +196,15 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
         self, request: guardrails_pb2.ValidateStructuredOutputRequest, context: grpc.aio.ServicerContext
     ) -> guardrails_pb2.ValidateStructuredOutputResponse:
         try:
-            schema = load_schema(request.json_schema)
+            # Compiling a schema and validating against it can take a while: not on the event loop.
+            result = await check_off_loop(request.json_schema, request.text, self._schema_limits)
         except InvalidSchema as err:
             raise InvalidArgument(str(err), param="response_format") from None
-        result = validate(request.text, schema)
         outcome = "invalid" if not result.valid else ("repaired" if result.repaired else "valid")
         self._metrics.structured.labels(outcome).inc()
         if request.attempt:
             self._metrics.reasks.inc()
-        limits = self._policies.guard_for(request.context.org_id).policy.structured
+        limits = self._policies.guard_for(tenant_of(request.context)).policy.structured
         return guardrails_pb2.ValidateStructuredOutputResponse(
             valid=result.valid,
             text=result.text,

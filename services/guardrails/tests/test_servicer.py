@@ -8,9 +8,11 @@ from guardrails_service.settings import GuardrailsSettings
 from llmsuite.common.v1 import common_pb2
 from llmsuite.guardrails.v1 import guardrails_pb2 as pb
 from llmsuite.guardrails.v1 import guardrails_pb2_grpc
-from llmsuite_common.errors import ErrorInterceptor, read_error_detail
+from llmsuite_common.errors import read_error_detail
 from llmsuite_common.rules.policy import OutputChecks
 from prometheus_client import CollectorRegistry
+
+from tests.service_auth import AUTHORITY, auth, tenant_channel
 
 CTX = common_pb2.RequestContext(request_id="r1", org_id="someone")
 # This org has a policy file with a 16-token hold-back; every other org gets the built-in policy.
@@ -18,7 +20,13 @@ STREAM_CTX = common_pb2.RequestContext(request_id="r2", org_id="acme")
 
 
 @pytest.fixture
-async def served(tmp_path):
+def span_provider():
+    """The provider the served server's spans go to; None is the global one."""
+    return None
+
+
+@pytest.fixture
+async def served(tmp_path, span_provider):
     (tmp_path / "acme.yaml").write_text("output: {hold_back_tokens: 16}\n")
     (tmp_path / "slowpoke.yaml").write_text("output: {hold_back_tokens: 1000, hold_back_ms: 20}\n")
     registry = CollectorRegistry()
@@ -26,12 +34,13 @@ async def served(tmp_path):
         GuardrailsSettings(guardrails_policy_dir=tmp_path, guardrails_deny_terms=["project x"]),
         GuardrailsMetrics(registry),
     )
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    server = grpc.aio.server(interceptors=AUTHORITY.interceptors(app.audience, tracer_provider=span_provider))
     app.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     await app.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    # Streamed requests name their org in the first message; the token names the same one.
+    channel = tenant_channel(f"127.0.0.1:{port}", AUTHORITY, app.audience, default_org=STREAM_CTX.org_id)
     yield guardrails_pb2_grpc.GuardrailsServiceStub(channel), registry
     await channel.close()
     await app.stop()
@@ -128,7 +137,7 @@ async def test_output_stream_half_closed_without_end_releases_nothing_held(serve
 
 async def test_output_stream_releases_held_text_by_age_while_no_delta_arrives(served):
     stub, _ = served
-    call = stub.CheckOutputStream(timeout=10)
+    call = stub.CheckOutputStream(timeout=10, metadata=auth("guardrails", "slowpoke"))
     ctx = common_pb2.RequestContext(request_id="r3", org_id="slowpoke")
     await call.write(pb.OutputStreamRequest(start=pb.OutputStreamStart(context=ctx)))
     await call.write(pb.OutputStreamRequest(delta="held until it is old enough"))

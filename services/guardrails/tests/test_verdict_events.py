@@ -2,7 +2,6 @@
 
 import pytest
 from llmsuite.guardrails.v1 import guardrails_pb2 as pb
-from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -14,24 +13,25 @@ from services.guardrails.tests.test_servicer import CTX, _stream, msg, served  #
 
 @pytest.fixture
 def spans():
-    """The server instrumentation setup_telemetry installs, on a private provider."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrumentor = GrpcAioInstrumentorServer()
-    instrumentor.instrument(tracer_provider=provider)
     try:
-        yield exporter
+        yield exporter, provider
     finally:
-        instrumentor.uninstrument()
         provider.shutdown()
 
 
 @pytest.fixture
+def span_provider(spans):
+    """The served server's spans (serve()'s interceptor) go to a private provider."""
+    return spans[1]
+
+
+@pytest.fixture
 def traced(spans, served):
-    # `spans` comes first: the instrumentor must be in place before the server is built.
     stub, _ = served
-    return stub, spans
+    return stub, spans[0]
 
 
 def verdicts(exporter: InMemorySpanExporter, method: str) -> list[dict]:

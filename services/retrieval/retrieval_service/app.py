@@ -43,6 +43,8 @@ def source_config(settings: RetrievalSettings) -> SourceConfig:
 
 class RetrievalApp:
     service_names = (retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name,)
+    # Service tokens must be issued for this name (call_auth, service_tokens).
+    audience = "retrieval"
 
     def __init__(self, settings: RetrievalSettings, registry: CollectorRegistry = REGISTRY) -> None:
         self._settings = settings

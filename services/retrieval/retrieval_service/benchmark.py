@@ -226,8 +226,8 @@ async def _measure(opts: Options) -> dict[str, Any]:
     result["embedding"] = await embedding_throughput(opts)
     work = Path(tempfile.mkdtemp(prefix="rtv-bench-", dir="/tmp"))
     try:
-        async with local_service(work) as (target, uri):
-            async with RetrievalClient(target, org_id="bench", timeout=120) as client:
+        async with local_service(work, "bench") as (target, uri, credentials):
+            async with RetrievalClient(target, credentials=credentials, timeout=120) as client:
                 # Search first, on a table of synthetic vectors only: real-text rows in the same
                 # index would sit nearest to every text query and measure the fallback path instead.
                 result["search"] = await search_latency(client, uri, opts)

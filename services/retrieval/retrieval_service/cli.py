@@ -1,7 +1,11 @@
 """Command line for the retrieval service, over its gRPC API.
 
-    python -m retrieval_service.cli --target 127.0.0.1:50062 --org acme ingest handbook docs/ s3://bucket/guide.pdf
-    python -m retrieval_service.cli --org acme search handbook "how many days of leave?" -k 3 --filter team=hr
+    export LLMSUITE_API_KEY=llms_...            # a key with retrieval scopes
+    python -m retrieval_service.cli --target 127.0.0.1:50062 ingest handbook docs/ s3://bucket/guide.pdf
+    python -m retrieval_service.cli search handbook "how many days of leave?" -k 3 --filter team=hr
+
+The API key is exchanged at the gateway (--gateway, LLMSUITE_GATEWAY_URL) for a short-lived
+service token, refreshed as needed; --token (LLMSUITE_TOKEN) uses a token obtained elsewhere.
 
 Local files and directories are read here and sent inline; s3:// and file:// URIs are
 fetched by the service. Ingest shows a progress bar fed by the service's progress stream.
@@ -9,6 +13,7 @@ fetched by the service. Ingest shows a progress bar fed by the service's progres
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,6 +24,7 @@ from tqdm import tqdm
 from llmsuite_common.errors import read_error_detail
 
 from .client import RetrievalClient, Source
+from .credentials import GatewayTokens, StaticCredentials, TokenExchangeError
 from .parsing import SUFFIXES
 
 
@@ -63,8 +69,24 @@ async def ingest(client: RetrievalClient, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def credentials(args: argparse.Namespace) -> GatewayTokens | StaticCredentials:
+    if args.token:
+        return StaticCredentials(args.token)
+    if not args.api_key:
+        raise SystemExit("no credential: set LLMSUITE_API_KEY (or --api-key), or LLMSUITE_TOKEN (--token)")
+    return GatewayTokens(args.gateway, args.api_key)
+
+
 async def run(args: argparse.Namespace) -> int:
-    async with RetrievalClient(args.target, org_id=args.org, timeout=args.timeout) as client:
+    client = RetrievalClient(
+        args.target,
+        credentials=credentials(args),
+        timeout=args.timeout,
+        tls_ca_file=args.tls_ca,
+        tls_cert_file=args.tls_cert,
+        tls_key_file=args.tls_key,
+    )
+    async with client:
         if args.command == "collections":
             for c in await client.list_collections():
                 print(
@@ -93,7 +115,13 @@ async def run(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m retrieval_service.cli", description=__doc__.split("\n")[0])
     p.add_argument("--target", default="127.0.0.1:50062", help="gRPC target of the retrieval service")
-    p.add_argument("--org", default="default", help="tenant (organization id)")
+    p.add_argument("--gateway", default=os.environ.get("LLMSUITE_GATEWAY_URL", "http://127.0.0.1:8080"),
+                   help="gateway that exchanges the API key for a token")
+    p.add_argument("--api-key", default=os.environ.get("LLMSUITE_API_KEY", ""), help="API key (LLMSUITE_API_KEY)")
+    p.add_argument("--token", default=os.environ.get("LLMSUITE_TOKEN", ""), help="service token (LLMSUITE_TOKEN)")
+    p.add_argument("--tls-ca", default="", help="CA bundle: the channel is TLS")
+    p.add_argument("--tls-cert", default="", help="client certificate, for mutual TLS")
+    p.add_argument("--tls-key", default="", help="client certificate's key")
     p.add_argument("--timeout", type=float, default=300.0, help="deadline of each call, in seconds")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("collections", help="list collections")
@@ -125,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except grpc.aio.AioRpcError as err:
         detail = read_error_detail(err)
         print(f"error: {err.code().name}: {detail.message if detail else err.details()}", file=sys.stderr)
+        return 2
+    except TokenExchangeError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
 
 

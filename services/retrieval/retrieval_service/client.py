@@ -1,14 +1,16 @@
 """A small asyncio client for services that call retrieval over gRPC.
 
-    async with RetrievalClient("dns:///retrieval:50062", org_id="acme") as rc:
+    tokens = GatewayTokens("http://gateway:8080", api_key=os.environ["LLMSUITE_API_KEY"])
+    async with RetrievalClient("dns:///retrieval:50062", credentials=tokens) as rc:
         await rc.create_collection("handbook")
         async for p in rc.ingest("handbook", [Source(uri="s3://docs/handbook.pdf")]):
             print(p.source_id, p.status, p.done, p.received)
         hits = await rc.search("handbook", "how many days of leave?", k=5, filter={"team": "hr"})
 
-It fills in the request context (tenant, request id) and a deadline on every call, and
-leaves failures as grpc.aio.AioRpcError; `llmsuite_common.errors.read_error_detail`
-gives their code, message and field.
+Every call carries the credential's service token (the tenant is the one it names), a request
+id and a deadline; failures stay grpc.aio.AioRpcError (`llmsuite_common.errors.read_error_detail`
+gives their code, message and field). With `tls_ca_file` the channel is TLS, and with a client
+certificate mutual TLS.
 """
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -19,7 +21,11 @@ import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 
+from llmsuite_common.call_auth import CallCredentials
 from llmsuite_common.grpc_client import TracedStub, call_metadata, channel
+from llmsuite_common.grpc_tls import channel_credentials
+
+from .credentials import GatewayTokens, StaticCredentials
 
 Source = retrieval_pb2.Source
 Document = retrieval_pb2.Document
@@ -31,27 +37,38 @@ SOURCES_PER_MESSAGE = 8
 BYTES_PER_MESSAGE = 1024 * 1024
 
 
+__all__ = ["GatewayTokens", "RetrievalClient", "StaticCredentials", "Source", "Document", "Progress"]
+
+
 class RetrievalClient:
     def __init__(
         self,
         target: str,
         *,
-        org_id: str,
+        credentials: CallCredentials,
         user_id: str = "",
         timeout: float = 30.0,
         max_message_bytes: int = 64 * 1024 * 1024,
+        tls_ca_file: str = "",
+        tls_cert_file: str = "",
+        tls_key_file: str = "",
     ) -> None:
         self._target = target
-        self._org_id = org_id
+        self._credentials = credentials
         self._user_id = user_id
         self._timeout = timeout
         self._max_message_bytes = max_message_bytes
+        self._tls = (tls_ca_file, tls_cert_file, tls_key_file)
         self._channel: grpc.aio.Channel | None = None
         self._stub: retrieval_pb2_grpc.RetrievalServiceStub | None = None
 
     async def __aenter__(self) -> "RetrievalClient":
-        self._channel = channel(self._target, max_message_bytes=self._max_message_bytes)
-        self._stub = TracedStub(retrieval_pb2_grpc.RetrievalServiceStub(self._channel))
+        self._channel = channel(
+            self._target, max_message_bytes=self._max_message_bytes, credentials=channel_credentials(*self._tls)
+        )
+        self._stub = TracedStub(
+            retrieval_pb2_grpc.RetrievalServiceStub(self._channel), audience="retrieval", credentials=self._credentials
+        )
         return self
 
     async def __aexit__(
@@ -68,7 +85,13 @@ class RetrievalClient:
         return self._stub
 
     def _context(self) -> common_pb2.RequestContext:
-        return common_pb2.RequestContext(org_id=self._org_id, user_id=self._user_id)
+        # The organization is the one the token names; the request leaves it empty.
+        return common_pb2.RequestContext(user_id=self._user_id)
+
+    async def _ready(self) -> None:
+        ready = getattr(self._credentials, "ready", None)
+        if ready is not None:
+            await ready()
 
     def _options(self, timeout: float | None) -> dict[str, Any]:
         return {"timeout": timeout or self._timeout, "metadata": call_metadata()}
@@ -76,6 +99,7 @@ class RetrievalClient:
     async def create_collection(
         self, name: str, description: str = "", *, timeout: float | None = None
     ) -> retrieval_pb2.CreateCollectionResponse:
+        await self._ready()
         return await self.stub.CreateCollection(
             retrieval_pb2.CreateCollectionRequest(
                 context=self._context(), name=name, description=description
@@ -84,6 +108,7 @@ class RetrievalClient:
         )
 
     async def list_collections(self, *, timeout: float | None = None) -> list[retrieval_pb2.Collection]:
+        await self._ready()
         reply = await self.stub.ListCollections(
             retrieval_pb2.ListCollectionsRequest(context=self._context()), **self._options(timeout)
         )
@@ -92,6 +117,7 @@ class RetrievalClient:
     async def delete_collection(
         self, name: str, *, timeout: float | None = None
     ) -> retrieval_pb2.DeleteCollectionResponse:
+        await self._ready()
         return await self.stub.DeleteCollection(
             retrieval_pb2.DeleteCollectionRequest(context=self._context(), name=name),
             **self._options(timeout),
@@ -101,6 +127,7 @@ class RetrievalClient:
         self, collection: str, sources: Iterable[retrieval_pb2.Source], *, timeout: float | None = None
     ) -> AsyncIterator[retrieval_pb2.IngestProgress]:
         """Streams `sources` in and yields one progress message per document as each finishes."""
+        await self._ready()
         context = self._context()
 
         async def requests() -> AsyncIterator[retrieval_pb2.IngestStreamRequest]:
@@ -129,6 +156,7 @@ class RetrievalClient:
         timeout: float | None = None,
     ) -> retrieval_pb2.IngestResponse:
         """Plain texts by document id, in one call."""
+        await self._ready()
         return await self.stub.Ingest(
             retrieval_pb2.IngestRequest(
                 context=self._context(),
@@ -141,6 +169,7 @@ class RetrievalClient:
     async def delete_documents(
         self, collection: str, ids: Sequence[str], *, timeout: float | None = None
     ) -> retrieval_pb2.DeleteDocumentsResponse:
+        await self._ready()
         return await self.stub.DeleteDocuments(
             retrieval_pb2.DeleteDocumentsRequest(
                 context=self._context(), collection=collection, ids=list(ids)
@@ -159,6 +188,7 @@ class RetrievalClient:
         hybrid_weight: float = 0.0,
         timeout: float | None = None,
     ) -> retrieval_pb2.SearchResponse:
+        await self._ready()
         return await self.stub.Search(
             retrieval_pb2.SearchRequest(
                 context=self._context(),
@@ -175,12 +205,14 @@ class RetrievalClient:
     async def get_chunk(
         self, chunk_id: str, *, timeout: float | None = None
     ) -> retrieval_pb2.GetChunkResponse:
+        await self._ready()
         return await self.stub.GetChunk(
             retrieval_pb2.GetChunkRequest(context=self._context(), chunk_id=chunk_id),
             **self._options(timeout),
         )
 
     async def embed(self, texts: Sequence[str], *, timeout: float | None = None) -> list[list[float]]:
+        await self._ready()
         reply = await self.stub.Embed(
             retrieval_pb2.EmbedRequest(context=self._context(), inputs=list(texts)), **self._options(timeout)
         )

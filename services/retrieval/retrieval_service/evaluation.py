@@ -1,6 +1,8 @@
 """Retrieval quality: recall@k and MRR on the labelled set in evaldata/, and HNSW recall against exact search.
 
-    python -m retrieval_service.evaluation [--target HOST:PORT --org ORG] [--out FILE.json]
+    python -m retrieval_service.evaluation [--target HOST:PORT] [--out FILE.json]
+
+With --target the credential is LLMSUITE_TOKEN, or LLMSUITE_API_KEY exchanged at LLMSUITE_GATEWAY_URL.
 
 Without --target it starts the service in this process (embedded PostgreSQL in a scratch
 directory, the packaged model) on a loopback port and talks to it over real gRPC.
@@ -10,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -133,11 +136,12 @@ async def hnsw_against_exact(
 
 
 @contextlib.asynccontextmanager
-async def local_service(work_dir: Path) -> AsyncIterator[tuple[str, str]]:
-    """The service in this process on a loopback port; yields its target and database URI."""
+async def local_service(work_dir: Path, org_id: str = "evaluation") -> AsyncIterator[tuple[str, str, Any]]:
+    """The service in this process on a loopback port; yields its target, database URI and the
+    credentials of an admin of `org_id`."""
     import grpc
 
-    from llmsuite_common.errors import ErrorInterceptor
+    from llmsuite_common.local_auth import LocalAuthority
 
     from .app import RetrievalApp
     from llmsuite_common.embedded_postgres import EmbeddedPostgres
@@ -145,7 +149,8 @@ async def local_service(work_dir: Path) -> AsyncIterator[tuple[str, str]]:
 
     settings = RetrievalSettings(retrieval_pgserver_data_dir=str(work_dir / "pg"))
     app = RetrievalApp(settings)
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    authority = LocalAuthority()
+    server = grpc.aio.server(interceptors=authority.interceptors(app.audience))
     app.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -157,7 +162,7 @@ async def local_service(work_dir: Path) -> AsyncIterator[tuple[str, str]]:
         else:
             postgres = EmbeddedPostgres(settings.retrieval_pgserver_data_dir)
             uri = await asyncio.to_thread(postgres.start)
-        yield f"127.0.0.1:{port}", uri
+        yield f"127.0.0.1:{port}", uri, authority.credentials(org_id)
     finally:
         await server.stop(None)
         await app.stop()
@@ -171,8 +176,8 @@ async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     defaults = RetrievalSettings()
     ef_searches = sorted({10, 20, defaults.retrieval_hnsw_ef_search, 100})
 
-    async def against(target: str, uri: str | None) -> dict[str, Any]:
-        async with RetrievalClient(target, org_id=args.org, timeout=120) as client:
+    async def against(target: str, uri: str | None, credentials: Any) -> dict[str, Any]:
+        async with RetrievalClient(target, credentials=credentials, timeout=120) as client:
             vector = await labelled(client, args.collection)
             hybrid = await labelled(client, args.collection, hybrid_weight=0.3)
         result: dict[str, Any] = {
@@ -193,11 +198,11 @@ async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         return result
 
     if args.target:
-        return await against(args.target, args.database_url or None)
+        return await against(args.target, args.database_url or None, _target_credentials(args))
     work = Path(tempfile.mkdtemp(prefix="rtv-eval-", dir="/tmp"))
     try:
-        async with local_service(work) as (target, uri):
-            return await against(target, uri)
+        async with local_service(work, args.org) as (target, uri, credentials):
+            return await against(target, uri, credentials)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -235,6 +240,17 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _target_credentials(args: argparse.Namespace) -> Any:
+    from .credentials import GatewayTokens, StaticCredentials
+
+    if os.environ.get("LLMSUITE_TOKEN"):
+        return StaticCredentials(os.environ["LLMSUITE_TOKEN"])
+    if not os.environ.get("LLMSUITE_API_KEY"):
+        raise SystemExit("with --target: set LLMSUITE_TOKEN, or LLMSUITE_API_KEY (and LLMSUITE_GATEWAY_URL)")
+    gateway = os.environ.get("LLMSUITE_GATEWAY_URL", "http://127.0.0.1:8080")
+    return GatewayTokens(gateway, os.environ["LLMSUITE_API_KEY"])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m retrieval_service.evaluation", description=__doc__.split("\n")[0]
@@ -243,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--target", default="", help="a running retrieval service; default: start one in-process"
     )
     parser.add_argument("--database-url", default="", help="with --target: its database, for the HNSW check")
-    parser.add_argument("--org", default="evaluation")
+    parser.add_argument("--org", default="evaluation", help="organization of the in-process service's data")
     parser.add_argument("--collection", default="handbook-eval")
     parser.add_argument(
         "--chunks", type=int, default=20_000, help="synthetic chunks for HNSW vs exact; 0 skips"

@@ -8,7 +8,7 @@ from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 
 from llmsuite_common.errors import InvalidArgument, NotFound, ServiceError, error_detail
 
-from . import parsing, validation
+from . import access, parsing, validation
 from .db import CollectionInfo, Hit
 from .retriever import Retriever, SearchQuery
 from .sources import SourceFetcher
@@ -40,8 +40,10 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     async def Ingest(
         self, request: retrieval_pb2.IngestRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.IngestResponse:
-        tenant = validation.tenant(request.context.org_id)
+        # Ingesting replaces documents of the same id: what others stored is overwritten.
+        caller, tenant = access.authorize(request.context, access.ADMIN)
         collection = validation.collection(request.collection)
+        caller.require_collection(collection)
         documents = validation.documents(
             ((d.id, d.text, d.metadata) for d in request.documents), self._limits
         )
@@ -62,8 +64,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     async def Search(
         self, request: retrieval_pb2.SearchRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.SearchResponse:
-        tenant = validation.tenant(request.context.org_id)
+        caller, tenant = access.authorize(request.context, access.READ)
         collection = validation.collection(request.collection)
+        caller.require_collection(collection)
         weight = validation.hybrid_weight(request.hybrid_weight)
         vector = validation.search_vector(request.vector, self._retriever.embedder.dimension)
         query = validation.search_text(
@@ -81,8 +84,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     async def CreateCollection(
         self, request: retrieval_pb2.CreateCollectionRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.CreateCollectionResponse:
-        tenant = validation.tenant(request.context.org_id)
+        caller, tenant = access.authorize(request.context, access.WRITE)
         name = validation.collection(request.name, param="name")
+        caller.require_collection(name, param="name")
         description = validation.description(request.description)
         info, created = await self._retriever.create_collection(
             tenant, name, description, deadline=self._deadline(context)
@@ -92,15 +96,18 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     async def ListCollections(
         self, request: retrieval_pb2.ListCollectionsRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.ListCollectionsResponse:
-        tenant = validation.tenant(request.context.org_id)
+        caller, tenant = access.authorize(request.context, access.READ)
         found = await self._retriever.list_collections(tenant, deadline=self._deadline(context))
-        return retrieval_pb2.ListCollectionsResponse(collections=[_collection(c) for c in found])
+        return retrieval_pb2.ListCollectionsResponse(
+            collections=[_collection(c) for c in found if caller.may_use_collection(c.name)]
+        )
 
     async def DeleteCollection(
         self, request: retrieval_pb2.DeleteCollectionRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.DeleteCollectionResponse:
-        tenant = validation.tenant(request.context.org_id)
+        caller, tenant = access.authorize(request.context, access.ADMIN)
         name = validation.collection(request.name, param="name")
+        caller.require_collection(name, param="name")
         deleted = await self._retriever.delete_collection(tenant, name, deadline=self._deadline(context))
         log.info("collection deleted", extra={"documents": deleted.documents, "chunks": deleted.chunks})
         return retrieval_pb2.DeleteCollectionResponse(documents=deleted.documents, chunks=deleted.chunks)
@@ -108,8 +115,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     async def DeleteDocuments(
         self, request: retrieval_pb2.DeleteDocumentsRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.DeleteDocumentsResponse:
-        tenant = validation.tenant(request.context.org_id)
+        caller, tenant = access.authorize(request.context, access.ADMIN)
         collection = validation.collection(request.collection)
+        caller.require_collection(collection)
         ids = validation.source_ids(request.ids, self._limits)
         deleted = await self._retriever.delete_documents(
             tenant, collection, ids, deadline=self._deadline(context)
@@ -119,15 +127,18 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     async def GetChunk(
         self, request: retrieval_pb2.GetChunkRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.GetChunkResponse:
-        tenant = validation.tenant(request.context.org_id)
+        caller, tenant = access.authorize(request.context, access.READ)
         chunk_id = validation.chunk_id(request.chunk_id)
         collection, hit = await self._retriever.get_chunk(tenant, chunk_id, deadline=self._deadline(context))
+        if not caller.may_use_collection(collection):
+            # As if absent: a chunk id must not reveal what another team's collections hold.
+            raise NotFound("no such chunk", param="chunk_id")
         return retrieval_pb2.GetChunkResponse(chunk=_chunk(hit), collection=collection)
 
     async def Embed(
         self, request: retrieval_pb2.EmbedRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.EmbedResponse:
-        validation.tenant(request.context.org_id)
+        access.authorize(request.context, access.READ)
         if request.model and request.model != self._retriever.embedder.name:
             raise NotFound(
                 f"this service embeds with {self._retriever.embedder.name} only",
@@ -192,6 +203,10 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             if detail.param and not detail.param.startswith("sources["):
                 detail.param = f"{param}.{detail.param}"
             return Progress(source_id=source_id, status=Progress.FAILED, error=detail)
+        except Exception:  # noqa: BLE001 - one document's fault must not end the others' stream
+            log.exception("document ingest failed", extra={"source": param})
+            detail = error_detail(ServiceError("the document could not be ingested", param=param))
+            return Progress(source_id=source_id, status=Progress.FAILED, error=detail)
         status = Progress.UNCHANGED if result.unchanged else Progress.INDEXED
         return Progress(source_id=source_id, status=status, chunks=result.chunks)
 
@@ -207,7 +222,8 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         elif which == "data":
             data = source.data
         elif which == "text":
-            data = source.text.encode("utf-8", "surrogatepass")
+            # The caller's own text: a NUL in it is refused, not cleaned as in extracted text.
+            data = validation.inline_text(source.text, param).encode("utf-8", "surrogatepass")
         else:
             raise InvalidArgument(f"{param} needs text, data or uri", param=param)
         if len(data) > self._max_source_bytes:
@@ -228,7 +244,10 @@ def _stream_target(
     message: retrieval_pb2.IngestStreamRequest, known: tuple[str, str] | None
 ) -> tuple[str, str]:
     if known is None:
-        return validation.tenant(message.context.org_id), validation.collection(message.collection)
+        caller, tenant = access.authorize(message.context, access.ADMIN)
+        collection = validation.collection(message.collection)
+        caller.require_collection(collection)
+        return tenant, collection
     if message.context.org_id and message.context.org_id != known[0]:
         raise InvalidArgument("context.org_id changed within the stream", param="context.org_id")
     if message.collection and message.collection != known[1]:

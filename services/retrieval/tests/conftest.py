@@ -11,11 +11,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 from llmsuite.retrieval.v1 import retrieval_pb2_grpc
 
-from llmsuite_common.errors import ErrorInterceptor
 from llmsuite_common.embedded_postgres import EmbeddedPostgres
 from retrieval_service.app import RetrievalApp
 from retrieval_service.embedder import Embedder, packaged_model_dir
 from retrieval_service.settings import RetrievalSettings
+from tests.service_auth import AUTHORITY, tenant_channel
 from tools.localsuite.processes import free_port
 
 
@@ -127,7 +127,7 @@ async def retrieval_target(
 ) -> AsyncIterator[str]:
     """A real RetrievalApp behind a real gRPC server on loopback, with embedded PostgreSQL."""
     app = RetrievalApp(retrieval_settings, registry=metrics_registry)
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    server = grpc.aio.server(interceptors=AUTHORITY.interceptors(app.audience))
     app.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -141,8 +141,19 @@ async def retrieval_target(
 
 @pytest.fixture(scope="session")
 async def stub(retrieval_target: str) -> AsyncIterator[retrieval_pb2_grpc.RetrievalServiceStub]:
-    async with grpc.aio.insecure_channel(retrieval_target) as channel:
+    """Each call carries an admin token for the org its request names (streams: pass
+    metadata=auth("retrieval", org))."""
+    async with tenant_channel(retrieval_target, AUTHORITY, "retrieval") as channel:
         yield retrieval_pb2_grpc.RetrievalServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def public_keys_file(scratch_dir: Path) -> str:
+    """The authority's JWKS, for retrieval processes started by tests (GRPC_AUTH_PUBLIC_KEYS_FILE)."""
+    return str(AUTHORITY.write(scratch_dir / "service-keys")[1])
+
+
+
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,15 @@ import pytest
 
 from retrieval_service import cli
 
+from tests.service_auth import AUTHORITY
+
+# A token as a team gets from `POST /v1/auth/token` (the exchange runs in the cross-service tests).
+TOKEN = AUTHORITY.issuer.token(AUTHORITY.caller("cli-org"), "retrieval")
+
 
 def run_cli(target: str, *args: str) -> int:
     # The CLI runs its own event loop; the service's loop must keep running meanwhile.
-    return cli.main(["--target", target, "--org", "cli-org", *args])
+    return cli.main(["--target", target, "--token", TOKEN, *args])
 
 
 async def test_ingest_search_and_delete_from_the_command_line(

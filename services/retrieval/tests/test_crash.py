@@ -21,6 +21,7 @@ from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from retrieval_service.db import DOCUMENTS, TABLE
 from retrieval_service.settings import RetrievalSettings
 from tools.localsuite.processes import free_port
+from tests.service_auth import auth
 
 ROOT = Path(__file__).resolve().parents[3]
 TENANT, COLLECTION, DOCS = "crash-org", "crash", 40
@@ -56,6 +57,7 @@ async def test_a_killed_ingest_leaves_only_whole_documents(
     retrieval_settings: RetrievalSettings,
     database_url: str,
     tmp_path: Path,
+    public_keys_file: str,
 ):
     port = free_port()
     env = {
@@ -67,6 +69,7 @@ async def test_a_killed_ingest_leaves_only_whole_documents(
         "RETRIEVAL_PGSERVER_DATA_DIR": retrieval_settings.retrieval_pgserver_data_dir,
         "RETRIEVAL_EMBEDDING_MODEL_DIR": retrieval_settings.retrieval_embedding_model_dir,
         "RETRIEVAL_INGEST_CONCURRENCY": "2",
+        "GRPC_AUTH_PUBLIC_KEYS_FILE": public_keys_file,
     }
     log = tmp_path / "retrieval.log"
     with log.open("wb") as out:
@@ -89,7 +92,9 @@ async def test_a_killed_ingest_leaves_only_whole_documents(
             )
 
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = retrieval_pb2_grpc.RetrievalServiceStub(channel).IngestStream(requests(), timeout=120)
+            call = retrieval_pb2_grpc.RetrievalServiceStub(channel).IngestStream(
+                requests(), timeout=120, metadata=auth("retrieval", TENANT)
+            )
             async for progress in call:
                 assert progress.status == retrieval_pb2.IngestProgress.INDEXED
                 indexed.append(progress.source_id)

@@ -9,6 +9,7 @@ from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 
 from llmsuite_common.errors import read_error_detail
+from tests.service_auth import auth
 
 Stub = retrieval_pb2_grpc.RetrievalServiceStub
 Progress = retrieval_pb2.IngestProgress
@@ -73,7 +74,7 @@ async def stream(stub: Stub, org: str, collection: str, *batches: list[Source]) 
             else:
                 yield retrieval_pb2.IngestStreamRequest(sources=sources)
 
-    return [p async for p in stub.IngestStream(requests(), timeout=120)]
+    return [p async for p in stub.IngestStream(requests(), timeout=120, metadata=auth("retrieval", org))]
 
 
 async def texts(stub: Stub, org: str, collection: str, query: str, k: int = 10) -> dict[str, str]:
@@ -220,9 +221,13 @@ async def test_objects_from_a_local_s3_are_ingested_once(stub: Stub, bucket: str
 
 
 async def test_stream_level_mistakes_end_the_stream(stub: Stub):
+    async def other_org():
+        yield retrieval_pb2.IngestStreamRequest(context=ctx("victim"), collection="docs", sources=[Source(id="a", text="x")])
+
+    # The token names "sw"; a stream naming another organization is refused, not served.
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stream(stub, "", "docs", [Source(id="a", text="x")])
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        [p async for p in stub.IngestStream(other_org(), timeout=30, metadata=auth("retrieval", "sw"))]
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert read_error_detail(info.value).param == "context.org_id"
 
     async def switching():
@@ -233,5 +238,5 @@ async def test_stream_level_mistakes_end_the_stream(stub: Stub):
         yield retrieval_pb2.IngestStreamRequest(collection="two", sources=[Source(id="b", text="y")])
 
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        [p async for p in stub.IngestStream(switching(), timeout=30)]
+        [p async for p in stub.IngestStream(switching(), timeout=30, metadata=auth("retrieval", "sw"))]
     assert read_error_detail(info.value).param == "collection"

@@ -22,6 +22,7 @@ from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 
 from retrieval_service.settings import RetrievalSettings
 from tools.localsuite.processes import free_port
+from tests.service_auth import auth
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -54,7 +55,10 @@ async def health(port: int) -> int | None:
 
 
 async def test_service_process_loads_serves_and_drains(
-    stub: retrieval_pb2_grpc.RetrievalServiceStub, retrieval_settings: RetrievalSettings, tmp_path: Path
+    stub: retrieval_pb2_grpc.RetrievalServiceStub,
+    retrieval_settings: RetrievalSettings,
+    tmp_path: Path,
+    public_keys_file: str,
 ):
     await stub.Ingest(
         retrieval_pb2.IngestRequest(
@@ -75,6 +79,7 @@ async def test_service_process_loads_serves_and_drains(
         "SHUTDOWN_GRACE_SECONDS": "2",
         "RETRIEVAL_PGSERVER_DATA_DIR": retrieval_settings.retrieval_pgserver_data_dir,
         "RETRIEVAL_EMBEDDING_MODEL_DIR": retrieval_settings.retrieval_embedding_model_dir,
+        "GRPC_AUTH_PUBLIC_KEYS_FILE": public_keys_file,
     }
     log_path = tmp_path / "retrieval.log"
     with log_path.open("wb") as log:
@@ -108,6 +113,7 @@ async def test_service_process_loads_serves_and_drains(
                     query="what causes tides?",
                 ),
                 timeout=10,
+                metadata=auth("retrieval", "org-p"),
             )
         assert [c.source_id for c in found.chunks] == ["tides"]  # written by the other process
 

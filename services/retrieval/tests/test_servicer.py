@@ -149,8 +149,6 @@ def _doc(id="d1", text="some text", **metadata) -> retrieval_pb2.Document:
 @pytest.mark.parametrize(
     ("changes", "param"),
     [
-        ({"org_id": ""}, "context.org_id"),
-        ({"org_id": "x" * 200}, "context.org_id"),
         ({"collection": ""}, "collection"),
         ({"collection": "has space"}, "collection"),
         ({"collection": "c" * 65}, "collection"),
@@ -175,7 +173,6 @@ async def test_bad_ingest_requests_are_invalid_arguments(stub: Stub, changes: di
 @pytest.mark.parametrize(
     ("org", "collection", "query", "k", "param"),
     [
-        ("", "valid", "question", 0, "context.org_id"),
         ("org-a", "bad/name", "question", 0, "collection"),
         ("org-a", "valid", "  ", 0, "query"),
         ("org-a", "valid", "q" * 2049, 0, "query"),

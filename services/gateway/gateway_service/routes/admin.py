@@ -1,6 +1,6 @@
 """Admin API for organizations and API keys; every call is scoped by the calling key."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request
@@ -31,6 +31,10 @@ class KeySettings(Limits):
     # Permissions beyond the role (scopes.py), e.g. `retrieval:admin` for a member key that ingests.
     scopes: list[Literal["retrieval:read", "retrieval:write", "retrieval:admin"]] | None = Field(
         None, max_length=8
+    )
+    # The key reaches only collections whose names start with one of these (a team's own).
+    collection_prefixes: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]] | None = Field(
+        None, max_length=16
     )
 
 

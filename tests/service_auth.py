@@ -1,0 +1,67 @@
+"""Service tokens for tests that call a gRPC service with raw stubs.
+
+`tenant_channel` opens a channel whose every call carries a token for the organization its
+request names in `context.org_id` (or `default_org` for streamed requests and requests without
+one), signed by a LocalAuthority the server trusts: tests keep writing requests as callers do.
+A call given its own `authorization` metadata keeps it.
+"""
+
+from typing import Any
+
+import grpc
+
+from llmsuite_common.local_auth import LocalAuthority
+
+# The one authority of every in-process test server (imported by absolute name, so one key pair
+# per test run whichever conftest or test module uses it).
+AUTHORITY = LocalAuthority()
+
+
+def auth(audience: str, org: str, **caller: Any) -> tuple[tuple[str, str], ...]:
+    """Call metadata with a token for `org` (an admin unless `role`/`scopes` say otherwise)."""
+    return AUTHORITY.metadata(audience, org, **caller)
+
+
+class _TenantToken:
+    def __init__(self, authority: LocalAuthority, audience: str, default_org: str, caller: dict[str, Any]) -> None:
+        self._authority = authority
+        self._audience = audience
+        self._default_org = default_org
+        self._caller = caller
+
+    def _details(self, details: Any, request: Any) -> Any:
+        if any(key == "authorization" for key, _ in details.metadata or ()):
+            return details  # the test chose its credential
+        context = getattr(request, "context", None)
+        org = getattr(context, "org_id", "") or self._default_org
+        metadata = [*(details.metadata or ()), *self._authority.metadata(self._audience, org, **self._caller)]
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+
+class _Unary(_TenantToken, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details, request), request)
+
+
+class _UnaryStream(_TenantToken, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details, request), request)
+
+
+class _StreamUnary(_TenantToken, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._details(details, None), request_iterator)
+
+
+class _StreamStream(_TenantToken, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._details(details, None), request_iterator)
+
+
+def tenant_channel(
+    target: str, authority: LocalAuthority, audience: str, *, default_org: str = "default", **caller: Any
+) -> grpc.aio.Channel:
+    interceptors = [cls(authority, audience, default_org, caller) for cls in (_Unary, _UnaryStream, _StreamUnary, _StreamStream)]
+    return grpc.aio.insecure_channel(target, interceptors=interceptors)
