@@ -9,7 +9,7 @@ from .fake_upstream import Shape
 from .processes import ROOT
 
 ALL_TARGETS = ("direct", "direct-again", "passthrough", "passthrough-fast", "litellm", "llmsuite")
-ALL_SUITES = ("matrix", "guardrails", "embedding", "embedding-remote", "retrieval", "profile", "soak")
+ALL_SUITES = ("matrix", "guardrails", "tokens", "embedding", "embedding-remote", "retrieval", "profile", "soak")
 # Answer shapes of the fake upstream: "short" is the upstream_* settings, "long" the long_* ones.
 ALL_SHAPES = ("short", "long")
 

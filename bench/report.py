@@ -193,6 +193,7 @@ def markdown(res: dict) -> str:
         out.append("")
     for key, title in (
         ("guardrails", "Guardrails CheckInput"),
+        ("tokens", "Service tokens: CPU per backend call"),
         ("embedding", "Embedding, local model: batched vs one at a time vs the library's encode"),
         ("embedding_remote", "Embedding, remote endpoint: batched vs one at a time"),
         ("retrieval", "Retrieval search latency"),

@@ -139,6 +139,10 @@ def run(cfg: BenchSettings) -> dict:
         fake.stop()
     if "guardrails" in cfg.suites:
         res["guardrails"] = guardrails_bench.run(cfg)
+    if "tokens" in cfg.suites:
+        from . import token_bench
+
+        res["tokens"] = token_bench.run(cfg)
     if "embedding" in cfg.suites:
         from . import embedding_bench
 

@@ -101,3 +101,14 @@ def test_goals_are_met_or_not_from_the_rows() -> None:
     assert by["requests/s at c=64 ÷ LiteLLM, non-streamed"]["met"] is True
     assert by["remote embeddings: batched ÷ one text per call"]["met"] is True
     assert by["CPU per request, streamed (all llmsuite processes)"]["met"] is None
+
+
+def test_token_bench_reports_the_credential_cost_of_a_call():
+    from bench.config import BenchSettings
+    from bench.token_bench import run
+
+    result = run(BenchSettings())
+    # Cached on both sides: far below a millisecond of the chain's budget per request.
+    assert 0 < result["client_us"] < 100 and 0 < result["server_us"] < 100
+    assert result["first_verify_us"] > result["server_us"]
+    assert any("per chat request" in line for line in result["lines"])
