@@ -10,7 +10,14 @@ CORPUS_DIR = Path(__file__).parent / "sample_corpus"
 SAMPLE_COLLECTION = "handbook"
 
 
-def ingest_dir(port: int, org_id: str, collection: str = SAMPLE_COLLECTION, directory: Path = CORPUS_DIR) -> int:
+def ingest_dir(
+    port: int,
+    org_id: str,
+    metadata: tuple[tuple[str, str], ...],
+    collection: str = SAMPLE_COLLECTION,
+    directory: Path = CORPUS_DIR,
+) -> int:
+    """`metadata` carries a service token for `org_id` (retrieval verifies every caller)."""
     documents = [
         retrieval_pb2.Document(id=path.stem, text=path.read_text(), metadata={"path": path.name})
         for path in sorted(directory.glob("*.md"))
@@ -23,5 +30,6 @@ def ingest_dir(port: int, org_id: str, collection: str = SAMPLE_COLLECTION, dire
                 documents=documents,
             ),
             timeout=120,
+            metadata=metadata,
         )
     return int(reply.chunks)

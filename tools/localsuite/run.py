@@ -7,16 +7,20 @@ import sys
 import time
 from pathlib import Path
 
+from llmsuite_common.local_auth import LocalAuthority
+from llmsuite_common.service_keys import SIGNING_KEY_FILE
+from llmsuite_common.service_tokens import SigningKey
+
 from .corpus import SAMPLE_COLLECTION, ingest_dir
 from .model_server import model_server
 from .processes import ROOT, ProcessGroup, busy_ports, python_service
-from .suite import LOCAL_MODEL, Ports, SuiteConfig, service_envs
+from .suite import LOCAL_MODEL, Ports, SuiteConfig, service_envs, service_keys
 
 QUESTION = "When is the support desk open?"
 BACKEND_METRICS_PORTS = {"guardrails": 9461, "retrieval": 9462, "generation": 9463}
 
 
-def examples(port: int, api_key: str) -> str:
+def examples(port: int, api_key: str, retrieval_port: int) -> str:
     base = f"http://127.0.0.1:{port}/v1"
     body = (
         f'{{"model": "{LOCAL_MODEL}", "stream": true, "max_tokens": 48, '
@@ -44,6 +48,13 @@ Or with the openai client (.venv/bin/python):
   )
   for chunk in stream:
       print(chunk.choices[0].delta.content or "", end="", flush=True)
+
+Call retrieval over gRPC as an internal team: exchange the key for a short-lived token.
+
+  TOKEN=$(curl -s -X POST {base}/auth/token -H "Authorization: Bearer {api_key}" \\
+    -H "Content-Type: application/json" -d '{{"audience": "retrieval"}}' | jq -r .access_token)
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{{"collection": "{SAMPLE_COLLECTION}", "query": "support hours", "k": 2}}' \\
+    127.0.0.1:{retrieval_port} llmsuite.retrieval.v1.RetrievalService/Search
 
 Metrics: {base.removesuffix("/v1")}/metrics and http://127.0.0.1:9461-9463/metrics (backends).
 Logs: {ROOT / ".run" / "logs"}. Ctrl-C stops everything.
@@ -95,11 +106,13 @@ def main() -> int:
         if not cfg.upstream_base_url:
             backends.insert(0, model_server(cfg.ports.model, data_dir, log_dir))
         group.start_many(backends, timeout=300)
-        chunks = ingest_dir(cfg.ports.retrieval, org_id="default")
+        # Signed with the suite's own key, as the gateway signs its calls.
+        authority = LocalAuthority(SigningKey.from_file(service_keys(cfg.data_dir) / SIGNING_KEY_FILE))
+        chunks = ingest_dir(cfg.ports.retrieval, "default", authority.metadata("retrieval", "default"))
         print(f"ingested the sample handbook: {chunks} chunks", flush=True)
         group.start(python_service("gateway", cfg.ports.gateway, envs["gateway"], log_dir), timeout=60)
         print(f"ready in {time.monotonic() - started:.0f}s", flush=True)
-        print(examples(cfg.ports.gateway, api_key), flush=True)
+        print(examples(cfg.ports.gateway, api_key, cfg.ports.retrieval), flush=True)
         while all(p.popen is not None and p.popen.poll() is None for p in group.processes):
             time.sleep(0.5)
         dead = [p.name for p in group.processes if p.popen is not None and p.popen.poll() is not None]
