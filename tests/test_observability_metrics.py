@@ -230,7 +230,7 @@ def client_spans(spans: list[Span], *methods: str) -> list[Span]:
 
 
 def test_server_timing_and_exemplars_follow_one_rag_request(stack, otlp_receiver, unique_name):
-    ingest(stack.suite.cfg.ports.retrieval, unique_name)
+    ingest(stack.suite, unique_name)
     trace_id = secrets.token_hex(16)
     with stack.client() as c:
         reply = c.post(

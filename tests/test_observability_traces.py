@@ -76,7 +76,7 @@ def test_model_call_span_follows_genai_conventions_without_content(suite, otlp_r
 
 
 def test_websocket_rag_stream_is_one_trace_across_every_hop(suite, otlp_receiver, unique_name):
-    ingest(suite.cfg.ports.retrieval, unique_name)
+    ingest(suite, unique_name)
     suite.clear_upstream_requests()
     trace_id, client_span, header = traceparent()
     ws_url = suite.gateway_url.replace("http://", "ws://") + "/v1/chat/completions/ws"

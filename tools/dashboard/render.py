@@ -25,10 +25,13 @@ import time
 from pathlib import Path
 
 import httpx
+from llmsuite_common.local_auth import LocalAuthority
+from llmsuite_common.service_keys import SIGNING_KEY_FILE
+from llmsuite_common.service_tokens import SigningKey
 from matplotlib.figure import Figure
 
 from tools.localsuite.processes import ROOT, Process, ProcessGroup, free_port, http_ok, python_service
-from tools.localsuite.suite import Ports, SuiteConfig, service_envs
+from tools.localsuite.suite import Ports, SuiteConfig, service_envs, service_keys
 
 from . import traffic
 from .names import exported, substitute
@@ -226,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         log_dir = Path(tmp) / "logs"
         group = start(cfg, log_dir)
         try:
-            traffic.ingest(cfg.ports.retrieval)
+            authority = LocalAuthority(SigningKey.from_file(service_keys(cfg.data_dir) / SIGNING_KEY_FILE))
+            traffic.ingest(cfg.ports.retrieval, authority.metadata("retrieval", "default"))
             store, names, outcomes = drive(cfg, endpoints, seconds, args.interval)
         finally:
             group.stop()

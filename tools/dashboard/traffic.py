@@ -143,7 +143,8 @@ def tenant_key(gateway_url: str, admin_key: str) -> str:
         return str(created.json()["key"])
 
 
-def ingest(retrieval_port: int) -> None:
+def ingest(retrieval_port: int, metadata: tuple[tuple[str, str], ...]) -> None:
+    """`metadata` carries a service token for the default org (retrieval verifies every caller)."""
     with grpc.insecure_channel(f"127.0.0.1:{retrieval_port}") as channel:
         retrieval_pb2_grpc.RetrievalServiceStub(channel).Ingest(
             retrieval_pb2.IngestRequest(
@@ -152,4 +153,5 @@ def ingest(retrieval_port: int) -> None:
                 documents=[retrieval_pb2.Document(id=k, text=v) for k, v in DOCUMENTS.items()],
             ),
             timeout=120,
+            metadata=metadata,
         )
