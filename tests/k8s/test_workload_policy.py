@@ -40,13 +40,20 @@ def test_images_are_pinned_never_latest(rendered):
 
 
 def test_grpc_backends_use_native_grpc_probes_and_the_gateway_http(rendered):
+    """Plaintext backends: the kubelet's gRPC probe. Under TLS it cannot connect, so startup and
+    readiness run the same health check in the pod (test_trust_boundaries checks that command)."""
     for case, objects in rendered.items():
         for comp in SERVICES:
             container = pod_spec(named(objects, "Deployment", comp))["containers"][0]
             port = container["ports"][0]["containerPort"]
+            tls = "GRPC_TLS_CERT_FILE" in named(objects, "ConfigMap", comp)["data"]
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 if comp == "gateway":
                     assert container[probe]["httpGet"]["path"] in {"/healthz", "/readyz"}, f"{case}: {probe}"
+                elif tls and probe == "livenessProbe":
+                    assert container[probe]["tcpSocket"]["port"] in {port, container["ports"][0]["name"]}, case
+                elif tls:
+                    assert container[probe]["exec"]["command"][:3] == ["python", "-m", "llmsuite_common.grpc_probe"]
                 else:
                     assert container[probe]["grpc"]["port"] == port, f"{case}: {comp} {probe}"
             if comp == "gateway":
@@ -139,10 +146,12 @@ def test_only_the_gateway_is_open_and_each_backend_admits_only_its_callers(rende
             assert all(metrics_port not in {p["port"] for p in r["ports"]} for r in call_rules), (
                 f"{case}: {comp} opens its metrics port to callers"
             )
+            # Whole namespaces appear only as allowFromNamespaces puts them (test_trust_boundaries).
             allowed = {
                 peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
                 for rule in call_rules
                 for peer in rule.get("from", [])
+                if "namespaceSelector" not in peer
             }
             assert allowed == callers[comp], f"{case}: {comp} admits {allowed}, expected {callers[comp]}"
 

@@ -5,7 +5,10 @@ from typing import Any
 import kubernetes_validate
 from kubernetes_validate.utils import SchemaNotFoundError, latest_version
 
-# Custom resources have no schema in kubernetes-validate; their shape is checked in tests/k8s.
+from . import crds
+
+# Custom resources have no schema in kubernetes-validate. Those with a CRD schema committed under
+# crds/ are validated against it (crds.py); the shape of the others is checked in tests/k8s.
 CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
@@ -18,7 +21,10 @@ def newest_kube() -> str:
 
 
 def validate(obj: dict[str, Any], kube_version: str) -> str | None:
-    """None when valid (strict: unknown fields fail), else the error; custom kinds are skipped."""
+    """None when valid (strict: unknown fields fail), else the error; custom kinds without a
+    committed CRD schema are skipped."""
+    if crds.known(obj):
+        return crds.validate(obj)
     if (obj.get("apiVersion"), obj.get("kind")) in CUSTOM_KINDS:
         return None
     try:

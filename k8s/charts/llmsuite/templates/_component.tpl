@@ -35,6 +35,25 @@ Context: (dict "root" $ "name" "<name>" "c" <component values>)
 {{- end -}}
 {{- if eq $c.protocol "grpc" -}}
 {{- $_ := set $env "METRICS_PORT" (printf "%d" (int64 $root.Values.metrics.port)) -}}
+{{- /* Service tokens: every gRPC service verifies each call's token with the public keys. */ -}}
+{{- $_ := set $env "GRPC_AUTH_PUBLIC_KEYS_FILE" (printf "%s/jwks.json" (include "llmsuite.tokenPublicKeysDir" $root)) -}}
+{{- $_ := set $env "GRPC_REFLECTION_OPEN" (printf "%t" $root.Values.serviceTokens.reflectionOpen) -}}
+{{- end -}}
+{{- if include "llmsuite.callsGrpc" . -}}
+{{- /* A caller of gRPC services signs the token each call carries. */ -}}
+{{- $_ := set $env (printf "%s_TOKEN_SIGNING_KEY_FILE" $prefix) (printf "%s/signing-key.pem" (include "llmsuite.tokenSigningKeyDir" $root)) -}}
+{{- $_ := set $env (printf "%s_TOKEN_TTL_SECONDS" $prefix) (printf "%d" (int64 $root.Values.serviceTokens.tokenTtlSeconds)) -}}
+{{- end -}}
+{{- if include "llmsuite.grpcTlsOn" . -}}
+{{- /* One certificate per component: its server certificate, and its client certificate on the
+       calls it makes; ca.crt verifies the peers. */ -}}
+{{- $dir := include "llmsuite.grpcTlsDir" $root -}}
+{{- $_ := set $env "GRPC_TLS_CERT_FILE" (printf "%s/tls.crt" $dir) -}}
+{{- $_ := set $env "GRPC_TLS_KEY_FILE" (printf "%s/tls.key" $dir) -}}
+{{- $_ := set $env "GRPC_TLS_CA_FILE" (printf "%s/ca.crt" $dir) -}}
+{{- if eq $c.protocol "grpc" -}}
+{{- $_ := set $env "GRPC_TLS_REQUIRE_CLIENT_CERT" (printf "%t" $root.Values.grpcTls.requireClientCert) -}}
+{{- end -}}
 {{- end -}}
 {{- if hasKey $c "models" -}}
 {{- $_ := set $env (printf "%s_MODELS" $prefix) (toJson $c.models) -}}
@@ -56,6 +75,29 @@ Context: (dict "root" $ "name" "<name>" "c" <component values>)
 {{- toYaml (mergeOverwrite $env ($c.env | default dict)) -}}
 {{- end -}}
 
+{{/* Exec health probe of a gRPC component serving TLS (llmsuite_common.grpc_probe): the pod's
+     own port on loopback, the server certificate verified for the name clients dial, the pod's
+     certificate presented as client (mTLS); it answers within the probe's timeout.
+     (dict "root" $ "name" "retrieval" "c" <component values> "timeout" <seconds>) */}}
+{{- define "llmsuite.grpcProbeCommand" -}}
+{{- $dir := include "llmsuite.grpcTlsDir" .root -}}
+- python
+- -m
+- llmsuite_common.grpc_probe
+- --port
+- {{ .c.port | quote }}
+- --server-name
+- {{ include "llmsuite.serviceHost" (dict "root" .root "name" .name) }}
+- --ca-file
+- {{ $dir }}/ca.crt
+- --cert-file
+- {{ $dir }}/tls.crt
+- --key-file
+- {{ $dir }}/tls.key
+- --timeout
+- {{ maxf 0.5 (subf .timeout 0.5) | toString | quote }}
+{{- end -}}
+
 {{- define "llmsuite.probeTiming" -}}
 periodSeconds: {{ .periodSeconds }}
 failureThreshold: {{ .failureThreshold }}
@@ -67,6 +109,8 @@ timeoutSeconds: {{ .timeoutSeconds }}
 {{- $c := .c -}}
 {{- $name := include "llmsuite.partName" . -}}
 {{- $portName := $c.protocol -}}
+{{- $signer := include "llmsuite.callsGrpc" . -}}
+{{- $tls := include "llmsuite.grpcTlsOn" . -}}
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -131,7 +175,11 @@ spec:
       port: {{ $c.port }}
       targetPort: {{ $portName }}
       protocol: TCP
+      {{- if and (eq $c.protocol "grpc") $tls }}
+      # gRPC over TLS: no standard appProtocol names it (kubernetes.io/h2c is cleartext only).
+      {{- else }}
       appProtocol: {{ ternary "kubernetes.io/h2c" "http" (eq $c.protocol "grpc") }}
+      {{- end }}
     {{- if eq $c.protocol "grpc" }}
     - name: metrics
       port: {{ $root.Values.metrics.port }}
@@ -219,7 +267,33 @@ spec:
                   {{- end }}
             {{- end }}
           {{- end }}
-          {{- if eq $c.protocol "grpc" }}
+          {{- if and (eq $c.protocol "grpc") $tls }}
+          {{- /* The kubelet's native gRPC probe speaks plaintext only, and the service serves
+                 nothing but TLS once it has a certificate. No health-only plaintext port exists,
+                 and tcpSocket would call a pod ready while it is still loading (the port opens
+                 before the model does; retrieval takes minutes). So startup and readiness run the
+                 same grpc.health.v1 check from inside the pod, over the pod's own TLS (and mTLS)
+                 with the image's Python (llmsuite_common.grpc_probe): NOT_SERVING while loading
+                 and draining keeps its meaning. Each run costs a fresh interpreter (about 0.1 CPU
+                 second and 40 MB for a moment), which is why liveness, polled for the pod's whole
+                 life, only checks that the port accepts connections: it no longer notices a
+                 wedged event loop, which readiness still takes out of the Service. */}}
+          # TLS: exec health probes (grpc.health.v1 over the pod's own TLS); liveness is a TCP check.
+          # The kubelet's gRPC probe cannot speak TLS; see templates/_component.tpl for the reasons.
+          startupProbe:
+            exec:
+              command:
+                {{- include "llmsuite.grpcProbeCommand" (dict "root" $root "name" .name "c" $c "timeout" $c.probes.startup.timeoutSeconds) | nindent 16 }}
+            {{- include "llmsuite.probeTiming" $c.probes.startup | nindent 12 }}
+          livenessProbe:
+            tcpSocket: {port: {{ $portName }}}
+            {{- include "llmsuite.probeTiming" $c.probes.liveness | nindent 12 }}
+          readinessProbe:
+            exec:
+              command:
+                {{- include "llmsuite.grpcProbeCommand" (dict "root" $root "name" .name "c" $c "timeout" $c.probes.readiness.timeoutSeconds) | nindent 16 }}
+            {{- include "llmsuite.probeTiming" $c.probes.readiness | nindent 12 }}
+          {{- else if eq $c.protocol "grpc" }}
           # grpc.health.v1: NOT_SERVING while loading and draining. The kubelet stops liveness
           # and startup probes once the pod is deleted, so draining never triggers a restart.
           startupProbe:
@@ -254,6 +328,21 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- if eq $c.protocol "grpc" }}
+            - name: token-public-keys
+              mountPath: {{ include "llmsuite.tokenPublicKeysDir" $root }}
+              readOnly: true
+            {{- end }}
+            {{- if $signer }}
+            - name: token-signing-key
+              mountPath: {{ include "llmsuite.tokenSigningKeyDir" $root }}
+              readOnly: true
+            {{- end }}
+            {{- if $tls }}
+            - name: grpc-tls
+              mountPath: {{ include "llmsuite.grpcTlsDir" $root }}
+              readOnly: true
+            {{- end }}
             {{- if $c.routing }}
             # A directory mount, not subPath: the kubelet swaps the file on ConfigMap updates.
             - name: routing
@@ -270,6 +359,36 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $c.tmpSizeLimit | default "256Mi" }}
+        {{- /* Directory mounts (no subPath), so the kubelet keeps the files current; the services
+               read them at start, hence the restarts the rotation steps call for. Mode 0440
+               (288): the owner and the pod's fsGroup (10001) read, nobody writes. */}}
+        {{- if eq $c.protocol "grpc" }}
+        - name: token-public-keys
+          secret:
+            secretName: {{ include "llmsuite.tokenPublicKeysSecret" $root }}
+            defaultMode: 288
+            items:
+              - {key: jwks.json, path: jwks.json}
+        {{- end }}
+        {{- if $signer }}
+        # The private key: the gateway's pods alone mount it.
+        - name: token-signing-key
+          secret:
+            secretName: {{ include "llmsuite.tokenSigningKeySecret" $root }}
+            defaultMode: 288
+            items:
+              - {key: signing-key.pem, path: signing-key.pem}
+        {{- end }}
+        {{- if $tls }}
+        - name: grpc-tls
+          secret:
+            secretName: {{ include "llmsuite.grpcTlsSecret" . }}
+            defaultMode: 288
+            items:
+              - {key: tls.crt, path: tls.crt}
+              - {key: tls.key, path: tls.key}
+              - {key: ca.crt, path: ca.crt}
+        {{- end }}
         {{- if $c.routing }}
         - name: routing
           configMap:
@@ -361,7 +480,7 @@ spec:
     {{- include "llmsuite.scrapeRule" (dict "root" $root "port" $c.port) | nindent 4 }}
       {{- end }}
 {{- else }}
-{{ include "llmsuite.callerNetworkPolicy" (dict "root" $root "name" .name "port" $c.port "metricsPort" $root.Values.metrics.port) }}
+{{ include "llmsuite.callerNetworkPolicy" (dict "root" $root "name" .name "port" $c.port "metricsPort" $root.Values.metrics.port "fromNamespaces" $c.allowFromNamespaces) }}
 {{- end }}
 {{- end }}
 {{- end -}}

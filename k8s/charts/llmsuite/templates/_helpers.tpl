@@ -83,8 +83,9 @@ capabilities:
 {{- toJson $callers -}}
 {{- end -}}
 
-{{/* NetworkPolicy admitting only the callers of a part on its port:
-     (dict "root" $ "name" "guardrails" "port" 50061) */}}
+{{/* NetworkPolicy admitting only the callers of a part on its port, plus every pod of the
+     namespaces in "fromNamespaces" (internal teams) on that port:
+     (dict "root" $ "name" "guardrails" "port" 50061 ["fromNamespaces" (list "team-a")]) */}}
 {{- define "llmsuite.callerNetworkPolicy" -}}
 {{- $callers := include "llmsuite.callersOf" (dict "root" .root "target" .name) | fromJsonArray -}}
 apiVersion: networking.k8s.io/v1
@@ -99,7 +100,8 @@ spec:
       {{- include "llmsuite.selectorLabels" . | nindent 6 }}
   policyTypes: [Ingress]
   {{- $scrape := and .metricsPort .root.Values.metrics.scrapeFrom }}
-  {{- if or $callers $scrape }}
+  {{- $teams := .fromNamespaces | default list }}
+  {{- if or $callers $scrape $teams }}
   ingress:
     {{- if $callers }}
     - from:
@@ -107,6 +109,18 @@ spec:
         - podSelector:
             matchLabels:
               {{- include "llmsuite.selectorLabels" (dict "root" $.root "name" .) | nindent 14 }}
+        {{- end }}
+      ports:
+        - protocol: TCP
+          port: {{ .port }}
+    {{- end }}
+    {{- if $teams }}
+    # Internal teams: any pod of these namespaces, on the service port only (never metrics).
+    - from:
+        {{- range $teams }}
+        - namespaceSelector:
+            matchLabels:
+              kubernetes.io/metadata.name: {{ . }}
         {{- end }}
       ports:
         - protocol: TCP
@@ -136,4 +150,47 @@ spec:
 {{- define "llmsuite.terminationGrace" -}}
 {{- $g := .Values.global -}}
 {{- add $g.preStopSleepSeconds $g.drainSeconds $g.shutdownGraceSeconds 5 -}}
+{{- end -}}
+
+{{/* Service tokens: the Secrets the chart mounts (never creates), named from the fullname unless
+     values name them; `python -m llmsuite_common.service_keys --kubernetes <fullname>` prints
+     Secrets with these default names. */}}
+{{- define "llmsuite.tokenPublicKeysSecret" -}}
+{{- .Values.serviceTokens.publicKeysSecret | default (printf "%s-token-public-keys" (include "llmsuite.fullname" .)) -}}
+{{- end -}}
+
+{{- define "llmsuite.tokenSigningKeySecret" -}}
+{{- .Values.serviceTokens.signingKeySecret | default (printf "%s-token-signing-key" (include "llmsuite.fullname" .)) -}}
+{{- end -}}
+
+{{/* Fixed mount points of the mounted key material. */}}
+{{- define "llmsuite.tokenPublicKeysDir" -}}/etc/llmsuite/token-public-keys{{- end -}}
+{{- define "llmsuite.tokenSigningKeyDir" -}}/etc/llmsuite/token-signing-key{{- end -}}
+{{- define "llmsuite.grpcTlsDir" -}}/etc/llmsuite/tls{{- end -}}
+
+{{/* "true" when a component calls a gRPC component (so it signs service tokens and, under
+     grpcTls, dials with TLS): (dict "root" $ "c" <component values>) */}}
+{{- define "llmsuite.callsGrpc" -}}
+{{- $calls := false -}}
+{{- range $callee := .c.calls -}}
+{{- $target := index $.root.Values.components $callee | default dict -}}
+{{- if and $target.enabled (eq ($target.protocol | default "") "grpc") -}}
+{{- $calls = true -}}
+{{- end -}}
+{{- end -}}
+{{- if $calls }}true{{ end -}}
+{{- end -}}
+
+{{/* "true" when grpcTls applies to a component: it serves gRPC or calls a gRPC component.
+     (dict "root" $ "c" <component values>) */}}
+{{- define "llmsuite.grpcTlsOn" -}}
+{{- if and .root.Values.grpcTls.enabled .c.enabled (or (eq .c.protocol "grpc") (include "llmsuite.callsGrpc" .)) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Secret with a component's certificate, key and CA (cert-manager's tls.crt, tls.key, ca.crt):
+     (dict "root" $ "name" "retrieval") */}}
+{{- define "llmsuite.grpcTlsSecret" -}}
+{{- printf "%s-tls" (include "llmsuite.partName" .) -}}
 {{- end -}}
