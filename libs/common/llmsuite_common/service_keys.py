@@ -2,7 +2,7 @@
 
     python -m llmsuite_common.service_keys --out keys/            # signing-key.pem + jwks.json
     python -m llmsuite_common.service_keys --out keys/ --rotate   # new signing key, old public keys kept
-    python -m llmsuite_common.service_keys --out keys/ --kubernetes llmsuite | kubectl apply -f -
+    python -m llmsuite_common.service_keys --out keys/ --kubernetes llmsuite | kubectl apply -f -   # the chart fullname
 
 The gateway mounts signing-key.pem (GATEWAY_TOKEN_SIGNING_KEY_FILE); every gRPC service mounts
 jwks.json (GRPC_AUTH_PUBLIC_KEYS_FILE). To rotate: run with --rotate, roll the services (they now
@@ -44,7 +44,7 @@ def write_keys(out: Path, *, rotate: bool = False, prune: bool = False) -> Signi
     return key
 
 
-def kubernetes_secrets(out: Path, release: str) -> str:
+def kubernetes_secrets(out: Path, fullname: str) -> str:
     """Two Secrets, as the chart expects them: the private key for the gateway alone, the public
     keys for every service."""
 
@@ -56,7 +56,7 @@ def kubernetes_secrets(out: Path, release: str) -> str:
         )
 
     return "---\n".join(
-        [secret(f"{release}-token-signing-key", SIGNING_KEY_FILE), secret(f"{release}-token-public-keys", JWKS_FILE)]
+        [secret(f"{fullname}-token-signing-key", SIGNING_KEY_FILE), secret(f"{fullname}-token-public-keys", JWKS_FILE)]
     )
 
 
@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for signing-key.pem and jwks.json")
     parser.add_argument("--rotate", action="store_true", help="new signing key; keep the old public keys")
     parser.add_argument("--prune", action="store_true", help="keep only the current signing key's public key")
-    parser.add_argument("--kubernetes", metavar="RELEASE", help="print the two Secrets for this Helm release")
+    parser.add_argument(
+        "--kubernetes", metavar="FULLNAME", help="print the two Secrets, named <FULLNAME>-token-*, as the chart expects"
+    )
     args = parser.parse_args(argv)
     key = write_keys(args.out, rotate=args.rotate, prune=args.prune)
     if args.kubernetes:
