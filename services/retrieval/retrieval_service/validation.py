@@ -183,3 +183,10 @@ def document(
         raise InvalidArgument(f"{param} has no text", param=param)
     _check_text(text, f"{param} text", limits.max_document_bytes, param=param)
     return DocumentInput(source_id, text, _metadata(metadata, f"{param}.metadata", limits))
+
+
+def inline_text(text: str, param: str) -> str:
+    """A stream source's inline text before parsing: NUL is refused (parsing would drop it)."""
+    if "\x00" in text:
+        raise InvalidArgument(f"{param}.text contains a NUL character", param=f"{param}.text")
+    return text
