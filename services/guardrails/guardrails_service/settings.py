@@ -25,3 +25,14 @@ class GuardrailsSettings(ServiceSettings):
     guardrails_policy_reload_seconds: float = Field(
         2.0, gt=0, le=3600, description="How often the policy directory is checked for changed files."
     )
+    guardrails_max_schema_bytes: int = Field(
+        64 * 1024,
+        gt=0,
+        description="Largest response_format JSON Schema accepted, in UTF-8 bytes; a larger one is INVALID_ARGUMENT.",
+    )
+    guardrails_max_schema_depth: int = Field(
+        64,
+        gt=0,
+        le=200,
+        description="Deepest nesting of objects and arrays accepted in a response_format JSON Schema.",
+    )

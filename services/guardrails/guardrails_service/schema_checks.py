@@ -1,0 +1,98 @@
+"""A caller's JSON Schema made safe to compile: bounded size and depth, local references only.
+
+jsonschema's default registry fetches any `$ref` it cannot resolve locally (urlopen, so http://,
+https:// and file:// alike): a caller could make guardrails read internal URLs or local files
+(SSRF), and block the thread that validates while it waits. Here every `$ref` / `$dynamicRef`
+must be a fragment of the schema itself (`#`, `#/$defs/x`, `#anchor`), and the validator's
+registry refuses to retrieve anything, so nothing is fetched even through a `$id` base.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from jsonschema.protocols import Validator
+from referencing import Registry
+from referencing.exceptions import NoSuchResource, Unresolvable
+
+_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+# Instances every schema must be able to judge: a `$ref` cycle with nothing in between recurses
+# on each of them, so it is found when the schema is compiled rather than on every answer.
+_PROBES: tuple[Any, ...] = (None, {}, [], "", 0)
+
+
+class InvalidSchema(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SchemaLimits:
+    max_bytes: int = 64 * 1024
+    max_depth: int = 64
+
+
+def _refuse(uri: str) -> Any:
+    raise NoSuchResource(ref=uri)
+
+
+# Only the JSON Schema specifications themselves (which jsonschema adds) and the schema at hand.
+_NO_RETRIEVAL: Registry = Registry(retrieve=_refuse)  # type: ignore[call-arg]
+
+
+def compile_schema(schema: str | dict[str, Any], limits: SchemaLimits = SchemaLimits()) -> Validator:
+    """A Draft 2020-12 validator for `schema`, or InvalidSchema saying what is wrong. Blocking."""
+    if isinstance(schema, str):
+        schema = _parse(schema, limits)
+    if not isinstance(schema, dict):
+        raise InvalidSchema("the JSON schema must be an object")
+    _check_shape(schema, limits)
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as err:
+        raise InvalidSchema(f"invalid JSON schema: {str(err).splitlines()[0][:200]}") from None
+    except RecursionError:
+        raise InvalidSchema("the JSON schema is nested too deeply") from None
+    validator = Draft202012Validator(schema, registry=_NO_RETRIEVAL)
+    for probe in _PROBES:
+        try:
+            for _ in validator.iter_errors(probe):
+                pass
+        except Unresolvable:
+            raise InvalidSchema("the JSON schema has a $ref that does not resolve within the schema") from None
+        except RecursionError:
+            raise InvalidSchema("the JSON schema refers to itself without end ($ref cycle)") from None
+    return validator
+
+
+def _parse(text: str, limits: SchemaLimits) -> Any:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limits.max_bytes:
+        raise InvalidSchema(f"the JSON schema is {size} bytes; at most {limits.max_bytes} are accepted")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InvalidSchema(f"invalid JSON schema: {str(err).splitlines()[0][:200]}") from None
+    except RecursionError:
+        raise InvalidSchema(f"the JSON schema is nested more than {limits.max_depth} levels deep") from None
+
+
+def _check_shape(schema: dict[str, Any], limits: SchemaLimits) -> None:
+    """Depth within the limit and only local references, walked without recursion."""
+    stack: list[tuple[Any, int]] = [(schema, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise InvalidSchema(f"the JSON schema is nested more than {limits.max_depth} levels deep")
+        if isinstance(node, dict):
+            for keyword in _REF_KEYWORDS:
+                ref = node.get(keyword)
+                if isinstance(ref, str) and not ref.startswith("#"):
+                    raise InvalidSchema(
+                        f"{keyword} must point within the schema ('#/$defs/...'): remote and file "
+                        "references are not followed"
+                    )
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
