@@ -190,7 +190,8 @@ def create_app(
             yield
         finally:
             # Within what SIGTERM left of the shutdown budget, less the closing steps below.
-            await edge.usage.stop(lifecycle.seconds_left(settings.shutdown_grace_seconds) - EXIT_MARGIN_SECONDS)
+            budget = lifecycle.seconds_left(settings.shutdown_grace_seconds) - EXIT_MARGIN_SECONDS
+            await edge.usage.stop(budget)
             await clients.close()
             await shared.close()
             if database is not None:

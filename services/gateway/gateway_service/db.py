@@ -59,6 +59,7 @@ class Database:
         self._dsn = settings.gateway_database_url.get_secret_value()
         self._embedded = EmbeddedPostgres(settings.gateway_pgserver_data_dir) if not self._dsn else None
         self._timeout = settings.gateway_database_timeout_seconds
+        self._pool_size = settings.gateway_database_pool_size
         self.pool: AsyncConnectionPool | None = None
 
     @staticmethod
@@ -67,7 +68,9 @@ class Database:
 
     async def open(self) -> None:
         dsn = self._dsn or await asyncio.to_thread(self._embedded.start)  # type: ignore[union-attr]
-        self.pool = AsyncConnectionPool(dsn, min_size=1, max_size=4, timeout=self._timeout, open=False)
+        self.pool = AsyncConnectionPool(
+            dsn, min_size=1, max_size=self._pool_size, timeout=self._timeout, open=False
+        )
         await self.pool.open(wait=True, timeout=self._timeout * 6)
         await migrate(self.pool)
 

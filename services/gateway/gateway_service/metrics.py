@@ -78,6 +78,20 @@ class GatewayMetrics:
             "Failed request-log batch writes (the rows are kept and retried).",
             registry=self.registry,
         )
+        self.usage_rows_sanitized = Counter(
+            "llmsuite_gateway_usage_rows_sanitized",
+            "Request-log rows stored with NUL characters or lone surrogates replaced by U+FFFD.",
+            registry=self.registry,
+        )
+        self.usage_rows_dropped = Counter(
+            "llmsuite_gateway_usage_rows_dropped",
+            "Request-log rows never stored, by reason: `rejected` (the database refused the row "
+            "itself), `shutdown` (not written within the shutdown grace).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("rejected", "shutdown"):
+            self.usage_rows_dropped.labels(reason)
         self.overhead = Histogram(
             "llmsuite_gateway_overhead_seconds",
             "Time a request spent in the gateway itself, excluding waits on backend services, "

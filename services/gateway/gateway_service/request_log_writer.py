@@ -1,11 +1,19 @@
-"""The background writer of the request log: a bounded queue, batched inserts, no row ever dropped.
+"""The background writer of the request log: a bounded queue, batched inserts, one bad row never
+blocking the others.
 
 - Rows are written every GATEWAY_USAGE_FLUSH_SECONDS in batches (executemany, pipelined by psycopg).
-- A failed write keeps its batch and is retried with capped exponential backoff.
+- Text PostgreSQL cannot store (NUL, lone surrogates) is replaced before a row is sent
+  (storable_text.py) and the row counted in `llmsuite_gateway_usage_rows_sanitized_total`.
+- A batch the database fails as a whole (unreachable, table missing) is kept and retried with capped
+  exponential backoff. A batch it refuses because of a row's data (a data or constraint error) is
+  split until the refused row stands alone; that row is dropped, counted under
+  `llmsuite_gateway_usage_rows_dropped_total{reason="rejected"}` and logged by request id only.
 - The bound is enforced at admission, not here: while the queue holds GATEWAY_USAGE_QUEUE_MAX rows,
   new chat requests get 503 `overloaded` (see `check_capacity`), so the requests already admitted
   can always queue their row. The queue can therefore exceed its bound by the requests in flight.
-- On shutdown, `stop` writes every queued row (retrying) within the drain deadline.
+- On shutdown, `stop` writes what is queued within its deadline, each attempt cut off at the
+  deadline; rows still unwritten then are dropped and counted (`reason="shutdown"`), their number
+  logged without content, so the process always exits within its grace.
 - Rows older than GATEWAY_REQUEST_LOG_RETENTION_DAYS are deleted periodically.
 """
 
@@ -16,8 +24,11 @@ import time
 from collections import deque
 from typing import Any
 
+import psycopg
+
 from .errors import ApiError
-from .request_log import INSERT, RequestEntry, delete_expired, last_user_turn, row_of
+from .request_log import COLUMNS, INSERT, RequestEntry, delete_expired, last_user_turn, row_of
+from .storable_text import storable_row
 from .summaries import ModelSummarizer
 
 log = logging.getLogger(__name__)
@@ -29,6 +40,14 @@ RETENTION_INTERVAL_SECONDS = 3600.0
 # Refused requests retry after this; a stuck database needs minutes, a burst seconds.
 OVERLOADED_RETRY_AFTER_SECONDS = 2
 _SUMMARY_CONCURRENCY = 8
+_REQUEST_ID = [c.strip() for c in COLUMNS.split(",")].index("request_id")
+# Errors caused by what a row holds (SQLSTATE classes 22 and 23, or a value psycopg cannot send):
+# retrying the same row can never succeed. Anything else is the database's state and is retried.
+_ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, UnicodeError)
+
+
+def refused_row(err: BaseException) -> bool:
+    return isinstance(err, _ROW_ERRORS)
 
 
 class RequestLogWriter:
@@ -60,6 +79,8 @@ class RequestLogWriter:
         self._failures = 0
         self._rows_written = metrics.usage_rows_written if metrics is not None else None
         self._write_failures = metrics.usage_write_failures if metrics is not None else None
+        self._rows_sanitized = metrics.usage_rows_sanitized if metrics is not None else None
+        self._rows_dropped = metrics.usage_rows_dropped if metrics is not None else None
         if metrics is not None:
             metrics.usage_queue_depth.set_function(lambda: self.depth)
 
@@ -98,30 +119,52 @@ class RequestLogWriter:
             self._tasks.append(loop.create_task(self._retention_loop()))
 
     async def stop(self, timeout: float) -> None:
-        """Stops the loops, then writes everything still queued, retrying until `timeout` runs out."""
+        """Stops the loops, then writes what is queued, retrying until `timeout` runs out.
+
+        Every attempt is cut off at the deadline (a database that hangs must not hold the exit);
+        whatever is still unwritten then is dropped and counted.
+        """
         self._draining = True
+        deadline = time.monotonic() + max(0.0, timeout)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # A write cancelled mid-query waits for the database to acknowledge; never past the deadline.
+            await asyncio.wait(self._tasks, timeout=max(0.001, deadline - time.monotonic()))
         self._tasks.clear()
         if not self.enabled or self.depth == 0:
             return
-        deadline = time.monotonic() + timeout
         written, backoff = 0, _BACKOFF_FIRST_SECONDS
-        while self.depth and time.monotonic() < deadline:
+        while self.depth and (left := deadline - time.monotonic()) > 0:
             try:
-                written += await self.flush()
+                written += await asyncio.wait_for(self.flush(), left)
+            except TimeoutError:
+                break
             except Exception:  # noqa: BLE001 - retried until the deadline; the rows stay queued
                 log.warning("request log write failed while draining", exc_info=True)
                 await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
                 backoff = min(backoff * 2, _BACKOFF_MAX_SECONDS)
         if self.depth:
-            log.error("request log rows not written before exit", extra={"rows": self.depth})
+            dropped = self._drop_all()
+            log.error(
+                "request log rows not written before exit", extra={"rows": dropped, "written": written}
+            )
         else:
             log.info("request log drained", extra={"rows": written})
 
+    def _drop_all(self) -> int:
+        dropped = self.depth
+        self._queue.clear()
+        self._pending = []
+        if self._rows_dropped is not None:
+            self._rows_dropped.labels("shutdown").inc(dropped)
+        return dropped
+
     async def flush(self) -> int:
-        """Writes every row queued now; raises when the database fails (the rows stay queued)."""
+        """Writes every row queued now; raises when the database fails (the rows stay queued).
+
+        A row the database refuses for its own content is dropped (counted), never retried.
+        """
         if not self.enabled or self._db.pool is None:
             return 0
         written = 0
@@ -131,12 +174,46 @@ class RequestLogWriter:
                     take = min(self._batch_size, len(self._queue))
                     entries = [self._queue.popleft() for _ in range(take)]
                     self._pending = await self._rows(entries)
-                await self._insert(self._pending)
-                written += len(self._pending)
-                if self._rows_written is not None:
-                    self._rows_written.inc(len(self._pending))
-                self._pending = []
+                written += await self._write(list(self._pending))
         return written
+
+    async def _write(self, rows: list[tuple[Any, ...]]) -> int:
+        """Inserts `rows`, halving a batch the database refuses until the refused row stands alone.
+
+        Rows leave `_pending` as soon as they are stored or dropped, so a retry after an outage
+        mid-way never writes a row twice.
+        """
+        try:
+            await self._insert(rows)
+        except Exception as err:
+            if not refused_row(err):
+                raise
+            if len(rows) == 1:
+                self._settle(rows)
+                self._reject(rows[0], err)
+                return 0
+            half = len(rows) // 2
+            return await self._write(rows[:half]) + await self._write(rows[half:])
+        self._settle(rows)
+        if self._rows_written is not None:
+            self._rows_written.inc(len(rows))
+        return len(rows)
+
+    def _settle(self, rows: list[tuple[Any, ...]]) -> None:
+        if len(rows) == len(self._pending):
+            self._pending = []
+            return
+        done = {id(r) for r in rows}
+        self._pending = [r for r in self._pending if id(r) not in done]
+
+    def _reject(self, row: tuple[Any, ...], err: BaseException) -> None:
+        # The row's content stays out of the log: only its request id and the kind of error.
+        log.error(
+            "request log row refused by the database; dropped",
+            extra={"request_id": row[_REQUEST_ID], "error": type(err).__name__},
+        )
+        if self._rows_dropped is not None:
+            self._rows_dropped.labels("rejected").inc()
 
     async def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         try:
@@ -149,7 +226,13 @@ class RequestLogWriter:
 
     async def _rows(self, entries: list[RequestEntry]) -> list[tuple[Any, ...]]:
         summaries = await self._model_summaries(entries)
-        return [row_of(e, summaries.get(i)) for i, e in enumerate(entries)]
+        rows = []
+        for i, e in enumerate(entries):
+            row, replaced = storable_row(row_of(e, summaries.get(i)))
+            if replaced and self._rows_sanitized is not None:
+                self._rows_sanitized.inc()
+            rows.append(row)
+        return rows
 
     async def _model_summaries(self, entries: list[RequestEntry]) -> dict[int, str]:
         """Model-written summaries, within one summary deadline per batch; the rest stay extractive.

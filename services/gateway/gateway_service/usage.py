@@ -143,10 +143,11 @@ class UsageRecorder:
     def start(self) -> None:
         self.request_log.start()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float | None = None) -> None:
+        """Writes what is queued before exit, within `timeout` (default: the drain seconds)."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        await self.request_log.stop(self._drain_seconds)
+        await self.request_log.stop(self._drain_seconds if timeout is None else timeout)
 
     async def flush(self) -> int:
         """Writes what is queued now; returns the number of rows."""

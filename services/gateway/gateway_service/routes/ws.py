@@ -6,11 +6,17 @@ sends a chat request as one JSON text frame. The gateway answers with one frame 
 (`"choices": []`, `"usage": {...}`). The client may then send the next request on the same connection.
 A failure is an `{"error": {...}}` frame followed by a close: code 4000 + the HTTP status the same
 failure would have over HTTP (4400, 4401, 4403, 4429, 4503, 4504, ...), or 1011 when the stream broke
-after it started. Closing the socket cancels the generation upstream.
+after it started. Frames the protocol itself rules out get the RFC 6455 codes: a binary frame 1003,
+a frame over MAX_FRAME_BYTES 1009. Closing the socket cancels the generation upstream.
+
+A socket waiting for its next request is closed (1000) after GATEWAY_WS_IDLE_TIMEOUT_SECONDS without
+a frame. The key is checked again while the socket is open (every half key-cache TTL, mostly a cache
+hit): once it is revoked the socket gets an error frame and a policy close (1008), mid-stream too.
 """
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -36,6 +42,7 @@ from ..request_id import request_id_from
 from ..request_log import WS_ROUTE, logged
 from ..schemas import ChatCompletionRequest
 from ..settings import GatewaySettings
+from ..text_guard import check_json_text
 from ..tokens import prompt_estimate, reservation
 from ..validation import validation_error
 from .chat import ChatEdge, stream_usage
@@ -44,13 +51,36 @@ log = logging.getLogger(__name__)
 
 PATH = "/v1/chat/completions/ws"
 CLOSE_STREAM_FAILED = 1011
+CLOSE_IDLE = 1000
+CLOSE_POLICY = 1008
 # Requests one connection may carry; a client that wants more reconnects.
 MAX_REQUESTS_PER_CONNECTION = 1000
 MAX_FRAME_BYTES = 1024 * 1024
+# Errors about the frame itself, closed with the RFC 6455 code rather than 4000 + status.
+_FRAME_CLOSE_CODES = {"unsupported_frame": 1003, "request_too_large": 1009}
 
 
 def close_code(err: ApiError) -> int:
+    if err.code in _FRAME_CLOSE_CODES:
+        return _FRAME_CLOSE_CODES[err.code]
     return 4000 + err.status if 400 <= err.status <= 599 else CLOSE_STREAM_FAILED
+
+
+def request_text(message: dict) -> str:
+    """The text of a request frame; a binary or oversized frame is refused."""
+    text = message.get("text")
+    if text is None:
+        raise ApiError(
+            400, "send each request as a JSON text frame, not a binary one", code="unsupported_frame"
+        )
+    # Characters never outnumber UTF-8 bytes; only a long frame needs encoding to be measured.
+    if len(text) > MAX_FRAME_BYTES // 4 and len(text.encode()) > MAX_FRAME_BYTES:
+        raise ApiError(413, f"request frame exceeds {MAX_FRAME_BYTES} bytes", code="request_too_large")
+    return text
+
+
+class KeyRevoked(Exception):
+    pass
 
 
 def frames(sse_bytes: bytes) -> list[bytes]:
@@ -72,6 +102,9 @@ def ws_router(
     router = APIRouter()
     timeout = settings.gateway_request_timeout_seconds
     keepalive = settings.gateway_keepalive_seconds
+    idle_seconds = settings.gateway_ws_idle_timeout_seconds
+    # Half the key cache's lifetime: a revocation lands within about one TTL, mostly from the cache.
+    key_check_seconds = settings.gateway_key_cache_ttl_seconds / 2
 
     async def one_request(ws: WebSocket, body: ChatCompletionRequest, identity: Identity) -> bool:
         """Streams one completion; False when the client went away."""
@@ -160,38 +193,73 @@ def ws_router(
                 used = prompt + completion
             edge.limiter.run_later(admission.finish(used))
 
+    async def watch_key(key_check: Callable[[], Awaitable[Identity | None]]) -> None:
+        """Returns once the socket's key no longer authenticates (revoked, or its org removed)."""
+        while True:
+            await asyncio.sleep(key_check_seconds)
+            try:
+                if await key_check() is None:
+                    return
+            except Exception:  # noqa: BLE001 - a database hiccup keeps the socket; the next check decides
+                log.warning("websocket key re-check failed", exc_info=True)
+
+    async def serve(ws: WebSocket, identity: Identity, header: str | None) -> None:
+        for _ in range(MAX_REQUESTS_PER_CONNECTION):
+            token = request_id_var.set(request_id_from(header))
+            # One error class per request on the connection, counted like an HTTP request's.
+            error_note = open_error_note()
+            try:
+                try:
+                    async with asyncio.timeout(idle_seconds):
+                        message = await ws.receive()
+                except TimeoutError:
+                    await ws.close(CLOSE_IDLE, reason="idle timeout")
+                    return
+                if message["type"] == "websocket.disconnect":
+                    return
+                raw = request_text(message)
+                check_json_text(raw)
+                try:
+                    body = ChatCompletionRequest.model_validate_json(raw)
+                except ValidationError as err:
+                    raise validation_error(err.errors()) from None
+                if not await one_request(ws, body, identity):
+                    return
+            except ApiError as err:
+                note_error(err)
+                await ws.send_text(orjson.dumps(envelope(err)).decode())
+                await ws.close(close_code(err), reason=(err.code or "")[:120])
+                return
+            finally:
+                if (error_class := close_error_note(error_note)) is not None:
+                    metrics.errors.labels(error_class).inc()
+                request_id_var.reset(token)
+        await ws.close(1000, reason="request limit per connection reached")
+
     @router.websocket(PATH)
     async def chat_ws(ws: WebSocket) -> None:
         header = ws.headers.get("x-request-id")
         identity: Identity = ws.state.identity
+        key_check = getattr(ws.state, "key_check", None)
         await ws.accept()
+        serving = asyncio.ensure_future(serve(ws, identity, header))
+        watcher = asyncio.ensure_future(watch_key(key_check)) if key_check is not None else None
         try:
-            for _ in range(MAX_REQUESTS_PER_CONNECTION):
-                token = request_id_var.set(request_id_from(header))
-                # One error class per request on the connection, counted like an HTTP request's.
-                error_note = open_error_note()
-                try:
-                    raw = await ws.receive_text()
-                    if len(raw) > MAX_FRAME_BYTES:
-                        raise ApiError(
-                            413, f"request frame exceeds {MAX_FRAME_BYTES} bytes", code="request_too_large"
-                        )
-                    try:
-                        body = ChatCompletionRequest.model_validate_json(raw)
-                    except ValidationError as err:
-                        raise validation_error(err.errors()) from None
-                    if not await one_request(ws, body, identity):
-                        return
-                except ApiError as err:
-                    note_error(err)
-                    await ws.send_text(orjson.dumps(envelope(err)).decode())
-                    await ws.close(close_code(err), reason=(err.code or "")[:120])
-                    return
-                finally:
-                    if (error_class := close_error_note(error_note)) is not None:
-                        metrics.errors.labels(error_class).inc()
-                    request_id_var.reset(token)
-            await ws.close(1000, reason="request limit per connection reached")
+            if watcher is not None:
+                await asyncio.wait({serving, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                if watcher.done() and not serving.done():
+                    # Cancelling the request in progress cancels its generation and logs it.
+                    serving.cancel()
+                    await asyncio.gather(serving, return_exceptions=True)
+                    raise KeyRevoked
+            await serving
+        except KeyRevoked:
+            err = ApiError(401, "the API key was revoked", code="invalid_api_key")
+            try:
+                await ws.send_text(orjson.dumps(envelope(err)).decode())
+                await ws.close(CLOSE_POLICY, reason="api key revoked")
+            except (RuntimeError, WebSocketDisconnect):
+                pass
         except WebSocketDisconnect:
             return
         except Exception:
@@ -200,5 +268,10 @@ def ws_router(
                 await ws.close(CLOSE_STREAM_FAILED)
             except RuntimeError:
                 pass
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            if not serving.done():
+                serving.cancel()
 
     return router
