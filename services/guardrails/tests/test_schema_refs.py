@@ -198,3 +198,19 @@ async def test_the_limits_come_from_the_settings():
         await channel.close()
         await app.stop()
         await server.stop(None)
+
+
+async def test_schemas_are_compiled_and_checked_off_the_event_loop(monkeypatch):
+    from guardrails_service import structured
+
+    threads: list[str] = []
+    real = structured.check
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(structured, "check", spy)
+    result = await structured.check_off_loop(GOOD, '{"city": "Oslo"}')
+    assert result.valid
+    assert len(threads) == 1 and threads[0].startswith("json-schema")
