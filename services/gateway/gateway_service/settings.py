@@ -180,7 +180,7 @@ class GatewaySettings(ServiceSettings):
         10_000,
         gt=0,
         description="Request-log rows waiting to be written beyond which new chat requests get "
-        "503 `overloaded` (rows are never dropped).",
+        "503 `overloaded` (rows are not dropped to make room).",
     )
     gateway_request_log_retention_days: int = Field(
         90,
