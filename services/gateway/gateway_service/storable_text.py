@@ -39,7 +39,22 @@ def _clean(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+def _needs_cleaning(value: Any) -> bool:
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is not None
+    if isinstance(value, Jsonb):
+        return _needs_cleaning(value.obj)
+    if isinstance(value, dict):
+        return any(_needs_cleaning(k) or _needs_cleaning(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_needs_cleaning(v) for v in value)
+    return False
+
+
 def storable_row(row: tuple[Any, ...]) -> tuple[tuple[Any, ...], bool]:
     """The row with every string made storable, and whether anything had to be replaced."""
-    cleaned, changed = _clean(row)
-    return cleaned, changed
+    # Almost every row is clean: find that out without building anything.
+    if not _needs_cleaning(row):
+        return row, False
+    cleaned, _ = _clean(row)
+    return cleaned, True
