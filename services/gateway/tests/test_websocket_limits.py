@@ -1,6 +1,6 @@
 """What the chat WebSocket refuses, and when it closes on its own: binary frames (1003), oversized
-frames (1009), a NUL in a frame (4400), an idle socket (1000), a revoked key (1008). After each, the
-gateway still serves the next socket."""
+frames (1009), a NUL in a frame (4400), an idle socket (1000), a revoked key (1008), idle or
+mid-stream. After each, the gateway still serves the next socket."""
 
 import asyncio
 import json
@@ -130,3 +130,34 @@ async def test_a_revoked_keys_open_socket_is_closed_1008_within_the_key_cache_tt
         async with connect(ws_url(gw), additional_headers=auth(key["key"])):
             pass
     assert refused.value.response.status_code == 401
+
+
+async def test_a_key_revoked_mid_stream_is_closed_1008_and_its_generation_cancelled(
+    start_gateway, postgres_dsn, fake
+):
+    ttl = 0.4
+    gw = await start_gateway(gateway_database_url=postgres_dsn, gateway_key_cache_ttl_seconds=ttl)
+    async with gw.client() as root:
+        key = await _member_key(root, "org-" + secrets.token_hex(4))
+    fake.script({"chunks": 100, "delay": 0.1})  # ten seconds of stream
+    async with connect(ws_url(gw), additional_headers=auth(key["key"])) as ws:
+        await ws.send(request(gw.model))
+        first = json.loads(await asyncio.wait_for(ws.recv(), CLOSE_WAIT_SECONDS))
+        assert first["object"] == "chat.completion.chunk"
+        async with gw.client() as root:
+            assert (await root.delete(f"/v1/admin/keys/{key['id']}")).status_code == 200
+        started = time.monotonic()
+        for _ in range(1000):
+            frame = json.loads(await asyncio.wait_for(ws.recv(), CLOSE_WAIT_SECONDS))
+            if "error" in frame:
+                break
+        assert frame["error"]["code"] == "invalid_api_key"
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), CLOSE_WAIT_SECONDS)
+        took = time.monotonic() - started
+    assert closed.value.rcvd.code == 1008
+    assert took <= ttl + 0.5, took
+    # The upstream stream was abandoned by the gateway, not read to its end.
+    connection = (await fake.wait_until_closed(timeout=3))[-1]
+    assert connection["closed_by"] == "client" and not connection["response_complete"]
+    assert connection["chunks_sent"] < 100
