@@ -1,9 +1,10 @@
 """Service tokens for tests that call a gRPC service with raw stubs.
 
-`tenant_channel` opens a channel whose every call carries a token for the organization its
-request names in `context.org_id` (or `default_org` for streamed requests and requests without
-one), signed by a LocalAuthority the server trusts: tests keep writing requests as callers do.
-A call given its own `authorization` metadata keeps it.
+`tenant_channel` opens a channel whose every unary-request call carries a token for the
+organization its request names in `context.org_id` (or `default_org`), signed by a
+LocalAuthority the server trusts: tests keep writing requests as callers do. A call given its own
+`authorization` metadata keeps it. Request-streaming calls pass `metadata=auth(...)` themselves:
+grpc.aio's intercepted request streams race a server that ends the call while the client writes.
 """
 
 from typing import Any
@@ -50,18 +51,8 @@ class _UnaryStream(_TenantToken, grpc.aio.UnaryStreamClientInterceptor):
         return await continuation(self._details(details, request), request)
 
 
-class _StreamUnary(_TenantToken, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
-        return await continuation(self._details(details, None), request_iterator)
-
-
-class _StreamStream(_TenantToken, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
-        return await continuation(self._details(details, None), request_iterator)
-
-
 def tenant_channel(
     target: str, authority: LocalAuthority, audience: str, *, default_org: str = "default", **caller: Any
 ) -> grpc.aio.Channel:
-    interceptors = [cls(authority, audience, default_org, caller) for cls in (_Unary, _UnaryStream, _StreamUnary, _StreamStream)]
+    interceptors = [cls(authority, audience, default_org, caller) for cls in (_Unary, _UnaryStream)]
     return grpc.aio.insecure_channel(target, interceptors=interceptors)

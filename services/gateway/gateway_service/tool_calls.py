@@ -9,16 +9,26 @@ from typing import Any
 
 import orjson
 from llmsuite.generation.v1 import generation_pb2
+from llmsuite_common.rules.schema_outline import InvalidSchema, check_schema_outline
 
 MAX_TOOLS = 128
 TOOL_CHOICES = ("none", "auto", "required")
 
 
+def _schema(schema: Any, where: str) -> None:
+    # The model server resolves these schemas: a remote or file `$ref` would make it fetch it.
+    try:
+        check_schema_outline(schema)
+    except InvalidSchema as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
 def check_tools(value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-    for tool in value or ():
+    for i, tool in enumerate(value or ()):
         function = tool.get("function")
         if tool.get("type") != "function" or not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise ValueError("each tool must be {'type': 'function', 'function': {'name': ..., ...}}")
+        _schema(function.get("parameters"), f"tools[{i}].function.parameters")
     return value
 
 
@@ -31,6 +41,8 @@ def check_tool_choice(value: str | dict[str, Any] | None) -> str | dict[str, Any
 def check_response_format(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is not None and value.get("type") not in ("text", "json_object", "json_schema"):
         raise ValueError("response_format.type must be text, json_object or json_schema")
+    if value is not None:
+        _schema(value.get("json_schema"), "response_format.json_schema")
     return value
 
 

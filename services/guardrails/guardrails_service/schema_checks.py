@@ -3,8 +3,9 @@
 jsonschema's default registry fetches any `$ref` it cannot resolve locally (urlopen, so http://,
 https:// and file:// alike): a caller could make guardrails read internal URLs or local files
 (SSRF), and block the thread that validates while it waits. Here every `$ref` / `$dynamicRef`
-must be a fragment of the schema itself (`#`, `#/$defs/x`, `#anchor`), and the validator's
-registry refuses to retrieve anything, so nothing is fetched even through a `$id` base.
+must be a fragment of the schema itself (`#`, `#/$defs/x`, `#anchor`; the rule the gateway
+applies too, llmsuite_common.rules.schema_outline), and the validator's registry refuses to
+retrieve anything, so nothing is fetched even through a `$id` base.
 """
 
 import json
@@ -15,22 +16,18 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
 from referencing import Registry
+from llmsuite_common.rules.schema_outline import MAX_SCHEMA_DEPTH, InvalidSchema, check_schema_outline
 from referencing.exceptions import NoSuchResource, Unresolvable
 
-_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
 # Instances every schema must be able to judge: a `$ref` cycle with nothing in between recurses
 # on each of them, so it is found when the schema is compiled rather than on every answer.
 _PROBES: tuple[Any, ...] = (None, {}, [], "", 0)
 
 
-class InvalidSchema(ValueError):
-    pass
-
-
 @dataclass(frozen=True)
 class SchemaLimits:
     max_bytes: int = 64 * 1024
-    max_depth: int = 64
+    max_depth: int = MAX_SCHEMA_DEPTH
 
 
 def _refuse(uri: str) -> Any:
@@ -47,7 +44,7 @@ def compile_schema(schema: str | dict[str, Any], limits: SchemaLimits = SchemaLi
         schema = _parse(schema, limits)
     if not isinstance(schema, dict):
         raise InvalidSchema("the JSON schema must be an object")
-    _check_shape(schema, limits)
+    check_schema_outline(schema, limits.max_depth)
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as err:
@@ -76,23 +73,3 @@ def _parse(text: str, limits: SchemaLimits) -> Any:
         raise InvalidSchema(f"invalid JSON schema: {str(err).splitlines()[0][:200]}") from None
     except RecursionError:
         raise InvalidSchema(f"the JSON schema is nested more than {limits.max_depth} levels deep") from None
-
-
-def _check_shape(schema: dict[str, Any], limits: SchemaLimits) -> None:
-    """Depth within the limit and only local references, walked without recursion."""
-    stack: list[tuple[Any, int]] = [(schema, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limits.max_depth:
-            raise InvalidSchema(f"the JSON schema is nested more than {limits.max_depth} levels deep")
-        if isinstance(node, dict):
-            for keyword in _REF_KEYWORDS:
-                ref = node.get(keyword)
-                if isinstance(ref, str) and not ref.startswith("#"):
-                    raise InvalidSchema(
-                        f"{keyword} must point within the schema ('#/$defs/...'): remote and file "
-                        "references are not followed"
-                    )
-            stack.extend((value, depth + 1) for value in node.values())
-        elif isinstance(node, list):
-            stack.extend((value, depth + 1) for value in node)

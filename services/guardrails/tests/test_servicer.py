@@ -39,8 +39,7 @@ async def served(tmp_path, span_provider):
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     await app.start()
-    # Streamed requests name their org in the first message; the token names the same one.
-    channel = tenant_channel(f"127.0.0.1:{port}", AUTHORITY, app.audience, default_org=STREAM_CTX.org_id)
+    channel = tenant_channel(f"127.0.0.1:{port}", AUTHORITY, app.audience)
     yield guardrails_pb2_grpc.GuardrailsServiceStub(channel), registry
     await channel.close()
     await app.stop()
@@ -96,7 +95,7 @@ async def test_check_context_drops_poisoned_chunks(served):
 
 
 async def _stream(stub, deltas, *, end=True):
-    call = stub.CheckOutputStream(timeout=10)
+    call = stub.CheckOutputStream(timeout=10, metadata=auth("guardrails", STREAM_CTX.org_id))
     await call.write(pb.OutputStreamRequest(start=pb.OutputStreamStart(context=STREAM_CTX)))
     replies = []
     for d in deltas:
@@ -152,7 +151,7 @@ async def test_output_stream_releases_held_text_by_age_while_no_delta_arrives(se
 
 async def test_output_stream_must_start_with_start(served):
     stub, _ = served
-    call = stub.CheckOutputStream(timeout=10)
+    call = stub.CheckOutputStream(timeout=10, metadata=auth("guardrails", STREAM_CTX.org_id))
     # One message, then read: the server ends the call on it, and a client write racing that end
     # fails locally as INTERNAL, hiding the status the server sent.
     await call.write(pb.OutputStreamRequest(delta="x"))
