@@ -1,15 +1,13 @@
-"""Errors services raise, and the one interceptor that turns them into gRPC statuses."""
+"""Errors services raise, and how a call reports them (stream_driver's one interceptor does it)."""
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from llmsuite.common.v1 import common_pb2
 
-from .handlers import wrap_behavior
-from .request_context import REQUEST_ID_METADATA_KEY, request_id_var
+from .request_context import REQUEST_ID_METADATA_KEY
 
 log = logging.getLogger(__name__)
 
@@ -100,30 +98,6 @@ def _request_id(details: grpc.HandlerCallDetails) -> str:
     return ""
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps exceptions to status codes and binds the caller's request id for logging.
-
-    The mapping alone, for servers without serve()'s ServerCallInterceptor (which does the same).
-    """
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        request_id = _request_id(handler_call_details)
-        wrapped = wrap_behavior(
-            handler,
-            unary=lambda fn: _wrap_unary(fn, request_id),
-            stream=lambda fn: _wrap_stream(fn, request_id),
-        )
-        tolerant = _tolerant(handler.request_deserializer, streaming=handler.request_streaming)
-        return wrapped._replace(request_deserializer=tolerant)  # type: ignore[attr-defined]
-
-
 class _Undecodable:
     """Stands in for a request whose bytes did not parse, so the handler can answer INVALID_ARGUMENT."""
 
@@ -153,45 +127,3 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None, *, streaming: bool = 
 
 def _unparsable() -> "InvalidArgument":
     return InvalidArgument("request message could not be parsed", code="invalid_message")
-
-
-def _check_decoded(request: Any) -> None:
-    if request is _UNDECODABLE:
-        raise _unparsable()
-
-
-def _wrap_unary(fn: Callable[..., Awaitable[Any]], request_id: str) -> Callable[..., Awaitable[Any]]:
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        token = request_id_var.set(request_id)
-        try:
-            _check_decoded(request)
-            return await fn(request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure must become a status
-            await _abort(context, exc)
-        finally:
-            request_id_var.reset(token)
-
-    return wrapper
-
-
-def _wrap_stream(fn: Callable[..., AsyncIterator[Any]], request_id: str) -> Callable[..., AsyncIterator[Any]]:
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        token = request_id_var.set(request_id)
-        try:
-            _check_decoded(request)
-            async with contextlib.aclosing(fn(request, context)) as items:
-                async for item in items:
-                    yield item
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            await _abort(context, exc)
-        finally:
-            # A stream dropped by its caller is closed later from another context,
-            # where the token no longer applies; that context is discarded anyway.
-            with contextlib.suppress(ValueError):
-                request_id_var.reset(token)
-
-    return wrapper

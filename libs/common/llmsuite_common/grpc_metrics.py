@@ -1,14 +1,8 @@
 """Prometheus metrics for every gRPC server: calls and latency by method and status code."""
 
-import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
-
 import grpc
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 
-from .handlers import wrap_behavior
 
 # Generation streams for tens of seconds; the upper buckets keep those visible.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -46,76 +40,6 @@ def _code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     if isinstance(code, grpc.StatusCode):
         return code
     return grpc.StatusCode.OK if code in (None, 0) else grpc.StatusCode.UNKNOWN
-
-
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """The metrics alone, for a server without serve()'s ServerCallInterceptor (which records the same).
-
-    Sits outside the error interceptor, so it sees the status that one settled on.
-    """
-
-    def __init__(self, metrics: GrpcServerMetrics) -> None:
-        self._metrics = metrics
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not is_metered(method):
-            return handler
-        return wrap_behavior(
-            handler,
-            unary=lambda fn: self._unary(fn, method),
-            stream=lambda fn: self._stream(fn, method),
-        )
-
-    def _unary(self, fn: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
-        metrics = self._metrics
-
-        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            start = time.perf_counter()
-            code = grpc.StatusCode.UNKNOWN
-            try:
-                result = await fn(request, context)
-                code = _code(context)
-                return result
-            except grpc.aio.AbortError:
-                code = _code(context)
-                raise
-            except BaseException:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            finally:
-                metrics.observe(method, code, time.perf_counter() - start)
-
-        return wrapper
-
-    def _stream(
-        self, fn: Callable[..., AsyncIterator[Any]], method: str
-    ) -> Callable[..., AsyncIterator[Any]]:
-        metrics = self._metrics
-
-        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            start = time.perf_counter()
-            code = grpc.StatusCode.UNKNOWN
-            try:
-                async with contextlib.aclosing(fn(request, context)) as items:
-                    async for item in items:
-                        yield item
-                code = _code(context)
-            except grpc.aio.AbortError:
-                code = _code(context)
-                raise
-            except BaseException:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            finally:
-                metrics.observe(method, code, time.perf_counter() - start)
-
-        return wrapper
 
 
 def start_metrics_server(host: str, port: int) -> int:

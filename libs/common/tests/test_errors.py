@@ -2,9 +2,10 @@ import grpc
 import pytest
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 
-from llmsuite_common.errors import ErrorInterceptor, InvalidArgument, ResourceExhausted, read_error_detail
+from llmsuite_common.errors import InvalidArgument, ResourceExhausted, read_error_detail
 from llmsuite_common.grpc_client import channel
 from llmsuite_common.request_context import request_id_var
+from llmsuite_common.stream_driver import server_interceptors
 
 
 class Raising(guardrails_pb2_grpc.GuardrailsServiceServicer):
@@ -26,7 +27,7 @@ class Raising(guardrails_pb2_grpc.GuardrailsServiceServicer):
 @pytest.fixture
 async def stub():
     servicer = Raising()
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    server = grpc.aio.server(interceptors=server_interceptors())
     guardrails_pb2_grpc.add_GuardrailsServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

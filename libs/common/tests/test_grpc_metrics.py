@@ -3,9 +3,10 @@ import pytest
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from llmsuite_common.errors import ErrorInterceptor, InvalidArgument
+from llmsuite_common.errors import InvalidArgument
 from llmsuite_common.grpc_client import channel
-from llmsuite_common.grpc_metrics import GrpcServerMetrics, MetricsInterceptor
+from llmsuite_common.grpc_metrics import GrpcServerMetrics
+from llmsuite_common.stream_driver import server_interceptors
 
 METHOD = dict(grpc_service="llmsuite.guardrails.v1.GuardrailsService", grpc_method="CheckInput")
 
@@ -23,7 +24,7 @@ class Servicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
 @pytest.fixture
 async def setup():
     registry = CollectorRegistry()
-    server = grpc.aio.server(interceptors=[MetricsInterceptor(GrpcServerMetrics(registry)), ErrorInterceptor()])
+    server = grpc.aio.server(interceptors=server_interceptors(GrpcServerMetrics(registry)))
     guardrails_pb2_grpc.add_GuardrailsServiceServicer_to_server(Servicer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -1,11 +1,12 @@
-"""ErrorInterceptor (servers without serve()'s interceptor): a request stream's message that does
-not parse ends the call with INVALID_ARGUMENT, not INTERNAL, and the server answers the next call."""
+"""serve()'s interceptor: a request stream's message that does not parse ends the call with
+INVALID_ARGUMENT, not INTERNAL, and the server answers the next call."""
 
 import grpc
 import pytest
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 
-from llmsuite_common.errors import ErrorInterceptor, read_error_detail
+from llmsuite_common.errors import read_error_detail
+from llmsuite_common.stream_driver import server_interceptors
 
 METHOD = "/llmsuite.guardrails.v1.GuardrailsService/CheckOutputStream"
 
@@ -19,7 +20,7 @@ class Echo(guardrails_pb2_grpc.GuardrailsServiceServicer):
 
 @pytest.fixture
 async def channel():
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    server = grpc.aio.server(interceptors=server_interceptors())
     guardrails_pb2_grpc.add_GuardrailsServiceServicer_to_server(Echo(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
