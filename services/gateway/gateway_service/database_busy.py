@@ -2,12 +2,15 @@
 
 Every PostgreSQL use in a request (key lookups, the admin API, usage and request-log reads) takes a
 connection from the pool; when all are busy past GATEWAY_DATABASE_TIMEOUT_SECONDS psycopg_pool
-raises PoolTimeout (TooManyRequests when its wait queue is full). That is load, not a fault of the
-gateway: it is answered here, once for every route and for authentication, instead of as a 500.
+raises PoolTimeout (TooManyRequests when its wait queue is full), and a statement running longer
+is cancelled by the server (QueryCanceled, the pool's statement_timeout). That is load, not a
+fault of the gateway: it is answered here, once for every route and for authentication, instead
+of as a 500.
 """
 
 import logging
 
+from psycopg.errors import QueryCanceled
 from psycopg_pool import PoolTimeout, TooManyRequests
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,10 +49,10 @@ class DatabaseBusyMiddleware:
 
         try:
             await self.app(scope, receive, watched_send)
-        except (PoolTimeout, TooManyRequests):
+        except (PoolTimeout, TooManyRequests, QueryCanceled):
             if started:
                 raise
-            log.warning("no database connection within the pool timeout", extra={"path": scope["path"]})
+            log.warning("no database answer within the timeout", extra={"path": scope["path"]})
             if scope["type"] == "websocket":
                 await reject_websocket(database_busy(), scope, receive, send)
             else:

@@ -26,6 +26,8 @@ async def migrate(pool: AsyncConnectionPool) -> list[int]:
     """Applies the migrations not yet applied, each in its own transaction; returns their versions."""
     applied: list[int] = []
     async with pool.connection() as conn:
+        # Waiting for another replica's migrations, and a long migration, are not stuck queries.
+        await conn.execute("SET statement_timeout = 0")
         await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
         try:
             await conn.execute("CREATE SCHEMA IF NOT EXISTS gateway")
@@ -48,6 +50,7 @@ async def migrate(pool: AsyncConnectionPool) -> list[int]:
                 log.info("migration applied", extra={"version": version})
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+            await conn.execute("RESET statement_timeout")
             await conn.commit()
     return applied
 
@@ -60,6 +63,7 @@ class Database:
         self._embedded = EmbeddedPostgres(settings.gateway_pgserver_data_dir) if not self._dsn else None
         self._timeout = settings.gateway_database_timeout_seconds
         self._pool_size = settings.gateway_database_pool_size
+        self._statement_timeout = settings.gateway_database_statement_timeout_seconds
         self.pool: AsyncConnectionPool | None = None
 
     @staticmethod
@@ -68,8 +72,16 @@ class Database:
 
     async def open(self) -> None:
         dsn = self._dsn or await asyncio.to_thread(self._embedded.start)  # type: ignore[union-attr]
+        # Every statement is bounded too: a query stuck behind a lock would otherwise hold its
+        # connection (and the request, or the request-log writer) for as long as the lock lasts.
+        statement_ms = int(self._statement_timeout * 1000)
         self.pool = AsyncConnectionPool(
-            dsn, min_size=1, max_size=self._pool_size, timeout=self._timeout, open=False
+            dsn,
+            min_size=1,
+            max_size=self._pool_size,
+            timeout=self._timeout,
+            kwargs={"options": f"-c statement_timeout={statement_ms}"},
+            open=False,
         )
         await self.pool.open(wait=True, timeout=self._timeout * 6)
         await migrate(self.pool)

@@ -148,6 +148,12 @@ class GatewaySettings(ServiceSettings):
     gateway_database_timeout_seconds: float = Field(
         5.0, gt=0, description="Longest wait for a database connection or query."
     )
+    gateway_database_statement_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="The server cancels a gateway statement running longer (one stuck behind a lock); "
+        "a request then gets 503 with Retry-After and the request-log writer retries.",
+    )
     gateway_key_cache_ttl_seconds: float = Field(
         5.0,
         gt=0,

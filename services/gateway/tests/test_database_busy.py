@@ -64,3 +64,25 @@ async def test_pool_timeout_is_503_with_retry_after_and_the_next_request_is_serv
         assert (await http.get("/v1/admin/keys")).status_code == 200
         chat = {"model": gw.model, "messages": [{"role": "user", "content": "hi"}]}
         assert (await member_http.post("/v1/chat/completions", json=chat)).status_code == 200
+
+
+async def test_a_statement_stuck_behind_a_lock_is_cancelled_into_503_and_frees_its_connection(
+    start_gateway, postgres_dsn, fake
+):
+    gw = await start_gateway(
+        gateway_database_url=postgres_dsn,
+        gateway_database_pool_size=1,
+        gateway_database_statement_timeout_seconds=0.5,
+        gateway_request_log_retention_days=0,
+        gateway_usage_flush_seconds=3600,
+    )
+    async with gw.client() as http:
+        with psycopg.connect(postgres_dsn) as locker:
+            locker.execute("LOCK TABLE gateway.usage_events IN ACCESS EXCLUSIVE MODE")
+            stuck = await http.get("/v1/usage")
+            error = assert_envelope(stuck, 503, "database_busy")
+            assert int(stuck.headers["retry-after"]) >= 1
+            # The cancelled statement gave its connection back: another route is served meanwhile.
+            assert (await http.get("/v1/admin/orgs")).status_code == 200
+        assert error["type"] == "server_error"
+        assert (await http.get("/v1/usage")).status_code == 200
