@@ -62,7 +62,7 @@ def assert_one_trace_through_every_hop(otlp_receiver, suite, trace_id: str, clie
 
 
 def test_one_trace_across_every_hop(suite, otlp_receiver, unique_name):
-    ingest(suite.cfg.ports.retrieval, unique_name)
+    ingest(suite, unique_name)
     suite.clear_upstream_requests()
     trace_id = secrets.token_hex(16)
     client_span = secrets.token_hex(8)
