@@ -7,6 +7,8 @@ LocalAuthority the server trusts: tests keep writing requests as callers do. A c
 grpc.aio's intercepted request streams race a server that ends the call while the client writes.
 """
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -56,3 +58,19 @@ def tenant_channel(
 ) -> grpc.aio.Channel:
     interceptors = [cls(authority, audience, default_org, caller) for cls in (_Unary, _UnaryStream)]
     return grpc.aio.insecure_channel(target, interceptors=interceptors)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, metrics: Any = None, *, tracer_provider: Any = None) -> AsyncIterator[int]:
+    """`app` (what serve() runs) behind serve()'s interceptor, trusting AUTHORITY, on a loopback
+    port; yields the port, and stops the app and the server after."""
+    server = grpc.aio.server(interceptors=AUTHORITY.interceptors(app.audience, metrics, tracer_provider=tracer_provider))
+    app.add_to_server(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await app.start()
+    try:
+        yield port
+    finally:
+        await app.stop()
+        await server.stop(None)

@@ -2,7 +2,6 @@
 
 from types import SimpleNamespace
 
-import grpc
 from gateway_service.deadline import Deadline
 from gateway_service.output_rail import OutputPolicies
 from guardrails_service.app import GuardrailsApp
@@ -12,7 +11,7 @@ from llmsuite.common.v1 import common_pb2
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from tests.service_auth import AUTHORITY, tenant_channel
+from tests.service_auth import AUTHORITY, serving, tenant_channel
 
 CTX = common_pb2.RequestContext(request_id="r1", org_id="acme")
 
@@ -29,14 +28,8 @@ async def test_a_policy_change_reaches_the_rail_on_the_next_request(tmp_path):
     policy = tmp_path / "acme.yaml"
     policy.write_text("version: one\noutput: {deny: {terms: [zebra]}}\n")
     app = GuardrailsApp(GuardrailsSettings(guardrails_policy_dir=tmp_path), GuardrailsMetrics(CollectorRegistry()))
-    server = grpc.aio.server(interceptors=AUTHORITY.interceptors(app.audience))
-    app.add_to_server(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await app.start()
-    channel = tenant_channel(f"127.0.0.1:{port}", AUTHORITY, app.audience)
-    stub = guardrails_pb2_grpc.GuardrailsServiceStub(channel)
-    try:
+    async with serving(app) as port, tenant_channel(f"127.0.0.1:{port}", AUTHORITY, app.audience) as channel:
+        stub = guardrails_pb2_grpc.GuardrailsServiceStub(channel)
         policies = OutputPolicies(SimpleNamespace(guardrails=stub))
         first_version = await checked_version(stub)
         first = await policies.scanner(CTX, first_version, Deadline(5))
@@ -52,7 +45,3 @@ async def test_a_policy_change_reaches_the_rail_on_the_next_request(tmp_path):
         second = await policies.scanner(CTX, second_version, Deadline(5))
         assert second.version == second_version
         assert [m.check for m in second.scan("a giraffe")] == ["deny"] and not second.scan("a zebra")
-    finally:
-        await channel.close()
-        await app.stop()
-        await server.stop(None)

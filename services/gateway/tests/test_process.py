@@ -72,24 +72,30 @@ def test_refuses_to_start_without_a_token_signing_key():
     assert "GATEWAY_TOKEN_SIGNING_KEY_FILE is not set" in result.stderr
 
 
+def spawn_gateway(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """`python -m gateway_service` with `env` (PORT in it), once /healthz answers; its output goes to `log`."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway_service"], env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{env['PORT']}"
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait(timeout=10)
+    raise RuntimeError("gateway did not start: " + log.read_text())
+
+
 @pytest.fixture
 def process(tmp_path) -> Iterator[tuple[subprocess.Popen, str, Path]]:
     port = unused_port()
     log = tmp_path / "gateway.log"
     env = gateway_env(GATEWAY_API_KEY="sk-process-test", PORT=str(port), DRAIN_SECONDS="1")
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway_service"], env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = spawn_gateway(env, log)
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("gateway did not start: " + log.read_text())
         yield proc, url, log
     finally:
         if proc.poll() is None:

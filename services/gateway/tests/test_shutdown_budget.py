@@ -6,14 +6,12 @@ by number only, and the process exits 0."""
 import json
 import secrets
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
 import psycopg
 
-from services.gateway.tests.test_process import STARTUP_SECONDS, gateway_env, unused_port
+from services.gateway.tests.test_process import gateway_env, spawn_gateway, unused_port
 
 API_KEY = "sk-shutdown-budget"
 DRAIN_SECONDS = 1.0
@@ -37,21 +35,9 @@ def test_sigterm_exits_within_drain_plus_grace_while_the_request_log_cannot_be_w
         DRAIN_SECONDS=str(DRAIN_SECONDS),
         SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS),
     )
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway_service"], env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = spawn_gateway(env, log)
     secret = "words-" + secrets.token_hex(6)
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("gateway did not start: " + log.read_text())
-
         with psycopg.connect(postgres_dsn) as locker:
             locker.execute("LOCK TABLE gateway.usage_events IN ACCESS EXCLUSIVE MODE")
             auth = {"authorization": f"Bearer {API_KEY}"}

@@ -5,15 +5,13 @@ connection gets 503 with Retry-After. After each, the gateway answers the next c
 
 import json
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from services.gateway.tests.test_process import STARTUP_SECONDS, gateway_env, unused_port
+from services.gateway.tests.test_process import gateway_env, spawn_gateway, unused_port
 
 API_KEY = "sk-slow-clients"
 HEADER_TIMEOUT = 0.5
@@ -35,19 +33,8 @@ def gateway(tmp_path_factory) -> Iterator[tuple[str, int]]:
         GATEWAY_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
         DRAIN_SECONDS="0",
     )
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway_service"], env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = spawn_gateway(env, log)
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("gateway did not start: " + log.read_text())
         yield url, port
     finally:
         proc.kill()

@@ -2,9 +2,10 @@
 bounded, and every refusal is INVALID_ARGUMENT about `response_format` on a server that keeps
 answering."""
 
+import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from llmsuite.guardrails.v1 import guardrails_pb2_grpc
 from llmsuite_common.errors import read_error_detail
 from prometheus_client import CollectorRegistry
 
-from tests.service_auth import AUTHORITY, tenant_channel
+from tests.service_auth import AUTHORITY, serving, tenant_channel
 
 CTX = common_pb2.RequestContext(request_id="r1", org_id="schemas")
 GOOD = json.dumps({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
@@ -62,24 +63,17 @@ def schema_host() -> Iterator[SchemaHost]:
     host.close()
 
 
-async def serve(settings: GuardrailsSettings):  # type: ignore[no-untyped-def]
+@contextlib.asynccontextmanager
+async def served(settings: GuardrailsSettings) -> AsyncIterator[guardrails_pb2_grpc.GuardrailsServiceStub]:
     app = GuardrailsApp(settings, GuardrailsMetrics(CollectorRegistry()))
-    server = grpc.aio.server(interceptors=AUTHORITY.interceptors(app.audience))
-    app.add_to_server(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await app.start()
-    channel = tenant_channel(f"127.0.0.1:{port}", AUTHORITY, app.audience)
-    return app, server, channel
+    async with serving(app) as port, tenant_channel(f"127.0.0.1:{port}", AUTHORITY, app.audience) as channel:
+        yield guardrails_pb2_grpc.GuardrailsServiceStub(channel)
 
 
 @pytest.fixture
 async def stub():
-    app, server, channel = await serve(GuardrailsSettings())
-    yield guardrails_pb2_grpc.GuardrailsServiceStub(channel)
-    await channel.close()
-    await app.stop()
-    await server.stop(None)
+    async with served(GuardrailsSettings()) as stub:
+        yield stub
 
 
 async def refused(stub, schema: str, *, text: str = '{"city": "Paris"}') -> str:  # type: ignore[no-untyped-def]
@@ -189,15 +183,9 @@ async def test_an_answer_nested_past_the_parser_is_invalid_not_an_error(stub):
 
 
 async def test_the_limits_come_from_the_settings():
-    app, server, channel = await serve(GuardrailsSettings(guardrails_max_schema_bytes=200, guardrails_max_schema_depth=8))
-    try:
-        stub = guardrails_pb2_grpc.GuardrailsServiceStub(channel)
+    async with served(GuardrailsSettings(guardrails_max_schema_bytes=200, guardrails_max_schema_depth=8)) as stub:
         assert "at most 200 are accepted" in await refused(stub, json.dumps({"description": "x" * 200, **json.loads(GOOD)}))
         assert "nested more than 8 levels deep" in await refused(stub, nested(4))
-    finally:
-        await channel.close()
-        await app.stop()
-        await server.stop(None)
 
 
 async def test_schemas_are_compiled_and_checked_off_the_event_loop(monkeypatch):

@@ -12,7 +12,7 @@ from llmsuite_common.errors import read_error_detail
 from llmsuite_common.rules.policy import OutputChecks
 from prometheus_client import CollectorRegistry
 
-from tests.service_auth import AUTHORITY, auth, tenant_channel
+from tests.service_auth import AUTHORITY, auth, serving, tenant_channel
 
 CTX = common_pb2.RequestContext(request_id="r1", org_id="someone")
 # This org has a policy file with a 16-token hold-back; every other org gets the built-in policy.
@@ -34,16 +34,9 @@ async def served(tmp_path, span_provider):
         GuardrailsSettings(guardrails_policy_dir=tmp_path, guardrails_deny_terms=["project x"]),
         GuardrailsMetrics(registry),
     )
-    server = grpc.aio.server(interceptors=AUTHORITY.interceptors(app.audience, tracer_provider=span_provider))
-    app.add_to_server(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await app.start()
-    channel = tenant_channel(f"127.0.0.1:{port}", AUTHORITY, app.audience)
-    yield guardrails_pb2_grpc.GuardrailsServiceStub(channel), registry
-    await channel.close()
-    await app.stop()
-    await server.stop(None)
+    async with serving(app, tracer_provider=span_provider) as port:
+        async with tenant_channel(f"127.0.0.1:{port}", AUTHORITY, app.audience) as channel:
+            yield guardrails_pb2_grpc.GuardrailsServiceStub(channel), registry
 
 
 def msg(content: str, role: str = "user") -> common_pb2.ChatMessage:

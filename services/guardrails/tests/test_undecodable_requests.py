@@ -12,7 +12,7 @@ from llmsuite.guardrails.v1 import guardrails_pb2_grpc
 from llmsuite_common.errors import read_error_detail
 from prometheus_client import CollectorRegistry
 
-from tests.service_auth import AUTHORITY, auth
+from tests.service_auth import auth, serving
 
 SERVICE = "/llmsuite.guardrails.v1.GuardrailsService/"
 MARK = "\x01XYZ\x01"
@@ -31,15 +31,8 @@ async def target(tmp_path):
     (tmp_path / "acme.yaml").write_text("output: {hold_back_tokens: 16}\n")
     (tmp_path / "slowpoke.yaml").write_text("output: {hold_back_tokens: 1000, hold_back_ms: 20}\n")
     app = GuardrailsApp(GuardrailsSettings(guardrails_policy_dir=tmp_path), GuardrailsMetrics(CollectorRegistry()))
-    server = grpc.aio.server(interceptors=AUTHORITY.interceptors(app.audience))
-    app.add_to_server(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await app.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with serving(app) as port, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield channel
-    await app.stop()
-    await server.stop(None)
 
 
 def failed_to_parse(err: grpc.aio.AioRpcError) -> None:
