@@ -153,10 +153,7 @@ class ApiKeyMiddleware:
         with server_timing.hop("auth"):
             identity = await self._authenticate(token, scope)
         if isinstance(identity, ApiError):
-            if scope["type"] == "websocket":
-                await reject_websocket(identity, scope, receive, send)
-            else:
-                await error_response(identity)(scope, receive, send)
+            await refuse(identity, scope, receive, send)
             return
         scope.setdefault("state", {})["identity"] = identity
         if scope["type"] == "websocket" and token is not None:
@@ -168,6 +165,14 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
         finally:
             acting_caller_var.reset(acting)
+
+
+async def refuse(error: ApiError, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers a request or a WebSocket handshake with `error`, before any route runs."""
+    if scope["type"] == "websocket":
+        await reject_websocket(error, scope, receive, send)
+    else:
+        await error_response(error)(scope, receive, send)
 
 
 async def reject_websocket(error: ApiError, scope: Scope, receive: Receive, send: Send) -> None:

@@ -14,8 +14,8 @@ from psycopg.errors import QueryCanceled
 from psycopg_pool import PoolTimeout, TooManyRequests
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import reject_websocket
-from .errors import ApiError, error_response
+from .auth import refuse
+from .errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,4 @@ class DatabaseBusyMiddleware:
             if started:
                 raise
             log.warning("no database answer within the timeout", extra={"path": scope["path"]})
-            if scope["type"] == "websocket":
-                await reject_websocket(database_busy(), scope, receive, send)
-            else:
-                await error_response(database_busy())(scope, receive, send)
+            await refuse(database_busy(), scope, receive, send)

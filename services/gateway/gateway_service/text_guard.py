@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import reject_websocket
+from .auth import refuse
 from .errors import ApiError, error_response
 
 CODE = "invalid_characters"
@@ -140,10 +140,7 @@ class TextGuardMiddleware:
             return
         error = _scope_error(scope)
         if error is not None:
-            if scope["type"] == "websocket":
-                await reject_websocket(error, scope, receive, send)
-            else:
-                await error_response(error)(scope, receive, send)
+            await refuse(error, scope, receive, send)
             return
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
