@@ -1,7 +1,8 @@
 """The FastAPI app: routes, middleware and error handlers, with every dependency passed in."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import fastapi
 from fastapi import FastAPI, Request
@@ -123,6 +124,57 @@ def request_log_writer(
     )
 
 
+# Every error the gateway answers with, whatever its status (errors.envelope).
+_ERROR_SCHEMA = {
+    "title": "ErrorResponse",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+def _with_error_responses(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document with the error envelope as every operation's 4XX and 5XX responses, in
+    place of FastAPI's 422 HTTPValidationError, which the gateway never sends (validation fails with 400
+    and the same envelope as every other error)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        components["ErrorResponse"] = _ERROR_SCHEMA
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                for statuses in ("4XX", "5XX"):
+                    responses[statuses] = {
+                        "description": "An error, as OpenAI reports one",
+                        "content": {"application/json": {"schema": _ERROR_REF}},
+                    }
+        return schema
+
+    return openapi
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc)
@@ -211,6 +263,7 @@ def create_app(
             HTTPException: _http_error,
         },
     )
+    app.openapi = _with_error_responses(app)  # type: ignore[method-assign]
     app.state.max_body_bytes = settings.gateway_max_body_bytes
     app.state.usage = edge.usage
     app.include_router(chat_router(pipeline, settings, metrics, edge))

@@ -42,10 +42,10 @@ _CONTENT_SCHEMA = {
 }
 
 Content = Annotated[str | None, BeforeValidator(_text_of_parts), WithJsonSchema(_CONTENT_SCHEMA)]
+# The length bound belongs to the list alone: on the union it would be applied to an explicit null too.
 Stop = Annotated[
-    list[Annotated[str, Field(min_length=1)]] | None,
+    Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=MAX_STOP_SEQUENCES)] | None,
     BeforeValidator(_stop_list),
-    Field(max_length=MAX_STOP_SEQUENCES),
 ]
 
 

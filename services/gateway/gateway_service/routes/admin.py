@@ -12,18 +12,23 @@ from ..errors import ApiError
 from ..keys import KeyStore
 
 _ID = r"^[A-Za-z0-9._-]{1,64}$"
+# Settings are stored as JSON in Postgres and read back on every key lookup: an integer beyond the
+# exact range of a JSON number, or a budget that Postgres prints back as an integer of hundreds of
+# digits, could be stored but never served again (orjson refuses integers past 64 bits).
+MAX_LIMIT = 2**53 - 1
+MAX_BUDGET_USD = 1e12
 
 
 class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rpm: int | None = Field(None, ge=0)
-    tpm: int | None = Field(None, ge=0)
-    max_streams: int | None = Field(None, ge=0)
-    user_rpm: int | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=0)
+    rpm: int | None = Field(None, ge=0, le=MAX_LIMIT)
+    tpm: int | None = Field(None, ge=0, le=MAX_LIMIT)
+    max_streams: int | None = Field(None, ge=0, le=MAX_LIMIT)
+    user_rpm: int | None = Field(None, ge=0, le=MAX_LIMIT)
+    max_tokens: int | None = Field(None, ge=0, le=MAX_LIMIT)
     allowed_models: list[str] | None = Field(None, max_length=256)
-    budget_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
+    budget_usd: float | None = Field(None, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False)
     log_policy: Literal["full", "summary", "metadata", "none"] | None = None
 
 

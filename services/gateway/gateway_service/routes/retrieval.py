@@ -117,7 +117,11 @@ def retrieval_router(clients: BackendClients, settings: GatewaySettings, edge: "
         except grpc.aio.AioRpcError as err:
             raise from_grpc(err, "retrieval") from None
 
-    @router.post("/v1/collections", response_class=Response)
+    @router.post(
+        "/v1/collections",
+        response_class=Response,
+        responses={200: {"description": "The collection existed already"}, 201: {"description": "Created"}},
+    )
     async def create_collection(body: CreateCollectionBody, request: Request) -> Response:
         async with metered(request, "/v1/collections") as meter:
             reply = await call(
