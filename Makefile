@@ -14,11 +14,12 @@ LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python\[server\]==//p' requirement
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF
 LLAMA_WHEELS := $(HOME)/.cache/llmsuite/wheels/llama-cpp-python-$(LLAMA_VERSION)-portable
 
-.PHONY: help install run test test-fast protos protos-check env-table dashboard eval-retrieval clean
+.PHONY: help install run test test-fast fuzz protos protos-check env-table dashboard eval-retrieval clean
 
 help:
 	@echo "make run          start the whole suite locally on embedded defaults"
 	@echo "make test         install everything and run every test and check"
+	@echo "make fuzz         the gateway's HTTP API and every gRPC RPC fuzzed at length (FUZZ_EXAMPLES=2000 per case)"
 	@echo "make protos       regenerate Python stubs from protos/"
 	@echo "make protos-check fail when the committed stubs differ from protos/"
 	@echo "make env-table    regenerate the README's environment-variable table"
@@ -82,6 +83,12 @@ test: install protos-check
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not model" $(PYTEST_ARGS)
+
+# `make test` fuzzes the public surfaces briefly (100 examples per operation and RPC); this runs
+# the same tests at length, without the per-test timeout. Another seed: LLMSUITE_FUZZ_SEED=<n>.
+FUZZ_EXAMPLES ?= 2000
+fuzz: install
+	LLMSUITE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -o timeout=0 $(PYTEST_ARGS)
 
 clean:
 	rm -rf .run .pytest_cache .hypothesis
