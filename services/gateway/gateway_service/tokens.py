@@ -1,21 +1,14 @@
 """Token estimates for reservations made before the upstream reports real usage."""
 
-import re
+from llmsuite_common.rules.tokens import approx_tokens, estimate_prompt_tokens
 
 from .schemas import ChatCompletionRequest
 
-# Same rule as the guardrails service: about four bytes per token, but never fewer than the
-# words and punctuation marks, so dense text cannot slip under.
-_WORDISH = re.compile(r"\w+|[^\w\s]", re.UNICODE)
-PER_MESSAGE_OVERHEAD = 4
-
-
-def approx_tokens(text: str) -> int:
-    return max(len(_WORDISH.findall(text)), (len(text.encode()) + 3) // 4)
+__all__ = ["approx_tokens", "prompt_estimate", "reservation"]
 
 
 def prompt_estimate(body: ChatCompletionRequest) -> int:
-    return sum(approx_tokens(m.content or "") + PER_MESSAGE_OVERHEAD for m in body.messages)
+    return estimate_prompt_tokens(m.content or "" for m in body.messages)
 
 
 def reservation(body: ChatCompletionRequest, default_completion_tokens: int) -> int:

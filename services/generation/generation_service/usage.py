@@ -4,18 +4,16 @@ The upstream's own figures win whenever it sends them. When it does not
 (servers without `stream_options.include_usage`), usage is estimated:
 - completion tokens: the number of content deltas received, because
   OpenAI-compatible servers (llama.cpp, vLLM, TGI, OpenAI) stream one token per chunk;
-- prompt tokens: per message, the larger of its word-and-punctuation count and
-  its UTF-8 bytes / 4, plus 4 tokens of chat-template framing per message and 3
-  for the assistant turn that follows (the OpenAI cookbook's chat accounting).
+- prompt tokens: the suite's one estimate (llmsuite_common.rules.tokens), as the gateway
+  reserves and guardrails checks with.
 """
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-_WORDISH = re.compile(r"\w+|[^\w\s]", re.UNICODE)
-TOKENS_PER_MESSAGE = 4
-TOKENS_PER_REPLY = 3
+from llmsuite_common.rules.tokens import approx_tokens, estimate_prompt_tokens
+
+__all__ = ["TokenUsage", "approx_tokens", "count", "estimate_prompt_tokens", "resolve_usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +25,6 @@ class TokenUsage:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
-
-
-def approx_tokens(text: str) -> int:
-    return max(len(_WORDISH.findall(text)), (len(text.encode()) + 3) // 4)
-
-
-def estimate_prompt_tokens(contents: Iterable[str]) -> int:
-    return sum(approx_tokens(c) + TOKENS_PER_MESSAGE for c in contents) + TOKENS_PER_REPLY
 
 
 def count(value: object) -> int | None:
