@@ -14,12 +14,13 @@ LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python\[server\]==//p' requirement
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF
 LLAMA_WHEELS := $(HOME)/.cache/llmsuite/wheels/llama-cpp-python-$(LLAMA_VERSION)-portable
 
-.PHONY: help install run test test-fast fuzz protos protos-check env-table dashboard eval-retrieval clean
+.PHONY: help install run lint test test-fast fuzz protos protos-check env-table dashboard eval-retrieval clean
 
 help:
 	@echo "make run          start the whole suite locally on embedded defaults"
 	@echo "make test         install everything and run every test and check"
 	@echo "make fuzz         the gateway's HTTP API and every gRPC RPC fuzzed at length (FUZZ_EXAMPLES=2000 per case)"
+	@echo "make lint         ruff check, ruff format --check and mypy (part of make test)"
 	@echo "make protos       regenerate Python stubs from protos/"
 	@echo "make protos-check fail when the committed stubs differ from protos/"
 	@echo "make env-table    regenerate the README's environment-variable table"
@@ -77,7 +78,13 @@ protos-check: install
 	else echo "protos: generated stubs are stale; run 'make protos' and commit" >&2; rm -rf $$tmp; exit 1; fi; \
 	rm -rf $$tmp
 
-test: install protos-check
+# The gates: ruff's checks and formatting (pyproject.toml), and mypy, strict on libs/common.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy
+
+test: install protos-check lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	@if grep -q '^k8s-check:' k8s/k8s.mk 2>/dev/null; then $(MAKE) --no-print-directory k8s-check; fi
 

@@ -48,7 +48,11 @@ async def _measure(count: int, batch_size: int) -> dict:
 
     def encode(batch: list[str]) -> object:
         return embedder.model.encode(
-            batch, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            batch,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         )
 
     # The Embedder's own worker thread, so both run with the same torch thread settings.
@@ -98,7 +102,13 @@ def run(cfg: BenchSettings) -> dict:
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }
-    argv = [str(PYTHON), "-m", "bench.embedding_bench", str(cfg.embedding_texts), str(cfg.embedding_batch_size)]
+    argv = [
+        str(PYTHON),
+        "-m",
+        "bench.embedding_bench",
+        str(cfg.embedding_texts),
+        str(cfg.embedding_batch_size),
+    ]
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=900, check=False)
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
@@ -123,8 +133,11 @@ def run(cfg: BenchSettings) -> dict:
         f"Batched ÷ one at a time: **{speedup:.1f}x**. Embedder ÷ the library's own encode: "
         f"**{r['embedder_vs_encode_pct']:.1f} %** in texts/s, {r['embedder_vs_encode_cpu_pct']:.1f} % by CPU per "
         "text (other work on a shared box stretches wall time far more than the CPU a run spends; seconds per "
-        "run, Embedder: " + ", ".join(f"{x:.2f}" for x in r["batched_s"])
-        + "; encode: " + ", ".join(f"{x:.2f}" for x in r["encode_s"]) + ").",
+        "run, Embedder: "
+        + ", ".join(f"{x:.2f}" for x in r["batched_s"])
+        + "; encode: "
+        + ", ".join(f"{x:.2f}" for x in r["encode_s"])
+        + ").",
     ]
     return r
 
@@ -133,7 +146,9 @@ async def _measure_remote(url: str, count: int, batch_size: int) -> dict:
     """The service's RemoteEmbedder against the fake endpoint: one text per call, then batches."""
     from retrieval_service.remote_embedder import RemoteEmbedder
 
-    embedder = RemoteEmbedder(base_url=url, model="bench-embedding", api_key="", max_tokens=254, batch_size=batch_size)
+    embedder = RemoteEmbedder(
+        base_url=url, model="bench-embedding", api_key="", max_tokens=254, batch_size=batch_size
+    )
     await embedder.load()
     corpus = texts(count)
     await embedder.embed(corpus[:batch_size])

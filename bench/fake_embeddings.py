@@ -33,7 +33,9 @@ def build_app(delay_ms: float, dimension: int) -> web.Application:
             body = orjson.loads(await request.read())
             texts = body["input"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            return web.Response(status=400, body=b'{"error": {"message": "bad request"}}', content_type="application/json")
+            return web.Response(
+                status=400, body=b'{"error": {"message": "bad request"}}', content_type="application/json"
+            )
         if isinstance(texts, str):
             texts = [texts]
         pool = as_base64 if body.get("encoding_format") == "base64" else as_floats
@@ -43,7 +45,9 @@ def build_app(delay_ms: float, dimension: int) -> web.Application:
         answer = {
             "object": "list",
             "model": body.get("model") or "bench-embedding",
-            "data": [{"object": "embedding", "index": i, "embedding": pool[i % POOL]} for i in range(len(texts))],
+            "data": [
+                {"object": "embedding", "index": i, "embedding": pool[i % POOL]} for i in range(len(texts))
+            ],
             "usage": {"prompt_tokens": 0, "total_tokens": 0},
         }
         return web.Response(body=orjson.dumps(answer), content_type="application/json")

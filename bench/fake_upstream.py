@@ -80,7 +80,9 @@ def _json(status: int, body: object, keep_alive: bool) -> bytes:
 
 
 def _error(status: int, message: str, keep_alive: bool) -> bytes:
-    return _json(status, {"error": {"message": message, "type": "invalid_request_error", "code": None}}, keep_alive)
+    return _json(
+        status, {"error": {"message": message, "type": "invalid_request_error", "code": None}}, keep_alive
+    )
 
 
 def _sse(event: object) -> bytes:
@@ -131,7 +133,12 @@ class UpstreamProtocol(asyncio.Protocol):
         self._previous = asyncio.ensure_future(self._respond(self._previous, method, path, body, keep_alive))
 
     async def _respond(
-        self, previous: "asyncio.Future[None] | None", method: bytes, path: bytes, body: bytes, keep_alive: bool
+        self,
+        previous: "asyncio.Future[None] | None",
+        method: bytes,
+        path: bytes,
+        body: bytes,
+        keep_alive: bool,
     ) -> None:
         if previous is not None:
             await previous
@@ -141,7 +148,9 @@ class UpstreamProtocol(asyncio.Protocol):
             else:
                 await self._chat(body, keep_alive)
         elif path.endswith(b"/models"):
-            self._write(_json(200, {"object": "list", "data": [{"id": "bench-model", "object": "model"}]}, keep_alive))
+            self._write(
+                _json(200, {"object": "list", "data": [{"id": "bench-model", "object": "model"}]}, keep_alive)
+            )
         elif path == b"/bench/stats":
             stats = {"requests": self._counters.requests, "streamed_chunks": self._counters.streamed_chunks}
             self._write(_json(200, stats, keep_alive))
@@ -198,7 +207,9 @@ class UpstreamProtocol(asyncio.Protocol):
                 await asyncio.sleep(shape.gap_ms / 1000)
             if self._transport is None:
                 return
-            delta = {"role": "assistant", "content": shape.token(i)} if i == 0 else {"content": shape.token(i)}
+            delta = (
+                {"role": "assistant", "content": shape.token(i)} if i == 0 else {"content": shape.token(i)}
+            )
             self._write(_sse(chunk(delta, None)))
             self._counters.streamed_chunks += 1
         self._write(_sse(chunk({}, "stop")))
@@ -219,7 +230,11 @@ class UpstreamProtocol(asyncio.Protocol):
 
 
 async def start(
-    host: str, port: int, shape: Shape, counters: Counters | None = None, shapes: dict[str, Shape] | None = None
+    host: str,
+    port: int,
+    shape: Shape,
+    counters: Counters | None = None,
+    shapes: dict[str, Shape] | None = None,
 ) -> tuple[asyncio.Server, int]:
     """Listens on host:port (0 picks a free port); returns the server and the bound port.
 
@@ -248,7 +263,10 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=Shape.chunks, help="content chunks per answer")
     parser.add_argument("--gap-ms", type=float, default=Shape.gap_ms, help="time between chunks")
     parser.add_argument(
-        "--shape", action="append", default=[], metavar="MODEL=DELAY_MS,CHUNKS,GAP_MS",
+        "--shape",
+        action="append",
+        default=[],
+        metavar="MODEL=DELAY_MS,CHUNKS,GAP_MS",
         help="another shape, for requests naming MODEL (repeatable)",
     )
     uvloop.run(_main(parser.parse_args()))

@@ -60,7 +60,9 @@ def _cpu(shape: str, stream: bool, per_chunk: bool = False) -> Callable[[dict], 
     key = "target_cpu_ms_per_chunk" if per_chunk else "target_cpu_ms_per_request"
 
     def measure(res: dict) -> Measured | None:
-        loaded = [r for r in _rows(res, shape, stream) if r["concurrency"] >= LOADED and r.get(key) is not None]
+        loaded = [
+            r for r in _rows(res, shape, stream) if r["concurrency"] >= LOADED and r.get(key) is not None
+        ]
         if not loaded:
             return None
         worst = max(loaded, key=lambda r: r[key])
@@ -94,7 +96,9 @@ def _remote_embedding(res: dict) -> Measured | None:
     r = res.get("embedding_remote") or {}
     if r.get("speedup") is None:
         return None
-    return Measured(r["speedup"], f"fake /v1/embeddings, {r['delay_ms']:g} ms per call, batch {r['batch_size']}")
+    return Measured(
+        r["speedup"], f"fake /v1/embeddings, {r['delay_ms']:g} ms per call, batch {r['batch_size']}"
+    )
 
 
 def _local_embedder(res: dict) -> Measured | None:
@@ -105,29 +109,87 @@ def _local_embedder(res: dict) -> Measured | None:
 
 
 GOALS = (
-    Goal("CPU per request, streamed (all llmsuite processes)", CPU_GOALS_MS[("short", True)], " ms", False,
-         _cpu("short", True)),
-    Goal("CPU per request, non-streamed (all llmsuite processes)", CPU_GOALS_MS[("short", False)], " ms", False,
-         _cpu("short", False)),
-    Goal("added p50 latency at c=1, non-streamed", ADDED_P50_GOAL_MS, " ms", False,
-         _row_value("short", False, 1, "added_p50_ms")),
-    Goal("added time to first token p50 at c=1, streamed", ADDED_TTFT_GOAL_MS, " ms", False,
-         _row_value("short", True, 1, "added_ttft_p50_ms")),
-    Goal("requests/s at c=64 ÷ LiteLLM, non-streamed", RPS_VS_LITELLM_GOAL, "x", True, _vs_litellm(False, 64)),
+    Goal(
+        "CPU per request, streamed (all llmsuite processes)",
+        CPU_GOALS_MS[("short", True)],
+        " ms",
+        False,
+        _cpu("short", True),
+    ),
+    Goal(
+        "CPU per request, non-streamed (all llmsuite processes)",
+        CPU_GOALS_MS[("short", False)],
+        " ms",
+        False,
+        _cpu("short", False),
+    ),
+    Goal(
+        "added p50 latency at c=1, non-streamed",
+        ADDED_P50_GOAL_MS,
+        " ms",
+        False,
+        _row_value("short", False, 1, "added_p50_ms"),
+    ),
+    Goal(
+        "added time to first token p50 at c=1, streamed",
+        ADDED_TTFT_GOAL_MS,
+        " ms",
+        False,
+        _row_value("short", True, 1, "added_ttft_p50_ms"),
+    ),
+    Goal(
+        "requests/s at c=64 ÷ LiteLLM, non-streamed", RPS_VS_LITELLM_GOAL, "x", True, _vs_litellm(False, 64)
+    ),
     Goal("requests/s at c=64 ÷ LiteLLM, streamed", RPS_VS_LITELLM_GOAL, "x", True, _vs_litellm(True, 64)),
-    Goal("added inter-chunk gap p99 at c=64", ADDED_GAP_P99_GOAL_MS, " ms", False,
-         _row_value("short", True, 64, "added_gap_p99_ms")),
-    Goal("added inter-chunk gap p99 at c=64, long answers", ADDED_GAP_P99_GOAL_MS, " ms", False,
-         _row_value("long", True, 64, "added_gap_p99_ms")),
-    Goal("long answers: CPU per request, streamed", CPU_GOALS_MS[("long", True)], " ms", False, _cpu("long", True)),
-    Goal("long answers: CPU per chunk, streamed", CPU_PER_CHUNK_GOAL_MS[("long", True)], " ms", False,
-         _cpu("long", True, per_chunk=True)),
-    Goal("long answers: CPU per request, non-streamed", CPU_GOALS_MS[("long", False)], " ms", False,
-         _cpu("long", False)),
-    Goal("remote embeddings: batched ÷ one text per call", REMOTE_EMBEDDING_SPEEDUP_GOAL, "x", True,
-         _remote_embedding),
-    Goal("local embeddings: Embedder ÷ the library's own encode", LOCAL_EMBEDDER_SHARE_GOAL_PCT, " %", True,
-         _local_embedder),
+    Goal(
+        "added inter-chunk gap p99 at c=64",
+        ADDED_GAP_P99_GOAL_MS,
+        " ms",
+        False,
+        _row_value("short", True, 64, "added_gap_p99_ms"),
+    ),
+    Goal(
+        "added inter-chunk gap p99 at c=64, long answers",
+        ADDED_GAP_P99_GOAL_MS,
+        " ms",
+        False,
+        _row_value("long", True, 64, "added_gap_p99_ms"),
+    ),
+    Goal(
+        "long answers: CPU per request, streamed",
+        CPU_GOALS_MS[("long", True)],
+        " ms",
+        False,
+        _cpu("long", True),
+    ),
+    Goal(
+        "long answers: CPU per chunk, streamed",
+        CPU_PER_CHUNK_GOAL_MS[("long", True)],
+        " ms",
+        False,
+        _cpu("long", True, per_chunk=True),
+    ),
+    Goal(
+        "long answers: CPU per request, non-streamed",
+        CPU_GOALS_MS[("long", False)],
+        " ms",
+        False,
+        _cpu("long", False),
+    ),
+    Goal(
+        "remote embeddings: batched ÷ one text per call",
+        REMOTE_EMBEDDING_SPEEDUP_GOAL,
+        "x",
+        True,
+        _remote_embedding,
+    ),
+    Goal(
+        "local embeddings: Embedder ÷ the library's own encode",
+        LOCAL_EMBEDDER_SHARE_GOAL_PCT,
+        " %",
+        True,
+        _local_embedder,
+    ),
 )
 
 

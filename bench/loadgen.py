@@ -7,6 +7,7 @@ shows it was not the bottleneck.
 """
 
 import asyncio
+import itertools
 import resource
 import sys
 import time
@@ -112,7 +113,7 @@ async def _one(session: aiohttp.ClientSession, body: bytes, rec: _Recorder) -> N
                     times.append(time.perf_counter())
                     parts.append(content)
             done = time.perf_counter()
-    except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError, KeyError, IndexError) as exc:
+    except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError, KeyError, IndexError) as exc:
         rec.error(type(exc).__name__)
         return
     if not finished:
@@ -132,7 +133,7 @@ async def _one(session: aiohttp.ClientSession, body: bytes, rec: _Recorder) -> N
         result.chunks_seen.append(len(times))
         if times:
             result.ttft_ms.append((times[0] - started) * 1000)
-            result.gap_ms.extend((b - a) * 1000 for a, b in zip(times, times[1:]))
+            result.gap_ms.extend((b - a) * 1000 for a, b in itertools.pairwise(times))
 
 
 async def _phase(session: aiohttp.ClientSession, rec: _Recorder, seconds: float) -> float:

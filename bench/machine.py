@@ -9,7 +9,18 @@ import psutil
 
 from .processes import ROOT
 
-PACKAGES = ("fastapi", "uvicorn", "uvloop", "httpx", "httpcore", "grpcio", "protobuf", "pydantic", "aiohttp", "torch")
+PACKAGES = (
+    "fastapi",
+    "uvicorn",
+    "uvloop",
+    "httpx",
+    "httpcore",
+    "grpcio",
+    "protobuf",
+    "pydantic",
+    "aiohttp",
+    "torch",
+)
 
 
 def _cpu_model() -> str:
@@ -24,7 +35,9 @@ def _cpu_model() -> str:
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return ""
 

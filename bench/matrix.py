@@ -36,7 +36,12 @@ def run_loadgen(spec: CellSpec) -> dict:
 
 
 def cell_spec(
-    cfg: BenchSettings, target: Target, stream: bool, concurrency: int, shape: str = "short", **overrides: object
+    cfg: BenchSettings,
+    target: Target,
+    stream: bool,
+    concurrency: int,
+    shape: str = "short",
+    **overrides: object,
 ) -> CellSpec:
     answer = cfg.shape(shape)
     long = shape == "long"
@@ -69,7 +74,9 @@ def plan(cfg: BenchSettings) -> list[tuple[str, int, bool, int]]:
     """(shape, round, stream, concurrency) of every cell group, in the order they run."""
     out = []
     for shape in cfg.shapes:
-        rounds, levels = (cfg.long_rounds, cfg.long_concurrency) if shape == "long" else (cfg.rounds, cfg.concurrency)
+        rounds, levels = (
+            (cfg.long_rounds, cfg.long_concurrency) if shape == "long" else (cfg.rounds, cfg.concurrency)
+        )
         for round_no in range(rounds):
             for stream in cfg.streams:
                 for concurrency in levels:
@@ -89,14 +96,28 @@ def run_matrix(cfg: BenchSettings, targets: list[Target]) -> list[dict]:
         for target in targets[shift:] + targets[:shift]:
             result = measure(cfg, target, stream, concurrency, shape)
             cells.append(
-                {"shape": shape, "chunks": cfg.shape(shape).chunks, "target": target.name, "stream": stream,
-                 "concurrency": concurrency, "round": round_no, **result}
+                {
+                    "shape": shape,
+                    "chunks": cfg.shape(shape).chunks,
+                    "target": target.name,
+                    "stream": stream,
+                    "concurrency": concurrency,
+                    "round": round_no,
+                    **result,
+                }
             )
             done += 1
             rps = result["ok"] / result["wall_s"] if result["wall_s"] else 0.0
             log.info(
                 "cell %d/%d %-5s %-16s %-10s c=%-3d %8.1f req/s errors=%d (%.0f s)",
-                done, total, shape, target.name, "stream" if stream else "non-stream", concurrency, rps,
-                result["errors"], time.monotonic() - started,
+                done,
+                total,
+                shape,
+                target.name,
+                "stream" if stream else "non-stream",
+                concurrency,
+                rps,
+                result["errors"],
+                time.monotonic() - started,
             )
     return cells

@@ -30,7 +30,9 @@ class ChatRequest(BaseModel):
 
 def build_app(upstream: str) -> FastAPI:
     client = httpx.AsyncClient(
-        base_url=upstream, timeout=httpx.Timeout(30.0, read=60.0), limits=httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        base_url=upstream,
+        timeout=httpx.Timeout(30.0, read=60.0),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
     )
 
     @asynccontextmanager

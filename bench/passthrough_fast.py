@@ -53,7 +53,7 @@ def build_app(upstream: str) -> web.Application:
                     await reply.write(data)
                 await reply.write_eof()
                 return reply
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return _error(502, "upstream unavailable")
 
     async def health(_: web.Request) -> web.Response:

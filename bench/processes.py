@@ -13,7 +13,7 @@ import httpx
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tools.localsuite.processes import free_port
+from tools.localsuite.processes import free_port as free_port  # the bench's, re-exported
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -191,7 +191,9 @@ def http_ready(url: str) -> Callable[[], bool]:
 def grpc_ready(address: str) -> Callable[[], bool]:
     def check() -> bool:
         with grpc.insecure_channel(address) as chan:
-            reply = health_pb2_grpc.HealthStub(chan).Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+            reply = health_pb2_grpc.HealthStub(chan).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=1.0
+            )
             return reply.status == health_pb2.HealthCheckResponse.SERVING
 
     return check

@@ -24,8 +24,16 @@ def _record(proc: Proc, seconds: float, out: Path) -> subprocess.Popen:
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-_ROOTS = ("/site-packages/", "/lib/python3.11/", "/services/gateway/", "/services/generation/",
-          "/services/guardrails/", "/libs/common/", "/libs/generated/", "/work/main/")
+_ROOTS = (
+    "/site-packages/",
+    "/lib/python3.11/",
+    "/services/gateway/",
+    "/services/generation/",
+    "/services/guardrails/",
+    "/libs/common/",
+    "/libs/generated/",
+    "/work/main/",
+)
 
 
 def short(frame: str) -> str:
@@ -78,7 +86,9 @@ def run(cfg: BenchSettings, target: Target) -> dict:
     out_dir = cfg.work_dir / "profile"
     out_dir.mkdir(parents=True, exist_ok=True)
     procs = [p for p in target.procs if p.name in ("gateway", "generation")]
-    spec = cell_spec(cfg, target, True, cfg.profile_concurrency, duration_s=cfg.profile_seconds + 2, warmup_s=1.0)
+    spec = cell_spec(
+        cfg, target, True, cfg.profile_concurrency, duration_s=cfg.profile_seconds + 2, warmup_s=1.0
+    )
     result: dict = {}
     load = threading.Thread(target=lambda: result.update(run_loadgen(spec)))
     load.start()

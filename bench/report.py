@@ -5,9 +5,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from .targets import LABELS  # noqa: E402
+from .targets import LABELS
 
 ORDER = ("direct", "direct-again", "passthrough", "passthrough-fast", "litellm", "llmsuite")
 COLOURS = {
@@ -186,7 +186,12 @@ def markdown(res: dict) -> str:
             "",
         ]
     if res.get("peak_rss"):
-        out += ["## Peak RSS (kernel high-water mark, start-up and matrix)", "", "| target | process | peak RSS |", "|---|---|---:|"]
+        out += [
+            "## Peak RSS (kernel high-water mark, start-up and matrix)",
+            "",
+            "| target | process | peak RSS |",
+            "|---|---|---:|",
+        ]
         for target, procs in res["peak_rss"].items():
             for proc, value in procs.items():
                 out.append(f"| {target} | {proc} | {_mib(value)} |")
@@ -217,7 +222,7 @@ def chart(res: dict, path: Path) -> None:
     panels = len(streams) + 2
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.8))
     width = 0.8 / max(len(targets), 1)
-    for ax, stream in zip(axes, streams):
+    for ax, stream in zip(axes, streams, strict=False):
         for i, target in enumerate(targets):
             values = [index.get((target, stream, c), {}).get("rps", 0.0) for c in concurrency]
             xs = [j + i * width for j in range(len(concurrency))]
@@ -249,7 +254,9 @@ def chart(res: dict, path: Path) -> None:
     groups = []
     for shape in ("short", "long"):
         for stream in (False, True):
-            levels = [r["concurrency"] for r in rows if r.get("shape", "short") == shape and r["stream"] == stream]
+            levels = [
+                r["concurrency"] for r in rows if r.get("shape", "short") == shape and r["stream"] == stream
+            ]
             if levels:
                 groups.append((shape, stream, max(levels)))
     cpu_index = {(r.get("shape", "short"), r["target"], r["stream"], r["concurrency"]): r for r in rows}
@@ -270,7 +277,10 @@ def chart(res: dict, path: Path) -> None:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(targets), fontsize=8, frameon=False)
     m = res["machine"]
-    fig.suptitle(f"llmsuite bench {res['started_at']} - {m['cpu']}, {m['cores']} cores - commit {m['commit']}", fontsize=9)
+    fig.suptitle(
+        f"llmsuite bench {res['started_at']} - {m['cpu']}, {m['cores']} cores - commit {m['commit']}",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

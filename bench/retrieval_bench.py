@@ -28,7 +28,6 @@ SPREAD = 0.35
 
 async def _measure(sizes: list[int], queries: int, data_dir: str) -> dict:
     import psycopg
-
     from llmsuite_common.embedded_postgres import EmbeddedPostgres
     from retrieval_service.bulk import bulk_load, clustered_unit_vectors, random_centers
     from retrieval_service.db import ChunkStore

@@ -4,7 +4,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -97,7 +97,7 @@ def _peak_rss(targets: list[Target], fake: Proc) -> dict[str, dict[str, int]]:
 
 def run(cfg: BenchSettings) -> dict:
     started = time.monotonic()
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     res: dict = {
         "started_at": stamp,
         "machine": machine.describe(cfg.litellm_bin),
@@ -117,7 +117,11 @@ def run(cfg: BenchSettings) -> dict:
             res["loadgen"] = _loadgen_ceiling(rows)
         res["peak_rss"] = _peak_rss(targets, fake)
         for suite in ("profile", "soak"):
-            if suite not in cfg.suites or "llmsuite" not in by_name or (suite == "soak" and not cfg.soak_seconds):
+            if (
+                suite not in cfg.suites
+                or "llmsuite" not in by_name
+                or (suite == "soak" and not cfg.soak_seconds)
+            ):
                 continue
             # Fresh processes: the soak must start from a cold process, and neither suite should
             # inherit damage an earlier one did (the matrix reports its own errors).

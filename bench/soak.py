@@ -12,9 +12,7 @@ INTERVAL_S = 5.0
 
 def run(cfg: BenchSettings, target: Target) -> dict:
     total = cfg.soak_warmup_seconds + cfg.soak_seconds
-    spec = cell_spec(
-        cfg, target, True, cfg.soak_concurrency, duration_s=total, warmup_s=0.0, collect=False
-    )
+    spec = cell_spec(cfg, target, True, cfg.soak_concurrency, duration_s=total, warmup_s=0.0, collect=False)
     result: dict = {}
     load = threading.Thread(target=lambda: result.update(run_loadgen(spec)))
     started = time.monotonic()
@@ -35,7 +33,9 @@ def run(cfg: BenchSettings, target: Target) -> dict:
         first, last = after[0][1][proc.name], after[-1][1][proc.name]
         peak = max(s[proc.name] for _, s in after)
         growth = (last - first) / first * 100 if first else None
-        rows.append({"process": proc.name, "after_warmup": first, "end": last, "max": peak, "growth_pct": growth})
+        rows.append(
+            {"process": proc.name, "after_warmup": first, "end": last, "max": peak, "growth_pct": growth}
+        )
     mib = 2**20
     lines = [
         f"{cfg.soak_concurrency} streaming clients for {cfg.soak_warmup_seconds:.0f} s warm-up + "

@@ -15,8 +15,12 @@ def _minus(a: float | None, b: float | None) -> float | None:
 
 SHAPE_ORDER = {"short": 0, "long": 1}
 # The baselines every llmsuite ratio is taken against, and the key each ratio gets.
-BASELINES = {"litellm": "vs_litellm", "passthrough": "vs_passthrough", "passthrough-fast": "vs_passthrough_fast",
-             "direct": "vs_direct"}
+BASELINES = {
+    "litellm": "vs_litellm",
+    "passthrough": "vs_passthrough",
+    "passthrough-fast": "vs_passthrough_fast",
+    "direct": "vs_direct",
+}
 
 
 def _cpu_ms_per_request(group: list[dict]) -> float | None:
@@ -74,7 +78,9 @@ def summarise(cells: list[dict]) -> list[dict]:
         )
     _add_vs_direct(rows)
     _add_vs_fast(rows)
-    return sorted(rows, key=lambda r: (SHAPE_ORDER.get(r["shape"], 9), r["stream"], r["concurrency"], r["target"]))
+    return sorted(
+        rows, key=lambda r: (SHAPE_ORDER.get(r["shape"], 9), r["stream"], r["concurrency"], r["target"])
+    )
 
 
 def _merge(dicts: list[dict]) -> dict:

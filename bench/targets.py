@@ -73,7 +73,11 @@ def litellm_config(upstream: str) -> dict:
         "model_list": [
             {
                 "model_name": model,
-                "litellm_params": {"model": f"openai/{model}", "api_base": upstream, "api_key": "bench-upstream"},
+                "litellm_params": {
+                    "model": f"openai/{model}",
+                    "api_base": upstream,
+                    "api_key": "bench-upstream",
+                },
             }
             for model in MODELS.values()
         ],
@@ -84,13 +88,25 @@ def litellm_config(upstream: str) -> dict:
 def start_litellm(cfg: BenchSettings, upstream: str) -> Target:
     exe = cfg.litellm_bin / "litellm"
     if not exe.exists():
-        raise FileNotFoundError(f"{exe} is missing; `make bench` creates it from bench/requirements-litellm.txt")
+        raise FileNotFoundError(
+            f"{exe} is missing; `make bench` creates it from bench/requirements-litellm.txt"
+        )
     config_path = cfg.work_dir / "litellm.json"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     # YAML is a superset of JSON, so LiteLLM reads this file as its config.
     config_path.write_bytes(orjson.dumps(litellm_config(upstream), option=orjson.OPT_INDENT_2))
     port = free_port()
-    argv = [str(exe), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    argv = [
+        str(exe),
+        "--config",
+        str(config_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
     env: dict[str, str | None] = {
         # Otherwise it downloads a price list at start; the bench never leaves 127.0.0.1.
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
@@ -123,7 +139,11 @@ def _key_files() -> tuple[str, str]:
 
 def service_env(name: str, port: int, extra: dict[str, str]) -> dict[str, str]:
     signing, jwks = _key_files()
-    keys = {"GATEWAY_TOKEN_SIGNING_KEY_FILE": signing} if name == "gateway" else {"GRPC_AUTH_PUBLIC_KEYS_FILE": jwks}
+    keys = (
+        {"GATEWAY_TOKEN_SIGNING_KEY_FILE": signing}
+        if name == "gateway"
+        else {"GRPC_AUTH_PUBLIC_KEYS_FILE": jwks}
+    )
     return {
         **keys,
         "PYTHONPATH": f"libs/generated:libs/common:services/{name}",
@@ -143,12 +163,19 @@ def start_llmsuite(cfg: BenchSettings, upstream: str) -> Target:
     procs: list[Proc] = []
     try:
         guard_port = free_port()
-        guard = spawn("guardrails", service_argv("guardrails"), service_env("guardrails", guard_port, {}), logs)
+        guard = spawn(
+            "guardrails", service_argv("guardrails"), service_env("guardrails", guard_port, {}), logs
+        )
         procs.append(guard)
         gen_port = free_port()
         routes = {model: {"upstream_model": model, "stop": []} for model in MODELS.values()}
-        gen_env = {"GENERATION_UPSTREAM_BASE_URL": upstream, "GENERATION_MODELS": orjson.dumps(routes).decode()}
-        gen = spawn("generation", service_argv("generation"), service_env("generation", gen_port, gen_env), logs)
+        gen_env = {
+            "GENERATION_UPSTREAM_BASE_URL": upstream,
+            "GENERATION_MODELS": orjson.dumps(routes).decode(),
+        }
+        gen = spawn(
+            "generation", service_argv("generation"), service_env("generation", gen_port, gen_env), logs
+        )
         procs.append(gen)
         wait_until(guard, grpc_ready(f"127.0.0.1:{guard_port}"), cfg.startup_timeout_seconds)
         wait_until(gen, grpc_ready(f"127.0.0.1:{gen_port}"), cfg.startup_timeout_seconds)

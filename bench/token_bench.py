@@ -43,11 +43,19 @@ def run(cfg: BenchSettings) -> dict:
     with acting_as(caller):
         header = credentials.authorization("generation") or ""
         client_us = _cpu_us(lambda: credentials.authorization("generation"), 200_000)
-    metadata = (_Metadatum("x-request-id", "r1"), _Metadatum("traceparent", "00-" + "1" * 32 + "-" + "2" * 16 + "-01"),
-                _Metadatum("authorization", header))
+    metadata = (
+        _Metadatum("x-request-id", "r1"),
+        _Metadatum("traceparent", "00-" + "1" * 32 + "-" + "2" * 16 + "-01"),
+        _Metadatum("authorization", header),
+    )
     server_us = _cpu_us(lambda: authenticator.caller(metadata), 200_000)
-    sign_us = _cpu_us(lambda: issuer.sign(caller, "generation", now=time.time(), expires=time.time() + 300), 2_000)
-    tokens = [issuer.sign(caller, "generation", now=time.time(), expires=time.time() + 300 + i) for i in range(2_000)]
+    sign_us = _cpu_us(
+        lambda: issuer.sign(caller, "generation", now=time.time(), expires=time.time() + 300), 2_000
+    )
+    tokens = [
+        issuer.sign(caller, "generation", now=time.time(), expires=time.time() + 300 + i)
+        for i in range(2_000)
+    ]
     cold = TokenVerifier(key.public_keys(), "generation")
     started = time.process_time()
     for token in tokens:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from llmsuite_common.local_auth import LocalAuthority
 from llmsuite_common.service_keys import SIGNING_KEY_FILE
 from llmsuite_common.service_tokens import SigningKey
@@ -64,7 +63,10 @@ def otlp_receiver():
 def fake_upstream_process(port: int, log_dir: Path) -> Process:
     argv = [sys.executable, "-m", "tests.fakes.openai_upstream", "--host", "127.0.0.1", "--port", str(port)]
     return Process(
-        "fake-upstream", argv, {"PYTHONPATH": str(ROOT)}, lambda: http_ok(f"http://127.0.0.1:{port}/v1/models"),
+        "fake-upstream",
+        argv,
+        {"PYTHONPATH": str(ROOT)},
+        lambda: http_ok(f"http://127.0.0.1:{port}/v1/models"),
         log_dir / "fake-upstream.log",
     )
 
@@ -92,7 +94,10 @@ def suite(otlp_receiver):
     try:
         group.start(fake_upstream_process(ports.model, log_dir), timeout=30)
         group.start_many(
-            [python_service(n, getattr(ports, n), envs[n], log_dir) for n in ("guardrails", "retrieval", "generation")],
+            [
+                python_service(n, getattr(ports, n), envs[n], log_dir)
+                for n in ("guardrails", "retrieval", "generation")
+            ],
             timeout=240,
         )
         group.start(python_service("gateway", ports.gateway, envs["gateway"], log_dir), timeout=60)

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-
 from llmsuite_common.local_auth import LocalAuthority
 
 # The one authority of every in-process test server (imported by absolute name, so one key pair
@@ -26,7 +25,9 @@ def auth(audience: str, org: str, **caller: Any) -> tuple[tuple[str, str], ...]:
 
 
 class _TenantToken:
-    def __init__(self, authority: LocalAuthority, audience: str, default_org: str, caller: dict[str, Any]) -> None:
+    def __init__(
+        self, authority: LocalAuthority, audience: str, default_org: str, caller: dict[str, Any]
+    ) -> None:
         self._authority = authority
         self._audience = audience
         self._default_org = default_org
@@ -64,7 +65,9 @@ def tenant_channel(
 async def serving(app: Any, metrics: Any = None, *, tracer_provider: Any = None) -> AsyncIterator[int]:
     """`app` (what serve() runs) behind serve()'s interceptor, trusting AUTHORITY, on a loopback
     port; yields the port, and stops the app and the server after."""
-    server = grpc.aio.server(interceptors=AUTHORITY.interceptors(app.audience, metrics, tracer_provider=tracer_provider))
+    server = grpc.aio.server(
+        interceptors=AUTHORITY.interceptors(app.audience, metrics, tracer_provider=tracer_provider)
+    )
     app.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+
 from services.gateway.tests.redis_server import RedisServer, redis_server
+from tests.conftest import FAKE_MODEL, Suite
 from tools.localsuite.processes import ProcessGroup, free_port, python_service
 from tools.localsuite.suite import service_envs
-
-from tests.conftest import FAKE_MODEL, Suite
 
 LIMIT = 100
 REQUESTS = 500

@@ -14,7 +14,11 @@ TOOLS = [
         "function": {
             "name": "get_weather",
             "description": "Weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
         },
     }
 ]
@@ -49,7 +53,9 @@ def test_tool_call_deltas_stream_through_intact(client, suite):
     assert pieces[0].id == "call_abc" and pieces[0].function.name == "get_weather"
     assert "".join(p.function.arguments or "" for p in pieces) == '{"city": "Paris"}'
     assert {p.index for p in pieces} == {0}
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "tool_calls"
+    ]
     sent = suite.upstream_requests()[-1]["body"]
     assert sent["tools"] == TOOLS
     assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
@@ -80,7 +86,10 @@ def test_tool_calls_whole_in_a_non_streaming_reply_and_the_result_turn_goes_back
 def test_response_format_reaches_the_upstream(client, suite):
     suite.clear_upstream_requests()
     script(suite, {"content": ['{"answer": ', "42}"]})
-    schema = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": True}}
+    schema = {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": True},
+    }
     reply = client.chat.completions.create(
         model=FAKE_MODEL, messages=[{"role": "user", "content": "JSON please"}], response_format=schema
     )

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import grpc
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from services.guardrails.tests.corpus import INJECTIONS
 from tests.conftest import FAKE_MODEL, Suite
@@ -61,7 +61,11 @@ def guarded(suite: Suite, tmp_path_factory) -> Iterator[Guarded]:
                 "guardrails",
                 guardrails_port,
                 # Its own metrics port: the suite's guardrails holds the shared one.
-                {**envs["guardrails"], "GUARDRAILS_POLICY_DIR": str(policy_dir), "METRICS_PORT": str(free_port())},
+                {
+                    **envs["guardrails"],
+                    "GUARDRAILS_POLICY_DIR": str(policy_dir),
+                    "METRICS_PORT": str(free_port()),
+                },
                 log_dir,
             ),
             timeout=60,
@@ -151,7 +155,9 @@ def ws_exchange(guarded: Guarded, body: dict) -> tuple[list[dict], int]:
     """Frames received for one request over the WebSocket path, and the close code (0 if open)."""
     url = guarded.url.replace("http://", "ws://") + "/v1/chat/completions/ws"
     frames: list[dict] = []
-    with connect(url, additional_headers={"authorization": f"Bearer {guarded.suite.api_key}"}, open_timeout=10) as ws:
+    with connect(
+        url, additional_headers={"authorization": f"Bearer {guarded.suite.api_key}"}, open_timeout=10
+    ) as ws:
         ws.send(json.dumps(body))
         try:
             for _ in range(1000):
@@ -205,7 +211,10 @@ def test_injection_gets_one_verdict_on_every_path(guarded, unique_name, injectio
     ingest(
         guarded.suite.cfg.ports.retrieval,
         unique_name,
-        {"coffee": "The office coffee machine is descaled every Tuesday morning.", "poison": "Coffee note. " + injection},
+        {
+            "coffee": "The office coffee machine is descaled every Tuesday morning.",
+            "poison": "Coffee note. " + injection,
+        },
         guarded.suite.grpc_auth("retrieval"),
     )
     guarded.suite.clear_upstream_requests()
@@ -233,7 +242,9 @@ def json_schema_format() -> dict:
 def test_almost_valid_json_is_repaired(guarded):
     guarded.script({"content": ["```json\n", '{"city": ', "'Paris',}", "\n```"]})
     with guarded.client() as c:
-        response = c.post("/v1/chat/completions", json=chat("capital of France?", response_format={"type": "json_object"}))
+        response = c.post(
+            "/v1/chat/completions", json=chat("capital of France?", response_format={"type": "json_object"})
+        )
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == '{"city": "Paris"}'
     assert "structured=repaired" in response.headers["x-guardrails"]
@@ -243,7 +254,9 @@ def test_schema_violation_is_re_asked_once_and_billed(guarded):
     guarded.suite.clear_upstream_requests()
     guarded.script([{"content": ['{"town": "Paris"}']}, {"content": ['{"city": "Paris"}']}])
     with guarded.client() as c:
-        response = c.post("/v1/chat/completions", json=chat("capital of France?", response_format=json_schema_format()))
+        response = c.post(
+            "/v1/chat/completions", json=chat("capital of France?", response_format=json_schema_format())
+        )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["choices"][0]["message"]["content"] == '{"city": "Paris"}'
@@ -259,7 +272,9 @@ def test_re_asks_stop_at_the_policy_bound(guarded):
     guarded.suite.clear_upstream_requests()
     guarded.script([{"content": ['{"town": "Paris"}']}] * 3)
     with guarded.client() as c:
-        response = c.post("/v1/chat/completions", json=chat("capital of France?", response_format=json_schema_format()))
+        response = c.post(
+            "/v1/chat/completions", json=chat("capital of France?", response_format=json_schema_format())
+        )
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "invalid_response_format"
     assert len(guarded.suite.upstream_requests()) == 2  # the answer plus the default policy's one re-ask

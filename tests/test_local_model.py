@@ -15,7 +15,9 @@ pytestmark = pytest.mark.model
 @pytest.fixture(scope="module")
 def local_model_gateway(suite):
     """A generation + gateway pair on the local model, sharing the suite's guardrails and retrieval."""
-    ports = dataclasses.replace(suite.cfg.ports, gateway=free_port(), generation=free_port(), model=free_port())
+    ports = dataclasses.replace(
+        suite.cfg.ports, gateway=free_port(), generation=free_port(), model=free_port()
+    )
     cfg = SuiteConfig(api_key=suite.api_key, data_dir=suite.cfg.data_dir, ports=ports)
     envs = service_envs(cfg)
     group = ProcessGroup()
@@ -37,7 +39,9 @@ def test_local_model_streams_tokens_through_the_chain(local_model_gateway, suite
     client = openai.OpenAI(base_url=local_model_gateway, api_key=suite.api_key, max_retries=0, timeout=120)
     stream = client.chat.completions.create(
         model=LOCAL_MODEL,
-        messages=[{"role": "user", "content": "The support desk is open from 8 am to 6 pm. When is it open?"}],
+        messages=[
+            {"role": "user", "content": "The support desk is open from 8 am to 6 pm. When is it open?"}
+        ],
         max_tokens=24,
         stream=True,
         stream_options={"include_usage": True},

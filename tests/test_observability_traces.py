@@ -14,6 +14,8 @@ from tests.test_retrieval_chain import ingest
 from tests.test_trace import SERVER, assert_one_trace_through_every_hop
 
 QUESTION = "What causes tides?"
+
+
 def traceparent() -> tuple[str, str, str]:
     trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
     return trace_id, parent, f"00-{trace_id}-{parent}-01"

@@ -85,14 +85,22 @@ async def send_all(url: str, api_key: str) -> list[str]:
     gate = asyncio.Semaphore(CONCURRENCY)
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(
-        base_url=url, headers={"authorization": f"Bearer {api_key}"}, timeout=30, limits=limits, trust_env=False
+        base_url=url,
+        headers={"authorization": f"Bearer {api_key}"},
+        timeout=30,
+        limits=limits,
+        trust_env=False,
     ) as http:
 
         async def one(i: int) -> str:
             async with gate:
                 response = await http.post(
                     "/v1/chat/completions",
-                    json={"model": MODEL, "messages": [{"role": "user", "content": f"request {i}"}], "cache": False},
+                    json={
+                        "model": MODEL,
+                        "messages": [{"role": "user", "content": f"request {i}"}],
+                        "cache": False,
+                    },
                 )
             assert response.status_code == 200, response.text
             return response.headers["x-request-id"]
@@ -132,4 +140,3 @@ def test_sigterm_writes_every_queued_row_before_exit(stack):
     assert all(tokens > 0 for tokens in rows.values())
     log = stack.gateway.log_path.read_text(errors="replace")
     assert "request log rows not written" not in log
-

@@ -35,7 +35,10 @@ def test_right_chunk_ranks_first_and_reaches_the_upstream(suite, unique_name):
     with grpc.insecure_channel(f"127.0.0.1:{suite.cfg.ports.retrieval}") as channel:
         found = retrieval_pb2_grpc.RetrievalServiceStub(channel).Search(
             retrieval_pb2.SearchRequest(
-                context=common_pb2.RequestContext(org_id="default"), collection=unique_name, query=QUESTION, k=3
+                context=common_pb2.RequestContext(org_id="default"),
+                collection=unique_name,
+                query=QUESTION,
+                k=3,
             ),
             timeout=30,
             metadata=suite.grpc_auth("retrieval"),
@@ -57,7 +60,9 @@ def test_right_chunk_ranks_first_and_reaches_the_upstream(suite, unique_name):
     prompt = "\n".join(m["content"] for m in sent["body"]["messages"])
     assert DOCUMENTS["coffee"] in prompt
     assert prompt.index(DOCUMENTS["coffee"]) < prompt.index(QUESTION)
-    assert DOCUMENTS["volcanoes"] not in prompt or prompt.index(DOCUMENTS["coffee"]) < prompt.index(DOCUMENTS["volcanoes"])
+    assert DOCUMENTS["volcanoes"] not in prompt or prompt.index(DOCUMENTS["coffee"]) < prompt.index(
+        DOCUMENTS["volcanoes"]
+    )
 
 
 def test_other_tenant_cannot_search_the_collection(suite, unique_name):
@@ -65,7 +70,10 @@ def test_other_tenant_cannot_search_the_collection(suite, unique_name):
     with grpc.insecure_channel(f"127.0.0.1:{suite.cfg.ports.retrieval}") as channel:
         found = retrieval_pb2_grpc.RetrievalServiceStub(channel).Search(
             retrieval_pb2.SearchRequest(
-                context=common_pb2.RequestContext(org_id="someone-else"), collection=unique_name, query=QUESTION, k=3
+                context=common_pb2.RequestContext(org_id="someone-else"),
+                collection=unique_name,
+                query=QUESTION,
+                k=3,
             ),
             timeout=30,
             metadata=suite.grpc_auth("retrieval", "someone-else"),

@@ -6,7 +6,6 @@ import base64
 import httpx
 import numpy as np
 import openai
-
 from retrieval_service.remote_embedder import RemoteEmbedder
 
 HANDBOOK = {

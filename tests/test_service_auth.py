@@ -31,7 +31,9 @@ def _retrieval(channel: grpc.Channel, metadata) -> object:
 
 def _guardrails(channel: grpc.Channel, metadata) -> object:
     return guardrails_pb2_grpc.GuardrailsServiceStub(channel).CheckInput(
-        guardrails_pb2.CheckInputRequest(context=CTX, messages=[common_pb2.ChatMessage(role="user", content="hi")]),
+        guardrails_pb2.CheckInputRequest(
+            context=CTX, messages=[common_pb2.ChatMessage(role="user", content="hi")]
+        ),
         timeout=30,
         metadata=metadata,
     )
@@ -40,7 +42,10 @@ def _guardrails(channel: grpc.Channel, metadata) -> object:
 def _generation(channel: grpc.Channel, metadata) -> object:
     return generation_pb2_grpc.GenerationServiceStub(channel).Complete(
         generation_pb2.GenerateRequest(
-            context=CTX, model=FAKE_MODEL, messages=[common_pb2.ChatMessage(role="user", content="hi")], max_tokens=8
+            context=CTX,
+            model=FAKE_MODEL,
+            messages=[common_pb2.ChatMessage(role="user", content="hi")],
+            max_tokens=8,
         ),
         timeout=30,
         metadata=metadata,

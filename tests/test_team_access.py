@@ -22,7 +22,10 @@ DENIED = grpc.StatusCode.PERMISSION_DENIED
 
 def _admin(suite: Suite) -> httpx.Client:
     return httpx.Client(
-        base_url=suite.gateway_url, headers={"authorization": f"Bearer {suite.api_key}"}, timeout=30, trust_env=False
+        base_url=suite.gateway_url,
+        headers={"authorization": f"Bearer {suite.api_key}"},
+        timeout=30,
+        trust_env=False,
     )
 
 
@@ -143,7 +146,10 @@ async def test_a_read_scope_searches_but_never_writes(suite: Suite, teams):
 def test_team_a_cannot_reach_team_b_over_http(suite: Suite, teams):
     asyncio.run(_seed(suite, teams["b"], "b-http", "Team B's HTTP-only runbook."))
     with httpx.Client(
-        base_url=suite.gateway_url, headers={"authorization": f"Bearer {teams['a']}"}, timeout=30, trust_env=False
+        base_url=suite.gateway_url,
+        headers={"authorization": f"Bearer {teams['a']}"},
+        timeout=30,
+        trust_env=False,
     ) as http:
         listed = http.get("/v1/collections")
         assert listed.status_code == 200 and "b-http" not in {c["name"] for c in listed.json()["data"]}

@@ -43,7 +43,11 @@ def assert_one_trace_through_every_hop(otlp_receiver, suite, trace_id: str, clie
     (gateway_root,) = roots
     assert gateway_root.parent_span_id == client_span
 
-    for backend, method in (("guardrails", "CheckInput"), ("retrieval", "Search"), ("generation", "Generate")):
+    for backend, method in (
+        ("guardrails", "CheckInput"),
+        ("retrieval", "Search"),
+        ("generation", "Generate"),
+    ):
         servers = [s for s in spans if s.service == backend and s.kind == SERVER]
         assert any(s.name.endswith(f"/{method}") for s in servers), (backend, [s.name for s in servers])
         for server in servers:
@@ -68,7 +72,10 @@ def test_one_trace_across_every_hop(suite, otlp_receiver, unique_name):
     client_span = secrets.token_hex(8)
     reply = httpx.post(
         f"{suite.gateway_url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {suite.api_key}", "traceparent": f"00-{trace_id}-{client_span}-01"},
+        headers={
+            "Authorization": f"Bearer {suite.api_key}",
+            "traceparent": f"00-{trace_id}-{client_span}-01",
+        },
         json={
             "model": FAKE_MODEL,
             "stream": True,

@@ -7,9 +7,8 @@ import importlib
 import sys
 from pathlib import Path
 
-from pydantic_settings import BaseSettings
-
 from llmsuite_common.settings import ServiceSettings
+from pydantic_settings import BaseSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("gateway", "guardrails", "retrieval", "generation")
@@ -54,7 +53,14 @@ def rows() -> list[tuple[str, str, str, str]]:
     for service in SERVICES:
         cls = settings_class(service)
         for name in ("otel_service_name", "port"):
-            out.append((name.upper(), service, _default(cls.model_fields[name]), ServiceSettings.model_fields[name].description or ""))
+            out.append(
+                (
+                    name.upper(),
+                    service,
+                    _default(cls.model_fields[name]),
+                    ServiceSettings.model_fields[name].description or "",
+                )
+            )
         for name, field in cls.model_fields.items():
             if name not in ServiceSettings.model_fields:
                 out.append((name.upper(), service, _default(field), field.description or ""))

@@ -28,7 +28,13 @@ def test_quick_run_writes_faithful_results(tmp_path: Path) -> None:
         "BENCH_WORK_DIR": str(tmp_path / "work"),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "bench"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=90, check=False
+        [sys.executable, "-m", "bench"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -2,7 +2,8 @@ from pathlib import Path
 
 from bench.goals import evaluate
 from bench.profile_gateway import package, summarise
-from bench.stats import ratios, summarise as summarise_cells
+from bench.stats import ratios
+from bench.stats import summarise as summarise_cells
 
 
 def cell(target: str, latency: list[float], ok: int, wall: float = 1.0, **extra: object) -> dict:
@@ -66,7 +67,9 @@ def test_shapes_are_pooled_apart_and_cpu_is_per_request_handled() -> None:
             cell("passthrough-fast", [11.0], ok=100, handled=125, target_cpu_s=0.25),
             cell("llmsuite", [20.0], ok=40, handled=50, target_cpu_s=1.0),
             cell("direct", [4000.0], ok=64, shape="long", chunks=200),
-            cell("passthrough-fast", [4001.0], ok=64, handled=64, target_cpu_s=0.32, shape="long", chunks=200),
+            cell(
+                "passthrough-fast", [4001.0], ok=64, handled=64, target_cpu_s=0.32, shape="long", chunks=200
+            ),
             cell("llmsuite", [4100.0], ok=32, handled=64, target_cpu_s=3.2, shape="long", chunks=200),
             cell("litellm", [4500.0], ok=16, handled=64, target_cpu_s=6.4, shape="long", chunks=200),
         ]
@@ -93,10 +96,19 @@ def test_goals_are_met_or_not_from_the_rows() -> None:
             cell("litellm", [40.0], ok=20, target_cpu_s=0.4, concurrency=64),
         ]
     )
-    res = {"rows": rows, "ratios": ratios(rows), "embedding_remote": {"speedup": 12.0, "delay_ms": 20, "batch_size": 64}}
+    res = {
+        "rows": rows,
+        "ratios": ratios(rows),
+        "embedding_remote": {"speedup": 12.0, "delay_ms": 20, "batch_size": 64},
+    }
     by = {g["goal"]: g for g in evaluate(res)}
     cpu = by["CPU per request, non-streamed (all llmsuite processes)"]
-    assert (cpu["value"], cpu["cell"], cpu["vs_fast"], cpu["met"]) == (4.0, "short, non-stream, c=64", 4.0, True)
+    assert (cpu["value"], cpu["cell"], cpu["vs_fast"], cpu["met"]) == (
+        4.0,
+        "short, non-stream, c=64",
+        4.0,
+        True,
+    )
     assert by["requests/s at c=64 ÷ LiteLLM, non-streamed"]["value"] == 5.0
     assert by["requests/s at c=64 ÷ LiteLLM, non-streamed"]["met"] is True
     assert by["remote embeddings: batched ÷ one text per call"]["met"] is True

@@ -180,7 +180,11 @@ def _text_of(content: Any) -> str:
 
 def _echo_chunks(messages: list[Any]) -> list[str]:
     last_user = next(
-        (_text_of(m.get("content")) for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"),
+        (
+            _text_of(m.get("content"))
+            for m in reversed(messages)
+            if isinstance(m, dict) and m.get("role") == "user"
+        ),
         "",
     )
     words = last_user.split()[:ECHO_WORDS]
@@ -201,7 +205,9 @@ def _whole_tool_calls(pieces: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for position, piece in enumerate(pieces):
         index = piece.get("index", position)
         function = piece.get("function") or {}
-        call = calls.setdefault(index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+        call = calls.setdefault(
+            index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+        )
         call["id"] = call["id"] or piece.get("id", "")
         call["type"] = piece.get("type") or call["type"]
         call["function"]["name"] = call["function"]["name"] or function.get("name", "")
@@ -242,7 +248,7 @@ class ChatCompletions:
                 "id": request_id,
                 "method": scope["method"],
                 "path": scope["path"],
-                "client": "%s:%s" % tuple(scope.get("client") or ("", "")),
+                "client": "{}:{}".format(*(scope.get("client") or ("", ""))),
                 "headers": headers,
                 "body": body,
                 "received_at": time.time(),
@@ -304,8 +310,13 @@ class ChatCompletions:
         if s.retry_after is not None:
             extra["retry-after"] = s.retry_after
         if s.status != 200:
-            error = s.body if s.body is not None else _error_envelope(
-                f"scripted status {s.status}", "server_error" if s.status >= 500 else "invalid_request_error"
+            error = (
+                s.body
+                if s.body is not None
+                else _error_envelope(
+                    f"scripted status {s.status}",
+                    "server_error" if s.status >= 500 else "invalid_request_error",
+                )
             )
             conn.response_complete = True
             await self._send_json(send, s.status, error, extra)
@@ -405,12 +416,20 @@ class ChatCompletions:
             await emit(chunk({"tool_calls": [call]}))
             conn.chunks_sent += 1
         await emit(chunk({}, finish))
-        include_usage = isinstance(body.get("stream_options"), dict) and body["stream_options"].get("include_usage")
+        include_usage = isinstance(body.get("stream_options"), dict) and body["stream_options"].get(
+            "include_usage"
+        )
         if s.usage and include_usage:
             await emit(
                 json.dumps(
-                    {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                     "choices": [], "usage": usage}
+                    {
+                        "id": ident,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage,
+                    }
                 )
             )
         if not s.no_done:
@@ -446,7 +465,10 @@ def create_app(*, models: list[str] | None = None, max_records: int = 10_000) ->
 
     async def list_models(request: Request) -> Response:
         return _json(
-            {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in model_ids]}
+            {
+                "object": "list",
+                "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in model_ids],
+            }
         )
 
     async def script(request: Request) -> Response:
@@ -497,7 +519,9 @@ def create_app(*, models: list[str] | None = None, max_records: int = 10_000) ->
             state.connections.clear()
             state.connections.extend(still_open)
         items = [vars(c) for c in state.connections]
-        return _json({"open": sum(c["state"] == "open" for c in items), "total": len(items), "connections": items})
+        return _json(
+            {"open": sum(c["state"] == "open" for c in items), "total": len(items), "connections": items}
+        )
 
     app = Starlette(
         routes=[
@@ -566,7 +590,9 @@ class FakeUpstream:
 
 
 @contextlib.contextmanager
-def running_fake_upstream(host: str = "127.0.0.1", port: int = 0, **app_options: Any) -> Iterator[FakeUpstream]:
+def running_fake_upstream(
+    host: str = "127.0.0.1", port: int = 0, **app_options: Any
+) -> Iterator[FakeUpstream]:
     """Serve a fake in a background thread (its own event loop) until the block ends."""
     _quiet_drops()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -581,7 +607,9 @@ def running_fake_upstream(host: str = "127.0.0.1", port: int = 0, **app_options:
         timeout_graceful_shutdown=1,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="fake-upstream", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="fake-upstream", daemon=True
+    )
     thread.start()
     for _ in range(500):
         if server.started or not thread.is_alive():

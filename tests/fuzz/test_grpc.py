@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import llmsuite
 import pytest
 from google.protobuf.descriptor import Descriptor, MethodDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-
-import llmsuite
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite.guardrails.v1 import guardrails_pb2
@@ -265,9 +264,7 @@ def ordinary_call(suite, channel: grpc.Channel, service: str) -> None:
             request_serializer=generation_pb2.GenerateRequest.SerializeToString,
             response_deserializer=generation_pb2.CompleteResponse.FromString,
         )(
-            generation_pb2.GenerateRequest(
-                context=ctx, model=FAKE_MODEL, messages=[HELLO], max_tokens=8
-            ),
+            generation_pb2.GenerateRequest(context=ctx, model=FAKE_MODEL, messages=[HELLO], max_tokens=8),
             timeout=30,
             metadata=auth,
         )

@@ -20,7 +20,7 @@ def test_each_servicemonitor_scrapes_its_service_metrics_port(rendered):
         service = named(objects, "Service", comp)
         selector = monitor["spec"]["selector"]["matchLabels"]
 
-        def selects(svc):
+        def selects(svc, selector=selector):
             return all(svc["metadata"]["labels"].get(k) == v for k, v in selector.items())
 
         assert selects(service), case
@@ -79,7 +79,7 @@ def test_alerts_read_only_metrics_the_suite_exports_or_kubernetes_provides(rende
 
 
 def test_error_budget_burn_alerts_pair_a_long_and_a_short_window(rendered):
-    for case, group, item in _rules(rendered):
+    for case, _group, item in _rules(rendered):
         if item.get("alert") != "LlmsuiteErrorBudgetBurn":
             continue
         windows = re.findall(r"ratio_rate(\d+[mhd])", item["expr"])

@@ -9,7 +9,7 @@ from k8s_objects import SERVICES, component, container_env, named, of_kind, pod_
 
 # k8stools.crds needs only jsonschema, which the services' venv has too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "k8s" / "tools"))
-from k8stools import crds  # noqa: E402
+from k8stools import crds
 
 GRPC_SERVICES = ("guardrails", "retrieval", "generation")
 PUBLIC_KEYS_DIR = "/etc/llmsuite/token-public-keys"
@@ -31,7 +31,10 @@ def _secret_mounts(objects, comp):
         if mount["name"] in volumes:
             assert mount.get("readOnly") is True, f"{comp} mounts Secret volume {mount['name']} writable"
             secret = volumes[mount["name"]]
-            out[mount["mountPath"]] = (secret["secretName"], {i["key"]: i["path"] for i in secret.get("items", [])})
+            out[mount["mountPath"]] = (
+                secret["secretName"],
+                {i["key"]: i["path"] for i in secret.get("items", [])},
+            )
     return out
 
 
@@ -128,9 +131,15 @@ def test_certificates_validate_and_cover_what_clients_dial(rendered):
             assert spec["secretName"] == secret, f"{case}: {comp} Certificate writes {spec['secretName']}"
             service = named(objects, "Service", comp)["metadata"]["name"]
             namespace = "llmsuite"
-            assert spec["dnsNames"][:3] == [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"], case
+            assert spec["dnsNames"][:3] == [
+                service,
+                f"{service}.{namespace}",
+                f"{service}.{namespace}.svc",
+            ], case
             if comp != "gateway":
-                assert _target_host(objects, comp) in spec["dnsNames"], f"{case}: {comp} cert lacks the dialled name"
+                assert _target_host(objects, comp) in spec["dnsNames"], (
+                    f"{case}: {comp} cert lacks the dialled name"
+                )
             assert {"server auth", "client auth"} <= set(spec["usages"]), case
             assert spec["issuerRef"]["name"], case
 
@@ -151,11 +160,14 @@ def test_tls_probes_check_health_over_the_pods_own_tls(rendered):
             port = str(container["ports"][0]["containerPort"])
             for probe in ("startupProbe", "readinessProbe"):
                 argv = container[probe]["exec"]["command"]
-                args = dict(zip(argv[3::2], argv[4::2]))
+                args = dict(zip(argv[3::2], argv[4::2], strict=True))
                 assert args["--port"] == port, f"{case}: {comp} {probe}"
                 assert args["--server-name"] == _target_host(objects, comp), f"{case}: {comp} {probe}"
                 assert args["--ca-file"] == f"{TLS_DIR}/ca.crt", case
-                assert (args["--cert-file"], args["--key-file"]) == (f"{TLS_DIR}/tls.crt", f"{TLS_DIR}/tls.key")
+                assert (args["--cert-file"], args["--key-file"]) == (
+                    f"{TLS_DIR}/tls.crt",
+                    f"{TLS_DIR}/tls.key",
+                )
                 assert 0 < float(args["--timeout"]) < container[probe]["timeoutSeconds"], case
             assert "tcpSocket" in container["livenessProbe"], case
 
@@ -204,10 +216,14 @@ def test_the_exec_probe_module_ships_in_every_backend_image(rendered, dockerfile
     root = Path(__file__).resolve().parents[2]
     for case, objects in _tls_cases(rendered).items():
         for comp in GRPC_SERVICES:
-            argv = pod_spec(named(objects, "Deployment", comp))["containers"][0]["readinessProbe"]["exec"]["command"]
+            argv = pod_spec(named(objects, "Deployment", comp))["containers"][0]["readinessProbe"]["exec"][
+                "command"
+            ]
             module = argv[2]
             assert (root / "libs/common" / (module.replace(".", "/") + ".py")).is_file(), f"{case}: {module}"
             copied = {
-                i["value"][0] for i in dockerfiles[f"services/{comp}/Dockerfile"] if i["cmd"] == "COPY" and not i["flags"]
+                i["value"][0]
+                for i in dockerfiles[f"services/{comp}/Dockerfile"]
+                if i["cmd"] == "COPY" and not i["flags"]
             }
             assert "libs/common/llmsuite_common" in copied, comp

@@ -51,9 +51,15 @@ def test_grpc_backends_use_native_grpc_probes_and_the_gateway_http(rendered):
                 if comp == "gateway":
                     assert container[probe]["httpGet"]["path"] in {"/healthz", "/readyz"}, f"{case}: {probe}"
                 elif tls and probe == "livenessProbe":
-                    assert container[probe]["tcpSocket"]["port"] in {port, container["ports"][0]["name"]}, case
+                    assert container[probe]["tcpSocket"]["port"] in {port, container["ports"][0]["name"]}, (
+                        case
+                    )
                 elif tls:
-                    assert container[probe]["exec"]["command"][:3] == ["python", "-m", "llmsuite_common.grpc_probe"]
+                    assert container[probe]["exec"]["command"][:3] == [
+                        "python",
+                        "-m",
+                        "llmsuite_common.grpc_probe",
+                    ]
                 else:
                     assert container[probe]["grpc"]["port"] == port, f"{case}: {comp} {probe}"
             if comp == "gateway":

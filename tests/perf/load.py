@@ -41,7 +41,9 @@ def drive(
     """Exactly `requests` requests, `concurrency` at a time, through the bench's load generator (its
     own process); the CPU time of the target's processes is read before and after (not wall time)."""
     clients = min(concurrency, requests)
-    spec = cell_spec(cfg, target, stream, clients, shape, duration_s=120.0, warmup_s=0.0, max_requests=requests)
+    spec = cell_spec(
+        cfg, target, stream, clients, shape, duration_s=120.0, warmup_s=0.0, max_requests=requests
+    )
     before = cpu_sample(target.procs)
     result = run_loadgen(spec)
     return Batch(target.name, shape, stream, requests, result, cpu_between(before, cpu_sample(target.procs)))

@@ -11,7 +11,9 @@ from tests.perf.load import drive
 
 @pytest.mark.parametrize("shape", ["short", "long"])
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "non-stream"])
-def test_every_client_gets_the_upstreams_chunks(perf_cfg: BenchSettings, chain: Target, shape: str, stream: bool) -> None:
+def test_every_client_gets_the_upstreams_chunks(
+    perf_cfg: BenchSettings, chain: Target, shape: str, stream: bool
+) -> None:
     requests = FIDELITY_CONCURRENCY * FIDELITY_ANSWERS_PER_CLIENT[shape]
     batch = drive(perf_cfg, chain, shape, stream, requests, FIDELITY_CONCURRENCY)
     r = batch.result

@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 
 from bench.config import BenchSettings
-from bench.processes import Proc, StartupError, cpu_between, cpu_sample, free_port, grpc_ready, spawn, wait_until
+from bench.processes import (
+    Proc,
+    StartupError,
+    cpu_between,
+    cpu_sample,
+    free_port,
+    grpc_ready,
+    spawn,
+    wait_until,
+)
 from bench.targets import Target, service_argv, service_env
 from tests.perf.budget import IDLE_MAX_CORE_SHARE, IDLE_SECONDS, RETRIEVAL_START_SECONDS
 

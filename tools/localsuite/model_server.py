@@ -29,5 +29,9 @@ def model_server(port: int, data_dir: Path, log_dir: Path) -> Process:
         "--n_threads", threads,
     ]  # fmt: skip
     return Process(
-        "model-server", argv, {}, lambda: http_ok(f"http://127.0.0.1:{port}/v1/models"), log_dir / "model-server.log"
+        "model-server",
+        argv,
+        {},
+        lambda: http_ok(f"http://127.0.0.1:{port}/v1/models"),
+        log_dir / "model-server.log",
     )

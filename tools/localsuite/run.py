@@ -93,8 +93,11 @@ def main() -> int:
     taken = busy_ports(wanted)
     if taken:
         # Said up front: otherwise the first service to lose the race only says so in its own log.
-        print(f"ports in use on 127.0.0.1: {', '.join(taken)}; stop what holds them and run again "
-              "(GATEWAY_PORT moves the gateway)", file=sys.stderr)
+        print(
+            f"ports in use on 127.0.0.1: {', '.join(taken)}; stop what holds them and run again "
+            "(GATEWAY_PORT moves the gateway)",
+            file=sys.stderr,
+        )
         return 1
     started = time.monotonic()
     try:

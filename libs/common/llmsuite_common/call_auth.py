@@ -23,7 +23,9 @@ REFLECTION_PREFIXES = ("/grpc.reflection.v1alpha.ServerReflection/", "/grpc.refl
 # The verified caller of the call being handled (server side).
 caller_var: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("grpc_caller", default=None)
 # The caller the current task makes calls for (client side).
-acting_caller_var: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("acting_caller", default=None)
+acting_caller_var: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
+    "acting_caller", default=None
+)
 
 
 def current_caller() -> Caller:
@@ -41,7 +43,9 @@ def tenant_of(context: Any) -> str:
     asked = getattr(context, "org_id", "") if context is not None else ""
     if asked and asked != caller.org_id:
         raise PermissionDenied(
-            "context.org_id names another organization than the credential", code="org_mismatch", param="context.org_id"
+            "context.org_id names another organization than the credential",
+            code="org_mismatch",
+            param="context.org_id",
         )
     return caller.org_id
 

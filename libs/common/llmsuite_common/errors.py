@@ -92,7 +92,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
 
 
 def _request_id(details: grpc.HandlerCallDetails) -> str:
-    for key, value in details.invocation_metadata or ():  # type: ignore[attr-defined]
+    for key, value in details.invocation_metadata or ():
         if key == REQUEST_ID_METADATA_KEY:
             return str(value)
     return ""
@@ -105,7 +105,9 @@ class _Undecodable:
 _UNDECODABLE = _Undecodable()
 
 
-def _tolerant(deserializer: Callable[[bytes], Any] | None, *, streaming: bool = False) -> Callable[[bytes], Any] | None:
+def _tolerant(
+    deserializer: Callable[[bytes], Any] | None, *, streaming: bool = False
+) -> Callable[[bytes], Any] | None:
     # grpc turns a raising deserializer into UNKNOWN carrying the parser's text;
     # callers should get INVALID_ARGUMENT and nothing about our internals.
     # A unary request is parsed before the handler runs: a stand-in reaches the wrapper, which

@@ -22,8 +22,12 @@ def server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | No
     pair = [(_read(settings.grpc_tls_key_file), _read(settings.grpc_tls_cert_file))]
     if settings.grpc_tls_require_client_cert:
         if not settings.grpc_tls_ca_file:
-            raise ValueError("GRPC_TLS_REQUIRE_CLIENT_CERT needs GRPC_TLS_CA_FILE to verify client certificates")
-        return grpc.ssl_server_credentials(pair, root_certificates=_read(settings.grpc_tls_ca_file), require_client_auth=True)
+            raise ValueError(
+                "GRPC_TLS_REQUIRE_CLIENT_CERT needs GRPC_TLS_CA_FILE to verify client certificates"
+            )
+        return grpc.ssl_server_credentials(
+            pair, root_certificates=_read(settings.grpc_tls_ca_file), require_client_auth=True
+        )
     return grpc.ssl_server_credentials(pair)
 
 
@@ -41,4 +45,6 @@ def channel_credentials(
 
 
 def settings_channel_credentials(settings: ServiceSettings) -> grpc.ChannelCredentials | None:
-    return channel_credentials(settings.grpc_tls_ca_file, settings.grpc_tls_cert_file, settings.grpc_tls_key_file)
+    return channel_credentials(
+        settings.grpc_tls_ca_file, settings.grpc_tls_cert_file, settings.grpc_tls_key_file
+    )

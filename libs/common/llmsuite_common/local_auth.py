@@ -31,7 +31,9 @@ class LocalAuthority:
         *,
         tracer_provider: TracerProvider | None = None,
     ) -> Sequence[grpc.aio.ServerInterceptor]:
-        return server_interceptors(metrics, tracer_provider=tracer_provider, authenticator=self.authenticator(audience))
+        return server_interceptors(
+            metrics, tracer_provider=tracer_provider, authenticator=self.authenticator(audience)
+        )
 
     @staticmethod
     def caller(

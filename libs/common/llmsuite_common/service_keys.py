@@ -56,17 +56,24 @@ def kubernetes_secrets(out: Path, fullname: str) -> str:
         )
 
     return "---\n".join(
-        [secret(f"{fullname}-token-signing-key", SIGNING_KEY_FILE), secret(f"{fullname}-token-public-keys", JWKS_FILE)]
+        [
+            secret(f"{fullname}-token-signing-key", SIGNING_KEY_FILE),
+            secret(f"{fullname}-token-public-keys", JWKS_FILE),
+        ]
     )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True, help="directory for signing-key.pem and jwks.json")
     parser.add_argument("--rotate", action="store_true", help="new signing key; keep the old public keys")
     parser.add_argument("--prune", action="store_true", help="keep only the current signing key's public key")
     parser.add_argument(
-        "--kubernetes", metavar="FULLNAME", help="print the two Secrets, named <FULLNAME>-token-*, as the chart expects"
+        "--kubernetes",
+        metavar="FULLNAME",
+        help="print the two Secrets, named <FULLNAME>-token-*, as the chart expects",
     )
     args = parser.parse_args(argv)
     key = write_keys(args.out, rotate=args.rotate, prune=args.prune)

@@ -273,7 +273,9 @@ class TokenVerifier:
         except jwt.InvalidAudienceError:
             raise Unauthenticated(f"the token is not for {self.audience}", code="wrong_audience") from None
         except jwt.PyJWTError:
-            raise Unauthenticated("the token is malformed or its signature is invalid", code="invalid_token") from None
+            raise Unauthenticated(
+                "the token is malformed or its signature is invalid", code="invalid_token"
+            ) from None
         # Expiry against the injected clock rather than PyJWT's own.
         expires = float(claims["exp"])
         if expires + self._leeway <= now:

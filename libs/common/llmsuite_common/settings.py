@@ -20,9 +20,15 @@ class ServiceSettings(BaseSettings):
     # Read by the OpenTelemetry SDK itself from the same variables; declared here so a bad value
     # fails at start and the chart's names stay settings fields.
     otel_traces_sampler: Literal[
-        "always_on", "always_off", "traceidratio",
-        "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio",
-    ] = Field("parentbased_always_on", description="Trace sampler; `parentbased_traceidratio` samples new traces.")
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ] = Field(
+        "parentbased_always_on", description="Trace sampler; `parentbased_traceidratio` samples new traces."
+    )
     otel_traces_sampler_arg: float = Field(
         1.0, ge=0, le=1, description="Share of new traces recorded by the `*traceidratio` samplers."
     )
@@ -45,14 +51,17 @@ class ServiceSettings(BaseSettings):
         True, description="gRPC reflection answers without a credential (health checks always do)."
     )
     grpc_tls_cert_file: str = Field(
-        "", description="PEM certificate of this service: its gRPC server certificate and mTLS client certificate; empty is plaintext."
+        "",
+        description="PEM certificate of this service: its gRPC server certificate and mTLS client certificate; empty is plaintext.",
     )
     grpc_tls_key_file: str = Field("", description="PEM private key of `GRPC_TLS_CERT_FILE`.")
     grpc_tls_ca_file: str = Field(
-        "", description="PEM CA bundle that verifies peers: the servers this service calls, and clients under mTLS."
+        "",
+        description="PEM CA bundle that verifies peers: the servers this service calls, and clients under mTLS.",
     )
     grpc_tls_require_client_cert: bool = Field(
-        False, description="gRPC servers accept only clients with a certificate signed by `GRPC_TLS_CA_FILE` (mTLS)."
+        False,
+        description="gRPC servers accept only clients with a certificate signed by `GRPC_TLS_CA_FILE` (mTLS).",
     )
     metrics_port: int = Field(
         0, description="Port of the Prometheus /metrics listener of a gRPC service; 0 turns it off."

@@ -27,7 +27,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from .call_auth import CallAuthenticator, caller_var
-from .errors import _abort, _request_id, _tolerant, _UNDECODABLE, InvalidArgument
+from .errors import _UNDECODABLE, InvalidArgument, _abort, _request_id, _tolerant
 from .grpc_metrics import GrpcServerMetrics, _code, is_metered
 from .request_context import request_id_var
 from .telemetry import not_health_check
@@ -52,16 +52,18 @@ class _Call:
 
     __slots__ = ("method", "request_id", "metadata", "traced", "metered", "authenticated")
 
-    def __init__(self, details: grpc.HandlerCallDetails, traced: bool, metered: bool, authenticated: bool) -> None:
+    def __init__(
+        self, details: grpc.HandlerCallDetails, traced: bool, metered: bool, authenticated: bool
+    ) -> None:
         self.method: str = details.method
-        self.metadata = details.invocation_metadata or ()  # type: ignore[attr-defined]
+        self.metadata = details.invocation_metadata or ()
         self.request_id = _request_id(details)
         self.traced = traced
         self.metered = metered
         self.authenticated = authenticated
 
 
-class ServerCallInterceptor(grpc.aio.ServerInterceptor):
+class ServerCallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.aio is untyped
     """Tracing span, request id, metrics, error-to-status mapping and stream writes, per call.
 
     - A server span per call (not for health checks), child of the trace context in the call's
@@ -104,6 +106,7 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
             metered=self._metrics is not None and is_metered(handler_call_details.method),
             authenticated=self._auth is not None and not self._auth.is_open(handler_call_details.method),
         )
+        replaced: dict[str, Any]
         if handler.unary_unary is not None:
             replaced = {"unary_unary": self._unary(handler.unary_unary, call)}
         elif handler.stream_unary is not None:
@@ -117,7 +120,7 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
         replaced["request_deserializer"] = _tolerant(
             handler.request_deserializer, streaming=handler.request_streaming
         )
-        return handler._replace(**replaced)  # type: ignore[attr-defined]
+        return handler._replace(**replaced)
 
     # Per call: begin() before the handler, end() after it, both in the call's task.
 
@@ -231,7 +234,9 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
         return stream
 
 
-def _span_attributes(call: _Call, metadata: dict[str, str], context: grpc.aio.ServicerContext) -> dict[str, Any]:
+def _span_attributes(
+    call: _Call, metadata: dict[str, str], context: grpc.aio.ServicerContext
+) -> dict[str, Any]:
     """OpenTelemetry's gRPC server span attributes."""
     service, _, method = call.method.lstrip("/").partition("/")
     attributes: dict[str, Any] = {

@@ -4,7 +4,6 @@ import asyncio
 import os
 
 import grpc
-
 from llmsuite_common.grpc_server import run
 from llmsuite_common.settings import ServiceSettings
 from llmsuite_common.telemetry import setup_telemetry

@@ -8,9 +8,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import psycopg
 import pgserver
-
+import psycopg
 from llmsuite_common.embedded_postgres import EmbeddedPostgres
 
 

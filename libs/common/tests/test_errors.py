@@ -1,7 +1,6 @@
 import grpc
 import pytest
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
-
 from llmsuite_common.errors import InvalidArgument, ResourceExhausted, read_error_detail
 from llmsuite_common.grpc_client import channel
 from llmsuite_common.request_context import request_id_var

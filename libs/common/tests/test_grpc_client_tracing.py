@@ -6,12 +6,11 @@ import asyncio
 import grpc
 import pytest
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
+from llmsuite_common.grpc_client import TracedStub, channel
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-
-from llmsuite_common.grpc_client import TracedStub, channel
 
 
 class Scripted(generation_pb2_grpc.GenerationServiceServicer):

@@ -1,12 +1,11 @@
 import grpc
 import pytest
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
-from prometheus_client import CollectorRegistry
-
 from llmsuite_common.errors import InvalidArgument
 from llmsuite_common.grpc_client import channel
 from llmsuite_common.grpc_metrics import GrpcServerMetrics
 from llmsuite_common.stream_driver import server_interceptors
+from prometheus_client import CollectorRegistry
 
 METHOD = dict(grpc_service="llmsuite.guardrails.v1.GuardrailsService", grpc_method="CheckInput")
 

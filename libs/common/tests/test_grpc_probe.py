@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
 from llmsuite_common import grpc_probe
 
 from tools.localsuite.processes import ROOT
@@ -27,7 +26,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _cert(subject: str, issuer_key, issuer: x509.Name, key, *, ca: bool, dns: list[str]) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))
@@ -39,15 +38,20 @@ def _cert(subject: str, issuer_key, issuer: x509.Name, key, *, ca: bool, dns: li
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if dns:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False)
         builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False
+        )
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
         )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
 def _pem_key(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +125,15 @@ def test_command_line_exit_code_follows_the_status(mtls_server, tls_files):
         "GRPC_TLS_CERT_FILE": str(tls_files["cert"]),
         "GRPC_TLS_KEY_FILE": str(tls_files["key"]),
     }
-    argv = [sys.executable, "-m", "llmsuite_common.grpc_probe", "--port", str(port), "--server-name", SERVICE_NAME]
+    argv = [
+        sys.executable,
+        "-m",
+        "llmsuite_common.grpc_probe",
+        "--port",
+        str(port),
+        "--server-name",
+        SERVICE_NAME,
+    ]
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)

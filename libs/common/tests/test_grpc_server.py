@@ -8,7 +8,6 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from llmsuite_common.local_auth import LocalAuthority
 
 from tools.localsuite.processes import ROOT, free_port
@@ -20,7 +19,9 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 def health(port: int) -> int | None:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         try:
-            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5).status
+            return (
+                health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5).status
+            )
         except grpc.RpcError:
             return None
 

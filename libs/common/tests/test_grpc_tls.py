@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
 from llmsuite_common.grpc_client import channel
 from llmsuite_common.grpc_tls import channel_credentials, server_credentials
 from llmsuite_common.settings import ServiceSettings
@@ -24,7 +23,9 @@ def _name(common: str) -> x509.Name:
 def _write(path: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> tuple[str, str]:
     key_path, cert_path = path.with_suffix(".key"), path.with_suffix(".crt")
     key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return str(cert_path), str(key_path)
@@ -59,7 +60,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
                 critical=False,
             )
         )
@@ -122,7 +125,9 @@ async def test_mutual_tls_refuses_clients_without_a_certificate(pki):
 
 def test_mutual_tls_without_a_ca_is_a_configuration_error(pki):
     settings = ServiceSettings(
-        grpc_tls_cert_file=pki["server_cert"], grpc_tls_key_file=pki["server_key"], grpc_tls_require_client_cert=True
+        grpc_tls_cert_file=pki["server_cert"],
+        grpc_tls_key_file=pki["server_key"],
+        grpc_tls_require_client_cert=True,
     )
     with pytest.raises(ValueError, match="GRPC_TLS_CA_FILE"):
         server_credentials(settings)

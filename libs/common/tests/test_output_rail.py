@@ -1,9 +1,9 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from llmsuite_common.rules.output_rail import OutputRail
 from llmsuite_common.rules.output_scan import OutputScanner
 from llmsuite_common.rules.policy import OutputChecks
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 SECRET_PIECES = ["AKIA", "IOSF", "ODNN", "7EXA", "MPLE"]
 
@@ -56,14 +56,19 @@ def test_time_limit_releases_held_text_without_new_tokens():
 
 
 def test_email_split_across_deltas_is_redacted_whole():
-    released, blocked = run(rail(hold_back_tokens=8), ["write to ", "jo", "hn@exa", "mple.c", "om", " today"] + ["ok "] * 10)
+    released, blocked = run(
+        rail(hold_back_tokens=8), ["write to ", "jo", "hn@exa", "mple.c", "om", " today"] + ["ok "] * 10
+    )
     assert blocked is None
     text = "".join(released)
     assert "write to [REDACTED:EMAIL] today" in text and "john" not in text and "@" not in text
 
 
 def test_deny_term_in_output_blocks():
-    released, blocked = run(rail(hold_back_tokens=4, deny={"terms": ["project falcon"]}), ["the ", "Project ", "Fal", "con ", "is"])
+    released, blocked = run(
+        rail(hold_back_tokens=4, deny={"terms": ["project falcon"]}),
+        ["the ", "Project ", "Fal", "con ", "is"],
+    )
     assert blocked and blocked[0].code == "output_denied_term"
     assert "Fal" not in "".join(released)
 

@@ -2,7 +2,6 @@ import json
 import logging
 
 import pytest
-
 from llmsuite_common.logs import JsonFormatter
 from llmsuite_common.redaction import redact
 
@@ -24,7 +23,7 @@ def test_known_secret_shapes_are_masked(secret):
 @pytest.mark.parametrize(
     "text",
     [
-        'Authorization: Bearer abc.def-ghi',
+        "Authorization: Bearer abc.def-ghi",
         '{"api_key": "plain-value-123"}',
         "password=hunter2&user=x",
         "postgresql://app:s3cr3t@db:5432/llm",
@@ -42,7 +41,9 @@ def test_ordinary_text_is_untouched():
 
 
 def test_formatter_masks_message_and_extra_fields():
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "calling with %s", ("sk-live-CANARY1234567890",), None)
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "calling with %s", ("sk-live-CANARY1234567890",), None
+    )
     record.upstream_url = "https://user:CANARYPASS@api.example/v1"
     line = JsonFormatter("test").format(record)
     parsed = json.loads(line)

@@ -4,7 +4,6 @@ INVALID_ARGUMENT, not INTERNAL, and the server answers the next call."""
 import grpc
 import pytest
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
-
 from llmsuite_common.errors import read_error_detail
 from llmsuite_common.stream_driver import server_interceptors
 
@@ -31,11 +30,15 @@ async def channel():
 
 async def test_invalid_utf8_in_a_request_stream_is_invalid_argument(channel):
     raw = channel.stream_stream(
-        METHOD, request_serializer=lambda b: b, response_deserializer=guardrails_pb2.OutputStreamResponse.FromString
+        METHOD,
+        request_serializer=lambda b: b,
+        response_deserializer=guardrails_pb2.OutputStreamResponse.FromString,
     )
     good = guardrails_pb2.OutputStreamRequest(delta="fine").SerializeToString()
-    bad = guardrails_pb2.OutputStreamRequest(delta="\x01XYZ\x01").SerializeToString().replace(
-        b"\x01XYZ\x01", b"\x01\xed\xa0\x80\x01"
+    bad = (
+        guardrails_pb2.OutputStreamRequest(delta="\x01XYZ\x01")
+        .SerializeToString()
+        .replace(b"\x01XYZ\x01", b"\x01\xed\xa0\x80\x01")
     )
     call = raw(timeout=5)
     await call.write(good)

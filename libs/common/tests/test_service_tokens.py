@@ -4,7 +4,6 @@ import json
 import stat
 
 import pytest
-
 from llmsuite_common.errors import PermissionDenied, Unauthenticated
 from llmsuite_common.service_keys import JWKS_FILE, SIGNING_KEY_FILE, kubernetes_secrets, write_keys
 from llmsuite_common.service_tokens import (

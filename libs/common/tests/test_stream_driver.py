@@ -7,18 +7,17 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
+from llmsuite_common.errors import InvalidArgument, Unavailable, read_error_detail
+from llmsuite_common.grpc_client import channel
+from llmsuite_common.grpc_metrics import GrpcServerMetrics
+from llmsuite_common.request_context import request_id_var
+from llmsuite_common.stream_driver import server_interceptors
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
-
-from llmsuite_common.errors import InvalidArgument, Unavailable, read_error_detail
-from llmsuite_common.grpc_client import channel
-from llmsuite_common.grpc_metrics import GrpcServerMetrics
-from llmsuite_common.request_context import request_id_var
-from llmsuite_common.stream_driver import server_interceptors
 
 BIG = "x" * (512 * 1024)
 
@@ -152,7 +151,9 @@ async def traced_server():
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     servicer = Scripted()
-    server = grpc.aio.server(interceptors=server_interceptors(GrpcServerMetrics(registry), tracer_provider=provider))
+    server = grpc.aio.server(
+        interceptors=server_interceptors(GrpcServerMetrics(registry), tracer_provider=provider)
+    )
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(servicer, server)
     guardrails_pb2_grpc.add_GuardrailsServiceServicer_to_server(Echo(), server)
     health_servicer = health.aio.HealthServicer()
@@ -198,7 +199,9 @@ async def test_stream_errors_after_messages_map_to_status_and_detail(traced_serv
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
     def handled(code: str) -> float | None:
-        return registry.get_sample_value("llmsuite_grpc_server_handled_total", {**GENERATE, "grpc_code": code})
+        return registry.get_sample_value(
+            "llmsuite_grpc_server_handled_total", {**GENERATE, "grpc_code": code}
+        )
 
     assert [handled(c) for c in ("OK", "UNAVAILABLE", "INTERNAL", "PERMISSION_DENIED")] == [1, 1, 1, 1]
     assert registry.get_sample_value("llmsuite_grpc_server_handling_seconds_count", GENERATE) == 4
@@ -206,16 +209,22 @@ async def test_stream_errors_after_messages_map_to_status_and_detail(traced_serv
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert set(spans) == {"/llmsuite.generation.v1.GenerationService/Generate"}
     codes = [
-        (s.attributes["rpc.grpc.status_code"], s.status.status_code)
-        for s in exporter.get_finished_spans()
+        (s.attributes["rpc.grpc.status_code"], s.status.status_code) for s in exporter.get_finished_spans()
     ]
-    assert codes == [(0, StatusCode.UNSET), (14, StatusCode.ERROR), (13, StatusCode.ERROR), (7, StatusCode.UNSET)]
+    assert codes == [
+        (0, StatusCode.UNSET),
+        (14, StatusCode.ERROR),
+        (13, StatusCode.ERROR),
+        (7, StatusCode.UNSET),
+    ]
 
 
 async def test_unary_calls_map_errors_and_undecodable_requests(traced_server):
     ch, _, registry, _, _ = traced_server
     stub = generation_pb2_grpc.GenerationServiceStub(ch)
-    assert [m.id for m in (await stub.ListModels(generation_pb2.ListModelsRequest(), timeout=5)).models] == ["m"]
+    assert [m.id for m in (await stub.ListModels(generation_pb2.ListModelsRequest(), timeout=5)).models] == [
+        "m"
+    ]
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.ListModels(generation_pb2.ListModelsRequest(), metadata=(("x-fail", "1"),), timeout=5)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -251,7 +260,9 @@ async def test_server_span_continues_the_callers_trace_with_request_id_bound(tra
     assert servicer.request_ids == ["req-7"]
     attributes = server_span.attributes
     assert (attributes["rpc.system"], attributes["rpc.service"], attributes["rpc.method"]) == (
-        "grpc", "llmsuite.generation.v1.GenerationService", "Generate"
+        "grpc",
+        "llmsuite.generation.v1.GenerationService",
+        "Generate",
     )
     assert attributes["net.peer.ip"] == "127.0.0.1" and attributes["net.peer.name"] == "localhost"
 
@@ -272,7 +283,10 @@ async def test_bidirectional_streams_and_health_checks_pass_through(traced_serve
     assert [s.name for s in exporter.get_finished_spans()] == [
         "/llmsuite.guardrails.v1.GuardrailsService/CheckOutputStream"
     ]
-    assert registry.get_sample_value(
-        "llmsuite_grpc_server_handled_total", {"grpc_service": "grpc.health.v1.Health", "grpc_method": "Check",
-                                               "grpc_code": "OK"}
-    ) is None
+    assert (
+        registry.get_sample_value(
+            "llmsuite_grpc_server_handled_total",
+            {"grpc_service": "grpc.health.v1.Health", "grpc_method": "Check", "grpc_code": "OK"},
+        )
+        is None
+    )

@@ -16,9 +16,9 @@ from .admission import EdgeChecks
 from .auth import ApiKeyMiddleware, Identity, key_id_for
 from .auth_failures import AuthFailures
 from .body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
-from .database_busy import DatabaseBusyMiddleware
 from .chat import ChatPipeline
 from .clients import BackendClients
+from .database_busy import DatabaseBusyMiddleware
 from .db import Database
 from .errors import ApiError, error_response
 from .guardrails_summary import GuardrailsHeaderMiddleware

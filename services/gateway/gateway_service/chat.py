@@ -23,9 +23,9 @@ from .errors import ApiError, from_grpc
 from .generation_reader import CompletedReader, GenerationReader, incomplete_stream
 from .guardrails_calls import check_context, check_input
 from .output_rail import GuardedReader, OutputPolicies
-from .structured_output import StructuredReader, StructuredSpec, structured_spec
 from .prompt import last_user_text, with_context
 from .schemas import ChatCompletionRequest
+from .structured_output import StructuredReader, StructuredSpec, structured_spec
 from .tool_calls import generate_fields, message_fields
 
 log = logging.getLogger(__name__)

@@ -99,7 +99,9 @@ class BackendClients:
             traced(retrieval_pb2_grpc.RetrievalServiceStub(self._channels["retrieval"]), "retrieval"),
             {"Search": "retrieval"},
         )
-        self.generation = traced(generation_pb2_grpc.GenerationServiceStub(self._channels["generation"]), "generation")
+        self.generation = traced(
+            generation_pb2_grpc.GenerationServiceStub(self._channels["generation"]), "generation"
+        )
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}

@@ -42,9 +42,15 @@ async def check_input(
         raise from_grpc(err, "guardrails") from None
     summary = current_summary()
     if summary is not None:
-        outcome = {guardrails_pb2.VERDICT_BLOCK: "block"}.get(reply.verdict, "redact" if reply.redacted else "allow")
+        outcome = {guardrails_pb2.VERDICT_BLOCK: "block"}.get(
+            reply.verdict, "redact" if reply.redacted else "allow"
+        )
         summary.add(
-            "input", outcome, [t.check for t in reply.timings], reply.elapsed_us, reply.policy_version,
+            "input",
+            outcome,
+            [t.check for t in reply.timings],
+            reply.elapsed_us,
+            reply.policy_version,
             codes=[r.code for r in reply.reasons],
         )
     if reply.verdict == guardrails_pb2.VERDICT_BLOCK:
@@ -71,7 +77,10 @@ async def check_context(
         reply = await stub.CheckContext(
             guardrails_pb2.CheckContextRequest(
                 context=context,
-                chunks=[guardrails_pb2.ContextChunk(chunk_id=c.chunk_id, source_id=c.source_id, text=c.text) for c in chunks],
+                chunks=[
+                    guardrails_pb2.ContextChunk(chunk_id=c.chunk_id, source_id=c.source_id, text=c.text)
+                    for c in chunks
+                ],
             ),
             timeout=deadline.remaining(),
             metadata=call_metadata(),
@@ -81,7 +90,9 @@ async def check_context(
     summary = current_summary()
     if summary is not None:
         outcome = f"dropped:{len(reply.dropped)}" if reply.dropped else "allow"
-        summary.add("context", outcome, [t.check for t in reply.timings], reply.elapsed_us, reply.policy_version)
+        summary.add(
+            "context", outcome, [t.check for t in reply.timings], reply.elapsed_us, reply.policy_version
+        )
     for dropped in reply.dropped:
         log.warning(
             "retrieved chunk dropped by guardrails",

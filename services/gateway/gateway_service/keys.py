@@ -68,7 +68,9 @@ def policy_of(key_settings: dict[str, Any], org_settings: dict[str, Any]) -> Pol
     values["cache_ttl_seconds"] = int(org_settings.get("cache_ttl_seconds", Policy.cache_ttl_seconds))
     values["key_budget_usd"] = float(key_settings.get("budget_usd") or 0)
     values["org_budget_usd"] = float(org_settings.get("budget_usd") or 0)
-    values["log_policy"] = narrowest_log_policy(org_settings.get("log_policy"), key_settings.get("log_policy"))
+    values["log_policy"] = narrowest_log_policy(
+        org_settings.get("log_policy"), key_settings.get("log_policy")
+    )
     values["scopes"] = frozenset(s for s in key_settings.get("scopes") or () if s in SCOPES)
     return Policy(**values)
 

@@ -93,7 +93,12 @@ class Admission:
 
 class Limiter:
     def __init__(
-        self, store: LimitStore, config: LimitConfig, *, on_refused: Any = None, store_slots: int | None = None
+        self,
+        store: LimitStore,
+        config: LimitConfig,
+        *,
+        on_refused: Any = None,
+        store_slots: int | None = None,
     ) -> None:
         # A prometheus Counter labelled by cause, or None.
         self._on_refused = on_refused

@@ -161,7 +161,10 @@ class GuardedReader(GenerationReader):
             report_block(trace.get_current_span(), step.blocked, self._version, self._metrics)
             if self._summary is not None:
                 self._summary.add(
-                    "output", "block", [f.check for f in step.blocked], self._rail.state.scan_us,
+                    "output",
+                    "block",
+                    [f.check for f in step.blocked],
+                    self._rail.state.scan_us,
                     codes=[f.code for f in step.blocked],
                 )
             self._blocked = policy_violation(step.blocked, "the response was stopped by the output policy")

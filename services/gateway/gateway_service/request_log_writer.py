@@ -146,9 +146,7 @@ class RequestLogWriter:
                 backoff = min(backoff * 2, _BACKOFF_MAX_SECONDS)
         if self.depth:
             dropped = self._drop_all()
-            log.error(
-                "request log rows not written before exit", extra={"rows": dropped, "written": written}
-            )
+            log.error("request log rows not written before exit", extra={"rows": dropped, "written": written})
         else:
             log.info("request log drained", extra={"rows": written})
 

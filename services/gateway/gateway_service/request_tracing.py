@@ -45,7 +45,11 @@ class RequestTracing:
             f"{method} {scope['path']}" if kind == "http" else scope["path"],
             context=parent,
             kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": scope["path"], "url.scheme": scope.get("scheme", "http")},
+            attributes={
+                "http.request.method": method,
+                "url.path": scope["path"],
+                "url.scheme": scope.get("scheme", "http"),
+            },
         )
         token = context.attach(trace.set_span_in_context(span, parent))
         started = False

@@ -17,9 +17,8 @@ import logging
 from typing import Any
 
 import orjson
-from prometheus_client import Counter
-
 from llmsuite_common.request_context import request_id_var
+from prometheus_client import Counter
 
 from .kv import KeyValueStore
 from .schemas import ChatCompletionRequest

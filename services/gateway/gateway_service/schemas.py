@@ -2,7 +2,15 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from .request_guards import guard_request
 from .tool_calls import MAX_TOOLS, check_response_format, check_tool_choice, check_tools
@@ -89,7 +97,9 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     user: str | None = Field(None, max_length=256)
     retrieval: RetrievalOptions | None = None
-    tools: Annotated[list[dict[str, Any]] | None, AfterValidator(check_tools)] = Field(None, max_length=MAX_TOOLS)
+    tools: Annotated[list[dict[str, Any]] | None, AfterValidator(check_tools)] = Field(
+        None, max_length=MAX_TOOLS
+    )
     tool_choice: Annotated[str | dict[str, Any] | None, AfterValidator(check_tool_choice)] = None
     response_format: Annotated[dict[str, Any] | None, AfterValidator(check_response_format)] = None
     # Extension: opt in to (true) or out of (false) the result cache; by default only temperature 0 is cached.

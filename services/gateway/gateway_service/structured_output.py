@@ -116,17 +116,21 @@ class StructuredReader(GenerationReader):
             text, final = await _drain(self._current)
             usage.prompt_tokens += final.usage.prompt_tokens
             usage.completion_tokens += final.usage.completion_tokens
-            usage.total_tokens += final.usage.total_tokens or final.usage.prompt_tokens + final.usage.completion_tokens
+            usage.total_tokens += (
+                final.usage.total_tokens or final.usage.prompt_tokens + final.usage.completion_tokens
+            )
             if attempt:
                 reask_tokens += final.usage.completion_tokens
             reply = await self._validate(request.context, text, attempt)
             if reply.valid:
-                self._note("reasked:%d" % attempt if attempt else ("repaired" if reply.repaired else "valid"))
+                self._note(f"reasked:{attempt}" if attempt else ("repaired" if reply.repaired else "valid"))
                 done = generation_pb2.Final()
                 done.CopyFrom(final)
                 done.usage.CopyFrom(usage)  # every attempt is billed
-                return [generation_pb2.GenerateResponse(delta=generation_pb2.Delta(content=reply.text)),
-                        generation_pb2.GenerateResponse(final=done)]
+                return [
+                    generation_pb2.GenerateResponse(delta=generation_pb2.Delta(content=reply.text)),
+                    generation_pb2.GenerateResponse(final=done),
+                ]
             budget = reply.reask_max_tokens - reask_tokens
             if attempt >= min(reply.max_reasks, MAX_ATTEMPTS - 1) or budget <= 0:
                 self._note("invalid")

@@ -26,7 +26,11 @@ def _schema(schema: Any, where: str) -> None:
 def check_tools(value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
     for i, tool in enumerate(value or ()):
         function = tool.get("function")
-        if tool.get("type") != "function" or not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        if (
+            tool.get("type") != "function"
+            or not isinstance(function, dict)
+            or not isinstance(function.get("name"), str)
+        ):
             raise ValueError("each tool must be {'type': 'function', 'function': {'name': ..., ...}}")
         _schema(function.get("parameters"), f"tools[{i}].function.parameters")
     return value

@@ -18,14 +18,14 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path[:0] = [str(ROOT)]
-from tools.localsuite.processes import (
+from tools.localsuite.processes import (  # noqa: E402 - after the sys.path line
     Process,
     ProcessGroup,
     http_ok,
     python_service,
     service_pythonpath,
 )
-from tools.localsuite.suite import Ports, SuiteConfig, service_envs
+from tools.localsuite.suite import Ports, SuiteConfig, service_envs  # noqa: E402
 
 log = Path(tempfile.mkdtemp(prefix="overhead-"))
 ports = Ports.free()

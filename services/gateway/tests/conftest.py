@@ -26,12 +26,12 @@ from guardrails_service.app import GuardrailsApp
 from guardrails_service.settings import GuardrailsSettings
 from llmsuite_common.call_auth import OutboundCredentials
 
+from services.gateway.tests.redis_server import RedisServer, redis_server
 from tests.fakes.openai_upstream import FakeUpstream, running_fake_upstream
+
 # The in-process backends verify with its public key, and the gateways started here sign with its
 # private key, as deployed services do.
 from tests.service_auth import AUTHORITY
-
-from services.gateway.tests.redis_server import RedisServer, redis_server
 
 API_KEY = "sk-gateway-test-key"
 MODEL = "fake-model"

@@ -118,7 +118,9 @@ def test_sse_framing():
 
 
 @pytest.mark.parametrize("include_usage", [False, True])
-@pytest.mark.parametrize("content", ["", "plain", 'quote " and \\ slash', "ünïcode ✓", "line\nbreak", "\x00\x1f"])
+@pytest.mark.parametrize(
+    "content", ["", "plain", 'quote " and \\ slash', "ünïcode ✓", "line\nbreak", "\x00\x1f"]
+)
 def test_prebuilt_content_delta_matches_full_serialization(include_usage, content):
     # A model name equal to the template's marker must not move the split point.
     model = "\x00"

@@ -1,6 +1,5 @@
 """The gateway over real HTTP, with real guardrails and generation (on the scripted fake upstream)."""
 
-
 import httpx
 import openai
 import orjson

@@ -6,7 +6,6 @@ import secrets
 
 import httpx
 import pytest
-
 from gateway_service.text_guard import CODE
 
 CHAT = "/v1/chat/completions"
@@ -15,10 +14,8 @@ JSON = {"content-type": "application/json"}
 
 def raw_chat(model: str, content: str = "hello", extra: str = "") -> bytes:
     # `content` goes in verbatim, so its backslash escapes reach the gateway as the client wrote them.
-    return (
-        '{"model": "%s", "messages": [{"role": "user", "content": "%s"}]%s, "cache": false}'
-        % (model, content, extra)
-    ).encode()
+    messages = '[{"role": "user", "content": "' + content + '"}]'
+    return ('{"model": "' + model + '", "messages": ' + messages + extra + ', "cache": false}').encode()
 
 
 def assert_refused(response: httpx.Response, param: str | None) -> dict:
@@ -81,7 +78,7 @@ async def test_nul_and_lone_surrogates_in_admin_fields_are_400(start_gateway, po
     gw = await start_gateway(gateway_database_url=postgres_dsn)
     org = "org-" + secrets.token_hex(4)
     async with gw.client() as http:
-        bad = ('{"id": "%s", "name": "evil\\u0000name"}' % org).encode()
+        bad = ('{"id": "' + org + '", "name": "evil\\u0000name"}').encode()
         assert_refused(await http.post("/v1/admin/orgs", content=bad, headers=JSON), "name")
         bad = b'{"name": "key \\ud800", "role": "member"}'
         assert_refused(await http.post("/v1/admin/keys", content=bad, headers=JSON), "name")

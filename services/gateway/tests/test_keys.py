@@ -4,10 +4,9 @@ import asyncio
 import secrets
 
 import pytest
-from psycopg_pool import AsyncConnectionPool
-
 from gateway_service.db import migrate, migrations
 from gateway_service.keys import parse_key_id
+from psycopg_pool import AsyncConnectionPool
 
 CHAT = "/v1/chat/completions"
 

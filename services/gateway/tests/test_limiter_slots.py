@@ -4,7 +4,6 @@ import asyncio
 import secrets
 
 import redis.asyncio as aioredis
-
 from gateway_service.auth import Identity
 from gateway_service.errors import ApiError
 from gateway_service.limits import LimitConfig, Limiter
@@ -15,7 +14,9 @@ CONFIG = LimitConfig(window_seconds=60, ip_rpm=0, lease_seconds=60, failure_mode
 
 
 def identity(rpm: int) -> Identity:
-    return Identity(org_id="o-" + secrets.token_hex(4), key_id="k-" + secrets.token_hex(4), policy=Policy(key_rpm=rpm))
+    return Identity(
+        org_id="o-" + secrets.token_hex(4), key_id="k-" + secrets.token_hex(4), policy=Policy(key_rpm=rpm)
+    )
 
 
 async def outcomes(limiter: Limiter, who: Identity, n: int) -> list[str]:

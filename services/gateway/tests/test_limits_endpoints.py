@@ -6,7 +6,6 @@ import time
 import httpx
 import openai
 import pytest
-
 from gateway_service.schemas import ChatCompletionRequest
 from gateway_service.tokens import prompt_estimate, reservation
 

@@ -44,4 +44,3 @@ async def test_the_errors_sent_match_the_documented_envelope(gateway):
         assert answer.status_code >= 400 and answer.headers["content-type"] == "application/json"
         jsonschema.validate(answer.json(), schema)
     assert [a.status_code for a in answers] == [401, 400, 400, 404, 405]
-

@@ -18,7 +18,9 @@ CTX = common_pb2.RequestContext(request_id="r1", org_id="acme")
 
 async def checked_version(stub: guardrails_pb2_grpc.GuardrailsServiceStub) -> str:
     reply = await stub.CheckInput(
-        guardrails_pb2.CheckInputRequest(context=CTX, messages=[common_pb2.ChatMessage(role="user", content="hi")]),
+        guardrails_pb2.CheckInputRequest(
+            context=CTX, messages=[common_pb2.ChatMessage(role="user", content="hi")]
+        ),
         timeout=5,
     )
     return reply.policy_version
@@ -27,7 +29,9 @@ async def checked_version(stub: guardrails_pb2_grpc.GuardrailsServiceStub) -> st
 async def test_a_policy_change_reaches_the_rail_on_the_next_request(tmp_path):
     policy = tmp_path / "acme.yaml"
     policy.write_text("version: one\noutput: {deny: {terms: [zebra]}}\n")
-    app = GuardrailsApp(GuardrailsSettings(guardrails_policy_dir=tmp_path), GuardrailsMetrics(CollectorRegistry()))
+    app = GuardrailsApp(
+        GuardrailsSettings(guardrails_policy_dir=tmp_path), GuardrailsMetrics(CollectorRegistry())
+    )
     async with serving(app) as port, tenant_channel(f"127.0.0.1:{port}", AUTHORITY, app.audience) as channel:
         stub = guardrails_pb2_grpc.GuardrailsServiceStub(channel)
         policies = OutputPolicies(SimpleNamespace(guardrails=stub))

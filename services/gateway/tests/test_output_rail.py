@@ -36,7 +36,9 @@ def final() -> generation_pb2.GenerateResponse:
     return generation_pb2.GenerateResponse(final=generation_pb2.Final(finish_reason="stop"))
 
 
-async def events_of(*items: generation_pb2.GenerateResponse) -> AsyncIterator[generation_pb2.GenerateResponse]:
+async def events_of(
+    *items: generation_pb2.GenerateResponse,
+) -> AsyncIterator[generation_pb2.GenerateResponse]:
     for item in items:
         yield item
 
@@ -121,7 +123,11 @@ async def test_a_batch_of_deltas_becomes_one_chunk_each_written_together():
     writes = [
         w
         async for w in sse_events(
-            reader, ChunkEncoder(CompletionMeta(model="m"), include_usage=False), keepalive_seconds=5, on_first_token=lambda: None, tally=tally
+            reader,
+            ChunkEncoder(CompletionMeta(model="m"), include_usage=False),
+            keepalive_seconds=5,
+            on_first_token=lambda: None,
+            tally=tally,
         )
     ]
     assert tally.parts == ["x", "a", "b", "c"] and tally.final is not None

@@ -63,7 +63,9 @@ def test_refuses_to_start_without_an_api_key():
 def test_refuses_to_start_without_a_token_signing_key():
     result = subprocess.run(
         [sys.executable, "-m", "gateway_service"],
-        env=gateway_env(GATEWAY_API_KEY="sk-process-test", GATEWAY_TOKEN_SIGNING_KEY_FILE="", PORT=str(unused_port())),
+        env=gateway_env(
+            GATEWAY_API_KEY="sk-process-test", GATEWAY_TOKEN_SIGNING_KEY_FILE="", PORT=str(unused_port())
+        ),
         capture_output=True,
         text=True,
         timeout=STARTUP_SECONDS,

@@ -5,7 +5,6 @@ import secrets
 
 import pytest
 import redis.asyncio as aioredis
-
 from gateway_service.ratelimit import CONCURRENCY, MemoryLimitStore, Rule, header_seconds
 from gateway_service.ratelimit_redis import RedisLimitStore
 

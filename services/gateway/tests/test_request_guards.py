@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from gateway_service.request_guards import MAX_JSON_DEPTH
 
 URL = "/v1/chat/completions"

@@ -17,7 +17,9 @@ async def new_org(gw, settings: dict | None = None) -> dict[str, str]:
     org = "log-" + secrets.token_hex(4)
     keys = {}
     async with gw.client() as root:
-        assert (await root.post("/v1/admin/orgs", json={"id": org, "settings": settings or {}})).status_code == 201
+        assert (
+            await root.post("/v1/admin/orgs", json={"id": org, "settings": settings or {}})
+        ).status_code == 201
         for name, role in (("admin", "admin"), ("alice", "member"), ("bob", "member")):
             body = {"org_id": org, "role": role}
             created = (await root.post("/v1/admin/keys", json=body)).json()
@@ -82,7 +84,9 @@ async def test_full_policy_keeps_the_conversation_and_the_default_does_not(start
     stored = rows["full"]
     assert stored["log_policy"] == "full"
     [message] = stored["conversation"]["messages"]
-    assert message["role"] == "user" and EMAIL in message["content"] and "Then say hello." in message["content"]
+    assert (
+        message["role"] == "user" and EMAIL in message["content"] and "Then say hello." in message["content"]
+    )
     assert stored["conversation"]["answer"].startswith("You said:")
     assert SECRET_KEY not in str(stored)
 
@@ -118,7 +122,9 @@ async def test_a_blocked_request_is_logged_with_its_verdict(start_gateway, postg
 
 async def test_a_summary_model_writes_summaries_and_a_late_one_falls_back(start_gateway, postgres_dsn, fake):
     gw = await start_gateway(
-        gateway_database_url=postgres_dsn, gateway_summary_model="fake-model", gateway_summary_timeout_seconds=1
+        gateway_database_url=postgres_dsn,
+        gateway_summary_model="fake-model",
+        gateway_summary_timeout_seconds=1,
     )
     keys = await new_org(gw)
     summaries = []
@@ -130,7 +136,9 @@ async def test_a_summary_model_writes_summaries_and_a_late_one_falls_back(start_
         async with gw.client(keys["admin"]) as http:
             sent = await http.post(CHAT, json=chat(gw.model, f"Mail {EMAIL} about the capital of France."))
             assert sent.status_code == 200
-            summaries.append((await http.get(f"/v1/requests/{sent.headers['x-request-id']}")).json()["summary"])
+            summaries.append(
+                (await http.get(f"/v1/requests/{sent.headers['x-request-id']}")).json()["summary"]
+            )
     # The fake model echoes what it was asked: the exchange, already redacted before it was sent.
     by_model, fallback = summaries
     assert by_model.startswith("You said: User: Mail ***@*** about the capital"), by_model
@@ -139,7 +147,9 @@ async def test_a_summary_model_writes_summaries_and_a_late_one_falls_back(start_
     assert summary_calls and all(EMAIL not in str(r["body"]) for r in summary_calls)
 
 
-async def test_cli_sets_a_log_policy_and_reads_a_request(start_gateway, postgres_dsn, fake, monkeypatch, capsys):
+async def test_cli_sets_a_log_policy_and_reads_a_request(
+    start_gateway, postgres_dsn, fake, monkeypatch, capsys
+):
     import asyncio
     import json
 

@@ -45,7 +45,10 @@ def test_extractive_summary_is_bounded_and_single_line():
 
 def test_summaries_never_carry_emails_keys_or_tokens():
     question = f"Mail {EMAIL} my key {API_KEY}. Also {BEARER} and {LLMS_KEY}."
-    for text in (clean_summary(question), stored_text(entry("summary", question, f"Sent to {EMAIL}."), None)[0]):
+    for text in (
+        clean_summary(question),
+        stored_text(entry("summary", question, f"Sent to {EMAIL}."), None)[0],
+    ):
         assert text
         for secret in (EMAIL, API_KEY, "abcdef.ghijkl.mnopqr", LLMS_KEY):
             assert secret not in text, text

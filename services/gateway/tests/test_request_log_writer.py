@@ -68,7 +68,9 @@ async def test_a_failed_write_keeps_its_rows_and_recovers(start_gateway, postgre
     assert set(stored) == set(sent) and all(tokens > 0 for tokens in stored.values())
 
 
-async def test_a_full_queue_refuses_new_requests_with_503_and_drops_nothing(start_gateway, postgres_dsn, fake):
+async def test_a_full_queue_refuses_new_requests_with_503_and_drops_nothing(
+    start_gateway, postgres_dsn, fake
+):
     # Nothing is written on its own during the test: the queue only grows.
     gw = await start_gateway(
         gateway_database_url=postgres_dsn, gateway_usage_flush_seconds=3600, gateway_usage_queue_max=3

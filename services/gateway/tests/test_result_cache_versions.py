@@ -10,8 +10,8 @@ from gateway_service.result_cache import cache_key
 from gateway_service.schemas import ChatCompletionRequest
 from guardrails_service.app import GuardrailsApp
 from guardrails_service.metrics import GuardrailsMetrics
-from prometheus_client import CollectorRegistry
 from guardrails_service.settings import GuardrailsSettings
+from prometheus_client import CollectorRegistry
 
 from services.gateway.tests.conftest import _grpc_server
 from services.gateway.tests.retrieval_backend import retrieval_backend  # noqa: F401 - fixture

@@ -8,12 +8,12 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import grpc
-from prometheus_client import CollectorRegistry
 import pytest
 from gateway_service.clients import BackendTargets
 from gateway_service.prompt import CONTEXT_INSTRUCTION, NO_CONTEXT
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from prometheus_client import CollectorRegistry
 from retrieval_service.app import RetrievalApp
 from retrieval_service.settings import RetrievalSettings
 

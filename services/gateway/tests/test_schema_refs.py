@@ -56,7 +56,11 @@ async def test_a_non_local_ref_is_refused_before_any_backend_sees_it(gateway, fa
 
 
 async def test_a_local_ref_still_passes(gateway, fake):
-    schema = {"$defs": {"s": {"type": "string"}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/s"}}}
+    schema = {
+        "$defs": {"s": {"type": "string"}},
+        "type": "object",
+        "properties": {"a": {"$ref": "#/$defs/s"}},
+    }
     fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
     fake.script({"content": ['{"a": "b"}']})
     async with gateway.client() as client:

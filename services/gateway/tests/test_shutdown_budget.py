@@ -51,7 +51,8 @@ def test_sigterm_exits_within_drain_plus_grace_while_the_request_log_cannot_be_w
                     assert response.status_code == 503, response.text
                 time.sleep(0.5)  # the writer is now blocked inside its insert
                 depth = [
-                    line for line in http.get("/metrics").text.splitlines()
+                    line
+                    for line in http.get("/metrics").text.splitlines()
                     if line.startswith("llmsuite_gateway_usage_queue_depth ")
                 ]
                 assert depth and float(depth[0].split()[1]) == ROWS

@@ -4,10 +4,9 @@ import asyncio
 import json
 
 import pytest
+from gateway_service.routes.ws import PATH, frames
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-from gateway_service.routes.ws import PATH, frames
 
 
 def ws_url(gateway) -> str:

@@ -8,11 +8,10 @@ import secrets
 import time
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-
 from gateway_service.routes.ws import MAX_FRAME_BYTES, PATH
 from gateway_service.text_guard import CODE
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 CLOSE_WAIT_SECONDS = 10
 
@@ -59,9 +58,7 @@ async def test_a_binary_frame_is_closed_1003_with_an_error_frame(gateway, fake):
 
 
 async def test_an_oversized_frame_is_closed_1009(gateway, fake):
-    async with connect(
-        ws_url(gateway), additional_headers=auth(gateway.api_key), max_size=None
-    ) as ws:
+    async with connect(ws_url(gateway), additional_headers=auth(gateway.api_key), max_size=None) as ws:
         await ws.send(request(gateway.model, "x" * (MAX_FRAME_BYTES + 1)))
         error, code = await error_then_close(ws)
     assert code == 1009

@@ -51,7 +51,11 @@ def render(chunks: int) -> tuple[list[bytes], bytes]:
             "created": 0,
             "model": MODEL,
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "".join(texts)}, "finish_reason": "stop"}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(texts)},
+                    "finish_reason": "stop",
+                }
             ],
             "usage": usage,
         }

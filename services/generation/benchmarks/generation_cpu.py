@@ -28,11 +28,11 @@ import grpc
 import uvloop
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
+from llmsuite_common.local_auth import LocalAuthority
 
 from tools.localsuite.processes import ROOT, Process, ProcessGroup, free_port, grpc_serving
 
 from .fast_upstream import MODEL, wait_listening
-from llmsuite_common.local_auth import LocalAuthority
 
 # The service verifies this authority's tokens, as a deployed one verifies the gateway's.
 AUTHORITY = LocalAuthority()
@@ -40,6 +40,7 @@ AUTHORITY = LocalAuthority()
 
 def public_keys_file(directory: Path) -> str:
     return str(AUTHORITY.write(directory / "service-keys")[1])
+
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -63,7 +64,9 @@ async def drive(port: int, whole: bool, requests: int, concurrency: int) -> tupl
         nonlocal deltas, responses
         for _ in counter:
             final = None
-            async for response in stub.Generate(request, timeout=60, metadata=AUTHORITY.metadata("generation", "bench")):
+            async for response in stub.Generate(
+                request, timeout=60, metadata=AUTHORITY.metadata("generation", "bench")
+            ):
                 responses += 1
                 if response.HasField("delta"):
                     deltas += 1
@@ -86,17 +89,32 @@ def measure(pid: int, port: int, whole: bool, args: argparse.Namespace) -> dict:
         # from nothing, so profiled runs are for the shape of the profile, not for the numbers.
         out = args.profile.with_suffix(f".{'whole' if whole else 'stream'}.txt")
         profiler = subprocess.Popen(
-            [str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(out),
-             *(["--native"] if args.native else ["--nonblocking"])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "-p",
+                str(pid),
+                "-r",
+                "200",
+                "-f",
+                "raw",
+                "-o",
+                str(out),
+                *(["--native"] if args.native else ["--nonblocking"]),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         time.sleep(1)
     tracer = None
     if args.strace:
         # System calls per upstream chunk, every thread of generation: where its kernel time goes.
         out = args.strace.with_suffix(f".{'whole' if whole else 'stream'}.txt")
-        tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", str(out)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tracer = subprocess.Popen(
+            ["strace", "-c", "-f", "-p", str(pid), "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1)
     before, started = cpu_seconds(pid), time.perf_counter()
     deltas, responses = uvloop.run(drive(port, whole, args.requests, args.concurrency))
@@ -124,9 +142,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--modes", default="stream,whole")
     parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose generation service runs")
-    parser.add_argument("--profile", type=Path, help="py-spy raw stacks to <path>.<mode>.txt (numbers then skewed)")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy raw stacks to <path>.<mode>.txt (numbers then skewed)"
+    )
     parser.add_argument("--native", action="store_true", help="with --profile: C frames and system calls too")
-    parser.add_argument("--strace", type=Path, help="strace -c summary to <path>.<mode>.txt (numbers then skewed)")
+    parser.add_argument(
+        "--strace", type=Path, help="strace -c summary to <path>.<mode>.txt (numbers then skewed)"
+    )
     args = parser.parse_args()
     log_dir = Path(tempfile.mkdtemp(prefix="generation-cpu-"))
     upstream_port, port = free_port(), free_port()
@@ -135,8 +157,17 @@ def main() -> None:
     try:
         upstream = Process(
             "fast-upstream",
-            [sys.executable, "-m", "services.generation.benchmarks.fast_upstream", "--port", str(upstream_port),
-             "--chunks", str(args.chunks), "--interval", str(args.interval)],
+            [
+                sys.executable,
+                "-m",
+                "services.generation.benchmarks.fast_upstream",
+                "--port",
+                str(upstream_port),
+                "--chunks",
+                str(args.chunks),
+                "--interval",
+                str(args.interval),
+            ],
             {"PYTHONPATH": str(ROOT)},
             lambda: True,
             log_dir / "fast-upstream.log",
@@ -144,7 +175,9 @@ def main() -> None:
         group.start(upstream, timeout=10)
         wait_listening(upstream_port)
         env = {
-            "PYTHONPATH": os.pathsep.join(str(root / d) for d in ("libs/generated", "libs/common", "services/generation")),
+            "PYTHONPATH": os.pathsep.join(
+                str(root / d) for d in ("libs/generated", "libs/common", "services/generation")
+            ),
             "OTEL_SERVICE_NAME": "generation",
             "PORT": str(port),
             "HOST": "127.0.0.1",
@@ -154,7 +187,10 @@ def main() -> None:
             "GENERATION_MODELS": json.dumps({MODEL: {"upstream_model": MODEL, "stop": ["\n###"]}}),
         }
         generation = Process(
-            "generation", [sys.executable, "-m", "generation_service"], env, lambda: grpc_serving(port),
+            "generation",
+            [sys.executable, "-m", "generation_service"],
+            env,
+            lambda: grpc_serving(port),
             log_dir / "generation.log",
         )
         group.start(generation, timeout=60)
@@ -162,8 +198,18 @@ def main() -> None:
         rows = [measure(generation.popen.pid, port, mode == "whole", args) for mode in args.modes.split(",")]
     finally:
         group.stop()
-    print(json.dumps({"root": str(root), "chunks": args.chunks, "interval_s": args.interval,
-                      "concurrency": args.concurrency, "results": rows}, indent=2))
+    print(
+        json.dumps(
+            {
+                "root": str(root),
+                "chunks": args.chunks,
+                "interval_s": args.interval,
+                "concurrency": args.concurrency,
+                "results": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

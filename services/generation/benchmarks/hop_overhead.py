@@ -23,9 +23,9 @@ import grpc
 import httpx
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
+from llmsuite_common.local_auth import LocalAuthority
 
 from tools.localsuite.processes import ROOT, Process, ProcessGroup, free_port, http_ok, python_service
-from llmsuite_common.local_auth import LocalAuthority
 
 # The service verifies this authority's tokens, as a deployed one verifies the gateway's.
 AUTHORITY = LocalAuthority()
@@ -33,6 +33,7 @@ AUTHORITY = LocalAuthority()
 
 def public_keys_file(directory: Path) -> str:
     return str(AUTHORITY.write(directory / "service-keys")[1])
+
 
 MODEL = "bench-model"
 
@@ -90,7 +91,9 @@ def generation_client(port: int):
     async def one() -> tuple[float, float]:
         started = time.perf_counter()
         first = 0.0
-        async for response in stub.Generate(request, timeout=60, metadata=AUTHORITY.metadata("generation", "bench")):
+        async for response in stub.Generate(
+            request, timeout=60, metadata=AUTHORITY.metadata("generation", "bench")
+        ):
             if not first and response.HasField("delta") and response.delta.content:
                 first = time.perf_counter() - started
         return first, time.perf_counter() - started
@@ -152,8 +155,17 @@ def main() -> None:
         group.start(
             Process(
                 "fake-upstream",
-                [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(fake_port), "--models", MODEL,
-                 "--max-records", "1000"],
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.fakes.openai_upstream",
+                    "--port",
+                    str(fake_port),
+                    "--models",
+                    MODEL,
+                    "--max-records",
+                    "1000",
+                ],
                 {"PYTHONPATH": str(ROOT)},
                 lambda: http_ok(f"{fake_url}/v1/models"),
                 log_dir / "fake-upstream.log",

@@ -37,10 +37,13 @@ HEADERS = {"content-type": "application/json", "accept-encoding": "identity"}
 One = Callable[[str, bytes], Awaitable[int]]
 
 
-def httpx_client(transport: httpx.AsyncBaseTransport | None = None) -> tuple[One, Callable[[], Awaitable[None]]]:
+def httpx_client(
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> tuple[One, Callable[[], Awaitable[None]]]:
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-    client = httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0, connect=5.0), trust_env=False,
-                               transport=transport)
+    client = httpx.AsyncClient(
+        limits=limits, timeout=httpx.Timeout(60.0, connect=5.0), trust_env=False, transport=transport
+    )
 
     async def one(url: str, body: bytes) -> int:
         pieces = 0
@@ -63,7 +66,8 @@ def httpx_aiohttp_client() -> tuple[One, Callable[[], Awaitable[None]]] | None:
 
 def aiohttp_client() -> tuple[One, Callable[[], Awaitable[None]]]:
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=60, connect=5),
+        connector=aiohttp.TCPConnector(limit=100),
+        timeout=aiohttp.ClientTimeout(total=60, connect=5),
         auto_decompress=False,
     )
 
@@ -136,8 +140,17 @@ def main() -> None:
     ports = free_port(), free_port()
     servers = [
         subprocess.Popen(
-            [sys.executable, "-m", "services.generation.benchmarks.fast_upstream", "--port", str(port),
-             "--chunks", str(chunks), "--interval", str(interval)],
+            [
+                sys.executable,
+                "-m",
+                "services.generation.benchmarks.fast_upstream",
+                "--port",
+                str(port),
+                "--chunks",
+                str(chunks),
+                "--interval",
+                str(interval),
+            ],
             cwd=ROOT,
         )
         for port, chunks, interval in ((ports[0], args.chunks, args.interval), (ports[1], 5, 0.0))

@@ -12,11 +12,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from opentelemetry.trace import Span
-from prometheus_client import Histogram
-
 from llmsuite_common.errors import ServiceError
 from llmsuite_common.exemplars import trace_exemplar
+from opentelemetry.trace import Span
+from prometheus_client import Histogram
 
 from .metrics import GenerationMetrics
 from .usage import TokenUsage, resolve_usage
@@ -50,7 +49,7 @@ class Accounting:
         self._metrics = metrics
         self._contents = list(contents)
         self._span = span
-        self.committed: "Committed | None" = None
+        self.committed: Committed | None = None
         self.content_chunks = 0
         self.tool_chunks = 0
         self.finish_reason = ""
@@ -111,7 +110,9 @@ class Accounting:
         u = self.usage
         return self.committed.deployment.price.cost(u.prompt_tokens, u.completion_tokens, u.cached_tokens)
 
-    def finish(self, finish_reason: str, upstream_usage: Mapping[str, object] | None, upstream_id: str) -> None:
+    def finish(
+        self, finish_reason: str, upstream_usage: Mapping[str, object] | None, upstream_id: str
+    ) -> None:
         self.finish_reason = finish_reason
         self._upstream_usage = upstream_usage
         self.upstream_id = upstream_id

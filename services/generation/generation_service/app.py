@@ -63,7 +63,9 @@ class GenerationApp:
         # aiohttp's session must be created inside the running loop.
         await self._upstream.open()
         if self._routing.reloadable:
-            self._watcher = asyncio.create_task(self._routing.watch(self._stop_watching), name="routing-reload")
+            self._watcher = asyncio.create_task(
+                self._routing.watch(self._stop_watching), name="routing-reload"
+            )
 
     async def stop(self) -> None:
         self._stop_watching.set()

@@ -8,17 +8,19 @@ again. A probe that ends without a verdict (the caller cancelled) frees the slot
 
 import time
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 
 
-class BreakerState(str, Enum):
+class BreakerState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
 
 
 class CircuitBreaker:
-    def __init__(self, *, failures: int, open_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, failures: int, open_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._threshold = failures
         self._open_seconds = open_seconds
         self._clock = clock

@@ -93,7 +93,9 @@ class UpstreamPool:
         state = self._states.get(deployment.identity)
         if state is None:
             breaker = CircuitBreaker(
-                failures=self._policy.breaker_failures, open_seconds=self._policy.breaker_open_seconds, clock=self._clock
+                failures=self._policy.breaker_failures,
+                open_seconds=self._policy.breaker_open_seconds,
+                clock=self._clock,
             )
             state = self._states[deployment.identity] = DeploymentState(breaker)
         return state
@@ -134,7 +136,8 @@ class UpstreamPool:
                 candidates = [
                     d
                     for d in route.deployments
-                    if self._usable(d, now, cooling_ok=cooling_ok) and not (fresh_only and d.identity in tried)
+                    if self._usable(d, now, cooling_ok=cooling_ok)
+                    and not (fresh_only and d.identity in tried)
                 ]
                 if candidates:
                     return route, self._choose(route, candidates)
@@ -169,7 +172,8 @@ class UpstreamPool:
                 if wait > self._policy.max_retry_after or (left is not None and wait >= left):
                     # Pushback the caller must see: nothing may call these upstreams for `wait` seconds.
                     raise UpstreamRateLimited(
-                        f"upstream rate limit reached; retry after {math.ceil(wait)} s", retry_after=math.ceil(wait)
+                        f"upstream rate limit reached; retry after {math.ceil(wait)} s",
+                        retry_after=math.ceil(wait),
                     )
                 if not self.throttle.allows_retry():
                     break
@@ -182,7 +186,10 @@ class UpstreamPool:
                     break
                 if deployment.identity in attempts.tried:
                     delay = full_jitter(
-                        attempts.count - 1, base=self._policy.backoff_base, cap=self._policy.backoff_max, rng=self._rng
+                        attempts.count - 1,
+                        base=self._policy.backoff_base,
+                        cap=self._policy.backoff_max,
+                        rng=self._rng,
                     )
                     left = remaining()
                     if left is not None and delay >= left:
@@ -190,7 +197,9 @@ class UpstreamPool:
                     await asyncio.sleep(delay)
             committed = False
             # aclosing: when the caller stops early, the attempt (and its upstream request) ends now.
-            async with aclosing(self._attempt(route, deployment, body_for, model, remaining, attempts)) as events:
+            async with aclosing(
+                self._attempt(route, deployment, body_for, model, remaining, attempts)
+            ) as events:
                 async for event in events:
                     committed = True
                     yield event
@@ -202,8 +211,12 @@ class UpstreamPool:
         if attempts.last_error is not None:
             return attempts.last_error
         if any(self.state(d).in_flight >= d.max_concurrency for route in chain for d in route.deployments):
-            return Unavailable(f"every upstream for model '{model}' is at its concurrency limit", code="upstream_busy")
-        return Unavailable(f"every upstream for model '{model}' is failing; try again later", code="upstream_circuit_open")
+            return Unavailable(
+                f"every upstream for model '{model}' is at its concurrency limit", code="upstream_busy"
+            )
+        return Unavailable(
+            f"every upstream for model '{model}' is failing; try again later", code="upstream_circuit_open"
+        )
 
     async def _attempt(
         self,
@@ -218,7 +231,9 @@ class UpstreamPool:
         state = self.state(deployment)
         left = remaining()
         if left is not None and left <= 0:
-            raise attempts.last_error or DeadlineExceeded("deadline passed before the upstream call", code="timeout")
+            raise attempts.last_error or DeadlineExceeded(
+                "deadline passed before the upstream call", code="timeout"
+            )
         if not state.breaker.acquire():
             return
         attempts.count += 1
@@ -238,7 +253,13 @@ class UpstreamPool:
                     first = await anext(events)
                 except ServiceError as error:
                     result = error.code
-                    verdict = False if counts_against_upstream(error) else None if isinstance(error, UpstreamRateLimited) else True
+                    verdict = (
+                        False
+                        if counts_against_upstream(error)
+                        else None
+                        if isinstance(error, UpstreamRateLimited)
+                        else True
+                    )
                     if not is_retryable(error):
                         raise
                     self._note_retryable(deployment, state, error, attempts)

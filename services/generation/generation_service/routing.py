@@ -3,9 +3,8 @@
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pydantic import SecretStr
-
 from llmsuite_common.errors import NotFound
+from pydantic import SecretStr
 
 from .routing_config import AUTO_MODEL, AutoRule, DeploymentConfig, Price, RoutingConfig, Timeouts
 
@@ -68,7 +67,9 @@ def _deployment(
         key = keys[config.api_key_ref]
     elif config.api_key_env:
         if config.api_key_env not in environ:
-            raise MissingApiKey(f"environment variable {config.api_key_env} (api key of a '{model}' deployment) is not set")
+            raise MissingApiKey(
+                f"environment variable {config.api_key_env} (api key of a '{model}' deployment) is not set"
+            )
         key = environ[config.api_key_env]
     return Deployment(
         name=config.name or f"{model}#{index}",
@@ -93,7 +94,9 @@ class RoutingTable:
         for model, mc in config.models.items():
             self._routes[model] = Route(
                 model=model,
-                deployments=tuple(_deployment(model, i, d, environ, keys) for i, d in enumerate(mc.deployments)),
+                deployments=tuple(
+                    _deployment(model, i, d, environ, keys) for i, d in enumerate(mc.deployments)
+                ),
                 policy=mc.policy,
                 fallback=tuple(mc.fallback),
                 stop=tuple(mc.stop),

@@ -42,13 +42,17 @@ class Price(_Strict):
 
     prompt: float = Field(0.0, ge=0)
     completion: float = Field(0.0, ge=0)
-    cached_prompt: float | None = Field(None, ge=0, description="Price of cached prompt tokens; `prompt` when unset.")
+    cached_prompt: float | None = Field(
+        None, ge=0, description="Price of cached prompt tokens; `prompt` when unset."
+    )
 
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
         cached = min(cached_tokens, prompt_tokens)
         cached_price = self.prompt if self.cached_prompt is None else self.cached_prompt
         return (
-            (prompt_tokens - cached) * self.prompt + cached * cached_price + completion_tokens * self.completion
+            (prompt_tokens - cached) * self.prompt
+            + cached * cached_price
+            + completion_tokens * self.completion
         ) / 1_000_000
 
 
@@ -56,7 +60,9 @@ class DeploymentConfig(_Strict):
     name: str = Field("", description="Unique across the file; defaults to '<model>#<index>'.")
     base_url: str = Field(description="OpenAI-compatible base URL ending in /v1.")
     upstream_model: str = Field(min_length=1, description="The model name the upstream expects.")
-    api_key_ref: str = Field("", max_length=128, description="Name of the key in GENERATION_UPSTREAM_API_KEYS.")
+    api_key_ref: str = Field(
+        "", max_length=128, description="Name of the key in GENERATION_UPSTREAM_API_KEYS."
+    )
     api_key_env: str = Field("", description="Environment variable holding the bearer key.")
     weight: float = Field(1.0, gt=0, le=1_000_000)
     max_concurrency: int = Field(256, gt=0, le=100_000)

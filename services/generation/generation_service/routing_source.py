@@ -58,7 +58,9 @@ def legacy_config(settings: GenerationSettings) -> tuple[RoutingConfig, dict[str
     return RoutingConfig(models=models), {LEGACY_API_KEY_ENV: key} if key else {}
 
 
-def parse_routing(text: str, environ: Mapping[str, str], keys: Mapping[str, str] | None = None) -> RoutingTable:
+def parse_routing(
+    text: str, environ: Mapping[str, str], keys: Mapping[str, str] | None = None
+) -> RoutingTable:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -70,7 +72,8 @@ def parse_routing(text: str, environ: Mapping[str, str], keys: Mapping[str, str]
     except ValidationError as exc:
         # Field paths and messages only: never echo input values, which may be near secrets.
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors(include_input=False)[:5]
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
+            for e in exc.errors(include_input=False)[:5]
         )
         raise RoutingError(f"routing file is invalid: {problems}") from None
     try:
@@ -110,7 +113,9 @@ class RoutingSource:
         on_error: Callable[[], None] | None = None,
     ) -> None:
         self._environ = os.environ if environ is None else environ
-        self._keys = {name: key.get_secret_value() for name, key in settings.generation_upstream_api_keys.items()}
+        self._keys = {
+            name: key.get_secret_value() for name, key in settings.generation_upstream_api_keys.items()
+        }
         self._path = Path(settings.generation_routing_file) if settings.generation_routing_file else None
         self._interval = settings.generation_routing_reload_seconds
         self._on_change = on_change

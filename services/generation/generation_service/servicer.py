@@ -101,7 +101,9 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         arrived = 0.0
         # Deltas parsed from one upstream read, sent together once the read's last one is in.
         ready: list[generation_pb2.GenerateResponse] = []
-        stream = self._pool.stream(table.chain(route), body_for, model=request.model, remaining=context.time_remaining)
+        stream = self._pool.stream(
+            table.chain(route), body_for, model=request.model, remaining=context.time_remaining
+        )
         try:
             # aclosing: however this ends (cancel, deadline, error, early stop), the
             # upstream response is closed now rather than when the garbage collector gets to it.
@@ -142,7 +144,9 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                         if whole:
                             role = role or event.role
                             whole_calls.extend(_tool_calls(event))
-                            account.tool_chunks += sum(approx_tokens(c.name + c.arguments) for c in event.calls)
+                            account.tool_chunks += sum(
+                                approx_tokens(c.name + c.arguments) for c in event.calls
+                            )
                             continue
                         account.tool_chunks += 1
                         yield generation_pb2.GenerateResponse(
@@ -163,7 +167,9 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                                 if emit.text:
                                     account.first_token(arrived)
                                 yield generation_pb2.GenerateResponse(
-                                    delta=generation_pb2.Delta(content=emit.text, role=role, tool_calls=whole_calls)
+                                    delta=generation_pb2.Delta(
+                                        content=emit.text, role=role, tool_calls=whole_calls
+                                    )
                                 )
                             # Everything was generated (and is billed), even past a cut.
                             finish_reason = emit.finish or finish_reason
@@ -228,5 +234,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         self, request: generation_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.ListModelsResponse:
         return generation_pb2.ListModelsResponse(
-            models=[generation_pb2.Model(id=name, owned_by=OWNED_BY) for name in self._routing.table.public_names()]
+            models=[
+                generation_pb2.Model(id=name, owned_by=OWNED_BY)
+                for name in self._routing.table.public_names()
+            ]
         )

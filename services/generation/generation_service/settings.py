@@ -1,8 +1,7 @@
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
-
 from llmsuite_common.settings import ServiceSettings
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 
 class ModelRoute(BaseModel):
@@ -30,7 +29,7 @@ class GenerationSettings(ServiceSettings):
     generation_upstream_api_keys: dict[str, SecretStr] = Field(
         default_factory=dict,
         description=(
-            'JSON: key name -> API key, for routing-file deployments that say `api_key_ref: <name>` '
+            "JSON: key name -> API key, for routing-file deployments that say `api_key_ref: <name>` "
             "(one Secret-backed variable for every upstream key)."
         ),
     )
@@ -66,16 +65,24 @@ class GenerationSettings(ServiceSettings):
         5.0, gt=0, le=3600, description="How often the routing file is checked for changes."
     )
     generation_max_attempts: int = Field(
-        3, ge=1, le=10, description="Most upstream attempts per request, fallbacks included (only before the first token)."
+        3,
+        ge=1,
+        le=10,
+        description="Most upstream attempts per request, fallbacks included (only before the first token).",
     )
     generation_backoff_base_seconds: float = Field(
-        0.05, ge=0, le=60, description="Full-jitter backoff: the first retry waits up to this long, doubling after."
+        0.05,
+        ge=0,
+        le=60,
+        description="Full-jitter backoff: the first retry waits up to this long, doubling after.",
     )
     generation_backoff_max_seconds: float = Field(
         2.0, ge=0, le=600, description="Full-jitter backoff: the longest wait before any retry."
     )
     generation_retry_budget_tokens: float = Field(
-        10.0, gt=0, le=1000,
+        10.0,
+        gt=0,
+        le=1000,
         description="Retry throttle (gRPC A6): bucket size; each failed attempt takes 1, retries need over half.",
     )
     generation_retry_budget_ratio: float = Field(

@@ -21,11 +21,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from llmsuite_common.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+)
+from llmsuite_common.request_context import REQUEST_ID_METADATA_KEY, request_id_var
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
-
-from llmsuite_common.errors import DeadlineExceeded, FailedPrecondition, ResourceExhausted, ServiceError, Unavailable
-from llmsuite_common.request_context import REQUEST_ID_METADATA_KEY, request_id_var
 
 from .routing import Deployment
 from .sse import SSEError, SSEParser
@@ -139,7 +144,11 @@ class UpstreamClient:
         # gRPC enforces the caller's deadline itself, cancelling this call at that instant (a
         # cancel, in the metrics). This timer only backs that up, a moment later, so the two never
         # race to decide how the same call ended.
-        budget = remaining + CALLER_DEADLINE_BACKUP_SECONDS if callers_deadline and remaining is not None else t.total
+        budget = (
+            remaining + CALLER_DEADLINE_BACKUP_SECONDS
+            if callers_deadline and remaining is not None
+            else t.total
+        )
         timeout = aiohttp.ClientTimeout(
             # The whole exchange, body included; aiohttp checks it at every read without a timer
             # per read, and only while a read waits.
@@ -224,7 +233,9 @@ class UpstreamClient:
             span.end()
 
     @staticmethod
-    async def _status_error(response: aiohttp.ClientResponse, model: str, secrets: tuple[str, ...]) -> ServiceError:
+    async def _status_error(
+        response: aiohttp.ClientResponse, model: str, secrets: tuple[str, ...]
+    ) -> ServiceError:
         body = await _read_at_most(response.content, MAX_ERROR_BODY_BYTES)
         error = error_for_status(response.status, body, response.headers, model=model, secrets=secrets)
         log.warning("upstream error status", extra={"status": response.status, "code": error.code})
@@ -272,7 +283,9 @@ async def _events(pieces: AsyncIterator[bytes], secrets: tuple[str, ...]) -> Asy
         try:
             parsed = parser.feed(piece)
         except SSEError as exc:
-            raise Unavailable(f"upstream stream is malformed: {exc}", code="upstream_protocol_error") from None
+            raise Unavailable(
+                f"upstream stream is malformed: {exc}", code="upstream_protocol_error"
+            ) from None
         out: list[UpstreamEvent] = []
         failure: ServiceError | None = None
         try:
@@ -318,7 +331,9 @@ class _StreamState:
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise Unavailable("upstream sent malformed JSON in the stream", code="upstream_protocol_error") from None
+            raise Unavailable(
+                "upstream sent malformed JSON in the stream", code="upstream_protocol_error"
+            ) from None
         if not isinstance(chunk, dict):
             raise Unavailable("upstream sent a chunk that is not an object", code="upstream_protocol_error")
         if "error" in chunk:

@@ -12,7 +12,6 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 import orjson
-
 from llmsuite_common.errors import (
     DeadlineExceeded,
     InvalidArgument,

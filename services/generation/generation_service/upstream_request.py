@@ -6,7 +6,6 @@ from typing import Any, Protocol
 
 import orjson
 from llmsuite.generation.v1 import generation_pb2
-
 from llmsuite_common.errors import InvalidArgument
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -25,7 +24,9 @@ class RouteLimits(Protocol):
     def max_tokens(self) -> int | None: ...
 
 
-def effective_max_tokens(route_max: int | None, requested: int | None, org_max: int | None = None) -> int | None:
+def effective_max_tokens(
+    route_max: int | None, requested: int | None, org_max: int | None = None
+) -> int | None:
     """The request's value, capped by the model's and the org's; the tightest cap when the request has none."""
     caps = [c for c in (route_max, org_max) if c is not None]
     if requested is not None:
@@ -33,7 +34,9 @@ def effective_max_tokens(route_max: int | None, requested: int | None, org_max: 
     return min(caps) if caps else None
 
 
-def _json_field(request: generation_pb2.GenerateRequest, name: str, param: str, kinds: tuple[type, ...]) -> Any:
+def _json_field(
+    request: generation_pb2.GenerateRequest, name: str, param: str, kinds: tuple[type, ...]
+) -> Any:
     raw = getattr(request, name)
     if not raw:
         return None

@@ -32,7 +32,9 @@ def count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def resolve_usage(upstream: Mapping[str, object] | None, *, contents: Iterable[str], deltas: int) -> TokenUsage:
+def resolve_usage(
+    upstream: Mapping[str, object] | None, *, contents: Iterable[str], deltas: int
+) -> TokenUsage:
     """Upstream figures where present and sane, estimates for the rest."""
     upstream = upstream or {}
     prompt = count(upstream.get("prompt_tokens"))

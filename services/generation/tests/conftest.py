@@ -4,13 +4,13 @@ from typing import Any
 
 import grpc
 import pytest
-from llmsuite.generation.v1 import generation_pb2_grpc
-from prometheus_client import CollectorRegistry
-
 from generation_service.app import GenerationApp
 from generation_service.metrics import GenerationMetrics
 from generation_service.settings import GenerationSettings
+from llmsuite.generation.v1 import generation_pb2_grpc
 from llmsuite_common.grpc_metrics import GrpcServerMetrics
+from prometheus_client import CollectorRegistry
+
 from tests.fakes.openai_upstream import FakeUpstream, running_fake_upstream
 from tests.service_auth import AUTHORITY, tenant_channel
 
@@ -43,7 +43,9 @@ async def start_generation(fake: FakeUpstream) -> AsyncIterator[GenerationFactor
             settings = GenerationSettings(**values)
             # A registry per app: several apps share this process.
             registry = CollectorRegistry()
-            app = GenerationApp(settings, metrics or GenerationMetrics(registry), tracer_provider=tracer_provider)
+            app = GenerationApp(
+                settings, metrics or GenerationMetrics(registry), tracer_provider=tracer_provider
+            )
             interceptors = AUTHORITY.interceptors(
                 app.audience, GrpcServerMetrics(registry), tracer_provider=tracer_provider
             )

@@ -1,7 +1,6 @@
 import random
 
 import pytest
-
 from generation_service.breaker import BreakerState, CircuitBreaker
 from generation_service.retry_budget import RetryThrottle, full_jitter
 

@@ -4,13 +4,12 @@ attempt, one per call that produced a token and one per gap between consecutive 
 import grpc
 import orjson
 import pytest
+from generation_service.accounting import Accounting
+from generation_service.metrics import GenerationMetrics
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
-
-from generation_service.accounting import Accounting
-from generation_service.metrics import GenerationMetrics
 
 from .test_resilience import routing_file
 from .test_servicer import collect, request

@@ -1,14 +1,13 @@
 """Tokens and cost are counted per organization, from the request context the gateway sends, with
 the call's trace id as the exemplar."""
 
+from generation_service.accounting import Accounting
+from generation_service.metrics import GenerationMetrics
 from llmsuite.common.v1 import common_pb2
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
-
-from generation_service.accounting import Accounting
-from generation_service.metrics import GenerationMetrics
 
 from .test_resilience import routing_file
 from .test_servicer import collect, request

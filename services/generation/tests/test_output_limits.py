@@ -1,7 +1,6 @@
+from generation_service.output_limits import Emit, OutputLimits
 from hypothesis import given
 from hypothesis import strategies as st
-
-from generation_service.output_limits import Emit, OutputLimits
 
 
 def run(limits: OutputLimits, chunks: list[str]) -> tuple[str, str]:

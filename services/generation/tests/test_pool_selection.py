@@ -1,13 +1,12 @@
 import random
 from collections import Counter
 
-from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
-
 from generation_service.metrics import GenerationMetrics
 from generation_service.pool import ResiliencePolicy, UpstreamPool
 from generation_service.routing import Deployment, Route
 from generation_service.upstream import UpstreamClient
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 
 
 def deployment(name: str, weight: float = 1.0, max_concurrency: int = 10) -> Deployment:

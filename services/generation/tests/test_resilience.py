@@ -12,12 +12,11 @@ import time
 import grpc
 import orjson
 import pytest
+from generation_service.metrics import GenerationMetrics
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
-from prometheus_client import CollectorRegistry
-
-from generation_service.metrics import GenerationMetrics
 from llmsuite_common.errors import read_error_detail
+from prometheus_client import CollectorRegistry
 
 from .test_servicer import collect, deltas_of, failure, request
 
@@ -148,7 +147,12 @@ async def test_one_always_failing_deployment_is_ejected_and_traffic_shifts(fake,
     assert by_model(fake)["bad"] == 3
     sample = registry.get_sample_value
     assert sample("llmsuite_generation_breaker_opened_total", {"deployment": "bad"}) == 1
-    assert sample("llmsuite_generation_upstream_attempts_total", {"deployment": "bad", "result": "upstream_error"}) == 3
+    assert (
+        sample(
+            "llmsuite_generation_upstream_attempts_total", {"deployment": "bad", "result": "upstream_error"}
+        )
+        == 3
+    )
     assert sample("llmsuite_generation_upstream_attempts_total", {"deployment": "good", "result": "ok"}) == 40
     assert sample("llmsuite_generation_requests_total", {"model": "m", "outcome": "completed"}) == 40
     good_completion = {"org": "default", "model": "m", "deployment": "good", "kind": "completion"}
@@ -213,13 +217,15 @@ def ended_early(caplog):
     return [r for r in caplog.records if r.getMessage() == "generation ended early"]
 
 
-async def test_cancel_after_5_tokens_closes_the_upstream_and_bills_what_was_generated(fake, start_generation, caplog):
+async def test_cancel_after_5_tokens_closes_the_upstream_and_bills_what_was_generated(
+    fake, start_generation, caplog
+):
     caplog.set_level(logging.INFO, logger="generation_service.accounting")
     stub = await start_generation()
     fake.script({"chunks": 200, "delay": 0.05})
     call = stub.Generate(request())
     received = 0
-    async for response in call:
+    async for _response in call:
         received += 1
         if received == 5:
             break
@@ -261,7 +267,9 @@ async def test_cancel_before_the_first_token_bills_nothing(fake, start_generatio
 async def test_stop_sequences_are_enforced_even_when_the_upstream_ignores_them(fake, start_generation):
     stub = await start_generation()
     # The fake ignores `stop`; the default model stops at "\n###".
-    fake.script({"content": ["Paris", " is the capital.\n#", "## Instruction:", " more"] + ["x"] * 100, "delay": 0.02})
+    fake.script(
+        {"content": ["Paris", " is the capital.\n#", "## Instruction:", " more"] + ["x"] * 100, "delay": 0.02}
+    )
     deltas, [final] = await collect(stub.Generate(request()))
     assert "".join(d.content for d in deltas) == "Paris is the capital."
     assert final.finish_reason == "stop"
@@ -291,8 +299,12 @@ async def test_org_max_tokens_cap_reaches_the_upstream(fake, start_generation, t
 
 
 async def test_usage_and_cost_in_the_final_message(fake, start_generation, tmp_path):
-    deployment = {"name": "priced", "base_url": fake.base_url, "upstream_model": "priced",
-                  "price": {"prompt": 1000.0, "completion": 2000.0}}
+    deployment = {
+        "name": "priced",
+        "base_url": fake.base_url,
+        "upstream_model": "priced",
+        "price": {"prompt": 1000.0, "completion": 2000.0},
+    }
     path = routing_file(tmp_path, fake, {"m": {"deployments": [deployment]}})
     stub = await start_generation(generation_routing_file=path)
     fake.script({"chunks": 4, "usage": False})
@@ -304,7 +316,12 @@ async def test_usage_and_cost_in_the_final_message(fake, start_generation, tmp_p
 async def test_tool_call_deltas_and_structured_output_stream_through(fake, start_generation):
     stub = await start_generation()
     pieces = [
-        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+        {
+            "index": 0,
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": ""},
+        },
         {"index": 0, "function": {"arguments": '{"city": '}},
         {"index": 0, "function": {"arguments": '"Paris"}'}},
     ]
@@ -329,7 +346,11 @@ async def test_tool_call_deltas_and_structured_output_stream_through(fake, start
     assert final.finish_reason == "tool_calls"
     [whole] = final.tool_calls
     assert (whole.index, whole.id, whole.type, whole.name, whole.arguments) == (
-        0, "call_1", "function", "get_weather", '{"city": "Paris"}'
+        0,
+        "call_1",
+        "function",
+        "get_weather",
+        '{"city": "Paris"}',
     )
 
 
@@ -341,7 +362,9 @@ async def test_auto_routes_short_requests_to_the_small_model(fake, start_generat
         auto={"small": "tiny", "large": "large", "max_prompt_tokens": 50, "max_completion_tokens": 8},
     )
     stub = await start_generation(generation_routing_file=path)
-    _, [final] = await collect(stub.Generate(request(model="auto", content="positive or negative: great!", max_tokens=2)))
+    _, [final] = await collect(
+        stub.Generate(request(model="auto", content="positive or negative: great!", max_tokens=2))
+    )
     assert final.model == "tiny"
     _, [final] = await collect(stub.Generate(request(model="auto", content="Write an essay about rivers.")))
     assert final.model == "large"

@@ -1,7 +1,6 @@
 import os
 
 import pytest
-
 from generation_service.routing import RouteRequest, RoutingTable
 from generation_service.routing_config import RoutingConfig
 from generation_service.routing_source import RoutingError, RoutingSource, parse_routing
@@ -165,8 +164,19 @@ def test_a_bad_file_at_start_up_is_fatal(tmp_path):
 
 def test_price_of_a_request():
     config = RoutingConfig.model_validate(
-        {"models": {"m": {"deployments": [{"base_url": "http://h/v1", "upstream_model": "m",
-                                           "price": {"prompt": 1.0, "completion": 2.0, "cached_prompt": 0.5}}]}}}
+        {
+            "models": {
+                "m": {
+                    "deployments": [
+                        {
+                            "base_url": "http://h/v1",
+                            "upstream_model": "m",
+                            "price": {"prompt": 1.0, "completion": 2.0, "cached_prompt": 0.5},
+                        }
+                    ]
+                }
+            }
+        }
     )
     price = config.models["m"].deployments[0].price
     assert price.cost(1000, 500, cached_tokens=200) == pytest.approx((800 * 1 + 200 * 0.5 + 500 * 2) / 1e6)

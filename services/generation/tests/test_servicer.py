@@ -8,7 +8,6 @@ import grpc
 import pytest
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
-
 from llmsuite_common.errors import read_error_detail
 
 
@@ -61,7 +60,7 @@ async def test_deltas_are_forwarded_as_they_arrive(fake, start_generation):
     stub = await start_generation()
     fake.script({"chunks": 3, "delay": 0.3})
     arrivals = []
-    async for response in stub.Generate(request()):
+    async for _response in stub.Generate(request()):
         arrivals.append(time.monotonic())
     # 3 deltas + Final: the first delta must not wait for the whole 0.6 s stream.
     assert arrivals[-1] - arrivals[0] >= 0.5
@@ -80,7 +79,9 @@ async def test_usage_is_counted_locally_when_the_upstream_omits_it(fake, start_g
 
 async def test_request_fields_reach_the_upstream(fake, start_generation):
     stub = await start_generation(generation_upstream_api_key="sk-canary-123")
-    call = stub.Generate(request(stop=["END"], max_tokens=2, temperature=0.2), metadata=(("x-request-id", "req-1"),))
+    call = stub.Generate(
+        request(stop=["END"], max_tokens=2, temperature=0.2), metadata=(("x-request-id", "req-1"),)
+    )
     await collect(call)
     [seen] = fake.requests()
     assert seen["headers"]["authorization"] == "Bearer sk-canary-123"
@@ -134,13 +135,21 @@ async def test_list_models_returns_public_names(start_generation):
 @pytest.mark.parametrize(
     ("scenario", "code", "attempts"),
     [
-        ({"status": 400, "body": {"error": {"message": "bad stop", "param": "stop"}}}, grpc.StatusCode.INVALID_ARGUMENT, 1),
+        (
+            {"status": 400, "body": {"error": {"message": "bad stop", "param": "stop"}}},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            1,
+        ),
         ({"status": 422}, grpc.StatusCode.INVALID_ARGUMENT, 1),
         ({"status": 404}, grpc.StatusCode.NOT_FOUND, 1),
         ({"status": 401}, grpc.StatusCode.UNAVAILABLE, 1),
         ({"status": 403}, grpc.StatusCode.UNAVAILABLE, 1),
         # Before the first token: retried, up to GENERATION_MAX_ATTEMPTS (3).
-        ({"status": 500, "body": "Traceback (most recent call last): secret"}, grpc.StatusCode.UNAVAILABLE, 3),
+        (
+            {"status": 500, "body": "Traceback (most recent call last): secret"},
+            grpc.StatusCode.UNAVAILABLE,
+            3,
+        ),
         ({"status": 503}, grpc.StatusCode.UNAVAILABLE, 3),
         # After the first token: committed, never retried.
         ({"drop_after": 2}, grpc.StatusCode.UNAVAILABLE, 1),
@@ -225,7 +234,7 @@ async def test_client_cancel_mid_stream_closes_the_upstream_connection(fake, sta
     fake.script({"chunks": 200, "delay": 0.05})
     call = stub.Generate(request())
     received = 0
-    async for response in call:
+    async for _response in call:
         received += 1
         if received == 3:
             break

@@ -1,8 +1,9 @@
+import itertools
+
 import pytest
+from generation_service.sse import SSEError, SSEEvent, SSEParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from generation_service.sse import SSEError, SSEEvent, SSEParser
 
 
 def parse(*pieces: bytes) -> list[SSEEvent]:
@@ -112,7 +113,7 @@ def test_any_split_of_a_valid_stream_gives_the_same_events(events, eol, bom, dat
     raw, expected = _encode(events, eol, bom)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=12)))
     bounds = [0, *cuts, len(raw)]
-    pieces = [raw[a:b] for a, b in zip(bounds, bounds[1:])]
+    pieces = [raw[a:b] for a, b in itertools.pairwise(bounds)]
     whole = parse(raw)
     split = parse(*pieces)
     assert whole == expected

@@ -1,12 +1,12 @@
 """The upstream stream decoder end to end: bytes in any pieces -> the same deltas."""
 
 import asyncio
+import itertools
 import json
 
+from generation_service.upstream import ContentDelta, StreamDone, ToolCallPiece, ToolCallsDelta, _events
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from generation_service.upstream import ContentDelta, StreamDone, ToolCallPiece, ToolCallsDelta, _events
 
 TEXTS = ["Hé", "llo ", "wörld 🌍", "日本語", "\n\ndata: [DONE]\n\n", "data: {}", "\r\n", "ok"]
 
@@ -18,8 +18,27 @@ def stream_bytes(texts: list[str], eol: str) -> bytes:
 
     out = [frame({"id": "x", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})]
     out += [frame({"choices": [{"index": 0, "delta": {"content": t}}]}) for t in texts]
-    out.append(frame({"choices": [{"index": 0, "delta": {"tool_calls": [
-        {"index": 0, "id": "c", "type": "function", "function": {"name": "f", "arguments": "{\"é\": 1}"}}]}}]}))
+    out.append(
+        frame(
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {
+                            "tool_calls": [
+                                {
+                                    "index": 0,
+                                    "id": "c",
+                                    "type": "function",
+                                    "function": {"name": "f", "arguments": '{"é": 1}'},
+                                }
+                            ]
+                        },
+                    }
+                ]
+            }
+        )
+    )
     out.append(frame({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}))
     out.append(frame({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": len(texts)}}))
     out.append(frame("[DONE]"))
@@ -30,7 +49,7 @@ def decode(raw: bytes, cuts: list[int]) -> list[object]:
     bounds = sorted({c % (len(raw) + 1) for c in cuts} | {0, len(raw)})
 
     async def pieces():
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             yield raw[a:b]
 
     async def run():

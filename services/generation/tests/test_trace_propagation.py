@@ -51,11 +51,15 @@ async def test_upstream_request_carries_the_callers_trace(spans, fake, start_gen
 async def test_one_client_span_per_upstream_attempt(spans, fake, start_generation):
     provider, exporter = spans
     stub = await start_generation(
-        tracer_provider=provider, generation_backoff_base_seconds=0.001, generation_upstream_api_key="sk-canary-9"
+        tracer_provider=provider,
+        generation_backoff_base_seconds=0.001,
+        generation_upstream_api_key="sk-canary-9",
     )
     fake.script({"status": 503}, {"chunks": 2})
     request = generation_pb2.GenerateRequest(
-        model="gemma-3-270m", messages=[common_pb2.ChatMessage(role="user", content="retry me")], whole_answer=True
+        model="gemma-3-270m",
+        messages=[common_pb2.ChatMessage(role="user", content="retry me")],
+        whole_answer=True,
     )
     async for _ in stub.Generate(request):
         pass

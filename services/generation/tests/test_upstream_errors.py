@@ -1,10 +1,7 @@
 import aiohttp
 import grpc
 import orjson
-from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 import pytest
-
 from generation_service.upstream_errors import (
     error_for_status,
     error_for_stream_error,
@@ -12,6 +9,8 @@ from generation_service.upstream_errors import (
     is_retryable,
     retry_after_seconds,
 )
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 
 def status_error(status, body=b"", headers=None):

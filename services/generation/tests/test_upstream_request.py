@@ -1,14 +1,12 @@
 import math
 
 import orjson
-
 import pytest
-from llmsuite.common.v1 import common_pb2
-from llmsuite.generation.v1 import generation_pb2
-
 from generation_service.settings import GenerationSettings, ModelRoute
 from generation_service.upstream_request import build_body, effective_max_tokens, merged_stops
 from generation_service.usage import estimate_prompt_tokens, resolve_usage
+from llmsuite.common.v1 import common_pb2
+from llmsuite.generation.v1 import generation_pb2
 from llmsuite_common.errors import InvalidArgument
 
 
@@ -59,11 +57,14 @@ def test_max_tokens_default_and_ceiling():
         ({"top_p": math.inf}, "top_p"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"tools_json": "[{"}, "tools"),
-        ({"tools_json": '[1, 2]'}, "tools"),
+        ({"tools_json": "[1, 2]"}, "tools"),
         ({"tools_json": '{"type": "function"}'}, "tools"),
         ({"tool_choice_json": "[]"}, "tool_choice"),
         ({"response_format_json": '"json"'}, "response_format"),
-        ({"messages": [common_pb2.ChatMessage(role="assistant", tool_calls_json="{")]}, "messages[0].tool_calls"),
+        (
+            {"messages": [common_pb2.ChatMessage(role="assistant", tool_calls_json="{")]},
+            "messages[0].tool_calls",
+        ),
     ],
 )
 def test_bad_requests_name_the_field(kw, param):
@@ -78,7 +79,12 @@ def test_usage_prefers_upstream_and_estimates_the_rest():
         contents=["hello"],
         deltas=99,
     )
-    assert (given.prompt_tokens, given.completion_tokens, given.cached_tokens, given.total_tokens) == (9, 4, 2, 13)
+    assert (given.prompt_tokens, given.completion_tokens, given.cached_tokens, given.total_tokens) == (
+        9,
+        4,
+        2,
+        13,
+    )
     estimated = resolve_usage(None, contents=["hi there"], deltas=5)
     assert estimated.completion_tokens == 5
     assert estimated.prompt_tokens == estimate_prompt_tokens(["hi there"]) == 2 + 4 + 3
@@ -91,7 +97,9 @@ def test_models_setting_parses_json_from_the_environment(monkeypatch):
     )
     monkeypatch.setenv("GENERATION_UPSTREAM_API_KEY", "sk-canary-123")
     settings = GenerationSettings()
-    assert settings.generation_models == {"big": ModelRoute(upstream_model="org/big", stop=["</s>"], max_tokens=512)}
+    assert settings.generation_models == {
+        "big": ModelRoute(upstream_model="org/big", stop=["</s>"], max_tokens=512)
+    }
     assert "sk-canary-123" not in repr(settings)
     assert settings.otel_service_name == "generation" and settings.port == 50063
 
@@ -100,7 +108,9 @@ def test_default_model_carries_the_alpaca_stop():
     assert GenerationSettings().generation_models["gemma-3-270m"].stop == ["\n###"]
 
 
-@pytest.mark.parametrize("url", ["http://user:sk-canary@127.0.0.1:8081/v1", "ftp://127.0.0.1/v1", "127.0.0.1:8081"])
+@pytest.mark.parametrize(
+    "url", ["http://user:sk-canary@127.0.0.1:8081/v1", "ftp://127.0.0.1/v1", "127.0.0.1:8081"]
+)
 def test_upstream_url_must_be_plain_http(url):
     with pytest.raises(ValueError):
         GenerationSettings(generation_upstream_base_url=url)

@@ -7,11 +7,16 @@ import time
 import grpc
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
-
 from generation_service.metrics import GenerationMetrics
-from generation_service.upstream import ContentDelta, StreamDone, ToolCallPiece, ToolCallsDelta, whole_answer_events
+from generation_service.upstream import (
+    ContentDelta,
+    StreamDone,
+    ToolCallPiece,
+    ToolCallsDelta,
+    whole_answer_events,
+)
 from llmsuite_common.errors import ServiceError, read_error_detail
+from prometheus_client import CollectorRegistry
 
 from .test_latency_metrics import INTER_TOKEN, TTFT, UPSTREAM, attempts, counts
 from .test_resilience import by_model, routing_file
@@ -59,7 +64,12 @@ async def test_usage_is_estimated_when_the_upstream_sends_none(fake, start_gener
 async def test_whole_tool_calls_in_the_delta_and_the_final(fake, start_generation):
     stub = await start_generation()
     pieces = [
-        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+        {
+            "index": 0,
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": ""},
+        },
         {"index": 0, "function": {"arguments": '{"city": '}},
         {"index": 0, "function": {"arguments": '"Paris"}'}},
         {"index": 1, "id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
@@ -80,12 +90,20 @@ async def test_whole_tool_calls_in_the_delta_and_the_final(fake, start_generatio
 @pytest.mark.parametrize(
     ("scenario", "code", "detail", "attempts"),
     [
-        ({"status": 400, "body": {"error": {"message": "bad stop", "param": "stop"}}},
-         grpc.StatusCode.INVALID_ARGUMENT, "invalid_request", 1),
+        (
+            {"status": 400, "body": {"error": {"message": "bad stop", "param": "stop"}}},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_request",
+            1,
+        ),
         ({"status": 404}, grpc.StatusCode.NOT_FOUND, "model_not_found", 1),
         ({"status": 401}, grpc.StatusCode.UNAVAILABLE, "upstream_auth_failed", 1),
-        ({"status": 500, "body": "Traceback (most recent call last): secret"},
-         grpc.StatusCode.UNAVAILABLE, "upstream_error", 3),
+        (
+            {"status": 500, "body": "Traceback (most recent call last): secret"},
+            grpc.StatusCode.UNAVAILABLE,
+            "upstream_error",
+            3,
+        ),
         ({"status": 504}, grpc.StatusCode.DEADLINE_EXCEEDED, "upstream_timeout", 3),
         ({"status": 429, "retry_after": "7"}, grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limit_exceeded", 1),
     ],
@@ -110,7 +128,9 @@ async def test_retry_before_the_answer_then_success(fake, start_generation):
 
 async def test_fallback_to_another_model(fake, start_generation, tmp_path):
     path = routing_file(
-        tmp_path, fake, {"big": {"deployments": ["big-a"], "fallback": ["small"]}, "small": {"deployments": ["small-a"]}}
+        tmp_path,
+        fake,
+        {"big": {"deployments": ["big-a"], "fallback": ["small"]}, "small": {"deployments": ["small-a"]}},
     )
     registry = CollectorRegistry()
     stub = await start_generation(GenerationMetrics(registry), generation_routing_file=path)
@@ -196,9 +216,13 @@ async def test_one_attempt_one_first_token_and_no_gaps(fake, start_generation, t
     assert counts(registry, UPSTREAM) == {("d", "ok"): 1}
     assert counts(registry, TTFT) == {("d",): 1}
     assert counts(registry, INTER_TOKEN) == {}
-    assert registry.get_sample_value(
-        "llmsuite_generation_tokens_total", {"org": "default", "model": "m", "deployment": "d", "kind": "completion"}
-    ) == 20
+    assert (
+        registry.get_sample_value(
+            "llmsuite_generation_tokens_total",
+            {"org": "default", "model": "m", "deployment": "d", "kind": "completion"},
+        )
+        == 20
+    )
 
 
 def test_answer_json_becomes_stream_events():
@@ -211,7 +235,9 @@ def test_answer_json_becomes_stream_events():
                     "message": {
                         "role": "assistant",
                         "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}],
-                        "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                        "tool_calls": [
+                            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                        ],
                     },
                     "finish_reason": "tool_calls",
                 }
@@ -252,7 +278,11 @@ async def test_complete_is_the_whole_answer_in_one_reply(fake, start_generation)
     fake.script({"content": ["Hel", "lo"], "id": "chatcmpl-one"})
     reply = await stub.Complete(stream_request())  # whole_answer is implied
     assert (reply.delta.content, reply.delta.role) == ("Hello", "assistant")
-    assert (reply.final.finish_reason, reply.final.upstream_id, reply.final.attempts) == ("stop", "chatcmpl-one", 1)
+    assert (reply.final.finish_reason, reply.final.upstream_id, reply.final.attempts) == (
+        "stop",
+        "chatcmpl-one",
+        1,
+    )
     [sent] = fake.requests()
     assert sent["body"]["stream"] is False
 

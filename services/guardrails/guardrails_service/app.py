@@ -3,14 +3,15 @@ import contextlib
 
 import grpc
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
+from llmsuite_common.rules.policy import Policy
 
 from .checks import size_and_deny_policy
 from .metrics import GuardrailsMetrics
-from llmsuite_common.rules.policy import Policy
 from .policy_store import PolicyStore
 from .servicer import GuardrailsServicer
 from .settings import GuardrailsSettings
 from .structured import SchemaLimits
+
 
 def builtin_policy(settings: GuardrailsSettings) -> Policy:
     """The default policy, with the size limits and deny terms the settings give."""

@@ -2,9 +2,19 @@
 
 from dataclasses import dataclass, field
 
-from .engine import Guard
-from llmsuite_common.rules.policy import InjectionCheck, InputChecks, PiiCheck, Policy, SecretsCheck, SizeCheck, TermsCheck, TopicsCheck
+from llmsuite_common.rules.policy import (
+    InjectionCheck,
+    InputChecks,
+    PiiCheck,
+    Policy,
+    SecretsCheck,
+    SizeCheck,
+    TermsCheck,
+    TopicsCheck,
+)
 from llmsuite_common.rules.tokens import approx_tokens
+
+from .engine import Guard
 
 __all__ = ["Finding", "InputChecker", "InputReport", "approx_tokens", "size_and_deny_policy"]
 
@@ -42,7 +52,9 @@ def size_and_deny_policy(*, max_bytes: int, max_tokens: int, deny_terms: list[st
 
 class InputChecker:
     def __init__(self, *, max_bytes: int, max_tokens: int, deny_terms: list[str]) -> None:
-        self._guard = Guard(size_and_deny_policy(max_bytes=max_bytes, max_tokens=max_tokens, deny_terms=deny_terms))
+        self._guard = Guard(
+            size_and_deny_policy(max_bytes=max_bytes, max_tokens=max_tokens, deny_terms=deny_terms)
+        )
 
     def check(self, texts: list[str]) -> InputReport:
         result = self._guard.check_input(texts)

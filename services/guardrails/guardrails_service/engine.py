@@ -83,13 +83,17 @@ class Guard:
         if inp.deny.enabled:
             steps.append(("deny", inp.deny, lambda: self._terms(result, current, lowered, inp.deny)))
         if inp.topics.enabled and self._topics:
-            steps.append(("topics", inp.topics, lambda: self._topic_rules(result, current, lowered, inp.topics)))
+            steps.append(
+                ("topics", inp.topics, lambda: self._topic_rules(result, current, lowered, inp.topics))
+            )
         if inp.secrets.enabled:
             steps.append(("secrets", inp.secrets, lambda: self._secrets(result, current)))
         if inp.pii.enabled:
             steps.append(("pii", inp.pii, lambda: self._pii(result, current)))
         if inp.injection.enabled:
-            steps.append(("injection", inp.injection, lambda: self._injection(result, texts, roles, inp.injection)))
+            steps.append(
+                ("injection", inp.injection, lambda: self._injection(result, texts, roles, inp.injection))
+            )
         for name, cfg, step in steps:
             if result.blocked:
                 break
@@ -99,7 +103,9 @@ class Guard:
         result.elapsed_us = (time.perf_counter_ns() - started) // 1000
         return result
 
-    def _run(self, result: InputResult, name: str, cfg: CheckConfig | object, step: Callable[[], bool]) -> bool:
+    def _run(
+        self, result: InputResult, name: str, cfg: CheckConfig | object, step: Callable[[], bool]
+    ) -> bool:
         """Runs one check; returns whether it changed (redacted) the input."""
         before = len(result.findings)
         t0 = time.perf_counter_ns()
@@ -112,12 +118,16 @@ class Guard:
             log.exception("guardrails check failed", extra={"check": name})
             if not getattr(cfg, "fail_open", False):
                 result.findings.append(
-                    Finding(name, "check_failed", f"the {name} check failed and the policy fails closed", "block")
+                    Finding(
+                        name, "check_failed", f"the {name} check failed and the policy fails closed", "block"
+                    )
                 )
         elapsed = (time.perf_counter_ns() - t0) // 1000
         budget_us = getattr(cfg, "budget_ms", 0) * 1000
         result.timings.append(
-            CheckRun(name, elapsed, len(result.findings) > before, bool(budget_us and elapsed > budget_us), failed)
+            CheckRun(
+                name, elapsed, len(result.findings) > before, bool(budget_us and elapsed > budget_us), failed
+            )
         )
         return changed
 
@@ -125,7 +135,9 @@ class Guard:
         cfg = self.policy.input.size
         if size > cfg.max_bytes:
             result.findings.append(
-                Finding("size", "input_too_large", f"input is {size} bytes; the limit is {cfg.max_bytes}", "block")
+                Finding(
+                    "size", "input_too_large", f"input is {size} bytes; the limit is {cfg.max_bytes}", "block"
+                )
             )
             # Counting tokens of an oversized input is wasted work; the verdict is already known.
             result.approx_tokens = size // 4
@@ -145,7 +157,11 @@ class Guard:
         return False
 
     def _apply_spans(
-        self, result: InputResult, current: list[str], spans_per_text: list[list[Span]], finding: Callable[[int, list[Span]], Finding]
+        self,
+        result: InputResult,
+        current: list[str],
+        spans_per_text: list[list[Span]],
+        finding: Callable[[int, list[Span]], Finding],
     ) -> bool:
         every = [s for spans in spans_per_text for s in spans]
         if not every:
@@ -162,39 +178,67 @@ class Guard:
     def _terms(self, result: InputResult, current: list[str], lowered: list[str], cfg: TermsCheck) -> bool:
         spans = [self._deny.spans(t, low, "denied_term") for t, low in zip(current, lowered, strict=True)]
         return self._apply_spans(
-            result, current, spans,
-            lambda n, _: Finding("deny", "denied_term", f"input contains {n} denied term(s)", cfg.action, count=n),
+            result,
+            current,
+            spans,
+            lambda n, _: Finding(
+                "deny", "denied_term", f"input contains {n} denied term(s)", cfg.action, count=n
+            ),
         )
 
-    def _topic_rules(self, result: InputResult, current: list[str], lowered: list[str], cfg: TopicsCheck) -> bool:
+    def _topic_rules(
+        self, result: InputResult, current: list[str], lowered: list[str], cfg: TopicsCheck
+    ) -> bool:
         changed = False
         for name, terms in self._topics:
             spans = [terms.spans(t, low, "topic") for t, low in zip(current, lowered, strict=True)]
-            changed = self._apply_spans(
-                result, current, spans,
-                lambda n, _, name=name: Finding(
-                    "topics", "restricted_topic", f"input touches the restricted topic '{name}'", cfg.action, count=n
-                ),
-            ) or changed
+            changed = (
+                self._apply_spans(
+                    result,
+                    current,
+                    spans,
+                    lambda n, _, name=name: Finding(
+                        "topics",
+                        "restricted_topic",
+                        f"input touches the restricted topic '{name}'",
+                        cfg.action,
+                        count=n,
+                    ),
+                )
+                or changed
+            )
         return changed
 
     def _secrets(self, result: InputResult, current: list[str]) -> bool:
         cfg = self.policy.input.secrets
-        spans = [find_secrets(t, min_entropy=cfg.min_entropy, opaque_min_entropy=cfg.opaque_min_entropy) for t in current]
+        spans = [
+            find_secrets(t, min_entropy=cfg.min_entropy, opaque_min_entropy=cfg.opaque_min_entropy)
+            for t in current
+        ]
         return self._apply_spans(
-            result, current, spans,
-            lambda n, every: Finding("secrets", "secret", f"input contains {n} secret(s): {_kinds(every)}", cfg.action, count=n),
+            result,
+            current,
+            spans,
+            lambda n, every: Finding(
+                "secrets", "secret", f"input contains {n} secret(s): {_kinds(every)}", cfg.action, count=n
+            ),
         )
 
     def _pii(self, result: InputResult, current: list[str]) -> bool:
         cfg = self.policy.input.pii
         spans = [find_pii(t, cfg.kinds) for t in current]
         return self._apply_spans(
-            result, current, spans,
-            lambda n, every: Finding("pii", "pii", f"input contains {n} PII item(s): {_kinds(every)}", cfg.action, count=n),
+            result,
+            current,
+            spans,
+            lambda n, every: Finding(
+                "pii", "pii", f"input contains {n} PII item(s): {_kinds(every)}", cfg.action, count=n
+            ),
         )
 
-    def _injection(self, result: InputResult, texts: Sequence[str], roles: Sequence[str], cfg: InjectionCheck) -> bool:
+    def _injection(
+        self, result: InputResult, texts: Sequence[str], roles: Sequence[str], cfg: InjectionCheck
+    ) -> bool:
         untrusted = "\n".join(t for t, r in zip(texts, roles, strict=True) if r not in TRUSTED_ROLES)
         finding = injection_finding(untrusted, cfg, subject="input")
         if finding is not None:
@@ -220,7 +264,15 @@ class Guard:
             if ctx.deny.enabled:
                 n = len(self._ctx_deny.spans(text, text.lower(), "denied_term"))
                 if n:
-                    findings.append(Finding("deny", "denied_term", f"retrieved passage contains {n} denied term(s)", ctx.deny.action, count=n))
+                    findings.append(
+                        Finding(
+                            "deny",
+                            "denied_term",
+                            f"retrieved passage contains {n} denied term(s)",
+                            ctx.deny.action,
+                            count=n,
+                        )
+                    )
                     fired_deny = True
             inj_us += (t1 - t0) // 1000
             deny_us += (time.perf_counter_ns() - t1) // 1000
@@ -252,4 +304,3 @@ def injection_finding(text: str, cfg: InjectionCheck, *, subject: str) -> Findin
         score=verdict.score,
         count=len(verdict.rules),
     )
-

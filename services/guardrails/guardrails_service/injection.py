@@ -21,30 +21,68 @@ _RULES = r"(?:instructions?|prompts?|rules|directions|guidelines|guardrails|cons
 # words, so whitespace tricks cannot split them). One Aho-Corasick pass finds the anchors present,
 # and only their rules' patterns run: clean text costs one scan instead of a regex pass per rule.
 RULES: tuple[tuple[str, float, tuple[str, ...], str], ...] = (
-    ("ignore_instructions", 0.9, ("ignor", "disregard", "forget", "overrid", "skip", "bypass"),
-     rf"\b(?:ignore|disregard|forget|override|skip|bypass)\b.{{0,20}}\b{_PREV}\b.{{0,12}}\b{_RULES}\b"),
-    ("new_instructions", 0.6, ("instruction",),
-     r"\b(?:new|updated|real|actual) (?:system )?instructions? ?(?::|are\b|follow)"),
-    ("reveal_system_prompt", 0.8, ("prompt", "instructions"),
-     r"\b(?:reveal|show|print|repeat|output|leak|display|tell me)\b.{0,30}\b(?:system prompt|hidden "
-     r"(?:instructions|prompt)|initial (?:instructions|prompt)|your instructions)\b"),
-    ("persona_override", 0.8, ("dan", "unrestricted", "jailbroken", "unfiltered", "uncensored", "developer", "evil"),
-     r"\byou are (?:now|no longer)\b.{0,40}\b(?:dan|unrestricted|jailbroken|unfiltered|uncensored|developer mode|evil)\b"),
-    ("jailbreak_terms", 0.5, ("jailbr", "dan", "developer", "anything"),
-     r"\b(?:jailbreak|jailbroken|dan mode|developer mode enabled|do anything now)\b"),
-    ("no_restrictions", 0.6, ("restriction", "filter", "limitation", "safety", "censorship", "polic"),
-     r"\b(?:without|no|free of|ignore) (?:any )?(?:restrictions|filters|limitations|safety|censorship|content polic(?:y|ies))\b"),
-    ("disable_safety", 0.45, ("safety", "guardrail", "filter", "moderation", "polic"),
-     r"\b(?:disable|turn off|bypass|circumvent)\b.{0,20}\b(?:safety|guardrails?|filters?|moderation|content polic(?:y|ies))\b"),
-    ("addressed_to_model", 0.5, ("ai ", "ai\n", "ais ", "assistant", "model", "llm", "chatbot"),
-     r"\b(?:ai|assistant|language model|llm|chatbot)s? (?:reading this|must|should now|is instructed)\b"),
-    ("exfiltration", 0.6, ("http", "www.", "@"),
-     r"\b(?:send|post|forward|exfiltrate|upload)\b.{0,40}\b(?:conversation|chat history|api keys?|credentials|"
-     r"secrets?|passwords?)\b.{0,40}\b(?:to|at)\b.{0,20}(?:https?://|www\.|@)"),
+    (
+        "ignore_instructions",
+        0.9,
+        ("ignor", "disregard", "forget", "overrid", "skip", "bypass"),
+        rf"\b(?:ignore|disregard|forget|override|skip|bypass)\b.{{0,20}}\b{_PREV}\b.{{0,12}}\b{_RULES}\b",
+    ),
+    (
+        "new_instructions",
+        0.6,
+        ("instruction",),
+        r"\b(?:new|updated|real|actual) (?:system )?instructions? ?(?::|are\b|follow)",
+    ),
+    (
+        "reveal_system_prompt",
+        0.8,
+        ("prompt", "instructions"),
+        r"\b(?:reveal|show|print|repeat|output|leak|display|tell me)\b.{0,30}\b(?:system prompt|hidden "
+        r"(?:instructions|prompt)|initial (?:instructions|prompt)|your instructions)\b",
+    ),
+    (
+        "persona_override",
+        0.8,
+        ("dan", "unrestricted", "jailbroken", "unfiltered", "uncensored", "developer", "evil"),
+        r"\byou are (?:now|no longer)\b.{0,40}\b(?:dan|unrestricted|jailbroken|unfiltered|uncensored|developer mode|evil)\b",
+    ),
+    (
+        "jailbreak_terms",
+        0.5,
+        ("jailbr", "dan", "developer", "anything"),
+        r"\b(?:jailbreak|jailbroken|dan mode|developer mode enabled|do anything now)\b",
+    ),
+    (
+        "no_restrictions",
+        0.6,
+        ("restriction", "filter", "limitation", "safety", "censorship", "polic"),
+        r"\b(?:without|no|free of|ignore) (?:any )?(?:restrictions|filters|limitations|safety|censorship|content polic(?:y|ies))\b",
+    ),
+    (
+        "disable_safety",
+        0.45,
+        ("safety", "guardrail", "filter", "moderation", "polic"),
+        r"\b(?:disable|turn off|bypass|circumvent)\b.{0,20}\b(?:safety|guardrails?|filters?|moderation|content polic(?:y|ies))\b",
+    ),
+    (
+        "addressed_to_model",
+        0.5,
+        ("ai ", "ai\n", "ais ", "assistant", "model", "llm", "chatbot"),
+        r"\b(?:ai|assistant|language model|llm|chatbot)s? (?:reading this|must|should now|is instructed)\b",
+    ),
+    (
+        "exfiltration",
+        0.6,
+        ("http", "www.", "@"),
+        r"\b(?:send|post|forward|exfiltrate|upload)\b.{0,40}\b(?:conversation|chat history|api keys?|credentials|"
+        r"secrets?|passwords?)\b.{0,40}\b(?:to|at)\b.{0,20}(?:https?://|www\.|@)",
+    ),
 )
 # Chat-template markers mean something only at a line start, so this rule sees the unflattened text.
 ROLE_MARKERS = (
-    "role_markers", 0.5, ("<|", "[inst]", "<<sys>>", "system", "instruction"),
+    "role_markers",
+    0.5,
+    ("<|", "[inst]", "<<sys>>", "system", "instruction"),
     r"(?:<\|im_start\|>|<\|system\|>|\[inst\]|<<sys>>|^\s*#{2,} ?(?:system|instruction)\b|^\s*system\s*:)",
 )
 _FLAT = tuple((name, weight, re.compile(rx)) for name, weight, _, rx in RULES)

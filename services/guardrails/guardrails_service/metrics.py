@@ -1,9 +1,8 @@
 """Guardrails' metrics: every check's latency and outcomes (shared with the gateway's output rail),
 structured outputs and policy reloads, in the process registry the metrics listener serves."""
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter
-
 from llmsuite_common.rules.metrics import RuleMetrics
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 
 class GuardrailsMetrics(RuleMetrics):

@@ -10,9 +10,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .engine import Guard
 from llmsuite_common.rules.policy import Policy
 
+from .engine import Guard
 from .policy_files import parse_policy
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
-from referencing import Registry
 from llmsuite_common.rules.schema_outline import MAX_SCHEMA_DEPTH, InvalidSchema, check_schema_outline
+from referencing import Registry
 from referencing.exceptions import NoSuchResource, Unresolvable
 
 # Instances every schema must be able to judge: a `$ref` cycle with nothing in between recurses
@@ -57,7 +57,9 @@ def compile_schema(schema: str | dict[str, Any], limits: SchemaLimits = SchemaLi
             for _ in validator.iter_errors(probe):
                 pass
         except Unresolvable:
-            raise InvalidSchema("the JSON schema has a $ref that does not resolve within the schema") from None
+            raise InvalidSchema(
+                "the JSON schema has a $ref that does not resolve within the schema"
+            ) from None
         except RecursionError:
             raise InvalidSchema("the JSON schema refers to itself without end ($ref cycle)") from None
     return validator

@@ -40,7 +40,11 @@ def reason(f: Finding) -> guardrails_pb2.Reason:
 
 def timing(run: CheckRun) -> guardrails_pb2.CheckTiming:
     return guardrails_pb2.CheckTiming(
-        check=run.check, elapsed_us=run.elapsed_us, fired=run.fired, over_budget=run.over_budget, failed=run.failed
+        check=run.check,
+        elapsed_us=run.elapsed_us,
+        fired=run.fired,
+        over_budget=run.over_budget,
+        failed=run.failed,
     )
 
 
@@ -90,7 +94,10 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
             findings.extend(res.findings)
             if res.dropped:
                 reply.dropped.add(
-                    index=i, chunk_id=chunk.chunk_id, source_id=chunk.source_id, reasons=[reason(f) for f in res.findings]
+                    index=i,
+                    chunk_id=chunk.chunk_id,
+                    source_id=chunk.source_id,
+                    reasons=[reason(f) for f in res.findings],
                 )
             else:
                 reply.kept.append(i)
@@ -108,14 +115,20 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
         return reply
 
     async def CheckOutputStream(
-        self, request_iterator: AsyncIterator[guardrails_pb2.OutputStreamRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[guardrails_pb2.OutputStreamRequest],
+        context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[guardrails_pb2.OutputStreamResponse]:
         requests = aiter(request_iterator)
         reader: asyncio.Task[None] | None = None
         span = trace.get_current_span()
         try:
             first = await anext(requests, _END)
-            if first is _END or not isinstance(first, guardrails_pb2.OutputStreamRequest) or first.WhichOneof("item") != "start":
+            if (
+                first is _END
+                or not isinstance(first, guardrails_pb2.OutputStreamRequest)
+                or first.WhichOneof("item") != "start"
+            ):
                 raise InvalidArgument("the first message of an output stream must be `start`", param="start")
             guard = self._policies.guard_for(tenant_of(first.start.context))
             rail = OutputRail(guard.output)
@@ -174,13 +187,17 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
             if reader is not None:
                 reader.cancel()
 
-    def _replies(self, step: Step, span: trace.Span, policy_version: str) -> list[guardrails_pb2.OutputStreamResponse]:
+    def _replies(
+        self, step: Step, span: trace.Span, policy_version: str
+    ) -> list[guardrails_pb2.OutputStreamResponse]:
         out = [guardrails_pb2.OutputStreamResponse(released=piece) for piece in step.released]
         if step.blocked is not None:
             # Before the replies are sent: a caller that hangs up on `blocked` never resumes the stream.
             report_block(span, step.blocked, policy_version, self._metrics)
             out.append(
-                guardrails_pb2.OutputStreamResponse(blocked=guardrails_pb2.OutputBlocked(reasons=[reason(f) for f in step.blocked]))
+                guardrails_pb2.OutputStreamResponse(
+                    blocked=guardrails_pb2.OutputBlocked(reasons=[reason(f) for f in step.blocked])
+                )
             )
         return out
 

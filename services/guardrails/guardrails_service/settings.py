@@ -1,15 +1,15 @@
 from pathlib import Path
 
-from pydantic import Field
-
 from llmsuite_common.settings import ServiceSettings
+from pydantic import Field
 
 
 class GuardrailsSettings(ServiceSettings):
     otel_service_name: str = "guardrails"
     port: int = 50061
     guardrails_max_input_bytes: int = Field(
-        64 * 1024, description="Largest accepted input, in UTF-8 bytes (built-in policy; policy files set their own)."
+        64 * 1024,
+        description="Largest accepted input, in UTF-8 bytes (built-in policy; policy files set their own).",
     )
     guardrails_max_input_tokens: int = Field(
         8192, description="Largest accepted input, in approximate tokens (built-in policy)."

@@ -12,7 +12,6 @@ import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import json_repair
 from jsonschema.protocols import Validator
@@ -20,7 +19,15 @@ from referencing.exceptions import Unresolvable
 
 from .schema_checks import InvalidSchema, SchemaLimits, compile_schema
 
-__all__ = ["InvalidSchema", "SchemaLimits", "StructuredResult", "check", "check_off_loop", "load_schema", "validate"]
+__all__ = [
+    "InvalidSchema",
+    "SchemaLimits",
+    "StructuredResult",
+    "check",
+    "check_off_loop",
+    "load_schema",
+    "validate",
+]
 
 _FENCE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 MAX_ERRORS = 5
@@ -70,7 +77,9 @@ def validate(text: str, validator: Validator) -> StructuredResult:
         raise InvalidSchema("the JSON schema has a $ref that does not resolve within the schema") from None
     except RecursionError:
         raise InvalidSchema("the JSON schema refers to itself without end ($ref cycle)") from None
-    messages = [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"[:300] for e in errors[:MAX_ERRORS]]
+    messages = [
+        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"[:300] for e in errors[:MAX_ERRORS]
+    ]
     return StructuredResult(not messages, out, repaired, messages)
 
 
@@ -79,5 +88,7 @@ def check(schema_text: str, text: str, limits: SchemaLimits = SchemaLimits()) ->
     return validate(text, load_schema(schema_text, limits))
 
 
-async def check_off_loop(schema_text: str, text: str, limits: SchemaLimits = SchemaLimits()) -> StructuredResult:
+async def check_off_loop(
+    schema_text: str, text: str, limits: SchemaLimits = SchemaLimits()
+) -> StructuredResult:
     return await asyncio.get_running_loop().run_in_executor(_EXECUTOR, check, schema_text, text, limits)

@@ -35,7 +35,9 @@ def test_benign_text_passes_on_both_paths(text):
 
 def test_system_prompt_is_not_judged_as_injection():
     guard = Guard(Policy())
-    result = guard.check_input(["You are now a helpful pirate without restrictions on tone.", "hi"], ["system", "user"])
+    result = guard.check_input(
+        ["You are now a helpful pirate without restrictions on tone.", "hi"], ["system", "user"]
+    )
     assert not result.blocked
 
 

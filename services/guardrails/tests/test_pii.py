@@ -1,8 +1,8 @@
 """PII and secrets corpus: exact detections and redactions, and no false positives on the negatives."""
 
 import pytest
-from llmsuite_common.rules.detectors import PII_ORDER, find_pii, find_secrets, iban_ok, luhn_ok
 from guardrails_service.engine import Guard
+from llmsuite_common.rules.detectors import PII_ORDER, find_pii, find_secrets, iban_ok, luhn_ok
 from llmsuite_common.rules.policy import Policy
 
 POSITIVE_PII = [
@@ -103,7 +103,10 @@ def test_validators():
 def test_input_redaction_is_exact_and_reported_without_the_values():
     guard = Guard(Policy())
     result = guard.check_input(
-        ["mail john.doe@example.com, card 4111 1111 1111 1111, key AKIAIOSFODNN7EXAMPLE", "and IBAN GB82WEST12345698765432"]
+        [
+            "mail john.doe@example.com, card 4111 1111 1111 1111, key AKIAIOSFODNN7EXAMPLE",
+            "and IBAN GB82WEST12345698765432",
+        ]
     )
     assert not result.blocked
     assert result.redacted == [
@@ -112,7 +115,10 @@ def test_input_redaction_is_exact_and_reported_without_the_values():
     ]
     messages = " ".join(f.message for f in result.findings)
     assert "example.com" not in messages and "4111" not in messages and "AKIA" not in messages
-    assert {(f.check, f.action, f.count) for f in result.findings} == {("secrets", "redact", 1), ("pii", "redact", 3)}
+    assert {(f.check, f.action, f.count) for f in result.findings} == {
+        ("secrets", "redact", 1),
+        ("pii", "redact", 3),
+    }
 
 
 def test_clean_input_is_left_alone():

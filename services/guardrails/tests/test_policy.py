@@ -3,9 +3,9 @@ import os
 import pytest
 from guardrails_service.app import builtin_policy
 from guardrails_service.policy_files import parse_policy
-from llmsuite_common.rules.policy import Policy
 from guardrails_service.policy_store import PolicyStore
 from guardrails_service.settings import GuardrailsSettings
+from llmsuite_common.rules.policy import Policy
 from pydantic import ValidationError
 
 STRICT = """
@@ -131,7 +131,9 @@ def test_a_failing_check_follows_its_fail_mode(monkeypatch):
     closed = engine.Guard(Policy()).check_input(["hello"])
     assert closed.blocked and closed.findings[-1].code == "check_failed"
     assert closed.timings[-1].failed
-    opened = engine.Guard(Policy.model_validate({"input": {"injection": {"fail_open": True}}})).check_input(["hello"])
+    opened = engine.Guard(Policy.model_validate({"input": {"injection": {"fail_open": True}}})).check_input(
+        ["hello"]
+    )
     assert not opened.blocked and opened.timings[-1].failed
 
 

@@ -101,7 +101,11 @@ async def test_a_remote_ref_is_refused_and_never_fetched(stub, schema_host: Sche
 
 
 async def test_a_relative_ref_against_a_remote_id_is_refused_and_never_fetched(stub, schema_host: SchemaHost):
-    schema = {"$id": f"{schema_host.url}/root.json", "type": "object", "properties": {"city": {"$ref": "city.json"}}}
+    schema = {
+        "$id": f"{schema_host.url}/root.json",
+        "type": "object",
+        "properties": {"city": {"$ref": "city.json"}},
+    }
     assert "$ref must point within the schema" in await refused(stub, json.dumps(schema))
     assert schema_host.requests == []
 
@@ -153,7 +157,8 @@ async def test_a_schema_nested_past_the_depth_limit_is_refused(stub):
     for _ in range(30):
         answer = {"a": answer}
     reply = await stub.ValidateStructuredOutput(
-        pb.ValidateStructuredOutputRequest(context=CTX, text=json.dumps(answer), json_schema=nested(30)), timeout=10
+        pb.ValidateStructuredOutputRequest(context=CTX, text=json.dumps(answer), json_schema=nested(30)),
+        timeout=10,
     )
     assert reply.valid and not reply.errors
 
@@ -183,8 +188,12 @@ async def test_an_answer_nested_past_the_parser_is_invalid_not_an_error(stub):
 
 
 async def test_the_limits_come_from_the_settings():
-    async with served(GuardrailsSettings(guardrails_max_schema_bytes=200, guardrails_max_schema_depth=8)) as stub:
-        assert "at most 200 are accepted" in await refused(stub, json.dumps({"description": "x" * 200, **json.loads(GOOD)}))
+    async with served(
+        GuardrailsSettings(guardrails_max_schema_bytes=200, guardrails_max_schema_depth=8)
+    ) as stub:
+        assert "at most 200 are accepted" in await refused(
+            stub, json.dumps({"description": "x" * 200, **json.loads(GOOD)})
+        )
         assert "nested more than 8 levels deep" in await refused(stub, nested(4))
 
 

@@ -1,7 +1,9 @@
 import pytest
 from guardrails_service.structured import InvalidSchema, load_schema, validate
 
-SCHEMA = load_schema('{"type": "object", "properties": {"city": {"type": "string"}, "n": {"type": "integer"}}, "required": ["city"]}')
+SCHEMA = load_schema(
+    '{"type": "object", "properties": {"city": {"type": "string"}, "n": {"type": "integer"}}, "required": ["city"]}'
+)
 
 
 @pytest.mark.parametrize(

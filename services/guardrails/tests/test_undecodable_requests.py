@@ -30,7 +30,9 @@ async def target(tmp_path):
     # "acme" reads deltas in place; "slowpoke" (a time-based hold-back) reads them in a task of its own.
     (tmp_path / "acme.yaml").write_text("output: {hold_back_tokens: 16}\n")
     (tmp_path / "slowpoke.yaml").write_text("output: {hold_back_tokens: 1000, hold_back_ms: 20}\n")
-    app = GuardrailsApp(GuardrailsSettings(guardrails_policy_dir=tmp_path), GuardrailsMetrics(CollectorRegistry()))
+    app = GuardrailsApp(
+        GuardrailsSettings(guardrails_policy_dir=tmp_path), GuardrailsMetrics(CollectorRegistry())
+    )
     async with serving(app) as port, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield channel
 
@@ -38,14 +40,18 @@ async def target(tmp_path):
 def failed_to_parse(err: grpc.aio.AioRpcError) -> None:
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
     detail = read_error_detail(err)
-    assert detail is not None and (detail.code, detail.message) == ("invalid_message", "request message could not be parsed")
+    assert detail is not None and (detail.code, detail.message) == (
+        "invalid_message",
+        "request message could not be parsed",
+    )
 
 
 async def still_answers(channel: grpc.aio.Channel, org: str) -> None:
     stub = guardrails_pb2_grpc.GuardrailsServiceStub(channel)
     reply = await stub.CheckInput(
         pb.CheckInputRequest(
-            context=common_pb2.RequestContext(org_id=org), messages=[common_pb2.ChatMessage(role="user", content="hi")]
+            context=common_pb2.RequestContext(org_id=org),
+            messages=[common_pb2.ChatMessage(role="user", content="hi")],
         ),
         metadata=auth("guardrails", org),
         timeout=10,
@@ -55,9 +61,13 @@ async def still_answers(channel: grpc.aio.Channel, org: str) -> None:
 
 CTX = common_pb2.RequestContext(org_id="someone")
 UNARY = {
-    "CheckInput": pb.CheckInputRequest(context=CTX, messages=[common_pb2.ChatMessage(role="user", content=MARK)]),
+    "CheckInput": pb.CheckInputRequest(
+        context=CTX, messages=[common_pb2.ChatMessage(role="user", content=MARK)]
+    ),
     "CheckContext": pb.CheckContextRequest(context=CTX, chunks=[pb.ContextChunk(chunk_id="c", text=MARK)]),
-    "GetOutputPolicy": pb.GetOutputPolicyRequest(context=common_pb2.RequestContext(org_id="someone", user_id=MARK)),
+    "GetOutputPolicy": pb.GetOutputPolicyRequest(
+        context=common_pb2.RequestContext(org_id="someone", user_id=MARK)
+    ),
     "ValidateStructuredOutput": pb.ValidateStructuredOutputRequest(context=CTX, text=MARK, json_schema=""),
 }
 
@@ -82,11 +92,15 @@ def start(org: str) -> pb.OutputStreamRequest:
 )
 async def test_output_stream_with_invalid_utf8_is_invalid_argument(target, org: str, bad_index: int):
     call = target.stream_stream(
-        SERVICE + "CheckOutputStream", request_serializer=lambda b: b, response_deserializer=pb.OutputStreamResponse.FromString
+        SERVICE + "CheckOutputStream",
+        request_serializer=lambda b: b,
+        response_deserializer=pb.OutputStreamResponse.FromString,
     )
     messages = [start(org), pb.OutputStreamRequest(delta="Hello "), pb.OutputStreamRequest(delta="there")]
     messages[bad_index] = (
-        pb.OutputStreamRequest(start=pb.OutputStreamStart(context=common_pb2.RequestContext(org_id=org, user_id=MARK)))
+        pb.OutputStreamRequest(
+            start=pb.OutputStreamStart(context=common_pb2.RequestContext(org_id=org, user_id=MARK))
+        )
         if bad_index == 0
         else pb.OutputStreamRequest(delta=MARK)
     )

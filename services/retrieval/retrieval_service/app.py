@@ -4,12 +4,12 @@ from pathlib import Path
 
 import grpc
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from llmsuite_common.embedded_postgres import EmbeddedPostgres
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from .batching import MicroBatcher
 from .cache import CacheMetrics, RetrievalCache
 from .db import ChunkStore
-from llmsuite_common.embedded_postgres import EmbeddedPostgres
 from .embedder import Embedder, packaged_model_dir
 from .remote_embedder import RemoteEmbedder
 from .retriever import Retriever

@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from llmsuite_common.errors import DeadlineExceeded, ResourceExhausted
 
 from .embedder import EmbeddingModel

@@ -69,7 +69,7 @@ async def embedding_throughput(opts: Options) -> dict[str, Any]:
 
     threads = RetrievalSettings().retrieval_torch_threads
     embedder = Embedder(batch_size=opts.batch_size, torch_threads=threads)
-    await embedder.load(packaged_model_dir(str(Path(".data/models").resolve())))
+    await embedder.load(packaged_model_dir(str(Path(".data/models").resolve())))  # noqa: ASYNC240 - once, at start
     kinds: dict[str, Any] = {}
     for kind, words in (("query", (6, 14)), ("chunk", (20, 120))):
         texts = sentences(opts.embedding_texts, seed=7, words=words)

@@ -19,9 +19,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import grpc
-from tqdm import tqdm
-
 from llmsuite_common.errors import read_error_detail
+from tqdm import tqdm
 
 from .client import RetrievalClient, Source
 from .credentials import GatewayTokens, StaticCredentials, TokenExchangeError
@@ -115,10 +114,17 @@ async def run(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m retrieval_service.cli", description=__doc__.split("\n")[0])
     p.add_argument("--target", default="127.0.0.1:50062", help="gRPC target of the retrieval service")
-    p.add_argument("--gateway", default=os.environ.get("LLMSUITE_GATEWAY_URL", "http://127.0.0.1:8080"),
-                   help="gateway that exchanges the API key for a token")
-    p.add_argument("--api-key", default=os.environ.get("LLMSUITE_API_KEY", ""), help="API key (LLMSUITE_API_KEY)")
-    p.add_argument("--token", default=os.environ.get("LLMSUITE_TOKEN", ""), help="service token (LLMSUITE_TOKEN)")
+    p.add_argument(
+        "--gateway",
+        default=os.environ.get("LLMSUITE_GATEWAY_URL", "http://127.0.0.1:8080"),
+        help="gateway that exchanges the API key for a token",
+    )
+    p.add_argument(
+        "--api-key", default=os.environ.get("LLMSUITE_API_KEY", ""), help="API key (LLMSUITE_API_KEY)"
+    )
+    p.add_argument(
+        "--token", default=os.environ.get("LLMSUITE_TOKEN", ""), help="service token (LLMSUITE_TOKEN)"
+    )
     p.add_argument("--tls-ca", default="", help="CA bundle: the channel is TLS")
     p.add_argument("--tls-cert", default="", help="client certificate, for mutual TLS")
     p.add_argument("--tls-key", default="", help="client certificate's key")

@@ -20,7 +20,6 @@ from typing import Any
 import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
 from llmsuite_common.call_auth import CallCredentials
 from llmsuite_common.grpc_client import TracedStub, call_metadata, channel
 from llmsuite_common.grpc_tls import channel_credentials
@@ -64,10 +63,14 @@ class RetrievalClient:
 
     async def __aenter__(self) -> "RetrievalClient":
         self._channel = channel(
-            self._target, max_message_bytes=self._max_message_bytes, credentials=channel_credentials(*self._tls)
+            self._target,
+            max_message_bytes=self._max_message_bytes,
+            credentials=channel_credentials(*self._tls),
         )
         self._stub = TracedStub(
-            retrieval_pb2_grpc.RetrievalServiceStub(self._channel), audience="retrieval", credentials=self._credentials
+            retrieval_pb2_grpc.RetrievalServiceStub(self._channel),
+            audience="retrieval",
+            credentials=self._credentials,
         )
         return self
 

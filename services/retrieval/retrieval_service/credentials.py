@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 
 import httpx
-
 from llmsuite_common.call_auth import StaticCredentials
 
 __all__ = ["GatewayTokens", "StaticCredentials", "TokenExchangeError"]
@@ -49,8 +48,12 @@ class GatewayTokens:
         if self._token and self._expires - self._refresh > self._clock():
             return
         body = {"audience": "retrieval"} | ({"scope": self._scope} if self._scope else {})
-        async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport, trust_env=False) as http:
-            reply = await http.post(self._url, json=body, headers={"authorization": f"Bearer {self._api_key}"})
+        async with httpx.AsyncClient(
+            timeout=self._timeout, transport=self._transport, trust_env=False
+        ) as http:
+            reply = await http.post(
+                self._url, json=body, headers={"authorization": f"Bearer {self._api_key}"}
+            )
         if reply.status_code != 200:
             try:
                 message = reply.json()["error"]["message"]

@@ -14,13 +14,12 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from llmsuite_common.errors import DeadlineExceeded, NotFound, Unavailable
 from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 from pgvector.psycopg import register_vector_async
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-
-from llmsuite_common.errors import DeadlineExceeded, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 

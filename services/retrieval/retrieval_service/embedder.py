@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-
 from llmsuite_common.errors import DeadlineExceeded, Unavailable
 
 if TYPE_CHECKING:

@@ -140,11 +140,10 @@ async def local_service(work_dir: Path, org_id: str = "evaluation") -> AsyncIter
     """The service in this process on a loopback port; yields its target, database URI and the
     credentials of an admin of `org_id`."""
     import grpc
-
+    from llmsuite_common.embedded_postgres import EmbeddedPostgres
     from llmsuite_common.local_auth import LocalAuthority
 
     from .app import RetrievalApp
-    from llmsuite_common.embedded_postgres import EmbeddedPostgres
     from .settings import RetrievalSettings
 
     settings = RetrievalSettings(retrieval_pgserver_data_dir=str(work_dir / "pg"))

@@ -11,7 +11,6 @@ import logging
 
 import httpx
 import numpy as np
-
 from llmsuite_common.errors import DeadlineExceeded, InvalidArgument, Unavailable
 
 from .chunking import approx_tokens

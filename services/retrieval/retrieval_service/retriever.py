@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
-
 from llmsuite_common.errors import InvalidArgument
 
 from .cache import RetrievalCache, results_key

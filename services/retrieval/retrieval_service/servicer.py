@@ -5,7 +5,6 @@ from datetime import UTC
 
 import grpc
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
 from llmsuite_common.errors import InvalidArgument, NotFound, ServiceError, error_detail
 
 from . import access, parsing, validation

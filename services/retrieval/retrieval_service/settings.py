@@ -1,6 +1,5 @@
-from pydantic import Field, SecretStr, model_validator
-
 from llmsuite_common.settings import ServiceSettings
+from pydantic import Field, SecretStr, model_validator
 
 
 class RetrievalSettings(ServiceSettings):

@@ -69,7 +69,9 @@ def _file(uri: str) -> LocalFile:
     if parts.netloc not in ("", "localhost"):
         raise InvalidArgument("file:// URIs must name a local path: file:///path", param="uri")
     if parts.query or parts.fragment or uri.endswith(("?", "#")):
-        raise InvalidArgument("file:// URIs take no query or fragment (percent-encode '?' and '#')", param="uri")
+        raise InvalidArgument(
+            "file:// URIs take no query or fragment (percent-encode '?' and '#')", param="uri"
+        )
     if _BAD_ESCAPE.search(parts.path):
         raise InvalidArgument("uri has a '%' that does not start a %XX escape", param="uri")
     try:

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
 from llmsuite_common.errors import InvalidArgument
 
 COLLECTION_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")

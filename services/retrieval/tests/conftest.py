@@ -8,13 +8,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from prometheus_client import CollectorRegistry
 from llmsuite.retrieval.v1 import retrieval_pb2_grpc
-
 from llmsuite_common.embedded_postgres import EmbeddedPostgres
+from prometheus_client import CollectorRegistry
 from retrieval_service.app import RetrievalApp
 from retrieval_service.embedder import Embedder, packaged_model_dir
 from retrieval_service.settings import RetrievalSettings
+
 from tests.service_auth import AUTHORITY, tenant_channel
 from tools.localsuite.processes import free_port
 
@@ -151,9 +151,6 @@ async def stub(retrieval_target: str) -> AsyncIterator[retrieval_pb2_grpc.Retrie
 def public_keys_file(scratch_dir: Path) -> str:
     """The authority's JWKS, for retrieval processes started by tests (GRPC_AUTH_PUBLIC_KEYS_FILE)."""
     return str(AUTHORITY.write(scratch_dir / "service-keys")[1])
-
-
-
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@ import asyncio
 
 import numpy as np
 import pytest
-
 from llmsuite_common.errors import DeadlineExceeded, ResourceExhausted
 from retrieval_service.batching import MicroBatcher
 from retrieval_service.embedder import Embedder

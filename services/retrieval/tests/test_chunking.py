@@ -4,7 +4,6 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from retrieval_service.chunking import approx_tokens, chunk_text
 
 

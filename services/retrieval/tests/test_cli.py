@@ -4,7 +4,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from retrieval_service import cli
 
 from tests.service_auth import AUTHORITY

@@ -17,15 +17,14 @@ import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
 from retrieval_service.db import DOCUMENTS, TABLE
 from retrieval_service.settings import RetrievalSettings
-from tools.localsuite.processes import free_port
+
 from tests.service_auth import auth
+from tools.localsuite.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 TENANT, COLLECTION, DOCS = "crash-org", "crash", 40
-
 
 
 def long_document(n: int) -> str:

@@ -8,7 +8,6 @@ import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector_async
-
 from retrieval_service.db import TABLE, ChunkStore, NewChunk, NewDocument
 
 DIM = 384

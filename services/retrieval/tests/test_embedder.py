@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from retrieval_service.embedder import Embedder
 
 

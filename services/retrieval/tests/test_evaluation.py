@@ -1,5 +1,4 @@
 import pytest
-
 from retrieval_service.client import RetrievalClient, Source
 from retrieval_service.evaluation import documents_in_order, labelled, report, score
 
@@ -17,7 +16,9 @@ def test_recall_and_mrr_by_hand():
 
 
 async def test_the_labelled_set_scores_well_through_the_client(retrieval_target: str):
-    async with RetrievalClient(retrieval_target, credentials=AUTHORITY.credentials("eval-org"), timeout=120) as client:
+    async with RetrievalClient(
+        retrieval_target, credentials=AUTHORITY.credentials("eval-org"), timeout=120
+    ) as client:
         vector = await labelled(client, "handbook")
         hybrid = await labelled(client, "handbook", hybrid_weight=0.3)
         # The second pass found the corpus stored already and wrote nothing.

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
 from retrieval_service.parsing import HTML, MAX_HTML_DEPTH, extract_text
+
 from tests.service_auth import auth
 
 Stub = retrieval_pb2_grpc.RetrievalServiceStub
@@ -24,12 +24,16 @@ async def ingest(stub: Stub, collection: str, *sources: Source) -> dict[str, Pro
             context=common_pb2.RequestContext(org_id="hostile"), collection=collection, sources=sources
         )
 
-    progress = [p async for p in stub.IngestStream(requests(), timeout=120, metadata=auth("retrieval", "hostile"))]
+    progress = [
+        p async for p in stub.IngestStream(requests(), timeout=120, metadata=auth("retrieval", "hostile"))
+    ]
     assert [p.done for p in progress] == list(range(1, len(sources) + 1))
     return {p.source_id: p for p in progress}
 
 
-def failed_alone(results: dict[str, Progress], source_id: str, code: str, param: str = "sources[0].uri") -> None:
+def failed_alone(
+    results: dict[str, Progress], source_id: str, code: str, param: str = "sources[0].uri"
+) -> None:
     """`source_id` failed with `code` about `param`; the document after it was still indexed."""
     bad = results[source_id]
     assert bad.status == Progress.FAILED
@@ -107,7 +111,9 @@ async def test_a_file_that_cannot_be_read_fails_alone(stub: Stub, tree: Path, na
     failed_alone(results, uri, code)
 
 
-@pytest.mark.parametrize("uri", ["file:///../../etc/passwd", "file:///etc/passwd", "file://localhost/etc/hostname"])
+@pytest.mark.parametrize(
+    "uri", ["file:///../../etc/passwd", "file:///etc/passwd", "file://localhost/etc/hostname"]
+)
 async def test_a_file_outside_the_roots_fails_alone(stub: Stub, uri: str):
     results = await ingest(stub, "files", Source(uri=uri), NEXT)
     failed_alone(results, uri, "failed_precondition")
@@ -119,7 +125,9 @@ def small_pdf(resources: bytes = b"<< >>", trailer: bytes = b"<< /Size 5 /Root 1
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources " + resources + b" /Contents 4 0 R >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources "
+        + resources
+        + b" /Contents 4 0 R >>",
         b"<< /Length 0 >>\nstream\n\nendstream",
     ]
     offsets = []
@@ -136,9 +144,15 @@ def small_pdf(resources: bytes = b"<< >>", trailer: bytes = b"<< /Size 5 /Root 1
 @pytest.mark.parametrize(
     ("source", "param"),
     [
-        (Source(id="doc", data=b"%PDF-1.7\n\x00\xff garbage", content_type="application/pdf"), "sources[0].data"),
+        (
+            Source(id="doc", data=b"%PDF-1.7\n\x00\xff garbage", content_type="application/pdf"),
+            "sources[0].data",
+        ),
         # pypdf raises AttributeError on a trailer that is not a dictionary.
-        (Source(id="doc", data=small_pdf(trailer=b"0 R >>"), content_type="application/pdf"), "sources[0].data"),
+        (
+            Source(id="doc", data=small_pdf(trailer=b"0 R >>"), content_type="application/pdf"),
+            "sources[0].data",
+        ),
         (Source(id="doc", data=small_pdf(b"[" * 50_000 + b"]" * 50_000)), "sources[0].data"),
         (Source(id="doc", data=b"\xff\xfe\xfa not utf-8", content_type="text/plain"), "sources[0].data"),
         (Source(id="doc", data=b"<p>caf\xe9</p>", content_type="text/html"), "sources[0].data"),
@@ -152,7 +166,12 @@ async def test_an_unreadable_document_fails_alone(stub: Stub, source: Source, pa
 
 async def test_deeply_nested_html_is_indexed(stub: Stub):
     depth = 100_000  # far past Python's recursion limit, which markdownify's tree walk hits
-    markup = "<h1>Deep page</h1>" + "<div>" * depth + "<p>The vault code is kept by the porter.</p>" + "</div>" * depth
+    markup = (
+        "<h1>Deep page</h1>"
+        + "<div>" * depth
+        + "<p>The vault code is kept by the porter.</p>"
+        + "</div>" * depth
+    )
     results = await ingest(stub, "deep", Source(id="deep.html", data=markup.encode()), NEXT)
     assert results["deep.html"].status == Progress.INDEXED, results["deep.html"].error
     assert results["deep.html"].chunks >= 1
@@ -161,7 +180,12 @@ async def test_deeply_nested_html_is_indexed(stub: Stub):
 
 def test_deep_html_keeps_its_text_and_the_markdown_above_the_limit():
     depth = 100_000
-    markup = "<h1>Deep page</h1>" + "<div>" * depth + "<p>The vault code is kept by the porter.</p>" + "</div>" * depth
+    markup = (
+        "<h1>Deep page</h1>"
+        + "<div>" * depth
+        + "<p>The vault code is kept by the porter.</p>"
+        + "</div>" * depth
+    )
     assert extract_text(markup.encode(), HTML) == "# Deep page\n\nThe vault code is kept by the porter."
 
 

@@ -7,8 +7,8 @@ import grpc
 import pytest
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
 from llmsuite_common.errors import read_error_detail
+
 from tests.service_auth import auth
 
 Stub = retrieval_pb2_grpc.RetrievalServiceStub
@@ -222,7 +222,9 @@ async def test_objects_from_a_local_s3_are_ingested_once(stub: Stub, bucket: str
 
 async def test_stream_level_mistakes_end_the_stream(stub: Stub):
     async def other_org():
-        yield retrieval_pb2.IngestStreamRequest(context=ctx("victim"), collection="docs", sources=[Source(id="a", text="x")])
+        yield retrieval_pb2.IngestStreamRequest(
+            context=ctx("victim"), collection="docs", sources=[Source(id="a", text="x")]
+        )
 
     # The token names "sw"; a stream naming another organization is refused, not served.
     with pytest.raises(grpc.aio.AioRpcError) as info:

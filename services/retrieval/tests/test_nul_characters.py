@@ -9,9 +9,9 @@ import grpc
 import pytest
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
 from llmsuite_common.errors import read_error_detail
 from retrieval_service.parsing import HTML, PLAIN, clean, extract_text
+
 from tests.service_auth import auth
 
 Stub = retrieval_pb2_grpc.RetrievalServiceStub
@@ -39,14 +39,20 @@ async def still_answers(stub: Stub) -> None:
 @pytest.mark.parametrize(
     ("make", "param"),
     [
-        (lambda s: s.CreateCollection(retrieval_pb2.CreateCollectionRequest(context=CTX, name="a\x00b")), "name"),
+        (
+            lambda s: s.CreateCollection(retrieval_pb2.CreateCollectionRequest(context=CTX, name="a\x00b")),
+            "name",
+        ),
         (
             lambda s: s.CreateCollection(
                 retrieval_pb2.CreateCollectionRequest(context=CTX, name="ok", description="x\x00")
             ),
             "description",
         ),
-        (lambda s: s.DeleteCollection(retrieval_pb2.DeleteCollectionRequest(context=CTX, name="\x00")), "name"),
+        (
+            lambda s: s.DeleteCollection(retrieval_pb2.DeleteCollectionRequest(context=CTX, name="\x00")),
+            "name",
+        ),
         (
             lambda s: s.Ingest(
                 retrieval_pb2.IngestRequest(
@@ -73,7 +79,10 @@ async def still_answers(stub: Stub) -> None:
             ),
             "documents[0].id",
         ),
-        (lambda s: s.Search(retrieval_pb2.SearchRequest(context=CTX, collection="docs", query="q\x00")), "query"),
+        (
+            lambda s: s.Search(retrieval_pb2.SearchRequest(context=CTX, collection="docs", query="q\x00")),
+            "query",
+        ),
         (
             lambda s: s.Search(
                 retrieval_pb2.SearchRequest(context=CTX, collection="docs", query="q", filter={"k\x00": "v"})

@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from llmsuite_common.errors import FailedPrecondition, InvalidArgument
 from retrieval_service.db import Hit, fuse
 from retrieval_service.parsing import HTML, MARKDOWN, PDF, PLAIN, content_type, extract_text

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import grpc
 from google.protobuf import descriptor_pb2
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
 from retrieval_service.settings import RetrievalSettings
-from tools.localsuite.processes import free_port
+
 from tests.service_auth import auth
+from tools.localsuite.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 

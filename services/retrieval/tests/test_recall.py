@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import numpy as np
 import psycopg
 import pytest
-
 from retrieval_service.bulk import bulk_load, clustered_unit_vectors, random_centers, with_options
 from retrieval_service.db import ChunkStore
 from retrieval_service.settings import RetrievalSettings

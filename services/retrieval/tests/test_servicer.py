@@ -4,7 +4,6 @@ import grpc
 import pytest
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
 from llmsuite_common.errors import read_error_detail
 
 Stub = retrieval_pb2_grpc.RetrievalServiceStub

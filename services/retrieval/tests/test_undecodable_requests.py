@@ -11,8 +11,8 @@ import grpc
 import pytest
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-
 from llmsuite_common.errors import read_error_detail
+
 from tests.service_auth import auth
 
 SERVICE = "/llmsuite.retrieval.v1.RetrievalService/"
@@ -42,7 +42,9 @@ def failed_to_parse(err: grpc.aio.AioRpcError) -> None:
 
 
 async def still_answers(stub: retrieval_pb2_grpc.RetrievalServiceStub) -> None:
-    reply = await stub.CreateCollection(retrieval_pb2.CreateCollectionRequest(context=CTX, name="after"), timeout=30)
+    reply = await stub.CreateCollection(
+        retrieval_pb2.CreateCollectionRequest(context=CTX, name="after"), timeout=30
+    )
     assert reply.collection.name == "after"
 
 
@@ -64,7 +66,9 @@ UNARY = {
 
 @pytest.mark.parametrize("method", sorted(UNARY))
 async def test_unary_rpc_with_invalid_utf8_is_invalid_argument(raw_channel, stub, method: str):
-    call = raw_channel.unary_unary(SERVICE + method, request_serializer=lambda b: b, response_deserializer=None)
+    call = raw_channel.unary_unary(
+        SERVICE + method, request_serializer=lambda b: b, response_deserializer=None
+    )
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await call(invalid_utf8(UNARY[method]), timeout=30, metadata=auth("retrieval", "utf8-org"))
     failed_to_parse(info.value)

@@ -1,5 +1,4 @@
 import pytest
-
 from llmsuite_common.errors import InvalidArgument
 from retrieval_service import validation
 from retrieval_service.validation import DocumentInput, Limits

@@ -9,7 +9,9 @@ from .output_rail import RailState
 from .verdict_events import add_verdict_event
 
 
-def report_block(span: Span, findings: list[Finding], policy_version: str, metrics: RuleMetrics | None) -> None:
+def report_block(
+    span: Span, findings: list[Finding], policy_version: str, metrics: RuleMetrics | None
+) -> None:
     if metrics is not None:
         metrics.record("output", [], findings)
     add_verdict_event(span, "output", "block", findings, policy_version)

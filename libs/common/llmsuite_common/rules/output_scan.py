@@ -25,7 +25,9 @@ class OutputScanner:
     def __init__(self, output: OutputChecks, version: str = "") -> None:
         self.output = output
         # The policy version this scanner was built from (the whole policy's fingerprint).
-        self.version = version or "output+" + hashlib.sha256(output.model_dump_json().encode()).hexdigest()[:8]
+        self.version = (
+            version or "output+" + hashlib.sha256(output.model_dump_json().encode()).hexdigest()[:8]
+        )
         self._deny = Terms(output.deny.terms)
 
     def scan(self, text: str) -> list[OutputMatch]:
@@ -33,9 +35,14 @@ class OutputScanner:
         out = self.output
         matches: list[OutputMatch] = []
         if out.deny.enabled and self._deny.pattern is not None:
-            matches += [OutputMatch(s, "deny", out.deny.action) for s in self._deny.spans(text, text.lower(), "denied_term")]
+            matches += [
+                OutputMatch(s, "deny", out.deny.action)
+                for s in self._deny.spans(text, text.lower(), "denied_term")
+            ]
         if out.secrets.enabled:
-            spans = find_secrets(text, min_entropy=out.secrets.min_entropy, opaque_min_entropy=out.secrets.opaque_min_entropy)
+            spans = find_secrets(
+                text, min_entropy=out.secrets.min_entropy, opaque_min_entropy=out.secrets.opaque_min_entropy
+            )
             matches += [OutputMatch(s, "secrets", out.secrets.action) for s in spans]
         if out.pii.enabled:
             matches += [OutputMatch(s, "pii", out.pii.action) for s in find_pii(text, out.pii.kinds)]

@@ -114,4 +114,3 @@ class Policy(_Strict):
         """version plus a short digest, so two edits that forget to bump `version` still differ."""
         digest = hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:8]
         return f"{self.version}+{digest}"
-

@@ -43,7 +43,9 @@ def requested_caller(key: Identity, scope: str | None) -> Caller:
     asked = own if scope is None else frozenset(scope.split())
     unknown = asked - set(RETRIEVAL_SCOPES)
     if unknown:
-        raise ApiError(400, f"unknown scope: {' '.join(sorted(unknown))}", code="invalid_scope", param="scope")
+        raise ApiError(
+            400, f"unknown scope: {' '.join(sorted(unknown))}", code="invalid_scope", param="scope"
+        )
     if not asked <= own:
         raise ApiError(
             403, f"the key lacks scope: {' '.join(sorted(asked - own))}", code="scope_exceeded", param="scope"
