@@ -40,10 +40,10 @@ class EmbeddedPostgres:
         self._data_dir.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
-                self._server = pgserver.get_server(self._data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+                self._server = pgserver.get_server(self._data_dir, cleanup_mode="stop")
                 break
             except (subprocess.CalledProcessError, OSError) as err:
-                forget_failed_start(pgserver.PostgresServer, self._data_dir)  # type: ignore[attr-defined]
+                forget_failed_start(pgserver.PostgresServer, self._data_dir)
                 if attempt == START_ATTEMPTS:
                     raise
                 log.warning(

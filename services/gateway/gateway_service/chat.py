@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,7 +238,7 @@ async def sse_events(
     keepalive_seconds: float,
     on_first_token: Callable[[], None],
     tally: StreamTally | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes]:
     """One SSE event per generation delta; keep-alive comments until the first one arrives.
 
     The keep-alive loop is bounded by the Generate call's deadline, which fails the pending read.

@@ -2,6 +2,7 @@
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -91,15 +92,16 @@ class BackendClients:
 
         # Unary backend calls count as downstream waits for x-gateway-overhead-ms, and toward
         # their hop's Server-Timing entry.
-        self.guardrails = TimedStub(
+        # Typed as the stubs they stand for: TracedStub and TimedStub forward every call.
+        self.guardrails: Any = TimedStub(
             traced(guardrails_pb2_grpc.GuardrailsServiceStub(self._channels["guardrails"]), "guardrails"),
             {"CheckInput": "guardrails", "CheckContext": "guardrails"},
         )
-        self.retrieval = TimedStub(
+        self.retrieval: Any = TimedStub(
             traced(retrieval_pb2_grpc.RetrievalServiceStub(self._channels["retrieval"]), "retrieval"),
             {"Search": "retrieval"},
         )
-        self.generation = traced(
+        self.generation: Any = traced(
             generation_pb2_grpc.GenerationServiceStub(self._channels["generation"]), "generation"
         )
 

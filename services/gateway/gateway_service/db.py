@@ -18,7 +18,7 @@ _MIGRATION_LOCK = 0x6C6C6D73
 def migrations() -> list[tuple[int, str]]:
     """(version, SQL) of every migrations/NNNN_name.sql, in order."""
     folder = resources.files(__package__).joinpath("migrations")
-    found = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    found = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(int(p.name.split("_", 1)[0]), p.read_text()) for p in found]
 
 

@@ -8,13 +8,14 @@ the app returns. Probes and scrapes are not traced.
 """
 
 from opentelemetry import context, propagate, trace
+from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-class _HeaderGetter:
+class _HeaderGetter(Getter[Scope]):
     """Reads W3C trace headers straight from the ASGI scope's raw header list."""
 
     def get(self, carrier: Scope, key: str) -> list[str] | None:

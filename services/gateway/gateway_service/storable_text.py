@@ -32,9 +32,9 @@ def _clean(value: Any) -> tuple[Any, bool]:
             return {k: v for (k, _), (v, _) in items}, True
         return value, False
     if isinstance(value, (list, tuple)):
-        cleaned = [_clean(v) for v in value]
-        if any(c for _, c in cleaned):
-            return type(value)(v for v, _ in cleaned), True
+        parts = [_clean(v) for v in value]
+        if any(c for _, c in parts):
+            return type(value)(v for v, _ in parts), True
         return value, False
     return value, False
 

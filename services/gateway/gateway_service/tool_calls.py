@@ -54,7 +54,7 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def generate_fields(body: Any) -> dict[str, str]:
+def generate_fields(body: Any) -> dict[str, Any]:
     """GenerateRequest fields for a chat request's tools, tool_choice and response_format."""
     out = {}
     if body.tools is not None:

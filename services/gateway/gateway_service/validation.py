@@ -1,6 +1,6 @@
 """Request validation failures as OpenAI errors naming the offending field."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import ApiError
@@ -23,7 +23,7 @@ def param_path(loc: Sequence[Any]) -> str | None:
     return out or None
 
 
-def validation_error(errors: Sequence[dict[str, Any]]) -> ApiError:
+def validation_error(errors: Sequence[Mapping[str, Any]]) -> ApiError:
     if not errors:
         return ApiError(400, "invalid request")
     first = errors[0]

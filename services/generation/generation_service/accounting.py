@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmsuite_common.errors import ServiceError
 from llmsuite_common.exemplars import trace_exemplar
@@ -133,7 +133,7 @@ class Accounting:
         outcome = self.outcome or "cancelled"
         usage = self.usage
         committed = self.committed
-        fields = {
+        fields: dict[str, Any] = {
             "model": self.model,
             "routed_model": committed.route.model if committed else "",
             "deployment": committed.deployment.name if committed else "",

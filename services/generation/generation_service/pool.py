@@ -15,7 +15,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,7 +156,7 @@ class UpstreamPool:
 
     async def stream(
         self, chain: list[Route], body_for: BodyFor, *, model: str, remaining: Callable[[], float | None]
-    ) -> AsyncIterator[Committed | UpstreamEvent]:
+    ) -> AsyncGenerator[Committed | UpstreamEvent]:
         """Yields one Committed, then the committed attempt's events; raises if no attempt commits."""
         attempts = _Attempts()
         # Every pass either makes an attempt, waits once, or raises: 2 * max_attempts bounds it.
@@ -226,7 +226,7 @@ class UpstreamPool:
         model: str,
         remaining: Callable[[], float | None],
         attempts: _Attempts,
-    ) -> AsyncIterator[Committed | UpstreamEvent]:
+    ) -> AsyncGenerator[Committed | UpstreamEvent]:
         """One upstream attempt; yields nothing when it failed before its first event in a retryable way."""
         state = self.state(deployment)
         left = remaining()

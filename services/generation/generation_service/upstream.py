@@ -14,7 +14,7 @@ instrumentation did it: one client span per attempt and the W3C traceparent on t
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -125,7 +125,7 @@ class UpstreamClient:
 
     async def stream_chat(
         self, deployment: Deployment, body: dict[str, Any], *, model: str, remaining: float | None
-    ) -> AsyncIterator[UpstreamEvent]:
+    ) -> AsyncGenerator[UpstreamEvent]:
         """Content and tool-call deltas, then one StreamDone: as they arrive when `body` asks for a
         stream, else from the upstream's whole answer (one ContentDelta and/or one ToolCallsDelta).
 
@@ -276,7 +276,7 @@ async def _pieces(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
         yield piece
 
 
-async def _events(pieces: AsyncIterator[bytes], secrets: tuple[str, ...]) -> AsyncIterator[UpstreamEvent]:
+async def _events(pieces: AsyncIterator[bytes], secrets: tuple[str, ...]) -> AsyncGenerator[UpstreamEvent]:
     state = _StreamState()
     parser = SSEParser()
     async for piece in pieces:
@@ -377,7 +377,8 @@ def whole_answer_events(raw: bytes, secrets: tuple[str, ...] = ()) -> list[Upstr
         raise Unavailable("upstream sent an answer that is not an object", code="upstream_protocol_error")
     if "error" in answer:
         raise error_for_stream_error(answer["error"], secrets=secrets)
-    upstream_id = answer.get("id") if isinstance(answer.get("id"), str) else ""
+    answer_id = answer.get("id")
+    upstream_id = answer_id if isinstance(answer_id, str) else ""
     usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else None
     events: list[UpstreamEvent] = []
     finish_reason = ""
@@ -423,7 +424,8 @@ def _tool_call_pieces(value: object) -> tuple[ToolCallPiece, ...]:
         # Some servers omit `index` when they send each call whole (every non-streamed answer).
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 2**31:
             index = position
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        raw_function = call.get("function")
+        function = raw_function if isinstance(raw_function, dict) else {}
         pieces.append(
             ToolCallPiece(
                 index=index,

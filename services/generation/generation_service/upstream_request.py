@@ -57,7 +57,7 @@ def _tools(request: generation_pb2.GenerateRequest) -> list[Any] | None:
 
 
 def _sampling(request: generation_pb2.GenerateRequest, name: str, low: float, high: float) -> float | None:
-    if not request.HasField(name):
+    if not request.HasField(name):  # type: ignore[arg-type]  # one of the optional sampling fields
         return None
     value = getattr(request, name)
     if not math.isfinite(value) or not low <= value <= high:

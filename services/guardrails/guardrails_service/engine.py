@@ -197,7 +197,7 @@ class Guard:
                     result,
                     current,
                     spans,
-                    lambda n, _, name=name: Finding(
+                    lambda n, _, name=name: Finding(  # type: ignore[misc]  # name bound per topic
                         "topics",
                         "restricted_topic",
                         f"input touches the restricted topic '{name}'",

@@ -88,7 +88,7 @@ ROLE_MARKERS = (
 _FLAT = tuple((name, weight, re.compile(rx)) for name, weight, _, rx in RULES)
 _LINED = ((ROLE_MARKERS[0], ROLE_MARKERS[1], re.compile(ROLE_MARKERS[3], re.MULTILINE)),)
 _ANCHORS: dict[str, set[int]] = {}
-for _i, (_, _, _keys, _) in enumerate((*RULES, ROLE_MARKERS)):
+for _i, (_name, _weight, _keys, _rx) in enumerate((*RULES, ROLE_MARKERS)):
     for _key in _keys:
         _ANCHORS.setdefault(_key, set()).add(_i)
 _AUTOMATON = ahocorasick_rs.AhoCorasick(list(_ANCHORS))

@@ -31,7 +31,7 @@ class SchemaLimits:
 
 
 def _refuse(uri: str) -> Any:
-    raise NoSuchResource(ref=uri)
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs class its stubs miss
 
 
 # Only the JSON Schema specifications themselves (which jsonschema adds) and the schema at hand.

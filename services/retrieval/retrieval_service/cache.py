@@ -72,7 +72,7 @@ def results_key(
     version: str,
     *,
     query: str,
-    vector: Sequence[float] | None,
+    vector: Sequence[float] | np.ndarray | None,
     k: int,
     filter: Mapping[str, str],
     hybrid_weight: float,

@@ -92,20 +92,20 @@ async def run(args: argparse.Namespace) -> int:
                     f"{c.name}\t{c.documents} documents\t{c.chunks} chunks\t{c.created_at}\t{c.description}"
                 )
         elif args.command == "create":
-            reply = await client.create_collection(args.name, args.description)
-            print(("created " if reply.created else "exists ") + reply.collection.name)
+            created = await client.create_collection(args.name, args.description)
+            print(("created " if created.created else "exists ") + created.collection.name)
         elif args.command == "drop":
-            reply = await client.delete_collection(args.name)
-            print(f"deleted {reply.documents} documents, {reply.chunks} chunks")
+            dropped = await client.delete_collection(args.name)
+            print(f"deleted {dropped.documents} documents, {dropped.chunks} chunks")
         elif args.command == "delete":
-            reply = await client.delete_documents(args.collection, args.ids)
-            print(f"deleted {reply.documents} documents, {reply.chunks} chunks")
+            deleted = await client.delete_documents(args.collection, args.ids)
+            print(f"deleted {deleted.documents} documents, {deleted.chunks} chunks")
         elif args.command == "search":
-            reply = await client.search(
+            found = await client.search(
                 args.collection, args.query, k=args.k, filter=_pairs(args.filter), hybrid_weight=args.hybrid
             )
-            for c in reply.chunks:
-                print(f"{c.score:.3f}\t{c.source_id}#{c.ordinal}\t{c.text[:120]!r}")
+            for chunk in found.chunks:
+                print(f"{chunk.score:.3f}\t{chunk.source_id}#{chunk.ordinal}\t{chunk.text[:120]!r}")
         elif args.command == "ingest":
             return await ingest(client, args)
     return 0

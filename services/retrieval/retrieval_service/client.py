@@ -59,7 +59,8 @@ class RetrievalClient:
         self._max_message_bytes = max_message_bytes
         self._tls = (tls_ca_file, tls_cert_file, tls_key_file)
         self._channel: grpc.aio.Channel | None = None
-        self._stub: retrieval_pb2_grpc.RetrievalServiceStub | None = None
+        # A TracedStub around the generated stub, used as one.
+        self._stub: Any = None
 
     async def __aenter__(self) -> "RetrievalClient":
         self._channel = channel(

@@ -136,7 +136,7 @@ class Embedder:
     @property
     def max_tokens(self) -> int:
         """Tokens of text the model sees; [CLS] and [SEP] take two of its window."""
-        return int(self.model.max_seq_length) - 2
+        return int(self.model.max_seq_length or 0) - 2
 
     def count_tokens(self, text: str) -> int:
         if self._tokenizer is None:

@@ -16,7 +16,8 @@ hit): once it is revoked the socket gets an error frame and a policy close (1008
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -66,7 +67,7 @@ def close_code(err: ApiError) -> int:
     return 4000 + err.status if 400 <= err.status <= 599 else CLOSE_STREAM_FAILED
 
 
-def request_text(message: dict) -> str:
+def request_text(message: Mapping[str, Any]) -> str:
     """The text of a request frame; a binary or oversized frame is refused."""
     text = message.get("text")
     if text is None:
