@@ -1,6 +1,6 @@
 """CPU per request and per streamed chunk of the HTTP clients generation could talk to its upstreams with.
 
-Against benchmarks/fast_upstream.py (its own process, so only the client's CPU is counted), on
+Against bench/generation/fast_upstream.py (its own process, so only the client's CPU is counted), on
 uvloop as the service runs:
 - stream: `--stream-concurrency` streamed answers of `--chunks` SSE chunks at a time (each chunk
   arrives on its own), read piece by piece as generation reads it;
@@ -8,7 +8,7 @@ uvloop as the service runs:
 Clients: httpx (httpcore), httpx over httpx-aiohttp's aiohttp transport (when installed) and plain
 aiohttp. CPU is this process's (user + system) over the measured requests.
 
-    .venv/bin/python -m services.generation.benchmarks.http_clients [--chunks 200] [--requests 40]
+    .venv/bin/python -m bench.generation.http_clients [--chunks 200] [--requests 40]
 """
 
 import argparse
@@ -143,7 +143,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "services.generation.benchmarks.fast_upstream",
+                "bench.generation.fast_upstream",
                 "--port",
                 str(port),
                 "--chunks",

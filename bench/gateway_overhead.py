@@ -1,6 +1,6 @@
 """Measures x-gateway-overhead-ms at concurrency 1 and 64 against the scripted fake upstream.
 
-    PYTHONPATH=libs/generated:libs/common:. .venv/bin/python services/gateway/scripts/measure_overhead.py [memory|redis]
+    PYTHONPATH=libs/generated:libs/common:. .venv/bin/python -m bench.gateway_overhead [memory|redis]
 
 Starts the fake upstream, guardrails, generation and one gateway (limits on; `redis` uses
 redis://127.0.0.1:6379/0), sends non-streaming and streaming chat requests, and prints the header's
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 from tools.localsuite.processes import (  # noqa: E402 - after the sys.path line
     Process,

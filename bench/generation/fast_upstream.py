@@ -7,7 +7,7 @@ with `--chunks` SSE content chunks (one chunked-encoding frame and one socket wr
 server), a usage chunk and `[DONE]`; otherwise with the same text as one JSON chat completion
 (after the same total time). Anything else gets 404.
 
-    python -m services.generation.benchmarks.fast_upstream --port 8099 --chunks 200 --interval 0.0005
+    python -m bench.generation.fast_upstream --port 8099 --chunks 200 --interval 0.0005
 """
 
 import argparse

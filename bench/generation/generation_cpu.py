@@ -2,7 +2,7 @@
 
 Generation runs as the service runs (its own process, `python -m generation_service`: uvloop, the
 production interceptor chain, telemetry set up without an exporter, INFO logs to a file) against
-benchmarks/fast_upstream.py, which streams `--chunks` chunks `--interval` s apart. A gRPC client in
+bench/generation/fast_upstream.py, which streams `--chunks` chunks `--interval` s apart. A gRPC client in
 this process reads `--requests` Generate calls at `--concurrency`:
 - stream: deltas one by one, as the gateway reads a streaming request;
 - whole: the same answer with `whole_answer` set (one Delta, then Final), as the gateway reads a
@@ -10,7 +10,7 @@ this process reads `--requests` Generate calls at `--concurrency`:
 CPU is generation's own (user + system from /proc) over the measured calls. `--root` runs another
 checkout's generation (e.g. an exported older commit) with this same driver.
 
-    .venv/bin/python -m services.generation.benchmarks.generation_cpu [--chunks 200] [--requests 200]
+    .venv/bin/python -m bench.generation.generation_cpu [--chunks 200] [--requests 200]
 """
 
 import argparse
@@ -160,7 +160,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "services.generation.benchmarks.fast_upstream",
+                "bench.generation.fast_upstream",
                 "--port",
                 str(upstream_port),
                 "--chunks",

@@ -7,7 +7,7 @@ Both paths stream the same scripted reply from the same fake upstream process:
 The hop's cost is the difference, reported as p50/p99 of time to first token and of
 the whole stream at each concurrency.
 
-    .venv/bin/python -m services.generation.benchmarks.hop_overhead [--chunks 20] [--requests 400]
+    .venv/bin/python -m bench.generation.hop_overhead [--chunks 20] [--requests 400]
 """
 
 import argparse

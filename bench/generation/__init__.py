@@ -1,0 +1,1 @@
+"""Generation-only benchmarks: the service alone against a fast upstream, and its HTTP client choice."""
