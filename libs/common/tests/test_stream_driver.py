@@ -290,3 +290,47 @@ async def test_bidirectional_streams_and_health_checks_pass_through(traced_serve
         )
         is None
     )
+
+
+# A request stream's message that does not parse ends the call with INVALID_ARGUMENT, not
+# INTERNAL, and the server answers the next call.
+@pytest.fixture
+async def echo_channel():
+    server = grpc.aio.server(interceptors=server_interceptors())
+    guardrails_pb2_grpc.add_GuardrailsServiceServicer_to_server(Echo(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        yield ch
+    await server.stop(0)
+
+
+async def test_invalid_utf8_in_a_request_stream_is_invalid_argument(echo_channel):
+    raw = echo_channel.stream_stream(
+        "/llmsuite.guardrails.v1.GuardrailsService/CheckOutputStream",
+        request_serializer=lambda b: b,
+        response_deserializer=guardrails_pb2.OutputStreamResponse.FromString,
+    )
+    good = guardrails_pb2.OutputStreamRequest(delta="fine").SerializeToString()
+    bad = (
+        guardrails_pb2.OutputStreamRequest(delta="\x01XYZ\x01")
+        .SerializeToString()
+        .replace(b"\x01XYZ\x01", b"\x01\xed\xa0\x80\x01")
+    )
+    call = raw(timeout=5)
+    await call.write(good)
+    await call.write(bad)
+    received = []
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for reply in call:
+            received.append(reply.released)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    detail = read_error_detail(info.value)
+    assert detail is not None and detail.code == "invalid_message"
+    assert received == ["fine"]
+
+    async def whole():
+        yield guardrails_pb2.OutputStreamRequest(delta="next")
+
+    stub = guardrails_pb2_grpc.GuardrailsServiceStub(echo_channel)
+    assert [r.released async for r in stub.CheckOutputStream(whole(), timeout=5)] == ["next"]
