@@ -10,12 +10,12 @@ import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2
-from llmsuite_common.grpc_client import call_metadata
 from llmsuite_common.request_context import request_id_var
 from llmsuite_common.rules.metrics import RuleMetrics
 from llmsuite_common.rules.output_scan import OutputScanner
 
 from .auth import Identity
+from .backend_call import backend_call
 from .clients import BackendClients
 from .completions import SSE_KEEPALIVE, ChunkEncoder, citations
 from .deadline import Deadline
@@ -153,19 +153,10 @@ class ChatPipeline:
         query = last_user_text(messages)
         if query is None:
             raise ApiError(400, "retrieval needs a non-empty user message to search with", param="messages")
-        try:
-            reply = await self._clients.retrieval.Search(
-                retrieval_pb2.SearchRequest(
-                    context=context,
-                    collection=body.retrieval.collection,
-                    query=query,
-                    k=body.retrieval.k or 0,
-                ),
-                timeout=deadline.remaining(),
-                metadata=call_metadata(),
-            )
-        except grpc.aio.AioRpcError as err:
-            raise from_grpc(err, "retrieval") from None
+        search = retrieval_pb2.SearchRequest(
+            context=context, collection=body.retrieval.collection, query=query, k=body.retrieval.k or 0
+        )
+        reply = await backend_call(self._clients.retrieval.Search, search, deadline, "retrieval")
         return list(reply.chunks), reply.collection_version
 
     def generate(self, prepared: PreparedChat, deadline: Deadline) -> GenerationReader:
@@ -191,12 +182,8 @@ class ChatPipeline:
         return GuardedReader(GenerationReader(call), output, self._rule_metrics)
 
     async def list_models(self, deadline: Deadline) -> list[generation_pb2.Model]:
-        try:
-            reply = await self._clients.generation.ListModels(
-                generation_pb2.ListModelsRequest(), timeout=deadline.remaining(), metadata=call_metadata()
-            )
-        except grpc.aio.AioRpcError as err:
-            raise from_grpc(err, "generation") from None
+        request = generation_pb2.ListModelsRequest()
+        reply = await backend_call(self._clients.generation.ListModels, request, deadline, "generation")
         return list(reply.models)
 
 

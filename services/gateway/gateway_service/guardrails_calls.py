@@ -3,15 +3,14 @@
 import logging
 from collections.abc import Sequence
 
-import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 from llmsuite.retrieval.v1 import retrieval_pb2
-from llmsuite_common.grpc_client import call_metadata
 from llmsuite_common.rules.findings import Finding
 
+from .backend_call import backend_call
 from .deadline import Deadline
-from .errors import ApiError, from_grpc
+from .errors import ApiError
 from .guardrails_summary import current_summary
 
 log = logging.getLogger(__name__)
@@ -32,14 +31,8 @@ async def check_input(
 ) -> tuple[list[common_pb2.ChatMessage], str]:
     """The messages to send on (the originals, or their redacted copies) and the policy version
     that judged them. Raises on a block."""
-    try:
-        reply = await stub.CheckInput(
-            guardrails_pb2.CheckInputRequest(context=context, messages=messages),
-            timeout=deadline.remaining(),
-            metadata=call_metadata(),
-        )
-    except grpc.aio.AioRpcError as err:
-        raise from_grpc(err, "guardrails") from None
+    request = guardrails_pb2.CheckInputRequest(context=context, messages=messages)
+    reply = await backend_call(stub.CheckInput, request, deadline, "guardrails")
     summary = current_summary()
     if summary is not None:
         outcome = {guardrails_pb2.VERDICT_BLOCK: "block"}.get(
@@ -73,20 +66,14 @@ async def check_context(
     """The retrieved chunks that may reach the prompt; poisoned ones are dropped and logged."""
     if not chunks:
         return chunks
-    try:
-        reply = await stub.CheckContext(
-            guardrails_pb2.CheckContextRequest(
-                context=context,
-                chunks=[
-                    guardrails_pb2.ContextChunk(chunk_id=c.chunk_id, source_id=c.source_id, text=c.text)
-                    for c in chunks
-                ],
-            ),
-            timeout=deadline.remaining(),
-            metadata=call_metadata(),
-        )
-    except grpc.aio.AioRpcError as err:
-        raise from_grpc(err, "guardrails") from None
+    request = guardrails_pb2.CheckContextRequest(
+        context=context,
+        chunks=[
+            guardrails_pb2.ContextChunk(chunk_id=c.chunk_id, source_id=c.source_id, text=c.text)
+            for c in chunks
+        ],
+    )
+    reply = await backend_call(stub.CheckContext, request, deadline, "guardrails")
     summary = current_summary()
     if summary is not None:
         outcome = f"dropped:{len(reply.dropped)}" if reply.dropped else "allow"

@@ -16,11 +16,9 @@ import asyncio
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
-import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite.guardrails.v1 import guardrails_pb2
-from llmsuite_common.grpc_client import call_metadata
 from llmsuite_common.rules.metrics import RuleMetrics
 from llmsuite_common.rules.output_rail import OutputRail, Step
 from llmsuite_common.rules.output_report import report_block, report_done
@@ -28,8 +26,9 @@ from llmsuite_common.rules.output_scan import OutputScanner
 from llmsuite_common.rules.policy import OutputChecks
 from opentelemetry import trace
 
+from .backend_call import backend_call
 from .deadline import Deadline
-from .errors import ApiError, from_grpc
+from .errors import ApiError
 from .generation_reader import GenerationReader, incomplete_stream
 from .guardrails_calls import policy_violation
 from .guardrails_summary import current_summary
@@ -68,15 +67,9 @@ class OutputPolicies:
         return await asyncio.shield(pending)
 
     async def _fetch(self, context: common_pb2.RequestContext, deadline: Deadline) -> OutputScanner:
-        try:
-            reply = await self._clients.guardrails.GetOutputPolicy(
-                guardrails_pb2.GetOutputPolicyRequest(context=context),
-                timeout=deadline.remaining(),
-                metadata=call_metadata(),
-            )
-        except grpc.aio.AioRpcError as err:
-            # Fail closed: without the policy no generated text may be released.
-            raise from_grpc(err, "guardrails") from None
+        # Fail closed: without the policy no generated text may be released.
+        request = guardrails_pb2.GetOutputPolicyRequest(context=context)
+        reply = await backend_call(self._clients.guardrails.GetOutputPolicy, request, deadline, "guardrails")
         scanner = OutputScanner(OutputChecks.model_validate_json(reply.output_json), reply.policy_version)
         self._by_org[context.org_id] = scanner
         self._by_org.move_to_end(context.org_id)

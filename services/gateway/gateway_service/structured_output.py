@@ -11,14 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
-from llmsuite_common.grpc_client import call_metadata
 
+from .backend_call import backend_call
 from .deadline import Deadline
-from .errors import ApiError, from_grpc
+from .errors import ApiError
 from .generation_reader import GenerationReader, incomplete_stream
 from .guardrails_summary import current_summary
 
@@ -96,16 +95,13 @@ class StructuredReader(GenerationReader):
     async def _validate(
         self, context: common_pb2.RequestContext, text: str, attempt: int
     ) -> guardrails_pb2.ValidateStructuredOutputResponse:
-        try:
-            return await self._stub.ValidateStructuredOutput(
-                guardrails_pb2.ValidateStructuredOutputRequest(
-                    context=context, text=text, json_schema=self._spec.schema_json, attempt=attempt
-                ),
-                timeout=self._deadline.remaining(),
-                metadata=call_metadata(),
-            )
-        except grpc.aio.AioRpcError as err:
-            raise from_grpc(err, "guardrails") from None
+        request = guardrails_pb2.ValidateStructuredOutputRequest(
+            context=context, text=text, json_schema=self._spec.schema_json, attempt=attempt
+        )
+        reply: guardrails_pb2.ValidateStructuredOutputResponse = await backend_call(
+            self._stub.ValidateStructuredOutput, request, self._deadline, "guardrails"
+        )
+        return reply
 
     async def _run(self) -> list[generation_pb2.GenerateResponse]:
         request = self._request

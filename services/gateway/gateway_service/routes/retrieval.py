@@ -18,11 +18,11 @@ from fastapi import APIRouter, Request
 from google.protobuf.message import Message
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2
-from llmsuite_common.grpc_client import call_metadata
 from llmsuite_common.request_context import request_id_var
 from starlette.responses import Response
 
 from ..auth import API_KEY_SCHEME
+from ..backend_call import backend_call
 from ..clients import BackendClients
 from ..deadline import Deadline
 from ..errors import ApiError, from_grpc
@@ -112,10 +112,7 @@ def retrieval_router(clients: BackendClients, settings: GatewaySettings, edge: "
     metered = Metering(edge.limiter, edge.usage, trusted_proxy_hops=hops).metered
 
     async def call(method: Any, message: Message) -> Any:
-        try:
-            return await method(message, timeout=Deadline(timeout).remaining(), metadata=call_metadata())
-        except grpc.aio.AioRpcError as err:
-            raise from_grpc(err, "retrieval") from None
+        return await backend_call(method, message, Deadline(timeout), "retrieval")
 
     @router.post(
         "/v1/collections",
