@@ -247,12 +247,14 @@ def test_server_timing_and_exemplars_follow_one_rag_request(stack, otlp_receiver
     spans = otlp_receiver.wait_for(
         trace_id, lambda got: len(client_spans(got, "CheckInput", "CheckContext", "Search", "Complete")) == 4
     )
-    rounding = 0.001
+    # A client span ends in its call's done callback, which the event loop may run just after the
+    # awaiting code resumed and the hop stopped its clock: on a loaded box, a fraction of a ms.
+    slack_ms = 1.0
     for hop, methods in (("guardrails", ("CheckInput", "CheckContext")), ("retrieval", ("Search",))):
         called = client_spans(spans, *methods)
         assert len(called) == len(methods), (hop, [s.name for s in spans])
         # The hop's time is the wait on these calls; each span lies within that wait.
-        assert timings[hop] + rounding >= sum(s.duration_ms for s in called), (hop, timings)
+        assert timings[hop] + slack_ms >= sum(s.duration_ms for s in called), (hop, timings)
 
     # OpenMetrics scrapes carry this request's trace id as the exemplar of what it observed.
     gateway_text = openmetrics(f"{stack.gateway_url}/metrics")
