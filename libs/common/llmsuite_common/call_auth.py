@@ -65,10 +65,6 @@ class CallAuthenticator:
         self._verifier = verifier
         self._open = (HEALTH_PREFIX, *REFLECTION_PREFIXES) if reflection_open else (HEALTH_PREFIX,)
 
-    @property
-    def audience(self) -> str:
-        return self._verifier.audience
-
     def is_open(self, method: str) -> bool:
         return method.startswith(self._open)
 

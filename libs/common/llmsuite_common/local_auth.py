@@ -2,16 +2,15 @@
 retrieval evaluation and benchmarks, tests. It holds a fresh key pair, verifies like a deployed
 service (the same interceptor and verifier) and signs tokens for any caller it is asked for."""
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 from opentelemetry.trace import TracerProvider
 
-from .call_auth import CallAuthenticator, CallerCredentials
+from .call_auth import AUTHORIZATION_METADATA_KEY, CallAuthenticator, CallerCredentials
 from .grpc_metrics import GrpcServerMetrics
-from .service_keys import JWKS_FILE, SIGNING_KEY_FILE
+from .service_keys import save_key_pair
 from .service_tokens import Caller, SigningKey, TokenIssuer, TokenVerifier, default_scopes
 from .stream_driver import server_interceptors
 
@@ -54,13 +53,8 @@ class LocalAuthority:
     def metadata(self, audience: str, org_id: str, **caller: object) -> tuple[tuple[str, str], ...]:
         """Call metadata carrying a token for `org_id`, for raw stubs."""
         header = self.credentials(org_id, **caller).authorization(audience)
-        return (("authorization", header or ""),)
+        return ((AUTHORIZATION_METADATA_KEY, header or ""),)
 
     def write(self, directory: Path) -> tuple[Path, Path]:
         """The private key and the JWKS as files, for processes started from here."""
-        directory.mkdir(parents=True, exist_ok=True)
-        key_path, jwks_path = directory / SIGNING_KEY_FILE, directory / JWKS_FILE
-        key_path.touch(mode=0o600)
-        key_path.write_bytes(self.key.pem())
-        jwks_path.write_text(json.dumps({"keys": [self.key.jwk]}))
-        return key_path, jwks_path
+        return save_key_pair(self.key, directory)

@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from .service_tokens import SigningKey
@@ -23,8 +24,24 @@ SIGNING_KEY_FILE = "signing-key.pem"
 JWKS_FILE = "jwks.json"
 
 
-def write_keys(out: Path, *, rotate: bool = False, prune: bool = False) -> SigningKey:
+def save_key_pair(
+    key: SigningKey, out: Path, *, also_trusted: Sequence[dict[str, str]] = (), private: bool = True
+) -> tuple[Path, Path]:
+    """`key` as signing-key.pem (when `private`) and jwks.json (its public key first, then the
+    other keys services should still trust); returns both paths."""
     out.mkdir(parents=True, exist_ok=True)
+    key_path, jwks_path = out / SIGNING_KEY_FILE, out / JWKS_FILE
+    if private:
+        # Written owner-only before any byte of the key lands in it.
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.pem())
+    keys = [key.jwk, *(k for k in also_trusted if k.get("kid") != key.kid)]
+    jwks_path.write_text(json.dumps({"keys": keys}, indent=2) + "\n")
+    return key_path, jwks_path
+
+
+def write_keys(out: Path, *, rotate: bool = False, prune: bool = False) -> SigningKey:
     jwks_path, key_path = out / JWKS_FILE, out / SIGNING_KEY_FILE
     old: list[dict[str, str]] = []
     if rotate and jwks_path.exists():
@@ -35,12 +52,7 @@ def write_keys(out: Path, *, rotate: bool = False, prune: bool = False) -> Signi
         key = SigningKey.from_file(key_path)
     else:
         key = SigningKey.generate()
-        # Written owner-only before any byte of the key lands in it.
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key.pem())
-    keys = [key.jwk, *(k for k in old if k.get("kid") != key.kid)]
-    jwks_path.write_text(json.dumps({"keys": keys}, indent=2) + "\n")
+    save_key_pair(key, out, also_trusted=old, private=not prune)
     return key
 
 

@@ -158,10 +158,6 @@ class PublicKeys:
     def from_file(cls, path: str | Path) -> "PublicKeys":
         return cls.from_jwks(json.loads(Path(path).read_text()))
 
-    @staticmethod
-    def jwks(jwks: Iterable[dict[str, str]]) -> dict[str, Any]:
-        return {"keys": list(jwks)}
-
 
 class TokenIssuer:
     """Signs tokens, and keeps each until `refresh_seconds` before it expires."""
