@@ -1,10 +1,9 @@
 """Bearer-key authentication for /v1/*, done before any body is read or parsed."""
 
-import functools
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Protocol
 
 from fastapi import Security
@@ -158,7 +157,7 @@ class ApiKeyMiddleware:
         scope.setdefault("state", {})["identity"] = identity
         if scope["type"] == "websocket" and token is not None:
             # An open socket outlives its handshake: routes/ws.py re-checks the key while it lives.
-            scope["state"]["key_check"] = functools.partial(self.current_identity, token)
+            scope["state"]["key_check"] = partial(self.current_identity, token)
         # Backend calls made for this request carry a token naming this key (call_auth).
         acting = acting_caller_var.set(identity.caller)
         try:
