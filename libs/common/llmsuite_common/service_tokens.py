@@ -47,19 +47,22 @@ def default_scopes(role: str) -> frozenset[str]:
     return ROLE_SCOPES.get(role, frozenset())
 
 
-def retrieval_scopes(role: str, listed: Iterable[str] = ()) -> frozenset[str]:
-    """What a key may do on retrieval: an admin everything; a member what its settings list, each
-    scope implying the ones below it (admin > write > read), or read and write when none is listed."""
-    if role == "admin":
-        return ROLE_SCOPES["admin"]
-    own = set(listed) & set(RETRIEVAL_SCOPES)
-    if not own:
-        return default_scopes(role)
+def implied_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """The known retrieval scopes among `scopes`, each with the ones below it (admin > write > read)."""
+    own = set(scopes) & set(RETRIEVAL_SCOPES)
     if RETRIEVAL_ADMIN in own:
         own.add(RETRIEVAL_WRITE)
     if RETRIEVAL_WRITE in own:
         own.add(RETRIEVAL_READ)
     return frozenset(own)
+
+
+def retrieval_scopes(role: str, listed: Iterable[str] = ()) -> frozenset[str]:
+    """What a key may do on retrieval: an admin everything; a member what its settings list (with
+    what each implies), or read and write when none is listed."""
+    if role == "admin":
+        return ROLE_SCOPES["admin"]
+    return implied_scopes(listed) or default_scopes(role)
 
 
 @dataclass(frozen=True, slots=True)

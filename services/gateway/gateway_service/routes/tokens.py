@@ -5,11 +5,12 @@ organization and carries the key's retrieval scopes and collection prefixes (or 
 so retrieval never has to trust a tenant named in a request.
 """
 
+from dataclasses import replace
 from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from llmsuite_common.service_tokens import RETRIEVAL_SCOPES, Caller, TokenIssuer
+from llmsuite_common.service_tokens import RETRIEVAL_SCOPES, Caller, TokenIssuer, implied_scopes
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
@@ -40,20 +41,21 @@ def identity(request: Request) -> Identity:
 
 def requested_caller(key: Identity, scope: str | None) -> Caller:
     own = key.retrieval_scopes
-    asked = own if scope is None else frozenset(scope.split())
-    unknown = asked - set(RETRIEVAL_SCOPES)
+    named = frozenset(scope.split()) if scope is not None else own
+    unknown = named - set(RETRIEVAL_SCOPES)
     if unknown:
         raise ApiError(
             400, f"unknown scope: {' '.join(sorted(unknown))}", code="invalid_scope", param="scope"
         )
+    # A scope brings those below it, as on the key itself: "retrieval:admin" can read too.
+    asked = implied_scopes(named)
     if not asked <= own:
         raise ApiError(
             403, f"the key lacks scope: {' '.join(sorted(asked - own))}", code="scope_exceeded", param="scope"
         )
     if not asked:
         raise ApiError(403, "this key has no retrieval scope", code="scope_exceeded", param="scope")
-    base = key.caller
-    return Caller(base.org_id, base.key_id, base.role, asked, base.collection_prefixes)
+    return replace(key.caller, scopes=asked)
 
 
 @router.post("/v1/auth/token", response_class=Response)
