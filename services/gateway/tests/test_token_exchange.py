@@ -7,7 +7,9 @@ from gateway_service.policy import Policy
 from gateway_service.routes.tokens import requested_caller
 
 
-def key(role: str = "member", scopes: frozenset[str] = frozenset(), prefixes: tuple[str, ...] = ()) -> Identity:
+def key(
+    role: str = "member", scopes: frozenset[str] = frozenset(), prefixes: tuple[str, ...] = ()
+) -> Identity:
     return Identity("acme", "key_1", role=role, policy=Policy(scopes=scopes), collection_prefixes=prefixes)
 
 
@@ -22,7 +24,9 @@ def test_narrowing_keeps_the_keys_org_and_prefixes():
     assert (caller.org_id, caller.key_id, caller.collection_prefixes) == ("acme", "key_1", ("team-a-",))
 
 
-@pytest.mark.parametrize(("scope", "status"), [("retrieval:write", 403), ("retrieval:everything", 400), ("", 403)])
+@pytest.mark.parametrize(
+    ("scope", "status"), [("retrieval:write", 403), ("retrieval:everything", 400), ("", 403)]
+)
 def test_more_than_the_key_holds_or_unknown_scopes_are_refused(scope, status):
     with pytest.raises(ApiError) as err:
         requested_caller(key(scopes=frozenset({"retrieval:read"})), scope)
