@@ -173,5 +173,8 @@ async def test_gateway_tokens_refresh_before_expiry(suite: Suite, teams):
     now[0] += 250  # within a minute of the 300 s lifetime
     await tokens.ready()
     assert tokens.exchanges == 2
+    now[0] += 250  # calls that find it stale together wait for one exchange
+    await asyncio.gather(*(tokens.ready() for _ in range(5)))
+    assert tokens.exchanges == 3
     with pytest.raises(TokenExchangeError, match="401"):
         await GatewayTokens(suite.gateway_url, "llms_000000000000_" + "x" * 43).ready()

@@ -7,6 +7,7 @@ GatewayTokens exchanges the team's API key at `POST /v1/auth/token` and exchange
 shortly before the token expires, so a long-running client never holds an expired one.
 """
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -41,12 +42,22 @@ class GatewayTokens:
         self._transport = transport
         self._token = ""
         self._expires = 0.0
+        self._exchanging = asyncio.Lock()
         self.exchanges = 0
 
+    def _fresh(self) -> bool:
+        return bool(self._token) and self._expires - self._refresh > self._clock()
+
     async def ready(self) -> None:
-        """Exchanges the key when there is no token yet or it is about to expire."""
-        if self._token and self._expires - self._refresh > self._clock():
+        """Exchanges the key when there is no token yet or it is about to expire; concurrent calls
+        that find it so wait for one exchange rather than each making their own."""
+        if self._fresh():
             return
+        async with self._exchanging:
+            if not self._fresh():
+                await self._exchange()
+
+    async def _exchange(self) -> None:
         body = {"audience": "retrieval"} | ({"scope": self._scope} if self._scope else {})
         async with httpx.AsyncClient(
             timeout=self._timeout, transport=self._transport, trust_env=False
