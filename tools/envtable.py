@@ -1,6 +1,7 @@
-"""The README's environment-variable table, generated from the settings classes.
+"""The environment-variable table of docs/configuration.md, generated from the settings classes.
 
-`python -m tools.envtable` prints it; `--write` updates README.md between the markers.
+`python -m tools.envtable` prints it; `--write` updates docs/configuration.md between the markers
+(`make env-table`).
 """
 
 import importlib
@@ -13,6 +14,8 @@ from pydantic_settings import BaseSettings
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("gateway", "guardrails", "retrieval", "generation")
 BEGIN, END = "<!-- env-table:begin -->", "<!-- env-table:end -->"
+# The document that holds the table.
+TARGET = ROOT / "docs" / "configuration.md"
 
 
 def settings_class(service: str) -> type[BaseSettings]:
@@ -76,16 +79,16 @@ def table() -> str:
     return "\n".join(lines)
 
 
-def render(readme: str) -> str:
-    head, rest = readme.split(BEGIN, 1)
+def render(document: str) -> str:
+    """`document` with the text between the markers replaced by the current table."""
+    head, rest = document.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{BEGIN}\n{table()}\n{END}{tail}"
 
 
 def main() -> None:
-    path = ROOT / "README.md"
     if "--write" in sys.argv:
-        path.write_text(render(path.read_text()))
+        TARGET.write_text(render(TARGET.read_text()))
     else:
         print(table())
 
