@@ -53,12 +53,17 @@ def call_authenticator(settings: ServiceSettings, audience: str) -> CallAuthenti
 
 
 def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
+    # A connection past its age gets a GOAWAY: new calls go to a fresh connection (so clients
+    # re-resolve and reach new replicas), while the calls open on it keep running for the age
+    # grace, which is its own setting: a stream started just before the age must be able to run
+    # its whole length, whereas the shutdown grace only bounds a pod's stop.
     age_ms = int(settings.grpc_max_connection_age_seconds * 1000)
+    age_grace_ms = int(settings.grpc_max_connection_age_grace_seconds * 1000)
     return [
         ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
         ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
         ("grpc.max_connection_age_ms", age_ms),
-        ("grpc.max_connection_age_grace_ms", int(settings.shutdown_grace_seconds * 1000)),
+        ("grpc.max_connection_age_grace_ms", age_grace_ms),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ]
@@ -105,10 +110,13 @@ async def serve(settings: ServiceSettings, app: GrpcApp, metrics: GrpcServerMetr
     else:
         starting.cancel()
 
-    # Readiness flips first so load balancers stop sending before the listener closes.
+    # Readiness flips first so load balancers stop sending before the listener closes. Then
+    # stop() refuses new calls and gives those in flight (streams included) up to the shutdown
+    # grace; it returns as soon as the last one ends, so the grace costs nothing when idle.
     await health_servicer.enter_graceful_shutdown()
     log.info("draining", extra={"seconds": settings.drain_seconds})
     await asyncio.sleep(settings.drain_seconds)
+    log.info("stopping", extra={"grace_seconds": settings.shutdown_grace_seconds})
     await server.stop(settings.shutdown_grace_seconds)
     try:
         await app.stop()

@@ -36,10 +36,18 @@ class ServiceSettings(BaseSettings):
         5.0, description="After SIGTERM: seconds reported NOT_SERVING before the listener closes."
     )
     shutdown_grace_seconds: float = Field(
-        20.0, description="After draining: seconds in-flight RPCs get to finish."
+        20.0,
+        description="After draining: seconds in-flight RPCs (streams too) get to finish while no new "
+        "call is taken; a service that streams generations needs the longest one.",
     )
     grpc_max_connection_age_seconds: float = Field(
         300.0, description="Clients reconnect after this, so new replicas receive traffic."
+    )
+    grpc_max_connection_age_grace_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="Once a connection reaches its age: seconds the calls open on it (streams) get to "
+        "finish before it is closed; at least the longest generation (`GENERATION_TOTAL_TIMEOUT_SECONDS`).",
     )
     grpc_max_message_bytes: int = Field(4 * 1024 * 1024, description="Largest gRPC message accepted.")
     grpc_auth_public_keys_file: str = Field(
