@@ -2,13 +2,17 @@
 
 A clock is any zero-argument callable returning seconds, `time.monotonic` in production. Tests
 pass a `ManualClock` and call `advance()` instead of sleeping through a window, a TTL or a
-breaker's open period.
+breaker's open period. Code that waits (a backoff, a Retry-After) takes a `Sleep` as well,
+`asyncio.sleep` in production and the manual clock's `sleep` in tests, which moves that clock
+instead of waiting.
 """
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 
 monotonic: Clock = time.monotonic
 
@@ -26,3 +30,8 @@ class ManualClock:
         if seconds < 0:
             raise ValueError("a clock does not go back")
         self._now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        """A `Sleep` on this clock: moves it by `seconds` at once, then lets other tasks run."""
+        self.advance(max(seconds, 0.0))
+        await asyncio.sleep(0)
