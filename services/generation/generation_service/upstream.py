@@ -15,6 +15,7 @@ instrumentation did it: one client span per attempt and the W3C traceparent on t
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ from llmsuite_common.request_context import REQUEST_ID_METADATA_KEY, request_id_
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
+from .attempt_budget import AttemptBudget
 from .routing import Deployment
 from .sse import SSEError, SSEParser
 from .upstream_errors import error_for_status, error_for_stream_error, error_for_transport
@@ -43,7 +45,6 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_ANSWER_BYTES = 4 * 1024 * 1024
 # After [DONE] the body normally ends at once; an upstream that lingers loses its connection.
 DRAIN_SECONDS = 0.5
-CALLER_DEADLINE_BACKUP_SECONDS = 1.0
 DONE = "[DONE]"
 _STREAM_HEADERS = {
     "accept": "text/event-stream",
@@ -133,41 +134,13 @@ class UpstreamClient:
         bounds every wait. Leaving the iteration early (cancel, deadline, aclose) closes the
         upstream response, so the upstream sees the disconnect and stops generating.
         """
-        session = self._session
-        if session is None:
-            raise FailedPrecondition("generation is not started", code="not_ready")
-        if remaining is not None and remaining <= 0:
-            raise DeadlineExceeded("deadline passed before the upstream call", code="timeout")
+        session = self._started_session(remaining)
         streamed = bool(body.get("stream"))
-        t = deployment.timeouts
-        callers_deadline = remaining is not None and remaining < t.total
-        # gRPC enforces the caller's deadline itself, cancelling this call at that instant (a
-        # cancel, in the metrics). This timer only backs that up, a moment later, so the two never
-        # race to decide how the same call ended.
-        budget = (
-            remaining + CALLER_DEADLINE_BACKUP_SECONDS
-            if callers_deadline and remaining is not None
-            else t.total
-        )
-        timeout = aiohttp.ClientTimeout(
-            # The whole exchange, body included; aiohttp checks it at every read without a timer
-            # per read, and only while a read waits.
-            total=budget,
-            # Waiting for a pooled connection and connecting.
-            connect=t.connect,
-            sock_connect=t.connect,
-            # Silence between two pieces of a stream. A whole answer is silent while the model
-            # generates all of it: only the total timeout and the caller's deadline bound that.
-            sock_read=t.read if streamed else None,
-        )
+        budget = AttemptBudget(deployment.timeouts, remaining)
+        timeout = budget.client_timeout(streamed=streamed)
         key = deployment.api_key.get_secret_value()
         secrets = (key,) if key else ()
-        headers = dict(_STREAM_HEADERS if streamed else _WHOLE_HEADERS)
-        if key:
-            headers["authorization"] = f"Bearer {key}"
-        request_id = request_id_var.get()
-        if request_id:
-            headers[REQUEST_ID_METADATA_KEY] = request_id
+        headers = request_headers(key, streamed=streamed)
         url = deployment.chat_url
         span = self._tracer.start_span("POST", kind=SpanKind.CLIENT, attributes=_span_attributes(url))
         propagate.inject(headers, context=trace.set_span_in_context(span))
@@ -178,43 +151,18 @@ class UpstreamClient:
             span.set_attribute("http.response.status_code", response.status)
             if response.status != 200:
                 raise await self._status_error(response, model, secrets)
-            content_type = response.headers.get("content-type", "")
             if streamed:
-                if not content_type.startswith("text/event-stream"):
-                    raise Unavailable(
-                        f"upstream answered with {content_type or 'no content type'}, not an event stream",
-                        code="upstream_protocol_error",
-                    )
-                events = _events(_pieces(response.content), secrets)
-                try:
+                async with aclosing(_stream_events(response, secrets)) as events:
                     async for event in events:
                         yield event
-                finally:
-                    await events.aclose()
             else:
-                raw = await _read_at_most(response.content, self._max_answer_bytes)
-                if not response.content.at_eof():
-                    raise ResourceExhausted(
-                        f"upstream answer is larger than {self._max_answer_bytes} bytes",
-                        code="upstream_answer_too_large",
-                    )
-                for event in whole_answer_events(raw, secrets):
+                for event in await self._whole_answer(response, secrets):
                     yield event
         except aiohttp.ClientError as exc:
             # Before TimeoutError: aiohttp's socket timeouts are both.
-            error = error_for_transport(exc, pool_exhausted=self._in_use > self._max_connections)
-            log.warning(
-                "upstream transport failure",
-                extra={"error": type(exc).__name__, "code": error.code, "deployment": deployment.name},
-            )
-            _fail(span, error)
-            raise error from None
+            raise self._transport_error(exc, deployment, span) from None
         except TimeoutError:
-            if callers_deadline:
-                # The caller's time ran out; no retry can help and the upstream is not to blame.
-                error = DeadlineExceeded("deadline exceeded waiting for the upstream", code="timeout")
-            else:
-                error = DeadlineExceeded("upstream exceeded its total timeout", code="upstream_timeout")
+            error = budget.timeout_error()
             _fail(span, error)
             raise error from None
         except ServiceError as error:
@@ -226,11 +174,38 @@ class UpstreamClient:
         finally:
             self._in_use -= 1
             if response is not None:
-                if response.content.at_eof():
-                    response.release()  # read to its end: the connection goes back to the pool
-                else:
-                    response.close()  # the upstream sees the disconnect and stops
+                _release(response)
             span.end()
+
+    def _started_session(self, remaining: float | None) -> aiohttp.ClientSession:
+        """The session to call on, if the client is open and the caller has time left."""
+        if self._session is None:
+            raise FailedPrecondition("generation is not started", code="not_ready")
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded("deadline passed before the upstream call", code="timeout")
+        return self._session
+
+    async def _whole_answer(
+        self, response: aiohttp.ClientResponse, secrets: tuple[str, ...]
+    ) -> list[UpstreamEvent]:
+        raw = await _read_at_most(response.content, self._max_answer_bytes)
+        if not response.content.at_eof():
+            raise ResourceExhausted(
+                f"upstream answer is larger than {self._max_answer_bytes} bytes",
+                code="upstream_answer_too_large",
+            )
+        return whole_answer_events(raw, secrets)
+
+    def _transport_error(
+        self, exc: aiohttp.ClientError, deployment: Deployment, span: trace.Span
+    ) -> ServiceError:
+        error = error_for_transport(exc, pool_exhausted=self._in_use > self._max_connections)
+        log.warning(
+            "upstream transport failure",
+            extra={"error": type(exc).__name__, "code": error.code, "deployment": deployment.name},
+        )
+        _fail(span, error)
+        return error
 
     @staticmethod
     async def _status_error(
@@ -240,6 +215,37 @@ class UpstreamClient:
         error = error_for_status(response.status, body, response.headers, model=model, secrets=secrets)
         log.warning("upstream error status", extra={"status": response.status, "code": error.code})
         return error
+
+
+def request_headers(api_key: str, *, streamed: bool) -> dict[str, str]:
+    """The upstream request's headers: what it accepts, its key, and the call's request id."""
+    headers = dict(_STREAM_HEADERS if streamed else _WHOLE_HEADERS)
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    request_id = request_id_var.get()
+    if request_id:
+        headers[REQUEST_ID_METADATA_KEY] = request_id
+    return headers
+
+
+def _stream_events(
+    response: aiohttp.ClientResponse, secrets: tuple[str, ...]
+) -> AsyncGenerator[UpstreamEvent]:
+    """A streamed answer's events as its body arrives; an answer that is no event stream is refused."""
+    content_type = response.headers.get("content-type", "")
+    if not content_type.startswith("text/event-stream"):
+        raise Unavailable(
+            f"upstream answered with {content_type or 'no content type'}, not an event stream",
+            code="upstream_protocol_error",
+        )
+    return _events(_pieces(response.content), secrets)
+
+
+def _release(response: aiohttp.ClientResponse) -> None:
+    if response.content.at_eof():
+        response.release()  # read to its end: the connection goes back to the pool
+    else:
+        response.close()  # the upstream sees the disconnect and stops
 
 
 def _span_attributes(url: str) -> dict[str, Any]:
