@@ -8,10 +8,10 @@ failure) is still accounted: the completion tokens the upstream actually sent
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from llmsuite_common.clock import Clock, monotonic
 from llmsuite_common.errors import ServiceError
 from llmsuite_common.exemplars import trace_exemplar
 from opentelemetry.trace import Span
@@ -43,6 +43,7 @@ class Accounting:
         metrics: GenerationMetrics,
         org: str = "",
         started: float | None = None,
+        clock: Clock = monotonic,
     ) -> None:
         self.model = model
         self.org = org or NO_ORG
@@ -58,8 +59,9 @@ class Accounting:
         self._upstream_usage: Mapping[str, object] | None = None
         self._usage: TokenUsage | None = None
         self._first_token_seen = False
-        # perf_counter() at the call's start; time to first token counts from here, retries included.
-        self._started = time.perf_counter() if started is None else started
+        self._clock = clock
+        # `clock` at the call's start; time to first token counts from here, retries included.
+        self._started = clock() if started is None else started
         self._last_delta = 0.0
         self._inter_token: Histogram | None = None
 
@@ -68,7 +70,7 @@ class Accounting:
 
         Streams carry many deltas: one clock read each, and the deployment's series is looked up once.
         """
-        now = time.perf_counter()
+        now = self._clock()
         if self._last_delta:
             series = self._inter_token
             if series is None and self.committed is not None:
@@ -79,14 +81,14 @@ class Accounting:
         return now
 
     def first_token(self, now: float | None = None) -> None:
-        """Records the first generated token (at `now`, a perf_counter() time) once: the time to
-        first token with the call's trace as exemplar, and an event on the span."""
+        """Records the first generated token (at `now`, a time of the clock; else now) once: the
+        time to first token with the call's trace as exemplar, and an event on the span."""
         if self._first_token_seen:
             return
         self._first_token_seen = True
         committed = self.committed
         if committed is not None:
-            elapsed = (time.perf_counter() if now is None else now) - self._started
+            elapsed = (self._clock() if now is None else now) - self._started
             series = self._metrics.time_to_first_token.labels(committed.deployment.name)
             series.observe(elapsed, trace_exemplar(self._span))
         if self._span.is_recording():

@@ -1,12 +1,16 @@
 """Turns a GenerateRequest into the body of an OpenAI chat completion: streamed, or whole when the
-caller asked for the whole answer at once."""
+caller asked for the whole answer at once. And into what routing looks at, to choose where it goes."""
 
 import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite_common.errors import InvalidArgument
+
+from .routing import Deployment, Route, RouteRequest
+from .usage import estimate_prompt_tokens
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 
@@ -137,3 +141,27 @@ def build_body(
     if response_format is not None:
         body["response_format"] = response_format
     return body
+
+
+def route_request(request: generation_pb2.GenerateRequest, org_id: str) -> RouteRequest:
+    """What routing may look at: the name asked for and the request's shape."""
+    return RouteRequest(
+        model=request.model,
+        org_id=org_id,
+        prompt_tokens=estimate_prompt_tokens(m.content for m in request.messages),
+        max_tokens=request.max_tokens if request.HasField("max_tokens") else None,
+        has_tools=bool(request.tools_json),
+    )
+
+
+def bodies_for(
+    request: generation_pb2.GenerateRequest, route: Route, *, org_max_tokens: int | None
+) -> Callable[[Route, Deployment], dict[str, Any]]:
+    """The body for whichever route and deployment an attempt goes to. The request is checked now,
+    against `route`'s first deployment: bad input fails before any upstream is chosen or tried."""
+    build_body(request, route, route.deployments[0].upstream_model, org_max_tokens=org_max_tokens)
+
+    def body_for(attempt_route: Route, deployment: Deployment) -> dict[str, Any]:
+        return build_body(request, attempt_route, deployment.upstream_model, org_max_tokens=org_max_tokens)
+
+    return body_for

@@ -2,12 +2,22 @@ import math
 
 import orjson
 import pytest
+from generation_service.routing import Deployment, Route
 from generation_service.settings import GenerationSettings, ModelRoute
-from generation_service.upstream_request import build_body, effective_max_tokens, merged_stops
+from generation_service.upstream import request_headers
+from generation_service.upstream_request import (
+    bodies_for,
+    build_body,
+    effective_max_tokens,
+    merged_stops,
+    route_request,
+)
 from generation_service.usage import estimate_prompt_tokens, resolve_usage
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite_common.errors import InvalidArgument
+from llmsuite_common.request_context import REQUEST_ID_METADATA_KEY, request_id_var
+from pydantic import SecretStr
 
 
 def request(**kw):
@@ -154,3 +164,36 @@ def test_a_whole_answer_is_asked_for_without_streaming():
     assert body["stream"] is False
     assert "stream_options" not in body
     assert body["stop"] == ["\n###"] and body["max_tokens"] == 64
+
+
+def test_route_request_is_the_model_and_the_requests_shape():
+    plain = route_request(request(model="auto"), "acme")
+    assert (plain.model, plain.org_id, plain.max_tokens, plain.has_tools) == ("auto", "acme", None, False)
+    assert plain.prompt_tokens == estimate_prompt_tokens(["hi"])
+    shaped = route_request(request(max_tokens=8, tools_json='[{"type": "function"}]'), "")
+    assert (shaped.max_tokens, shaped.has_tools) == (8, True)
+
+
+def test_bodies_for_checks_the_request_at_once_then_builds_each_deployments_body():
+    first = Deployment("a", "http://127.0.0.1:1/v1", "up-a", SecretStr(""))
+    other = Deployment("b", "http://127.0.0.1:1/v1", "up-b", SecretStr(""))
+    route = Route("m", (first, other), stop=("\n###",), max_tokens=64)
+    with pytest.raises(InvalidArgument):
+        bodies_for(request(messages=[]), route, org_max_tokens=None)
+    body_for = bodies_for(request(max_tokens=100), route, org_max_tokens=16)
+    body = body_for(route, other)
+    assert body["model"] == "up-b" and body["max_tokens"] == 16 and body["stop"] == ["\n###"]
+
+
+def test_upstream_headers_carry_the_key_and_the_request_id():
+    token = request_id_var.set("req-1")
+    try:
+        streamed = request_headers("sk-1", streamed=True)
+    finally:
+        request_id_var.reset(token)
+    assert streamed["accept"] == "text/event-stream" and streamed["accept-encoding"] == "identity"
+    assert streamed["authorization"] == "Bearer sk-1"
+    assert streamed[REQUEST_ID_METADATA_KEY] == "req-1"
+    whole = request_headers("", streamed=False)
+    assert whole["accept"] == "application/json"
+    assert "authorization" not in whole and REQUEST_ID_METADATA_KEY not in whole
