@@ -1,8 +1,10 @@
-"""Usage: python -m k8stools {check | manifests | export DIR}
+"""Usage: python -m k8stools {check | manifests | export DIR | try DIR}
 
 check      lint, render and schema-validate every values case; fail when k8s/manifests is stale
 manifests  rewrite k8s/manifests from the chart's default values
 export     write every case's rendered objects and the parsed Dockerfiles as JSON, for tests/k8s
+try        render each DIR/*.json (values on top of the defaults) into DIR/<name>.out.json:
+           {"error": Helm's message or null, "objects": [...]}, for tests of values the chart refuses
 """
 
 import json
@@ -72,6 +74,19 @@ def export(directory: Path) -> int:
     return 0
 
 
+def try_values(directory: Path) -> int:
+    for path in sorted(directory.glob("*.json")):
+        if path.name.endswith(".out.json"):
+            continue
+        result: dict[str, object] = {"error": None, "objects": []}
+        try:
+            result["objects"] = [o for _, _, o in documents(render(json.loads(path.read_text())))]
+        except HelmError as exc:
+            result["error"] = str(exc)
+        path.with_name(f"{path.stem}.out.json").write_text(json.dumps(result))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["check"]:
         return check()
@@ -79,6 +94,8 @@ def main(argv: list[str]) -> int:
         return write_manifests()
     if argv[:1] == ["export"] and len(argv) == 2:
         return export(Path(argv[1]))
+    if argv[:1] == ["try"] and len(argv) == 2:
+        return try_values(Path(argv[1]))
     print(__doc__, file=sys.stderr)
     return 2
 

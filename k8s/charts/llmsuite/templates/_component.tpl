@@ -20,7 +20,7 @@ Context: (dict "root" $ "name" "<name>" "c" <component values>)
   "OTEL_TRACES_SAMPLER" $g.otel.sampler
   "OTEL_TRACES_SAMPLER_ARG" (printf "%v" $g.otel.samplerArg)
   "DRAIN_SECONDS" (printf "%d" (int64 $g.drainSeconds))
-  "SHUTDOWN_GRACE_SECONDS" (printf "%d" (int64 $g.shutdownGraceSeconds))
+  "SHUTDOWN_GRACE_SECONDS" (include "llmsuite.shutdownGrace" .)
   "GRPC_MAX_CONNECTION_AGE_SECONDS" (printf "%d" (int64 $g.grpcMaxConnectionAgeSeconds))
   "GRPC_MAX_MESSAGE_BYTES" (printf "%d" (int64 $g.grpcMaxMessageBytes))
 -}}
@@ -35,6 +35,8 @@ Context: (dict "root" $ "name" "<name>" "c" <component values>)
 {{- end -}}
 {{- if eq $c.protocol "grpc" -}}
 {{- $_ := set $env "METRICS_PORT" (printf "%d" (int64 $root.Values.metrics.port)) -}}
+{{- /* A stream open when its connection reaches the age above runs on for up to this long. */ -}}
+{{- $_ := set $env "GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS" (printf "%d" (int64 $g.maxGenerationSeconds)) -}}
 {{- /* Service tokens: every gRPC service verifies each call's token with the public keys. */ -}}
 {{- $_ := set $env "GRPC_AUTH_PUBLIC_KEYS_FILE" (printf "%s/jwks.json" (include "llmsuite.tokenPublicKeysDir" $root)) -}}
 {{- $_ := set $env "GRPC_REFLECTION_OPEN" (printf "%t" $root.Values.serviceTokens.reflectionOpen) -}}
@@ -71,6 +73,8 @@ Context: (dict "root" $ "name" "<name>" "c" <component values>)
 {{- $upstream = printf "http://%s:%d/v1" $host (int64 $root.Values.inference.port) -}}
 {{- end -}}
 {{- $_ := set $env (printf "%s_UPSTREAM_BASE_URL" $prefix) $upstream -}}
+{{- /* The longest generation: what every grace on a stream's path is sized for. */ -}}
+{{- $_ := set $env (printf "%s_TOTAL_TIMEOUT_SECONDS" $prefix) (printf "%d" (int64 $g.maxGenerationSeconds)) -}}
 {{- end -}}
 {{- toYaml (mergeOverwrite $env ($c.env | default dict)) -}}
 {{- end -}}
@@ -220,7 +224,8 @@ spec:
       serviceAccountName: {{ $name }}
       automountServiceAccountToken: false
       enableServiceLinks: false
-      terminationGracePeriodSeconds: {{ include "llmsuite.terminationGrace" $root }}
+      # preStop + drain + in-flight grace (streams: global.maxGenerationSeconds) + 5.
+      terminationGracePeriodSeconds: {{ include "llmsuite.terminationGrace" . }}
       securityContext:
         {{- include "llmsuite.podSecurityContext" (dict "uid" 10001) | nindent 8 }}
       {{- with $root.Values.global.imagePullSecrets }}
@@ -251,7 +256,7 @@ spec:
             - configMapRef:
                 name: {{ $name }}
           {{- $secretEnv := deepCopy ($c.secretEnv | default dict) }}
-          {{- if and (has "redis" $c.calls) (or $root.Values.redis.enabled $root.Values.redis.external) }}
+          {{- if and (has "redis" $c.calls) (or (include "llmsuite.inChartRedis" $root) $root.Values.redis.external) }}
           {{- $_ := set $secretEnv (printf "%s_REDIS_URL" (upper .name)) (dict "key" $root.Values.redis.urlSecretKey) }}
           {{- end }}
           {{- with $secretEnv }}

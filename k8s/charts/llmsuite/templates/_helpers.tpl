@@ -146,10 +146,30 @@ spec:
 {{- end -}}
 {{- end -}}
 
-{{/* terminationGracePeriodSeconds: longer than preStop + drain + in-flight grace. */}}
+{{/* In-flight grace of a component after its drain (SHUTDOWN_GRACE_SECONDS): the longest
+     generation for those that carry streams, global.shutdownGraceSeconds for the others.
+     (dict "root" $ "c" <component values>) */}}
+{{- define "llmsuite.shutdownGrace" -}}
+{{- $g := .root.Values.global -}}
+{{- if .c.streams -}}
+{{- max (int64 $g.maxGenerationSeconds) (int64 $g.shutdownGraceSeconds) -}}
+{{- else -}}
+{{- int64 $g.shutdownGraceSeconds -}}
+{{- end -}}
+{{- end -}}
+
+{{/* terminationGracePeriodSeconds: longer than preStop + drain + in-flight grace.
+     (dict "root" $ "c" <component values>) */}}
 {{- define "llmsuite.terminationGrace" -}}
-{{- $g := .Values.global -}}
-{{- add $g.preStopSleepSeconds $g.drainSeconds $g.shutdownGraceSeconds 5 -}}
+{{- $g := .root.Values.global -}}
+{{- add $g.preStopSleepSeconds $g.drainSeconds (include "llmsuite.shutdownGrace" .) 5 -}}
+{{- end -}}
+
+{{/* "true" when the chart runs its own Redis: redis.enabled, unless redis.external names yours. */}}
+{{- define "llmsuite.inChartRedis" -}}
+{{- if and .Values.redis.enabled (not .Values.redis.external) -}}
+true
+{{- end -}}
 {{- end -}}
 
 {{/* Service tokens: the Secrets the chart mounts (never creates), named from the fullname unless
