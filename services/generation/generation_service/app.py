@@ -3,6 +3,7 @@ import contextlib
 
 import grpc
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
+from llmsuite_common.clock import Clock, Sleep, monotonic
 from opentelemetry.trace import TracerProvider
 
 from .metrics import GenerationMetrics
@@ -38,6 +39,8 @@ class GenerationApp:
         metrics: GenerationMetrics | None = None,
         *,
         tracer_provider: TracerProvider | None = None,
+        clock: Clock = monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._metrics = metrics or GenerationMetrics()
         self._upstream = UpstreamClient(
@@ -45,11 +48,13 @@ class GenerationApp:
             max_answer_bytes=settings.grpc_max_message_bytes,
             tracer_provider=tracer_provider,
         )
-        self._pool = UpstreamPool(self._upstream, resilience_policy(settings), self._metrics)
+        self._pool = UpstreamPool(
+            self._upstream, resilience_policy(settings), self._metrics, clock=clock, sleep=sleep
+        )
         self._routing = RoutingSource(
             settings, on_change=self._routing_changed, on_error=self._metrics.routing_reload_errors.inc
         )
-        self._servicer = GenerationServicer(self._routing, self._pool, self._metrics)
+        self._servicer = GenerationServicer(self._routing, self._pool, self._metrics, clock=clock)
         self._stop_watching = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
 

@@ -6,9 +6,9 @@ probe request goes through; its success closes the breaker, its failure opens it
 again. A probe that ends without a verdict (the caller cancelled) frees the slot.
 """
 
-import time
-from collections.abc import Callable
 from enum import StrEnum
+
+from llmsuite_common.clock import Clock, monotonic
 
 
 class BreakerState(StrEnum):
@@ -18,9 +18,7 @@ class BreakerState(StrEnum):
 
 
 class CircuitBreaker:
-    def __init__(
-        self, *, failures: int, open_seconds: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, *, failures: int, open_seconds: float, clock: Clock = monotonic) -> None:
         self._threshold = failures
         self._open_seconds = open_seconds
         self._clock = clock

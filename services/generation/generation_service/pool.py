@@ -14,12 +14,12 @@ import asyncio
 import logging
 import math
 import random
-import time
 from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmsuite_common.clock import Clock, Sleep, monotonic
 from llmsuite_common.errors import DeadlineExceeded, ServiceError, Unavailable
 
 from .breaker import BreakerState, CircuitBreaker
@@ -79,13 +79,17 @@ class UpstreamPool:
         metrics: GenerationMetrics,
         *,
         rng: random.Random | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._client = client
         self._policy = policy
         self._metrics = metrics
         self._rng = rng or random.Random()
+        # Breakers, Retry-After cooling and attempt durations read `clock`; backoff and
+        # Retry-After waits go through `sleep`.
         self._clock = clock
+        self._sleep = sleep
         self._states: dict[tuple[str, str, str], DeploymentState] = {}
         self.throttle = RetryThrottle(max_tokens=policy.budget_tokens, ratio=policy.budget_ratio)
 
@@ -177,7 +181,7 @@ class UpstreamPool:
                     )
                 if not self.throttle.allows_retry():
                     break
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
                 continue
             route, deployment = picked
             if attempts.count:
@@ -194,7 +198,7 @@ class UpstreamPool:
                     left = remaining()
                     if left is not None and delay >= left:
                         break
-                    await asyncio.sleep(delay)
+                    await self._sleep(delay)
             committed = False
             # aclosing: when the caller stops early, the attempt (and its upstream request) ends now.
             async with aclosing(
@@ -244,7 +248,7 @@ class UpstreamPool:
         result = "ok"
         verdict: bool | None = None
         # To the end of the response (the caller's reading included) or the failure: what the upstream held.
-        started = time.perf_counter()
+        started = self._clock()
         try:
             body = body_for(route, deployment)
             stream = self._client.stream_chat(deployment, body, model=model, remaining=left)
@@ -282,7 +286,7 @@ class UpstreamPool:
             state.in_flight -= 1
             in_flight.dec()
             self._metrics.attempts.labels(deployment.name, result).inc()
-            elapsed = time.perf_counter() - started
+            elapsed = self._clock() - started
             self._metrics.upstream_duration.labels(deployment.name, result).observe(elapsed)
             self._metrics.retry_tokens.set(self.throttle.tokens)
             if verdict is True:

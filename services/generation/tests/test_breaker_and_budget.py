@@ -3,18 +3,11 @@ import random
 import pytest
 from generation_service.breaker import BreakerState, CircuitBreaker
 from generation_service.retry_budget import RetryThrottle, full_jitter
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from llmsuite_common.clock import ManualClock
 
 
 def test_breaker_opens_after_consecutive_failures_and_fails_fast():
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker(failures=3, open_seconds=10, clock=clock)
     for _ in range(2):
         assert breaker.acquire()
@@ -28,19 +21,19 @@ def test_breaker_opens_after_consecutive_failures_and_fails_fast():
 
 
 def test_half_open_lets_one_probe_through_and_its_verdict_decides():
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker(failures=1, open_seconds=10, clock=clock)
     breaker.acquire()
     breaker.failure()
-    clock.now += 10
+    clock.advance(10)
     assert breaker.state is BreakerState.HALF_OPEN
     assert breaker.acquire()
     assert not breaker.acquire(), "only one probe at a time"
     breaker.failure()
     assert breaker.state is BreakerState.OPEN
-    clock.now += 9.9
+    clock.advance(9.9)
     assert not breaker.acquire()
-    clock.now += 0.1
+    clock.advance(0.1)
     assert breaker.acquire()
     breaker.success()
     assert breaker.state is BreakerState.CLOSED
@@ -48,11 +41,11 @@ def test_half_open_lets_one_probe_through_and_its_verdict_decides():
 
 
 def test_an_abandoned_probe_frees_the_slot():
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker(failures=1, open_seconds=1, clock=clock)
     breaker.acquire()
     breaker.failure()
-    clock.now += 1
+    clock.advance(1)
     assert breaker.acquire()
     breaker.abandon()
     assert breaker.acquire()

@@ -5,6 +5,7 @@ from generation_service.metrics import GenerationMetrics
 from generation_service.pool import ResiliencePolicy, UpstreamPool
 from generation_service.routing import Deployment, Route
 from generation_service.upstream import UpstreamClient
+from llmsuite_common.clock import ManualClock
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
@@ -13,12 +14,13 @@ def deployment(name: str, weight: float = 1.0, max_concurrency: int = 10) -> Dep
     return Deployment(name, "http://127.0.0.1:1/v1", name, SecretStr(""), weight, max_concurrency)
 
 
-def pool(**policy) -> UpstreamPool:
+def pool(clock: ManualClock | None = None, **policy) -> UpstreamPool:
     return UpstreamPool(
         UpstreamClient(max_connections=1),
         ResiliencePolicy(**policy),
         GenerationMetrics(CollectorRegistry()),
         rng=random.Random(3),
+        clock=clock or ManualClock(),
     )
 
 
@@ -51,13 +53,16 @@ def test_untried_deployments_then_fallbacks_come_before_a_second_try():
 def test_full_open_or_cooling_deployments_are_skipped():
     a, b = deployment("a", max_concurrency=1), deployment("b")
     route = Route("m", (a, b))
-    p = pool(breaker_failures=1)
+    clock = ManualClock()
+    p = pool(clock, breaker_failures=1)
     p.state(a).in_flight = 1
     assert {p._pick([route], set())[1].name for _ in range(20)} == {"b"}
     p.state(b).breaker.failure()
     assert p._pick([route], set()) is None
     p.state(a).in_flight = 0
-    p.state(a).cooling_until = p._clock() + 60
+    p.state(a).cooling_until = clock() + 60
     # A fresh request may still ask a cooling deployment when nothing else can serve; a retry may not.
     assert p._pick([route], set())[1] is a
     assert p._pick([route], {b.identity}) is None
+    clock.advance(60)
+    assert p._pick([route], {b.identity})[1] is a
