@@ -75,7 +75,7 @@ def gateway_openapi() -> dict:
     """The document the gateway serves, built in-process: the operations are known when tests are
     collected, before the suite runs (test_the_served_document_is_the_one_fuzzed holds them equal)."""
     from gateway_service.app import create_app
-    from gateway_service.clients import BackendClients, BackendTargets
+    from gateway_service.pipeline.clients import BackendClients, BackendTargets
     from gateway_service.settings import GatewaySettings
 
     settings = GatewaySettings(

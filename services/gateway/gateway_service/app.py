@@ -11,42 +11,42 @@ from opentelemetry.trace import TracerProvider
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from .access_middleware import AccessMiddleware
-from .admission import EdgeChecks
-from .auth import ApiKeyMiddleware, Identity, key_id_for
-from .auth_failures import AuthFailures
-from .body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
-from .chat import ChatPipeline
-from .clients import BackendClients
-from .database_busy import DatabaseBusyMiddleware
+from .api.access_middleware import AccessMiddleware
+from .api.body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
+from .api.database_busy import DatabaseBusyMiddleware
+from .api.errors import ApiError, error_response
+from .api.guardrails_summary import GuardrailsHeaderMiddleware
+from .api.request_tracing import RequestTracing
+from .api.routes.admin import admin_router
+from .api.routes.chat import ChatEdge, chat_router
+from .api.routes.models import models_router
+from .api.routes.ops import ops_router
+from .api.routes.requests import requests_router
+from .api.routes.retrieval import retrieval_router
+from .api.routes.tokens import router as tokens_router
+from .api.routes.usage import usage_router
+from .api.routes.ws import ws_router
+from .api.sse_response import StreamSendMiddleware
+from .api.text_guard import TextGuardMiddleware
+from .api.validation import validation_error
 from .db import Database
-from .errors import ApiError, error_response
-from .guardrails_summary import GuardrailsHeaderMiddleware
-from .idempotency import Idempotency
-from .keys import KeyStore
+from .edge.admission import EdgeChecks
+from .edge.auth import ApiKeyMiddleware, Identity, key_id_for
+from .edge.auth_failures import AuthFailures
+from .edge.idempotency import Idempotency
+from .edge.keys import KeyStore
+from .edge.limits import LEASE_MARGIN_SECONDS, LimitConfig, Limiter
+from .edge.policy import Policy
+from .edge.request_log_writer import RequestLogWriter
+from .edge.result_cache import ResultCache
+from .edge.shared_state import SharedState
+from .edge.summaries import ModelSummarizer
+from .edge.usage import UsageRecorder
 from .lifecycle import Lifecycle
-from .limits import LEASE_MARGIN_SECONDS, LimitConfig, Limiter
 from .metrics import GatewayMetrics
-from .policy import Policy
-from .request_log_writer import RequestLogWriter
-from .request_tracing import RequestTracing
-from .result_cache import ResultCache
-from .routes.admin import admin_router
-from .routes.chat import ChatEdge, chat_router
-from .routes.models import models_router
-from .routes.ops import ops_router
-from .routes.requests import requests_router
-from .routes.retrieval import retrieval_router
-from .routes.tokens import router as tokens_router
-from .routes.usage import usage_router
-from .routes.ws import ws_router
+from .pipeline.chat import ChatPipeline
+from .pipeline.clients import BackendClients
 from .settings import GatewaySettings
-from .shared_state import SharedState
-from .sse_response import StreamSendMiddleware
-from .summaries import ModelSummarizer
-from .text_guard import TextGuardMiddleware
-from .usage import UsageRecorder
-from .validation import validation_error
 
 # Of the shutdown budget, kept for closing clients, stores and the pool after the request log's last write.
 EXIT_MARGIN_SECONDS = 1.0

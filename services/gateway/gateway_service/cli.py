@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .policy import LOG_POLICIES
+from .edge.policy import LOG_POLICIES
 
 TIMEOUT_SECONDS = 30.0
 LIMIT_OPTIONS = ("rpm", "tpm", "max_streams", "user_rpm", "max_tokens", "budget_usd")

@@ -11,7 +11,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
-from .errors import ERROR_CLASSES
+from .api.errors import ERROR_CLASSES
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)

@@ -10,11 +10,11 @@ from types import FrameType
 import uvicorn
 from llmsuite_common.telemetry import shutdown_telemetry
 
+from .api.http_protocol import guarded_protocol
+from .api.routes.ws import MAX_FRAME_BYTES
 from .app import create_app
-from .clients import BackendClients
-from .http_protocol import guarded_protocol
 from .lifecycle import Lifecycle
-from .routes.ws import MAX_FRAME_BYTES
+from .pipeline.clients import BackendClients
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ from typing import Literal
 from llmsuite_common.settings import ServiceSettings
 from pydantic import Field, SecretStr, field_validator
 
-from .pricing import ModelPrice
+from .edge.pricing import ModelPrice
 
 
 class GatewaySettings(ServiceSettings):

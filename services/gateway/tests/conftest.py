@@ -17,7 +17,7 @@ import openai
 import pytest
 import uvicorn
 from gateway_service.app import create_app
-from gateway_service.clients import BackendClients, BackendTargets, token_issuer
+from gateway_service.pipeline.clients import BackendClients, BackendTargets, token_issuer
 from gateway_service.settings import GatewaySettings
 from generation_service.app import GenerationApp
 from generation_service.settings import GenerationSettings, ModelRoute

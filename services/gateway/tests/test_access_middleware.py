@@ -3,7 +3,7 @@ import time
 
 import httpx
 import orjson
-from gateway_service.access_middleware import AccessMiddleware
+from gateway_service.api.access_middleware import AccessMiddleware
 from gateway_service.metrics import GatewayMetrics
 from llmsuite_common.request_context import request_id_var
 from starlette.responses import PlainTextResponse

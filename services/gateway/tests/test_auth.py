@@ -1,4 +1,4 @@
-from gateway_service.auth import bearer_token, is_protected, key_id_for
+from gateway_service.edge.auth import bearer_token, is_protected, key_id_for
 
 
 def test_bearer_token_parsing():

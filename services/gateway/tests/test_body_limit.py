@@ -1,6 +1,6 @@
 import httpx
 import orjson
-from gateway_service.body_limit import BodySizeLimitMiddleware
+from gateway_service.api.body_limit import BodySizeLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send

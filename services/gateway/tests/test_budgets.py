@@ -4,8 +4,8 @@ import asyncio
 import secrets
 from datetime import UTC, datetime
 
-from gateway_service.pricing import ModelPrice, cost_usd
-from gateway_service.usage import seconds_to_month_end
+from gateway_service.edge.pricing import ModelPrice, cost_usd
+from gateway_service.edge.usage import seconds_to_month_end
 
 CHAT = "/v1/chat/completions"
 # One dollar per completion token makes every request's cost obvious.

@@ -2,7 +2,7 @@
 clients send it; a constraint meant for the value must not be applied to the null (a 500 before)."""
 
 import pytest
-from gateway_service.schemas import ChatCompletionRequest, Message
+from gateway_service.api.schemas import ChatCompletionRequest, Message
 from pydantic import BaseModel, ValidationError
 
 USER = {"role": "user", "content": "hi"}

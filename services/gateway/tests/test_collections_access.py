@@ -4,7 +4,7 @@ that every collection and embeddings request counts against rate limits, budgets
 import asyncio
 import secrets
 
-from gateway_service.clients import BackendTargets
+from gateway_service.pipeline.clients import BackendTargets
 
 from services.gateway.tests.retrieval_backend import retrieval_backend  # noqa: F401 - fixture
 

@@ -1,6 +1,6 @@
 import orjson
 import pytest
-from gateway_service.completions import (
+from gateway_service.api.completions import (
     SSE_DONE,
     ChunkEncoder,
     CompletionMeta,
@@ -8,7 +8,7 @@ from gateway_service.completions import (
     citations,
     sse,
 )
-from gateway_service.errors import ApiError
+from gateway_service.api.errors import ApiError
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2

@@ -4,7 +4,7 @@ import httpx
 import openai
 import orjson
 import pytest
-from gateway_service.clients import BackendTargets
+from gateway_service.pipeline.clients import BackendTargets
 
 
 def chat(gateway, content: str = "hello there friend", **extra) -> dict:

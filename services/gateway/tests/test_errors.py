@@ -1,6 +1,6 @@
 import grpc
 import orjson
-from gateway_service.errors import ApiError, envelope, error_response, from_grpc
+from gateway_service.api.errors import ApiError, envelope, error_response, from_grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite_common.errors import ERROR_DETAIL_TRAILER
 

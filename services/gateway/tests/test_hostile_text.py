@@ -6,7 +6,7 @@ import secrets
 
 import httpx
 import pytest
-from gateway_service.text_guard import CODE
+from gateway_service.api.text_guard import CODE
 
 CHAT = "/v1/chat/completions"
 JSON = {"content-type": "application/json"}

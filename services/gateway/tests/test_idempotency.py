@@ -2,8 +2,8 @@
 
 import asyncio
 
-from gateway_service.idempotency import Claim, Idempotency, body_fingerprint
-from gateway_service.kv import MemoryStore
+from gateway_service.edge.idempotency import Claim, Idempotency, body_fingerprint
+from gateway_service.edge.kv import MemoryStore
 
 URL = "/v1/chat/completions"
 

@@ -3,10 +3,10 @@
 import secrets
 
 import pytest
-from gateway_service.auth import Identity
-from gateway_service.errors import ApiError
-from gateway_service.keys import narrowed, policy_of
-from gateway_service.policy import Policy
+from gateway_service.api.errors import ApiError
+from gateway_service.edge.auth import Identity
+from gateway_service.edge.keys import narrowed, policy_of
+from gateway_service.edge.policy import Policy
 
 ORG = "org-narrow"
 

@@ -5,7 +5,7 @@ import secrets
 
 import pytest
 from gateway_service.db import migrate, migrations
-from gateway_service.keys import parse_key_id
+from gateway_service.edge.keys import parse_key_id
 from psycopg_pool import AsyncConnectionPool
 
 CHAT = "/v1/chat/completions"

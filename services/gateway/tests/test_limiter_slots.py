@@ -4,11 +4,11 @@ import asyncio
 import secrets
 
 import redis.asyncio as aioredis
-from gateway_service.auth import Identity
-from gateway_service.errors import ApiError
-from gateway_service.limits import LimitConfig, Limiter
-from gateway_service.policy import Policy
-from gateway_service.ratelimit_redis import RedisLimitStore
+from gateway_service.api.errors import ApiError
+from gateway_service.edge.auth import Identity
+from gateway_service.edge.limits import LimitConfig, Limiter
+from gateway_service.edge.policy import Policy
+from gateway_service.edge.ratelimit_redis import RedisLimitStore
 
 CONFIG = LimitConfig(window_seconds=60, ip_rpm=0, lease_seconds=60, failure_mode="open")
 

@@ -6,8 +6,8 @@ import time
 import httpx
 import openai
 import pytest
-from gateway_service.schemas import ChatCompletionRequest
-from gateway_service.tokens import prompt_estimate, reservation
+from gateway_service.api.schemas import ChatCompletionRequest
+from gateway_service.edge.tokens import prompt_estimate, reservation
 
 MESSAGES = [{"role": "user", "content": "count to ten"}]
 

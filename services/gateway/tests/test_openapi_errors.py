@@ -3,7 +3,7 @@
 
 import jsonschema
 from gateway_service.app import create_app
-from gateway_service.clients import BackendClients, BackendTargets
+from gateway_service.pipeline.clients import BackendClients, BackendTargets
 from gateway_service.settings import GatewaySettings
 
 

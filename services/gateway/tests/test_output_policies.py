@@ -2,8 +2,8 @@
 
 from types import SimpleNamespace
 
-from gateway_service.deadline import Deadline
-from gateway_service.output_rail import OutputPolicies
+from gateway_service.pipeline.deadline import Deadline
+from gateway_service.pipeline.output_rail import OutputPolicies
 from guardrails_service.app import GuardrailsApp
 from guardrails_service.metrics import GuardrailsMetrics
 from guardrails_service.settings import GuardrailsSettings

@@ -4,9 +4,9 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from gateway_service.errors import ApiError
-from gateway_service.generation_reader import GenerationReader
-from gateway_service.output_rail import GuardedReader
+from gateway_service.api.errors import ApiError
+from gateway_service.pipeline.generation_reader import GenerationReader
+from gateway_service.pipeline.output_rail import GuardedReader
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite_common.rules.output_scan import OutputScanner
 from llmsuite_common.rules.policy import OutputChecks
@@ -112,8 +112,8 @@ async def test_a_stream_without_final_is_an_upstream_error():
 
 
 async def test_a_batch_of_deltas_becomes_one_chunk_each_written_together():
-    from gateway_service.chat import StreamTally, sse_events
-    from gateway_service.completions import ChunkEncoder, CompletionMeta
+    from gateway_service.api.completions import ChunkEncoder, CompletionMeta
+    from gateway_service.pipeline.chat import StreamTally, sse_events
 
     batch = generation_pb2.GenerateResponse(
         deltas=generation_pb2.DeltaBatch(deltas=[generation_pb2.Delta(content=t) for t in ("a", "b", "c")])

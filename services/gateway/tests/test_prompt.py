@@ -1,4 +1,4 @@
-from gateway_service.prompt import (
+from gateway_service.pipeline.prompt import (
     CONTEXT_INSTRUCTION,
     NO_CONTEXT,
     context_prompt,

@@ -5,8 +5,8 @@ import secrets
 
 import pytest
 import redis.asyncio as aioredis
-from gateway_service.ratelimit import CONCURRENCY, MemoryLimitStore, Rule, header_seconds
-from gateway_service.ratelimit_redis import RedisLimitStore
+from gateway_service.edge.ratelimit import CONCURRENCY, MemoryLimitStore, Rule, header_seconds
+from gateway_service.edge.ratelimit_redis import RedisLimitStore
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from gateway_service.request_guards import MAX_JSON_DEPTH
+from gateway_service.api.request_guards import MAX_JSON_DEPTH
 
 URL = "/v1/chat/completions"
 

@@ -1,4 +1,4 @@
-from gateway_service.request_id import MAX_REQUEST_ID_LENGTH, request_id_from, sane_request_id
+from gateway_service.api.request_id import MAX_REQUEST_ID_LENGTH, request_id_from, sane_request_id
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -2,9 +2,9 @@
 
 from types import SimpleNamespace
 
-from gateway_service.keys import policy_of
-from gateway_service.request_log import RequestEntry, captured_conversation, row_of, stored_text
-from gateway_service.summaries import MAX_SUMMARY_CHARS, clean_summary, extractive_summary
+from gateway_service.edge.keys import policy_of
+from gateway_service.edge.request_log import RequestEntry, captured_conversation, row_of, stored_text
+from gateway_service.edge.summaries import MAX_SUMMARY_CHARS, clean_summary, extractive_summary
 
 EMAIL = "jane.doe@example.com"
 API_KEY = "sk-proj-abcdefghijklmnop1234"

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import httpx
 import psycopg
 from gateway_service.db import migrate
-from gateway_service.request_log import RequestEntry
-from gateway_service.request_log_writer import RequestLogWriter
+from gateway_service.edge.request_log import RequestEntry
+from gateway_service.edge.request_log_writer import RequestLogWriter
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg_pool import AsyncConnectionPool
 
@@ -132,7 +132,7 @@ async def test_rows_past_retention_are_deleted_periodically(postgres_dsn):
 
 
 async def test_delete_expired_works_in_batches_and_zero_keeps_everything(postgres_dsn):
-    from gateway_service.request_log import delete_expired
+    from gateway_service.edge.request_log import delete_expired
 
     async with AsyncConnectionPool(postgres_dsn, min_size=1, max_size=2, open=False) as pool:
         await migrate(pool)

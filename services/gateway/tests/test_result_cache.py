@@ -1,7 +1,7 @@
 """Exact-match result cache: deterministic requests by default, opt-in/out, streams, the hit metric."""
 
-from gateway_service.result_cache import cache_key, cacheable
-from gateway_service.schemas import ChatCompletionRequest
+from gateway_service.api.schemas import ChatCompletionRequest
+from gateway_service.edge.result_cache import cache_key, cacheable
 
 URL = "/v1/chat/completions"
 

@@ -5,9 +5,9 @@ import logging
 import secrets
 from contextlib import AsyncExitStack
 
-from gateway_service.clients import BackendTargets
-from gateway_service.result_cache import cache_key
-from gateway_service.schemas import ChatCompletionRequest
+from gateway_service.api.schemas import ChatCompletionRequest
+from gateway_service.edge.result_cache import cache_key
+from gateway_service.pipeline.clients import BackendTargets
 from guardrails_service.app import GuardrailsApp
 from guardrails_service.metrics import GuardrailsMetrics
 from guardrails_service.settings import GuardrailsSettings
@@ -87,7 +87,7 @@ async def test_a_cached_answer_is_checked_by_todays_input_policy(
 
 async def test_hits_are_logged_with_request_and_key_but_no_content(gateway, fake, caplog):
     text = "log my hit " + secrets.token_hex(4)
-    with caplog.at_level(logging.INFO, logger="gateway_service.result_cache"):
+    with caplog.at_level(logging.INFO, logger="gateway_service.edge.result_cache"):
         async with gateway.client() as http:
             await http.post(URL, json=chat(gateway.model, text))
             hit = await http.post(URL, json=chat(gateway.model, text))

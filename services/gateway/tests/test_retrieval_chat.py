@@ -9,8 +9,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from gateway_service.clients import BackendTargets
-from gateway_service.prompt import CONTEXT_INSTRUCTION, NO_CONTEXT
+from gateway_service.pipeline.clients import BackendTargets
+from gateway_service.pipeline.prompt import CONTEXT_INSTRUCTION, NO_CONTEXT
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from prometheus_client import CollectorRegistry

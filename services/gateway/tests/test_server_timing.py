@@ -7,9 +7,9 @@ import time
 
 import orjson
 import pytest
-from gateway_service.errors import ERROR_CLASSES, ApiError, error_class
-from gateway_service.routes.ws import PATH
-from gateway_service.server_timing import HopTimes
+from gateway_service.api.errors import ERROR_CLASSES, ApiError, error_class
+from gateway_service.api.routes.ws import PATH
+from gateway_service.api.server_timing import HopTimes
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect

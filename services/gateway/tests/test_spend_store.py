@@ -4,9 +4,9 @@ import asyncio
 import secrets
 
 import redis.asyncio as aioredis
-from gateway_service.kv import MemoryStore, RedisStore
+from gateway_service.edge.kv import MemoryStore, RedisStore
+from gateway_service.edge.shared_state import SharedState
 from gateway_service.settings import GatewaySettings
-from gateway_service.shared_state import SharedState
 
 URL = "/v1/chat/completions"
 # One dollar per completion token: every answer has a cost, so it writes spend counters.

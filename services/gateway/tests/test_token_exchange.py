@@ -1,10 +1,10 @@
 """The scopes a token exchange grants: never more than the key's, and each with those below it."""
 
 import pytest
-from gateway_service.auth import Identity
-from gateway_service.errors import ApiError
-from gateway_service.policy import Policy
-from gateway_service.routes.tokens import requested_caller
+from gateway_service.api.errors import ApiError
+from gateway_service.api.routes.tokens import requested_caller
+from gateway_service.edge.auth import Identity
+from gateway_service.edge.policy import Policy
 
 
 def key(

@@ -2,12 +2,12 @@
 
 import secrets
 
-from gateway_service import keys as keys_module
-from gateway_service.auth import Identity
-from gateway_service.auth_failures import AuthFailures
 from gateway_service.db import Database
-from gateway_service.keys import KeyStore, new_key
-from gateway_service.ratelimit import MemoryLimitStore
+from gateway_service.edge import keys as keys_module
+from gateway_service.edge.auth import Identity
+from gateway_service.edge.auth_failures import AuthFailures
+from gateway_service.edge.keys import KeyStore, new_key
+from gateway_service.edge.ratelimit import MemoryLimitStore
 from gateway_service.settings import GatewaySettings
 
 CHAT = "/v1/chat/completions"

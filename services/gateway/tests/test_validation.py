@@ -1,6 +1,6 @@
 import pytest
-from gateway_service.schemas import ChatCompletionRequest
-from gateway_service.validation import param_path, validation_error
+from gateway_service.api.schemas import ChatCompletionRequest
+from gateway_service.api.validation import param_path, validation_error
 from pydantic import ValidationError
 
 

@@ -4,7 +4,7 @@ import asyncio
 import json
 
 import pytest
-from gateway_service.routes.ws import PATH, frames
+from gateway_service.api.routes.ws import PATH, frames
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 

@@ -8,8 +8,8 @@ import secrets
 import time
 
 import pytest
-from gateway_service.routes.ws import MAX_FRAME_BYTES, PATH
-from gateway_service.text_guard import CODE
+from gateway_service.api.routes.ws import MAX_FRAME_BYTES, PATH
+from gateway_service.api.text_guard import CODE
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 

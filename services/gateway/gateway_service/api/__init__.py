@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket surface: routes, request and response shapes, errors, middleware."""

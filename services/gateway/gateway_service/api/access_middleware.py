@@ -1,0 +1,95 @@
+"""Request id, access log, request metrics, Server-Timing, error classes and the last-resort 500 for
+every HTTP request."""
+
+import logging
+import time
+
+from llmsuite_common.exemplars import trace_exemplar
+from llmsuite_common.request_context import REQUEST_ID_METADATA_KEY, request_id_var
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..metrics import GatewayMetrics
+from ..pipeline import downstream
+from . import server_timing
+from .disconnect import CLIENT_CLOSED_REQUEST
+from .errors import CANCELLED, ApiError, close_error_note, error_response, open_error_note
+from .request_id import request_id_from
+
+log = logging.getLogger("gateway.access")
+
+_HEADER = REQUEST_ID_METADATA_KEY.encode()
+OVERHEAD_HEADER = b"x-gateway-overhead-ms"
+UNMATCHED_ROUTE = "unmatched"
+MAX_LOGGED_PATH = 256
+
+
+class AccessMiddleware:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        header = next((v for k, v in scope["headers"] if k == _HEADER), None)
+        request_id = request_id_from(header)
+        token = request_id_var.set(request_id)
+        status = 500
+        response_started = False
+
+        tally = downstream.open_tally()
+        hops = server_timing.open_hops()
+        error_note = open_error_note()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                # Up to the response headers: for a stream that is its first token.
+                overhead = max(0.0, time.perf_counter() - started - downstream.waited_seconds())
+                headers = [
+                    *message.get("headers", ()),
+                    (_HEADER, request_id.encode()),
+                    (OVERHEAD_HEADER, f"{overhead * 1000:.3f}".encode()),
+                ]
+                if scope["path"].startswith("/v1/"):
+                    self.metrics.overhead.observe(overhead)
+                    timings = server_timing.current()
+                    if timings is not None:
+                        headers.append((server_timing.HEADER, timings.header(overhead)))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:  # noqa: BLE001 - no stack trace may reach a client
+            log.exception("unhandled error")
+            if not response_started:
+                await error_response(ApiError(500, "internal error", code="internal_error"))(
+                    scope, receive, send_with_id
+                )
+        finally:
+            seconds = time.perf_counter() - started
+            route = scope.get("route")
+            route_path = getattr(route, "path", None) or UNMATCHED_ROUTE
+            self.metrics.observe_request(route_path, scope["method"], status, seconds, trace_exemplar())
+            error_class = close_error_note(error_note)
+            if status == CLIENT_CLOSED_REQUEST:
+                error_class = error_class or CANCELLED
+            if error_class is not None:
+                self.metrics.errors.labels(error_class).inc()
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"][:MAX_LOGGED_PATH],
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                },
+            )
+            request_id_var.reset(token)
+            server_timing.close_hops(hops)
+            downstream.close_tally(tally)

@@ -1,0 +1,282 @@
+"""The request log: one row per chat request in gateway.usage_events, and what of the conversation it keeps.
+
+The request path only captures (cheaply, bounded by the log policy) what a row needs; summaries and
+redaction run in the background writer (request_log_writer.py). What is stored per log policy:
+- `summary` (default): a compact, redacted summary; no messages.
+- `full` (set on the organization): the messages and the answer too, with credentials masked
+  (API keys, bearer tokens, upstream keys); e-mail addresses are kept only here.
+- `metadata` / `none`: no conversation text at all.
+"""
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from llmsuite_common.redaction import redact
+from psycopg.types.json import Jsonb
+
+from ..api.errors import ApiError
+from ..api.guardrails_summary import GuardrailsSummary, current_summary
+from .auth import Identity
+from .summaries import MAX_SOURCE_CHARS, clean_summary, extractive_summary, last_user_turn
+
+CHAT_ROUTE = "/v1/chat/completions"
+WS_ROUTE = "/v1/chat/completions/ws"
+
+
+@dataclass(frozen=True)
+class RequestEntry:
+    """What the request path hands to the writer; conversation text is still raw here."""
+
+    org_id: str
+    key_id: str
+    user_id: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    request_id: str
+    cancelled: bool = False
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    route: str = CHAT_ROUTE
+    stream: bool = False
+    status: int = 200
+    finish_reason: str = ""
+    error_code: str = ""
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    input_verdict: str = ""
+    input_codes: tuple[str, ...] = ()
+    output_verdict: str = ""
+    output_codes: tuple[str, ...] = ()
+    log_policy: str = "metadata"
+    # (role, content) pairs: all of them under `full`, only the last user turn under `summary`.
+    messages: tuple[tuple[str, str], ...] = ()
+    answer: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a request ended and what it took, as the route saw it."""
+
+    route: str = CHAT_ROUTE
+    stream: bool = False
+    status: int = 200
+    finish_reason: str = ""
+    error_code: str = ""
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    answer: str = ""
+
+
+def captured_conversation(
+    policy: str, messages: Sequence[Any], answer: str
+) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The text a row may keep under `policy`, taken on the request path: references, or short slices."""
+    if policy == "full":
+        return tuple((m.role, m.content or "") for m in messages), answer
+    if policy == "summary":
+        pairs = [(m.role, m.content or "") for m in messages]
+        return (("user", last_user_turn(pairs)[:MAX_SOURCE_CHARS]),), answer[:MAX_SOURCE_CHARS]
+    return (), ""
+
+
+def entry_for(
+    identity: Identity,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cost_usd: float,
+    request_id: str,
+    *,
+    cancelled: bool,
+    outcome: Outcome | None,
+    messages: Sequence[Any],
+    guardrails: GuardrailsSummary | None,
+) -> RequestEntry:
+    outcome = outcome or Outcome()
+    policy = identity.policy.log_policy
+    texts, answer = captured_conversation(policy, messages, outcome.answer)
+    # Rows are timed from when the request arrived, as access logs and traces are.
+    started = datetime.now(UTC) - timedelta(milliseconds=outcome.latency_ms or 0)
+    parts = guardrails.parts if guardrails is not None else {}
+    codes = guardrails.codes if guardrails is not None else {}
+    return RequestEntry(
+        identity.org_id,
+        identity.key_id,
+        identity.user_id,
+        model,
+        prompt_tokens,
+        completion_tokens,
+        cost_usd,
+        request_id,
+        cancelled,
+        created_at=started,
+        route=outcome.route,
+        stream=outcome.stream,
+        status=outcome.status,
+        finish_reason=outcome.finish_reason,
+        error_code=outcome.error_code,
+        latency_ms=outcome.latency_ms,
+        ttft_ms=outcome.ttft_ms,
+        input_verdict=parts.get("input", ""),
+        input_codes=tuple(codes.get("input", ())),
+        output_verdict=parts.get("output", ""),
+        output_codes=tuple(codes.get("output", ())),
+        log_policy=policy,
+        messages=texts,
+        answer=answer,
+    )
+
+
+def logged(
+    body: Any,
+    deadline: Any,
+    *,
+    state: Any = None,
+    tally: Any = None,
+    route: str = CHAT_ROUTE,
+) -> dict[str, Any]:
+    """The request-log keywords of `UsageRecorder.record` for a finished request.
+
+    `state` is the request's state (ttft_seconds, finish_reason and answer set by the chat route);
+    `tally` the StreamTally of a stream. Guardrail verdicts come from the request's summary.
+    """
+    ttft = getattr(state, "ttft_seconds", None)
+    if tally is not None:
+        finish = tally.final.finish_reason if tally.final is not None else ""
+        answer = "".join(tally.parts)
+    else:
+        finish, answer = getattr(state, "finish_reason", ""), getattr(state, "answer", "")
+    outcome = Outcome(
+        route=route,
+        stream=tally is not None,
+        finish_reason=finish,
+        latency_ms=round(deadline.elapsed() * 1000, 3),
+        ttft_ms=round(ttft * 1000, 3) if ttft is not None else None,
+        answer=answer,
+    )
+    return {"outcome": outcome, "messages": body.messages, "guardrails": current_summary()}
+
+
+def failed(body: Any, deadline: Any, error: BaseException, *, route: str = CHAT_ROUTE) -> dict[str, Any]:
+    """The request-log keywords for a request that ended in an error response."""
+    if isinstance(error, ApiError):
+        status, code = error.status, error.code or ""
+    else:
+        status, code = 500, "internal_error"
+    outcome = Outcome(
+        route=route,
+        stream=bool(getattr(body, "stream", False)),
+        status=status,
+        error_code=code,
+        latency_ms=round(deadline.elapsed() * 1000, 3),
+    )
+    return {"outcome": outcome, "messages": body.messages, "guardrails": current_summary()}
+
+
+# --- what is stored --------------------------------------------------------------------------------
+
+Summarize = Callable[[RequestEntry], Awaitable[str | None]]
+
+
+def stored_text(entry: RequestEntry, model_summary: str | None) -> tuple[str | None, dict[str, Any] | None]:
+    """(summary, conversation) columns of a row: redacted, per the entry's log policy."""
+    if entry.log_policy not in ("full", "summary"):
+        return None, None
+    question = last_user_turn(entry.messages)
+    summary = clean_summary(model_summary or extractive_summary(question, entry.answer))
+    if entry.log_policy != "full":
+        return summary, None
+    conversation = {
+        "messages": [
+            {"role": role, "content": redact(text, keep_emails=True)} for role, text in entry.messages
+        ],
+        "answer": redact(entry.answer, keep_emails=True),
+    }
+    return summary, conversation
+
+
+COLUMNS = (
+    "org_id, key_id, user_id, model, prompt_tokens, completion_tokens, cost_usd, request_id, cancelled, "
+    "created_at, route, stream, status, finish_reason, error_code, latency_ms, ttft_ms, input_verdict, "
+    "input_codes, output_verdict, output_codes, log_policy, summary, conversation"
+)
+INSERT = f"INSERT INTO gateway.usage_events ({COLUMNS}) VALUES ({', '.join(['%s'] * 24)})"
+
+
+def row_of(entry: RequestEntry, model_summary: str | None) -> tuple[Any, ...]:
+    summary, conversation = stored_text(entry, model_summary)
+    return (
+        entry.org_id,
+        entry.key_id,
+        entry.user_id or None,
+        entry.model,
+        entry.prompt_tokens,
+        entry.completion_tokens,
+        entry.cost_usd,
+        entry.request_id,
+        entry.cancelled,
+        entry.created_at,
+        entry.route,
+        entry.stream,
+        entry.status,
+        entry.finish_reason or None,
+        entry.error_code or None,
+        entry.latency_ms,
+        entry.ttft_ms,
+        entry.input_verdict or None,
+        list(entry.input_codes),
+        entry.output_verdict or None,
+        list(entry.output_codes),
+        entry.log_policy,
+        summary,
+        Jsonb(conversation) if conversation is not None else None,
+    )
+
+
+# --- reading and retention ---------------------------------------------------------------------------
+
+_READ = (
+    f"SELECT {COLUMNS} FROM gateway.usage_events WHERE org_id = %s AND request_id = %s "
+    "AND (%s::text IS NULL OR key_id = %s) ORDER BY id DESC LIMIT 1"
+)
+_NAMES = [c.strip() for c in COLUMNS.split(",")]
+
+
+async def read_request(pool: Any, identity: Identity, request_id: str) -> dict[str, Any]:
+    """The caller's row for `request_id`: admins see their organization's, members their key's."""
+    only_key = identity.key_id if identity.role != "admin" else None
+    async with pool.connection() as conn:
+        cur = await conn.execute(_READ, (identity.org_id, request_id, only_key, only_key))
+        row = await cur.fetchone()
+    if row is None:
+        # The same answer whether the id is unknown or another tenant's: nothing to probe.
+        raise ApiError(404, f"request '{request_id}' not found", code="not_found", param="request_id")
+    record = dict(zip(_NAMES, row, strict=True))
+    record["created_at"] = record["created_at"].isoformat()
+    record["cost_usd"] = round(float(record["cost_usd"]), 8)
+    return {"object": "request", "id": record.pop("request_id"), **record}
+
+
+RETENTION_BATCH = 5000
+# SKIP LOCKED: replicas deleting at the same time take different rows instead of queueing on locks.
+_DELETE_EXPIRED = (
+    "DELETE FROM gateway.usage_events WHERE id IN (SELECT id FROM gateway.usage_events "
+    "WHERE created_at < now() - make_interval(days => %s) ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+)
+
+
+async def delete_expired(pool: Any, retention_days: int, *, batch: int = RETENTION_BATCH) -> int:
+    """Deletes rows older than `retention_days` in batches (short transactions); returns how many."""
+    if retention_days <= 0:
+        return 0
+    total = 0
+    while True:
+        async with pool.connection() as conn:
+            cur = await conn.execute(_DELETE_EXPIRED, (retention_days, batch))
+            deleted = cur.rowcount
+        total += deleted
+        if deleted < batch:
+            return total

@@ -1,0 +1,208 @@
+"""Usage and spend: recorded off the request path, enforced as a hard stop before the next request.
+
+Each finished generation (and embeddings request) adds its cost to monthly spend counters (per key
+and per organization) in the shared store, and queues its request-log row; the writer
+(request_log_writer.py) stores queued rows in PostgreSQL in batches. A key or organization whose spend this month reached its budget gets
+429 `budget` until the month ends (UTC) or the budget is raised.
+"""
+
+import asyncio
+import calendar
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ..api.errors import ApiError
+from ..api.guardrails_summary import GuardrailsSummary
+from ..api.rate_limited import rate_limited
+from .auth import Identity
+from .kv import KeyValueStore
+from .pricing import ModelPrice, cost_usd
+from .request_log import Outcome, RequestEntry, entry_for, failed, read_request
+from .request_log_writer import RequestLogWriter
+
+log = logging.getLogger(__name__)
+
+# Counters outlive their month by a day, then expire on their own.
+_COUNTER_TTL_SECONDS = 32 * 86400
+
+
+def month(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y-%m")
+
+
+def seconds_to_month_end(now: datetime | None = None) -> float:
+    now = now or datetime.now(UTC)
+    days = calendar.monthrange(now.year, now.month)[1]
+    end = now.replace(day=days, hour=23, minute=59, second=59, microsecond=0)
+    return max(1.0, (end - now).total_seconds() + 1)
+
+
+class UsageRecorder:
+    def __init__(
+        self,
+        counters: KeyValueStore,
+        prices: dict[str, ModelPrice],
+        *,
+        database: Any = None,
+        writer: RequestLogWriter | None = None,
+        drain_seconds: float = 20.0,
+    ) -> None:
+        self._counters = counters
+        self._prices = prices
+        self._db = database
+        self.request_log = writer or RequestLogWriter(database, flush_seconds=1.0, queue_max=10_000)
+        self._drain_seconds = drain_seconds
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- enforcement --------------------------------------------------------------------------------
+
+    async def check_budget(self, identity: Identity, client_ip: str | None) -> None:
+        p = identity.policy
+        for scope, budget in (
+            (f"key:{identity.key_id}", p.key_budget_usd),
+            (f"org:{identity.org_id}", p.org_budget_usd),
+        ):
+            if budget <= 0:
+                continue
+            try:
+                raw = await self._counters.get(f"spend:{scope}:{month()}")
+            except Exception as err:  # noqa: BLE001 - same policy as the limiter: a store outage admits
+                log.warning("spend counters unavailable", extra={"error": type(err).__name__})
+                return
+            spent = float(raw) if raw else 0.0
+            if spent >= budget:
+                raise rate_limited(
+                    "budget",
+                    identity=identity,
+                    client_ip=client_ip,
+                    retry_after_seconds=seconds_to_month_end(),
+                    message=f"the {scope.split(':')[0]} budget of {budget:.2f} USD for {month()} is spent "
+                    f"({spent:.4f} USD)",
+                )
+
+    async def spent(self, scope: str) -> float:
+        raw = await self._counters.get(f"spend:{scope}:{month()}")
+        return float(raw) if raw else 0.0
+
+    # --- recording ----------------------------------------------------------------------------------
+
+    def check_capacity(self) -> None:
+        """503 `overloaded` while the request log is at its bound (rows are never dropped)."""
+        self.request_log.check_capacity()
+
+    def record(
+        self,
+        identity: Identity,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        request_id: str,
+        *,
+        cancelled: bool = False,
+        outcome: Outcome | None = None,
+        messages: Sequence[Any] = (),
+        guardrails: GuardrailsSummary | None = None,
+    ) -> None:
+        """Non-blocking: counters are updated and the row is queued in the background."""
+        entry = entry_for(
+            identity,
+            model,
+            prompt_tokens,
+            completion_tokens,
+            cost_usd(self._prices, model, prompt_tokens, completion_tokens),
+            request_id,
+            cancelled=cancelled,
+            outcome=outcome,
+            messages=messages,
+            guardrails=guardrails,
+        )
+        task = asyncio.get_running_loop().create_task(self._count(entry))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        self.request_log.put(entry)
+
+    def record_failure(
+        self, identity: Identity, model: str, request_id: str, body: Any, deadline: Any, error: BaseException
+    ) -> None:
+        """Logs a request that passed admission and then failed (blocked, upstream error, timeout)."""
+        self.record(identity, model, 0, 0, request_id, **failed(body, deadline, error))
+
+    async def _count(self, event: RequestEntry) -> None:
+        if event.cost_usd <= 0:
+            return
+        try:
+            for scope in (f"key:{event.key_id}", f"org:{event.org_id}"):
+                await self._counters.add_float(
+                    f"spend:{scope}:{month()}", event.cost_usd, _COUNTER_TTL_SECONDS
+                )
+        except Exception:
+            log.warning("could not update spend counters", exc_info=True)
+
+    def start(self) -> None:
+        self.request_log.start()
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Writes what is queued before exit, within `timeout` (default: the drain seconds)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await self.request_log.stop(self._drain_seconds if timeout is None else timeout)
+
+    async def flush(self) -> int:
+        """Writes what is queued now; returns the number of rows."""
+        return await self.request_log.flush()
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    def _pool(self) -> Any:
+        if self._db is None or self._db.pool is None:
+            raise ApiError(
+                501, "usage history needs a database: set GATEWAY_DATABASE_URL", code="not_configured"
+            )
+        return self._db.pool
+
+    async def request(self, identity: Identity, request_id: str) -> dict[str, Any]:
+        pool = self._pool()
+        # A row still queued is written first, so a request can be read back right after its response.
+        try:
+            await self.flush()
+        except Exception:  # noqa: BLE001 - the writer retries; what is stored can still be read
+            log.warning("request log flush before a read failed", exc_info=True)
+        return await read_request(pool, identity, request_id)
+
+    async def summary(
+        self, identity: Identity, *, org_id: str | None, since: datetime
+    ) -> list[dict[str, Any]]:
+        pool = self._pool()
+        org = org_id or identity.org_id
+        if org != identity.org_id and not identity.superuser:
+            raise ApiError(404, f"organization '{org}' not found", code="not_found", param="org_id")
+        # Members see their own key only; admins their whole organization.
+        only_key = identity.key_id if identity.role != "admin" else None
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                # Requests that failed (guardrail blocks, upstream errors) are logged with 0 tokens;
+                # they are counted apart.
+                "SELECT key_id, model, route, count(*) FILTER (WHERE status < 400), "
+                "count(*) FILTER (WHERE status >= 400), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd) "
+                "FROM gateway.usage_events WHERE org_id = %s AND created_at >= %s AND (%s::text IS NULL OR key_id = %s) "
+                "GROUP BY key_id, model, route ORDER BY key_id, model, route",
+                (org, since, only_key, only_key),
+            )
+            rows = await cur.fetchall()
+        return [
+            {
+                "org_id": org,
+                "key_id": r[0],
+                "model": r[1],
+                # Chat, embeddings and collection routes each count apart.
+                "route": r[2],
+                "requests": r[3],
+                "failed_requests": r[4],
+                "prompt_tokens": int(r[5]),
+                "completion_tokens": int(r[6]),
+                "cost_usd": round(float(r[7]), 8),
+            }
+            for r in rows
+        ]

@@ -1,0 +1,1 @@
+"""The chat pipeline and the backend calls it makes: guardrails, retrieval, generation."""
