@@ -7,6 +7,7 @@ from typing import Any
 import fastapi
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from llmsuite_common.clock import Clock, monotonic
 from opentelemetry.trace import TracerProvider
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -73,6 +74,7 @@ def chat_edge(
     metrics: GatewayMetrics,
     database: Database | None,
     clients: BackendClients | None = None,
+    clock: Clock = monotonic,
 ) -> ChatEdge:
     timeout = settings.gateway_request_timeout_seconds
     config = LimitConfig(
@@ -83,7 +85,11 @@ def chat_edge(
     )
     return ChatEdge(
         limiter=Limiter(
-            shared.limits, config, on_refused=metrics.rate_limited, store_slots=shared.limiter_slots
+            shared.limits,
+            config,
+            on_refused=metrics.rate_limited,
+            store_slots=shared.limiter_slots,
+            clock=clock,
         ),
         idempotency=Idempotency(
             shared.kv,
@@ -207,20 +213,23 @@ def create_app(
     metrics: GatewayMetrics | None = None,
     shared: SharedState | None = None,
     tracer_provider: TracerProvider | None = None,
+    # The time of the in-process windows, TTLs and caches (limits, keys, stores); a test moves it.
+    clock: Clock = monotonic,
 ) -> FastAPI:
     lifecycle = lifecycle or Lifecycle()
     metrics = metrics or GatewayMetrics()
-    shared = shared or SharedState.from_settings(settings)
+    shared = shared or SharedState.from_settings(settings, clock=clock)
     if tracer_provider is not None:
         clients.tracer_provider = tracer_provider
     pipeline = ChatPipeline(clients, default_model=settings.gateway_default_model, rule_metrics=metrics.rules)
     database = Database(settings) if Database.configured(settings) else None
-    edge = chat_edge(settings, shared, metrics, database, clients)
+    edge = chat_edge(settings, shared, metrics, database, clients, clock)
     keys = (
         KeyStore(
             database,
             cache_ttl_seconds=settings.gateway_key_cache_ttl_seconds,
             unknown_ttl_seconds=settings.gateway_unknown_key_cache_ttl_seconds,
+            clock=clock,
         )
         if database
         else None
@@ -229,6 +238,7 @@ def create_app(
         shared.limits,
         limit=settings.gateway_ip_auth_failures,
         window_seconds=settings.gateway_rate_limit_window_seconds,
+        clock=clock,
     )
 
     @asynccontextmanager

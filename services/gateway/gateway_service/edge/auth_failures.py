@@ -9,9 +9,9 @@ the clients that authenticated there before.
 
 import logging
 import secrets
-import time
 from collections import OrderedDict
-from collections.abc import Callable
+
+from llmsuite_common.clock import Clock, monotonic
 
 from ..api.errors import ApiError
 from ..api.rate_limited import rate_limited
@@ -31,7 +31,7 @@ class AuthFailures:
         *,
         limit: int,
         window_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = monotonic,
     ) -> None:
         self._store = store
         self._limit = limit

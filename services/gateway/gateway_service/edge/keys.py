@@ -9,13 +9,12 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from llmsuite_common.clock import Clock, monotonic
 from llmsuite_common.service_tokens import default_scopes
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -169,7 +168,7 @@ class KeyStore:
         *,
         cache_ttl_seconds: float,
         unknown_ttl_seconds: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = monotonic,
     ) -> None:
         # pool_source.pool is the open AsyncConnectionPool (opened with the app).
         self._db = pool_source

@@ -1,8 +1,9 @@
 """A small key-value store for idempotency records and cached responses: Redis or in-process."""
 
-import time
 from collections import OrderedDict
 from typing import Any, Protocol
+
+from llmsuite_common.clock import Clock, monotonic
 
 KEY_PREFIX = "llmsuite:"
 
@@ -24,7 +25,7 @@ class KeyValueStore(Protocol):
 class MemoryStore:
     """For a single replica; oldest entries go first once `max_entries` is reached."""
 
-    def __init__(self, max_entries: int = 10_000, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, max_entries: int = 10_000, clock: Clock = monotonic) -> None:
         self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._max = max_entries
         self._clock = clock

@@ -15,10 +15,11 @@ queued costs it nothing more.
 import asyncio
 import logging
 import secrets
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from llmsuite_common.clock import Clock, monotonic
 
 from ..api.errors import ApiError
 from ..api.rate_limited import limit_headers, refused
@@ -99,11 +100,13 @@ class Limiter:
         *,
         on_refused: Any = None,
         store_slots: int | None = None,
+        clock: Clock = monotonic,
     ) -> None:
         # A prometheus Counter labelled by cause, or None.
         self._on_refused = on_refused
         self._store = store
         self._config = config
+        self._clock = clock
         self._skip_store_until = 0.0
         self._slots = asyncio.Semaphore(store_slots) if store_slots else None
         self._background: set[asyncio.Task[None]] = set()
@@ -115,12 +118,12 @@ class Limiter:
         member = secrets.token_hex(8)
         if not rules:
             return Admission(None, [], member)
-        if time.monotonic() < self._skip_store_until:
+        if self._clock() < self._skip_store_until:
             return self._store_down(rules, member)
         if self._slots is None:
             return await self._acquire(identity, client_ip, rules, member)
         async with self._slots:
-            if time.monotonic() < self._skip_store_until:
+            if self._clock() < self._skip_store_until:
                 return self._store_down(rules, member)
             return await self._acquire(identity, client_ip, rules, member)
 
@@ -134,7 +137,7 @@ class Limiter:
                 "rate limit store failed; applying the failure policy",
                 extra={"error": type(err).__name__, "failure_mode": self._config.failure_mode},
             )
-            self._skip_store_until = time.monotonic() + RETRY_STORE_AFTER_SECONDS
+            self._skip_store_until = self._clock() + RETRY_STORE_AFTER_SECONDS
             return self._store_down(rules, member)
         if not decision.allowed:
             if self._on_refused is not None and decision.rule is not None:

@@ -7,10 +7,11 @@ is still arriving. The Redis store (ratelimit_redis.py) runs the same algorithm 
 """
 
 import math
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+from llmsuite_common.clock import Clock, monotonic
 
 WINDOW: Literal["w"] = "w"
 CONCURRENCY: Literal["c"] = "c"
@@ -88,7 +89,7 @@ class MemoryLimitStore:
     # Buckets idle this long are dropped, so the table cannot grow without bound.
     MAX_BUCKETS = 100_000
 
-    def __init__(self, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, clock: Clock = monotonic) -> None:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
 

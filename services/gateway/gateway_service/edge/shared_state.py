@@ -13,6 +13,8 @@ separate database number of the same Redis would not do, eviction being per inst
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmsuite_common.clock import Clock, monotonic
+
 from ..settings import GatewaySettings
 from .kv import KeyValueStore, MemoryStore, RedisStore
 from .ratelimit import LimitStore, MemoryLimitStore
@@ -42,14 +44,19 @@ class SharedState:
         return LIMITER_SLOTS if self.redis is not None else None
 
     @classmethod
-    def from_settings(cls, settings: GatewaySettings) -> "SharedState":
+    def from_settings(cls, settings: GatewaySettings, *, clock: Clock = monotonic) -> "SharedState":
+        """The stores the settings name; `clock` runs the in-process ones (Redis keeps its own time)."""
         timeout = settings.gateway_redis_timeout_seconds
         cache_url = settings.gateway_cache_redis_url.get_secret_value()
         cache_redis = _redis_client(cache_url, timeout) if cache_url else None
-        cache: KeyValueStore = RedisStore(cache_redis) if cache_redis is not None else MemoryStore()
+        cache: KeyValueStore = (
+            RedisStore(cache_redis) if cache_redis is not None else MemoryStore(clock=clock)
+        )
         url = settings.gateway_redis_url.get_secret_value()
         if not url:
-            return cls(MemoryLimitStore(), MemoryStore(), cache=cache, cache_redis=cache_redis)
+            return cls(
+                MemoryLimitStore(clock), MemoryStore(clock=clock), cache=cache, cache_redis=cache_redis
+            )
         client = _redis_client(url, timeout)
         return cls(RedisLimitStore(client), RedisStore(client), client, cache=cache, cache_redis=cache_redis)
 
