@@ -6,7 +6,9 @@ REQUIREMENTS := $(wildcard requirements/*.txt)
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 GENERATED := libs/generated
 PYTEST_ARGS ?=
-DEV_PYTHONPATH := libs/generated:libs/common:.
+# The project's own packages (each a pyproject.toml), installed editable: the venv runs this checkout.
+PACKAGES := libs/generated libs/common libs/testkit \
+	services/gateway services/guardrails services/retrieval services/generation
 # A native llama.cpp build (-march=native) on a VM reporting AMX and AVX-512 crashed in ggml-cpu with
 # a general protection fault; the portable build (AVX2, as in the model-server image) runs anywhere.
 # pip's own cache keys wheels by sdist, not by build flags, so the wheel lives in a folder named by them.
@@ -31,8 +33,8 @@ help:
 	@echo "make manifests    render k8s/manifests from the Helm chart"
 	@echo "make k8s-check    validate the chart and manifests offline"
 
-# One stamp per requirements state: editing any requirements file reinstalls.
-$(VENV)/.installed: $(REQUIREMENTS)
+# One stamp per requirements state: editing any requirements file or package pyproject.toml reinstalls.
+$(VENV)/.installed: $(REQUIREMENTS) $(PACKAGES:%=%/pyproject.toml)
 	@# Rate-limit, idempotency and cache tests run against a real Redis they start themselves.
 	@command -v redis-server >/dev/null || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
 		apt-get update -qq && apt-get install -y -qq redis-server; } || \
@@ -44,21 +46,25 @@ $(VENV)/.installed: $(REQUIREMENTS)
 		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip wheel \
 		--no-deps --no-cache-dir -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
 	$(BIN)/python -m pip install --find-links $(LLAMA_WHEELS) -r requirements/dev.txt
+	@# Built by requirements/build.txt's setuptools (no build isolation: no index needed); their
+	@# dependencies are the ones pinned above. Each pyproject.toml's package-dir makes the editable
+	@# install a static .pth path entry, which mypy follows (an import hook it could not).
+	$(BIN)/python -m pip install --quiet --no-build-isolation --no-deps $(addprefix -e ,$(PACKAGES))
 	@touch $@
 
 install: $(VENV)/.installed
 
 run: install
-	PYTHONPATH=$(DEV_PYTHONPATH) $(BIN)/python -m tools.localsuite.run
+	$(BIN)/python -m tools.localsuite.run
 
 dashboard: install
-	PYTHONPATH=$(DEV_PYTHONPATH) $(BIN)/python -m tools.dashboard.render
+	$(BIN)/python -m tools.dashboard.render
 
 eval-retrieval: install
-	PYTHONPATH=libs/generated:libs/common:services/retrieval $(BIN)/python -m retrieval_service.evaluation --out .run/retrieval-eval.json
+	$(BIN)/python -m retrieval_service.evaluation --out .run/retrieval-eval.json
 
 env-table: install
-	PYTHONPATH=$(DEV_PYTHONPATH) $(BIN)/python -m tools.envtable --write
+	$(BIN)/python -m tools.envtable --write
 
 protos: install
 	rm -rf $(GENERATED)/llmsuite

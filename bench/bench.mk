@@ -3,7 +3,6 @@
 
 BENCH_PY ?= .venv/bin/python
 BENCH_LITELLM_VENV ?= bench/.venvs/litellm
-BENCH_PYTHONPATH := libs/generated:libs/common:services/gateway:services/guardrails:services/retrieval:services/generation:.
 
 .PHONY: bench bench-quick bench-soak bench-deps
 
@@ -21,13 +20,13 @@ $(BENCH_LITELLM_VENV)/.installed: bench/requirements-litellm.txt bench/constrain
 bench-deps: install $(BENCH_LITELLM_VENV)/.installed .venv/.bench-installed
 
 bench: bench-deps
-	PYTHONPATH=$(BENCH_PYTHONPATH) $(BENCH_PY) -m bench
+	$(BENCH_PY) -m bench
 
 bench-quick: bench-deps
-	BENCH_QUICK=1 BENCH_RUN_NAME=quick PYTHONPATH=$(BENCH_PYTHONPATH) $(BENCH_PY) -m bench
+	BENCH_QUICK=1 BENCH_RUN_NAME=quick $(BENCH_PY) -m bench
 
 # The 10-minute soak of the llmsuite chain alone; writes bench/results/soak.{md,json}.
 bench-soak: bench-deps
 	BENCH_RUN_NAME=soak BENCH_TARGETS='["llmsuite"]' BENCH_SUITES='["soak"]' \
 	BENCH_SOAK_SECONDS=600 BENCH_SOAK_WARMUP_SECONDS=60 \
-	PYTHONPATH=$(BENCH_PYTHONPATH) $(BENCH_PY) -m bench
+	$(BENCH_PY) -m bench

@@ -98,7 +98,6 @@ async def _measure(count: int, batch_size: int) -> dict:
 def run(cfg: BenchSettings) -> dict:
     env = {
         **os.environ,
-        "PYTHONPATH": "libs/generated:libs/common:services/retrieval:.",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }
@@ -178,11 +177,10 @@ def run_remote(cfg: BenchSettings) -> dict:
     server = spawn("fake-embeddings", argv, {}, cfg.work_dir / "logs")
     try:
         wait_until(server, http_ready(f"http://127.0.0.1:{port}/health"), cfg.startup_timeout_seconds)
-        env = {**os.environ, "PYTHONPATH": "libs/generated:libs/common:services/retrieval:."}
         url = f"http://127.0.0.1:{port}/v1"
         argv = [str(PYTHON), "-m", "bench.embedding_bench", "remote", url]
         argv += [str(max(cfg.embedding_texts, 4 * cfg.embedding_batch_size)), str(cfg.embedding_batch_size)]
-        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=600, check=False)
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=600, check=False)
     finally:
         server.stop()
     if done.returncode != 0:

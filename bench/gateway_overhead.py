@@ -1,6 +1,6 @@
 """Measures x-gateway-overhead-ms at concurrency 1 and 64 against the scripted fake upstream.
 
-    PYTHONPATH=libs/generated:libs/common:. .venv/bin/python -m bench.gateway_overhead [memory|redis]
+    .venv/bin/python -m bench.gateway_overhead [memory|redis]
 
 Starts the fake upstream, guardrails, generation and one gateway (limits on; `redis` uses
 redis://127.0.0.1:6379/0), sends non-streaming and streaming chat requests, and prints the header's
@@ -15,17 +15,9 @@ import tempfile
 from pathlib import Path
 
 import httpx
+from llmsuite_testkit.processes import Process, ProcessGroup, fake_upstream, http_ok, python_service
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
-from tools.localsuite.processes import (  # noqa: E402 - after the sys.path line
-    Process,
-    ProcessGroup,
-    http_ok,
-    python_service,
-    service_pythonpath,
-)
-from tools.localsuite.suite import Ports, SuiteConfig, service_envs  # noqa: E402
+from tools.localsuite.suite import Ports, SuiteConfig, service_envs
 
 log = Path(tempfile.mkdtemp(prefix="overhead-"))
 ports = Ports.free()
@@ -39,13 +31,7 @@ cfg = SuiteConfig(
 )
 envs = service_envs(cfg)
 g = ProcessGroup()
-fake = Process(
-    "fake",
-    [sys.executable, "-m", "tests.fakes.openai_upstream", "--host", "127.0.0.1", "--port", str(ports.model)],
-    {"PYTHONPATH": str(ROOT)},
-    lambda: http_ok(f"http://127.0.0.1:{ports.model}/v1/models"),
-    log / "fake.log",
-)
+fake = fake_upstream(ports.model, log, name="fake")
 mode = sys.argv[1] if len(sys.argv) > 1 else "memory"
 CASES = ((64, 2000),) if "quick" in sys.argv else ((1, 400), (64, 2000))
 genv = {
@@ -59,12 +45,7 @@ if mode == "redis":
 gw = Process(
     "gateway",
     [sys.executable, "-m", "gateway_service"],
-    {
-        "PYTHONPATH": service_pythonpath("gateway"),
-        "OTEL_SERVICE_NAME": "gateway",
-        "PORT": str(ports.gateway),
-        **genv,
-    },
+    {"OTEL_SERVICE_NAME": "gateway", "PORT": str(ports.gateway), **genv},
     lambda: http_ok(f"http://127.0.0.1:{ports.gateway}/healthz"),
     log / "gateway.log",
 )

@@ -12,8 +12,7 @@ import grpc
 import httpx
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from tools.localsuite.processes import free_port as free_port  # the bench's, re-exported
+from llmsuite_testkit.processes import free_port as free_port  # the bench's, re-exported
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"

@@ -7,7 +7,6 @@ Runs in its own process on an embedded PostgreSQL under .run/bench; `run()` star
 """
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -85,11 +84,10 @@ async def _measure(sizes: list[int], queries: int, data_dir: str) -> dict:
 
 
 def run(cfg: BenchSettings) -> dict:
-    env = {**os.environ, "PYTHONPATH": "libs/generated:libs/common:services/retrieval:."}
     data_dir = str(cfg.work_dir / "pgserver")
     argv = [str(PYTHON), "-m", "bench.retrieval_bench", orjson.dumps(cfg.retrieval_sizes).decode()]
     argv += [str(cfg.retrieval_queries), data_dir]
-    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=900, check=False)
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=900, check=False)
     if done.returncode != 0:
         reason = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
         return {"error": reason, "lines": [f"Not measured: {reason}"]}

@@ -114,8 +114,6 @@ def start_litellm(cfg: BenchSettings, upstream: str) -> Target:
         "NO_DOCS": "True",
         # No database: LiteLLM then runs without virtual keys or spend logs.
         "DATABASE_URL": None,
-        # Its own venv only; the project's paths must not shadow its packages.
-        "PYTHONPATH": None,
     }
     proc = spawn("litellm", argv, env, cfg.work_dir / "logs")
     wait_until(proc, http_ready(f"http://127.0.0.1:{port}/health/liveliness"), cfg.startup_timeout_seconds)
@@ -146,7 +144,6 @@ def service_env(name: str, port: int, extra: dict[str, str]) -> dict[str, str]:
     )
     return {
         **keys,
-        "PYTHONPATH": f"libs/generated:libs/common:services/{name}",
         "OTEL_SERVICE_NAME": name,
         "HOST": "127.0.0.1",
         "PORT": str(port),

@@ -13,9 +13,9 @@ import pytest
 from llmsuite_common.local_auth import LocalAuthority
 from llmsuite_common.service_keys import SIGNING_KEY_FILE
 from llmsuite_common.service_tokens import SigningKey
+from llmsuite_testkit.processes import ProcessGroup, fake_upstream, free_port, python_service
 
 from tests.otlp_receiver import OtlpReceiver
-from tools.localsuite.processes import ROOT, Process, ProcessGroup, free_port, http_ok, python_service
 from tools.localsuite.suite import Ports, SuiteConfig, service_envs, service_keys
 
 FAKE_MODEL = "fake-model"
@@ -60,17 +60,6 @@ def otlp_receiver():
     receiver.stop()
 
 
-def fake_upstream_process(port: int, log_dir: Path) -> Process:
-    argv = [sys.executable, "-m", "tests.fakes.openai_upstream", "--host", "127.0.0.1", "--port", str(port)]
-    return Process(
-        "fake-upstream",
-        argv,
-        {"PYTHONPATH": str(ROOT)},
-        lambda: http_ok(f"http://127.0.0.1:{port}/v1/models"),
-        log_dir / "fake-upstream.log",
-    )
-
-
 @pytest.fixture(scope="session")
 def suite(otlp_receiver):
     # Not under pytest's basetemp: embedded Postgres runs as its own user and needs to
@@ -92,7 +81,7 @@ def suite(otlp_receiver):
     envs = service_envs(cfg)
     group = ProcessGroup()
     try:
-        group.start(fake_upstream_process(ports.model, log_dir), timeout=30)
+        group.start(fake_upstream(ports.model, log_dir), timeout=30)
         group.start_many(
             [
                 python_service(n, getattr(ports, n), envs[n], log_dir)

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+from llmsuite_testkit.processes import ProcessGroup, free_port, python_service
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Suite
-from tools.localsuite.processes import ProcessGroup, free_port, python_service
 from tools.localsuite.suite import service_envs
 
 REQUEST_TIMEOUT_SECONDS = 3.0

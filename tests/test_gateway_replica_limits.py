@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from llmsuite_testkit.processes import ProcessGroup, free_port, python_service
 
 from services.gateway.tests.redis_server import RedisServer, redis_server
 from tests.conftest import FAKE_MODEL, Suite
-from tools.localsuite.processes import ProcessGroup, free_port, python_service
 from tools.localsuite.suite import service_envs
 
 LIMIT = 100

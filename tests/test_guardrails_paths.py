@@ -12,12 +12,12 @@ import httpx
 import pytest
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from llmsuite_testkit.processes import ProcessGroup, free_port, python_service
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from services.guardrails.tests.corpus import INJECTIONS
 from tests.conftest import FAKE_MODEL, Suite
-from tools.localsuite.processes import ProcessGroup, free_port, python_service
 from tools.localsuite.suite import service_envs
 
 HOLD_BACK_TOKENS = 16

@@ -1,8 +1,7 @@
 """Each service answers the standard health check once ready."""
 
 import httpx
-
-from tools.localsuite.processes import grpc_serving
+from llmsuite_testkit.processes import grpc_serving
 
 
 def test_grpc_services_report_serving(suite):

@@ -4,9 +4,9 @@ import dataclasses
 
 import openai
 import pytest
+from llmsuite_testkit.processes import ProcessGroup, free_port, python_service
 
 from tools.localsuite.model_server import model_server
-from tools.localsuite.processes import ProcessGroup, free_port, python_service
 from tools.localsuite.suite import LOCAL_MODEL, SuiteConfig, service_envs
 
 pytestmark = pytest.mark.model

@@ -2,7 +2,7 @@
 
 import socket
 
-from tools.localsuite.processes import busy_ports, free_port
+from llmsuite_testkit.processes import busy_ports, free_port
 
 
 def test_busy_ports_names_only_the_ports_in_use():

@@ -15,10 +15,9 @@ import httpx
 import psycopg
 import pytest
 from llmsuite_common.embedded_postgres import EmbeddedPostgres
+from llmsuite_testkit.processes import Process, ProcessGroup, fake_upstream, http_ok, python_service
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import fake_upstream_process
-from tools.localsuite.processes import Process, ProcessGroup, http_ok, python_service
 from tools.localsuite.suite import Ports, SuiteConfig, service_envs
 
 MODEL = "fake-model"
@@ -55,7 +54,7 @@ def stack() -> Iterator[Pair]:
     dsn = database.start()
     group = ProcessGroup()
     try:
-        group.start(fake_upstream_process(ports.model, log_dir), timeout=30)
+        group.start(fake_upstream(ports.model, log_dir), timeout=30)
         group.start_many(
             [python_service(n, getattr(ports, n), envs[n], log_dir) for n in ("guardrails", "generation")],
             timeout=120,

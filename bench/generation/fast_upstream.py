@@ -1,4 +1,5 @@
-"""A minimal, fast OpenAI-compatible upstream for CPU benchmarks (not for tests: see tests/fakes).
+"""A minimal, fast OpenAI-compatible upstream for CPU benchmarks (not for tests: see
+llmsuite_testkit.openai_upstream).
 
 Raw asyncio HTTP/1.1 on uvloop with keep-alive and pre-rendered answers, so its own cost stays far
 below the client's it is measured against. `POST .../chat/completions` with `"stream": true` answers

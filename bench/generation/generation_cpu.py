@@ -8,7 +8,8 @@ this process reads `--requests` Generate calls at `--concurrency`:
 - whole: the same answer with `whole_answer` set (one Delta, then Final), as the gateway reads a
   non-streaming request.
 CPU is generation's own (user + system from /proc) over the measured calls. `--root` runs another
-checkout's generation (e.g. an exported older commit) with this same driver.
+checkout's generation (e.g. an exported older commit) with this same driver: that checkout's
+.venv/bin/python, where its own `make install` installed its code.
 
     .venv/bin/python -m bench.generation.generation_cpu [--chunks 200] [--requests 200]
 """
@@ -29,11 +30,12 @@ import uvloop
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
 from llmsuite_common.local_auth import LocalAuthority
-
-from tools.localsuite.processes import ROOT, Process, ProcessGroup, free_port, grpc_serving
+from llmsuite_testkit.processes import Process, ProcessGroup, free_port, grpc_serving
 
 from .fast_upstream import MODEL, wait_listening
 
+# This checkout: fast_upstream runs from it (`python -m bench...`).
+ROOT = Path(__file__).resolve().parents[2]
 # The service verifies this authority's tokens, as a deployed one verifies the gateway's.
 AUTHORITY = LocalAuthority()
 
@@ -153,6 +155,8 @@ def main() -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="generation-cpu-"))
     upstream_port, port = free_port(), free_port()
     root = args.root.resolve()
+    # A checkout runs in its own venv; this one in this interpreter's.
+    python = sys.executable if root == ROOT else str(root / ".venv" / "bin" / "python")
     group = ProcessGroup()
     try:
         upstream = Process(
@@ -168,16 +172,14 @@ def main() -> None:
                 "--interval",
                 str(args.interval),
             ],
-            {"PYTHONPATH": str(ROOT)},
+            {},
             lambda: True,
             log_dir / "fast-upstream.log",
+            cwd=ROOT,
         )
         group.start(upstream, timeout=10)
         wait_listening(upstream_port)
         env = {
-            "PYTHONPATH": os.pathsep.join(
-                str(root / d) for d in ("libs/generated", "libs/common", "services/generation")
-            ),
             "OTEL_SERVICE_NAME": "generation",
             "PORT": str(port),
             "HOST": "127.0.0.1",
@@ -188,7 +190,7 @@ def main() -> None:
         }
         generation = Process(
             "generation",
-            [sys.executable, "-m", "generation_service"],
+            [python, "-m", "generation_service"],
             env,
             lambda: grpc_serving(port),
             log_dir / "generation.log",

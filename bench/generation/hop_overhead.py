@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,8 +23,7 @@ import httpx
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
 from llmsuite_common.local_auth import LocalAuthority
-
-from tools.localsuite.processes import ROOT, Process, ProcessGroup, free_port, http_ok, python_service
+from llmsuite_testkit.processes import ProcessGroup, fake_upstream, free_port, python_service
 
 # The service verifies this authority's tokens, as a deployed one verifies the gateway's.
 AUTHORITY = LocalAuthority()
@@ -153,23 +151,7 @@ def main() -> None:
     group = ProcessGroup()
     try:
         group.start(
-            Process(
-                "fake-upstream",
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.fakes.openai_upstream",
-                    "--port",
-                    str(fake_port),
-                    "--models",
-                    MODEL,
-                    "--max-records",
-                    "1000",
-                ],
-                {"PYTHONPATH": str(ROOT)},
-                lambda: http_ok(f"{fake_url}/v1/models"),
-                log_dir / "fake-upstream.log",
-            ),
+            fake_upstream(fake_port, log_dir, "--models", MODEL, "--max-records", "1000"),
             timeout=30,
         )
         httpx.put(f"{fake_url}/_script/default", json={"chunks": args.chunks}, timeout=5).raise_for_status()

@@ -18,15 +18,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import httpx
 import uvloop
-
-from tools.localsuite.processes import ROOT, free_port
+from llmsuite_testkit.processes import free_port
 
 from .fast_upstream import wait_listening
 
+# The checkout: fast_upstream runs from it (`python -m bench...`).
+ROOT = Path(__file__).resolve().parents[2]
 BODY_STREAM = json.dumps(
     {"model": "bench-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 ).encode()

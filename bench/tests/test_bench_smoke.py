@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_quick_run_writes_faithful_results(tmp_path: Path) -> None:
     env = {
         **os.environ,
-        "PYTHONPATH": "libs/generated:libs/common:services/guardrails:services/retrieval:.",
         "BENCH_QUICK": "1",
         "BENCH_TARGETS": '["direct", "passthrough", "passthrough-fast"]',
         "BENCH_SUITES": '["matrix"]',

@@ -79,7 +79,8 @@ def test_pending_vars_are_not_yet_settings_fields():
 
 
 def local_envs() -> dict[str, dict[str, str]]:
-    from tools.localsuite.processes import python_service
+    from llmsuite_testkit.processes import python_service
+
     from tools.localsuite.suite import SuiteConfig, service_envs
 
     cfg = SuiteConfig(api_key="local", data_dir=Path(".data"), otlp_endpoint="http://127.0.0.1:4317")
@@ -92,7 +93,7 @@ def local_envs() -> dict[str, dict[str, str]]:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_make_run_sets_only_what_the_chart_sets(rendered, service):
-    local = set(local_envs()[service]) - {"PYTHONPATH"}  # the images set PYTHONPATH themselves
+    local = set(local_envs()[service])
     chart = set(container_env(rendered["default"], service))
     fields = env_names(settings_class(service))
     assert local - fields - LIBRARY_VARS == set(), f"`make run` sets unknown vars on {service}"

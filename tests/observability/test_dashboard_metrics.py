@@ -15,7 +15,7 @@ BACKENDS = ("guardrails", "retrieval", "generation")
 
 def test_chart_dashboard_json_is_generated_from_the_panels():
     assert grafana.DASHBOARD_JSON.read_text() == grafana.text(), (
-        "run: PYTHONPATH=libs/generated:libs/common:. .venv/bin/python -m tools.dashboard.grafana --write"
+        "run: .venv/bin/python -m tools.dashboard.grafana --write"
     )
 
 

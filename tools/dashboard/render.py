@@ -1,10 +1,10 @@
 """Draw the dashboard from real data: start the suite, drive traffic, scrape, evaluate, plot.
 
-    PYTHONPATH=libs/generated:libs/common:. .venv/bin/python -m tools.dashboard.render \
+    .venv/bin/python -m tools.dashboard.render \
         [--seconds 60] [--out docs/dashboard.png]
 
 The suite's processes run on loopback the way tests/conftest.py starts them, against the fake
-OpenAI upstream (tests/fakes/openai_upstream.py) scripted per model: `fake-slow` streams slowly,
+OpenAI upstream (llmsuite_testkit.openai_upstream) scripted per model: `fake-slow` streams slowly,
 `fake-broken` answers 500; generation routes them through a routing file with two weighted
 deployments for the plain model and sample prices. Workers send a weighted mix (success, cached,
 stream, RAG, guardrail block, upstream 500, bad key, model list) with the keys of two
@@ -28,9 +28,9 @@ import httpx
 from llmsuite_common.local_auth import LocalAuthority
 from llmsuite_common.service_keys import SIGNING_KEY_FILE
 from llmsuite_common.service_tokens import SigningKey
+from llmsuite_testkit.processes import ProcessGroup, fake_upstream, free_port, python_service
 from matplotlib.figure import Figure
 
-from tools.localsuite.processes import ROOT, Process, ProcessGroup, free_port, http_ok, python_service
 from tools.localsuite.suite import Ports, SuiteConfig, service_envs, service_keys
 
 from . import traffic
@@ -38,20 +38,10 @@ from .names import exported, substitute
 from .panels import PANELS, Panel
 from .promql import Evaluator, Store
 
+ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = ("guardrails", "retrieval", "generation")
 RATE_WINDOW = "15s"
 WORKERS = 4
-
-
-def fake_upstream(port: int, log_dir: Path) -> Process:
-    argv = [sys.executable, "-m", "tests.fakes.openai_upstream", "--host", "127.0.0.1", "--port", str(port)]
-    return Process(
-        "fake-upstream",
-        argv,
-        {"PYTHONPATH": str(ROOT)},
-        lambda: http_ok(f"http://127.0.0.1:{port}/v1/models"),
-        log_dir / "fake-upstream.log",
-    )
 
 
 def routing_file(data_dir: Path, upstream_port: int) -> Path:

@@ -4,7 +4,8 @@ import os
 import sys
 from pathlib import Path
 
-from .processes import Process, http_ok
+from llmsuite_testkit.processes import Process, http_ok
+
 from .suite import LOCAL_MODEL
 
 

@@ -10,12 +10,14 @@ from pathlib import Path
 from llmsuite_common.local_auth import LocalAuthority
 from llmsuite_common.service_keys import SIGNING_KEY_FILE
 from llmsuite_common.service_tokens import SigningKey
+from llmsuite_testkit.processes import ProcessGroup, busy_ports, python_service
 
 from .corpus import SAMPLE_COLLECTION, ingest_dir
 from .model_server import model_server
-from .processes import ROOT, ProcessGroup, busy_ports, python_service
 from .suite import LOCAL_MODEL, Ports, SuiteConfig, service_envs, service_keys
 
+# The checkout: `make run` keeps its data and logs under it.
+ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "When is the support desk open?"
 BACKEND_METRICS_PORTS = {"guardrails": 9461, "retrieval": 9462, "generation": 9463}
 

@@ -5,8 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmsuite_common.service_keys import JWKS_FILE, SIGNING_KEY_FILE, write_keys
-
-from .processes import free_port
+from llmsuite_testkit.processes import free_port
 
 LOCAL_MODEL = "gemma-3-270m"
 # The local model is a base model: llama.cpp's alpaca chat format plus this stop

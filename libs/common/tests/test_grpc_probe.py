@@ -16,8 +16,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from llmsuite_common import grpc_probe
 
-from tools.localsuite.processes import ROOT
-
 SERVICE_NAME = "llmsuite-retrieval.llmsuite.svc.cluster.local"
 
 
@@ -116,11 +114,11 @@ def test_fails_without_a_client_certificate_or_for_a_name_the_certificate_lacks(
 
 
 def test_command_line_exit_code_follows_the_status(mtls_server, tls_files):
-    """What the kubelet runs: the same interpreter and PYTHONPATH as the images, files from GRPC_TLS_*."""
+    """What the kubelet runs: `python -m llmsuite_common.grpc_probe` where the package is installed, as in
+    the images; files from GRPC_TLS_*."""
     port, servicer = mtls_server
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("libs/generated", "libs/common")),
         "GRPC_TLS_CA_FILE": str(tls_files["ca"]),
         "GRPC_TLS_CERT_FILE": str(tls_files["cert"]),
         "GRPC_TLS_KEY_FILE": str(tls_files["key"]),

@@ -9,8 +9,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmsuite_common.local_auth import LocalAuthority
-
-from tools.localsuite.processes import ROOT, free_port
+from llmsuite_testkit.processes import free_port
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -42,7 +41,6 @@ def poll(port: int, until: set[int | None], timeout: float) -> list[int | None]:
 def test_a_service_without_public_keys_refuses_to_start(tmp_path):
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("libs/generated", "libs/common")),
         "PORT": str(free_port()),
         "START_SECONDS": "0",
         "GRPC_AUTH_PUBLIC_KEYS_FILE": "",
@@ -58,7 +56,6 @@ def test_health_is_not_serving_while_loading_and_draining(tmp_path):
     env = {
         "GRPC_AUTH_PUBLIC_KEYS_FILE": str(LocalAuthority().write(tmp_path)[1]),
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("libs/generated", "libs/common")),
         "PORT": str(port),
         "START_SECONDS": "2",
         "DRAIN_SECONDS": "1.5",

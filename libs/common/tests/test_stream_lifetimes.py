@@ -19,7 +19,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmsuite_common.local_auth import LocalAuthority
 
-REPO = Path(__file__).resolve().parents[3]
 SERVICE = Path(__file__).with_name("slow_start_service.py")
 COUNT = "/llmsuite.test.Slow/Count"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -53,7 +52,6 @@ def start_service(
     port = free_port()
     full_env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(str(REPO / d) for d in ("libs/generated", "libs/common")),
         "GRPC_AUTH_PUBLIC_KEYS_FILE": str(authority.write(tmp_path)[1]),
         "PORT": str(port),
         "START_SECONDS": "0",

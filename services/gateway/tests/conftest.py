@@ -25,9 +25,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from guardrails_service.app import GuardrailsApp
 from guardrails_service.settings import GuardrailsSettings
 from llmsuite_common.call_auth import OutboundCredentials
+from llmsuite_common.clock import Clock, monotonic
+from llmsuite_testkit.openai_upstream import FakeUpstream, running_fake_upstream
 
 from services.gateway.tests.redis_server import RedisServer, redis_server
-from tests.fakes.openai_upstream import FakeUpstream, running_fake_upstream
 
 # The in-process backends verify with its public key, and the gateways started here sign with its
 # private key, as deployed services do.
@@ -142,12 +143,16 @@ GatewayFactory = Callable[..., Any]
 
 @pytest.fixture
 async def start_gateway(backends: Backends, signing_key_file: str) -> AsyncIterator[GatewayFactory]:
-    """Starts a gateway on a real uvicorn listener; keyword arguments override its settings."""
+    """Starts a gateway on a real uvicorn listener; keyword arguments override its settings.
+
+    `clock` runs its in-process windows and TTLs: a test passes a ManualClock and advances it.
+    """
     async with AsyncExitStack() as stack:
 
         async def start(
             targets: BackendTargets | None = None,
             tracer_provider: Any = None,
+            clock: Clock = monotonic,
             **overrides: Any,
         ) -> RunningGateway:
             values: dict[str, Any] = {
@@ -168,6 +173,7 @@ async def start_gateway(backends: Backends, signing_key_file: str) -> AsyncItera
                     credentials=OutboundCredentials(token_issuer(settings)),
                 ),
                 tracer_provider=tracer_provider,
+                clock=clock,
             )
             sock = socket.socket()
             sock.bind(("127.0.0.1", 0))

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-
-from tools.localsuite.processes import free_port
+from llmsuite_testkit.processes import free_port
 
 START_SECONDS = 10
 SHARED_PORT = 6379

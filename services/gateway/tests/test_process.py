@@ -17,8 +17,6 @@ import pytest
 
 from tests.service_auth import AUTHORITY
 
-ROOT = Path(__file__).resolve().parents[3]
-PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("libs/generated", "libs/common", "services/gateway"))
 STARTUP_SECONDS = 30
 
 
@@ -38,7 +36,6 @@ def gateway_env(**extra: str) -> dict[str, str]:
     closed = f"dns:///127.0.0.1:{unused_port()}"
     return {
         **env,
-        "PYTHONPATH": PYTHONPATH,
         "HOST": "127.0.0.1",
         "GATEWAY_TOKEN_SIGNING_KEY_FILE": signing_key_file(),
         "GATEWAY_GUARDRAILS_TARGET": closed,

@@ -10,13 +10,13 @@ import grpc
 import pytest
 from llmsuite.retrieval.v1 import retrieval_pb2_grpc
 from llmsuite_common.embedded_postgres import EmbeddedPostgres
+from llmsuite_testkit.processes import free_port
 from prometheus_client import CollectorRegistry
 from retrieval_service.app import RetrievalApp
 from retrieval_service.embedder import Embedder, packaged_model_dir
 from retrieval_service.settings import RetrievalSettings
 
 from tests.service_auth import AUTHORITY, tenant_channel
-from tools.localsuite.processes import free_port
 
 
 @pytest.fixture(scope="session")

@@ -17,13 +17,12 @@ import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from llmsuite_testkit.processes import free_port
 from retrieval_service.db import DOCUMENTS, TABLE
 from retrieval_service.settings import RetrievalSettings
 
 from tests.service_auth import auth
-from tools.localsuite.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[3]
 TENANT, COLLECTION, DOCS = "crash-org", "crash", 40
 
 
@@ -61,9 +60,6 @@ async def test_a_killed_ingest_leaves_only_whole_documents(
     port = free_port()
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            str(ROOT / p) for p in ("libs/generated", "libs/common", "services/retrieval")
-        ),
         "PORT": str(port),
         "RETRIEVAL_PGSERVER_DATA_DIR": retrieval_settings.retrieval_pgserver_data_dir,
         "RETRIEVAL_EMBEDDING_MODEL_DIR": retrieval_settings.retrieval_embedding_model_dir,

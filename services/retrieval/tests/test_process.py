@@ -19,13 +19,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from llmsuite.common.v1 import common_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from llmsuite_testkit.processes import free_port
 from retrieval_service.settings import RetrievalSettings
 
 from tests.service_auth import auth
-from tools.localsuite.processes import free_port
-
-ROOT = Path(__file__).resolve().parents[3]
-
 
 SERVICE = retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"]
 
@@ -71,9 +68,6 @@ async def test_service_process_loads_serves_and_drains(
     port = free_port()
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            str(ROOT / p) for p in ("libs/generated", "libs/common", "services/retrieval")
-        ),
         "PORT": str(port),
         "DRAIN_SECONDS": "0.2",
         "SHUTDOWN_GRACE_SECONDS": "2",

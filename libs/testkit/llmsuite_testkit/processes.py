@@ -1,4 +1,8 @@
-"""Start, wait for and stop the suite's processes on loopback."""
+"""Start, wait for and stop the suite's processes on loopback.
+
+Shared by the tests, `make run` (tools.localsuite), the benchmarks and the dashboard tool. The
+services are installed packages: a process is `python -m <name>_service` on this interpreter.
+"""
 
 import os
 import signal
@@ -14,8 +18,6 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[2]
-PYTHONPATH_DIRS = ["libs/generated", "libs/common"]
 
 
 def free_port() -> int:
@@ -36,11 +38,6 @@ def busy_ports(ports: dict[str, int], host: str = "127.0.0.1") -> list[str]:
             except OSError:
                 busy.append(f"{name} ({port})")
     return busy
-
-
-def service_pythonpath(name: str) -> str:
-    dirs = [*PYTHONPATH_DIRS, f"services/{name}"]
-    return os.pathsep.join(str(ROOT / d) for d in dirs)
 
 
 def grpc_serving(port: int, timeout: float = 1.0) -> bool:
@@ -68,6 +65,8 @@ class Process:
     env: dict[str, str]
     ready: Callable[[], bool]
     log_path: Path
+    # Where it runs; None: this process's working directory.
+    cwd: Path | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
@@ -75,7 +74,7 @@ class Process:
         log = self.log_path.open("ab")
         env = {**os.environ, **self.env}
         self.popen = subprocess.Popen(
-            self.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.argv, cwd=self.cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
 
@@ -101,12 +100,25 @@ class Process:
 
 
 def python_service(name: str, port: int, env: dict[str, str], log_dir: Path) -> Process:
-    full_env = {"PYTHONPATH": service_pythonpath(name), "OTEL_SERVICE_NAME": name, "PORT": str(port), **env}
+    full_env = {"OTEL_SERVICE_NAME": name, "PORT": str(port), **env}
     if name == "gateway":
         ready: Callable[[], bool] = lambda: http_ok(f"http://127.0.0.1:{port}/readyz")  # noqa: E731
     else:
         ready = lambda: grpc_serving(port)  # noqa: E731
     return Process(name, [sys.executable, "-m", f"{name}_service"], full_env, ready, log_dir / f"{name}.log")
+
+
+def fake_upstream(port: int, log_dir: Path, *args: str, name: str = "fake-upstream") -> Process:
+    """The scriptable OpenAI-compatible upstream (llmsuite_testkit.openai_upstream) on loopback;
+    `args` are its further options (e.g. "--models", "a,b")."""
+    argv = [sys.executable, "-m", "llmsuite_testkit.openai_upstream", "--host", "127.0.0.1", "--port", str(port)]
+    return Process(
+        name,
+        [*argv, *args],
+        {},
+        lambda: http_ok(f"http://127.0.0.1:{port}/v1/models"),
+        log_dir / f"{name}.log",
+    )
 
 
 class ProcessGroup:

@@ -2,7 +2,7 @@
 
 Run it as a process:
 
-    python -m tests.fakes.openai_upstream --host 127.0.0.1 --port 8099
+    python -m llmsuite_testkit.openai_upstream --host 127.0.0.1 --port 8099
 
 or in-process from a test (uvicorn in a background thread, free port):
 

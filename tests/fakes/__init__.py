@@ -1,1 +1,0 @@
-"""Scriptable stand-ins for external systems, used only to provoke faults in tests."""
