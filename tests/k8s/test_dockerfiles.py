@@ -1,6 +1,9 @@
 """Dockerfile rules, checked on BuildKit's own parse of each file (no engine needed)."""
 
+import fnmatch
 import re
+import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -55,30 +58,82 @@ def test_dockerfile_rules(dockerfiles, path):
     )
 
 
+def packages(service: str) -> dict[str, str]:
+    """The project packages a service's image installs: directory (with its pyproject.toml) -> the
+    import package it holds."""
+    return {
+        "libs/generated": "llmsuite",
+        "libs/common": "llmsuite_common",
+        f"services/{service}": f"{service}_service",
+    }
+
+
 @pytest.mark.parametrize("service", SERVICES)
-def test_service_images_run_the_service_module_with_shared_code_copied_from_the_repo(dockerfiles, service):
+def test_service_images_install_the_project_packages_and_run_the_service_module(dockerfiles, service):
     instructions = dockerfiles[f"services/{service}/Dockerfile"]
-    final = stages(instructions)[-1]
+    parts = stages(instructions)
+    build, final = parts[0], parts[-1]
     assert final[-1]["cmd"] == "ENTRYPOINT"
     assert final[-1]["value"] == ["python", "-m", f"{service}_service"]
-    copied = {ins["value"][0] for ins in instructions if ins["cmd"] == "COPY" and not ins["flags"]}
-    assert {
-        "libs/generated/llmsuite",
-        "libs/common/llmsuite_common",
-        f"services/{service}/{service}_service",
-    } <= copied
-    for source in copied:
-        for item in source.split():
-            assert (ROOT / item).exists(), f"{service}: COPY {item} names nothing in the repository"
+    for ins in instructions:
+        if ins["cmd"] == "COPY" and not ins["flags"]:
+            for item in ins["value"][:-1]:
+                assert (ROOT / item).exists(), f"{service}: COPY {item} names nothing in the repository"
+
+    # Each package directory is copied whole (what .dockerignore sends) and installed by pip into the
+    # venv the final stage copies: no search path set by hand, no source tree in the image.
+    # Dependencies are the pinned requirements, installed first with the setuptools that builds them.
+    dirs = packages(service)
+    copies = {
+        ins["value"][0]: ins["value"][1]
+        for ins in build
+        if ins["cmd"] == "COPY" and not ins["flags"] and len(ins["value"]) == 2
+    }
+    for directory, module in dirs.items():
+        assert (ROOT / directory / "pyproject.toml").is_file(), directory
+        assert (ROOT / directory / module).is_dir(), f"{directory} holds no {module}"
+        assert copies.get(directory) == f"/src/{directory}", f"{service}: {directory} is not copied to /src"
+    runs = [(i, shlex.split(ins["value"][0])) for i, ins in enumerate(build) if ins["cmd"] == "RUN"]
+    requirements = [i for i, argv in runs if argv[:2] == ["/opt/venv/bin/pip", "install"] and "-r" in argv]
+    assert [argv for i, argv in runs if i in requirements] == [
+        [
+            "/opt/venv/bin/pip",
+            "install",
+            "-r",
+            "/src/requirements/build.txt",
+            "-r",
+            f"/src/requirements/{service}.txt",
+        ]
+    ]
+    project = [(i, argv) for i, argv in runs if argv[-1] == f"/src/services/{service}"]
+    assert [argv for _, argv in project] == [
+        [
+            "/opt/venv/bin/pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-compile",
+            *(f"/src/{d}" for d in dirs),
+        ]
+    ]
+    assert requirements[0] < project[0][0], f"{service}: the pinned dependencies come first"
+
+    # Bytecode of the installed packages, in the venv's site-packages for the base image's Python.
+    version = re.match(r"python:(\d+\.\d+)\.", build[0]["value"][0])
+    assert version, f"{service}: the build stage is not on a python image"
+    site = f"/opt/venv/lib/python{version[1]}/site-packages"
+    compiles = [" ".join(argv) for i, argv in runs if "compileall" in argv]
+    assert len(compiles) == 1, f"{service}: one compileall step"
+    assert "--invalidation-mode unchecked-hash" in compiles[0]
+    assert compiles[0].startswith(f"site={site} &&"), compiles[0]
+    assert compiles[0].split()[-3:] == [f"$site/{m}" for m in dirs.values()], compiles[0]
+
+    assert all(ins["flags"] for ins in final if ins["cmd"] == "COPY"), "the final stage copies from the build"
     env: dict[str, str] = {}
     for ins in final:
         if ins["cmd"] == "ENV":
             env |= dict(zip(ins["value"][::2], ins["value"][1::2], strict=True))
-    assert env["PYTHONPATH"].split(":") == [
-        "/app/libs/generated",
-        "/app/libs/common",
-        f"/app/services/{service}",
-    ]
+    assert "PYTHONPATH" not in env, f"{service}: the packages are installed, not put on a path"
     assert env["OTEL_SERVICE_NAME"] == service
     exposed = [ins["value"][0] for ins in final if ins["cmd"] == "EXPOSE"]
     assert exposed == [env["PORT"]] == [str(PORTS[service])], f"{service}: ports disagree"
@@ -92,7 +147,37 @@ def test_requirements_are_pinned_exactly():
                 assert re.match(r"^[A-Za-z0-9_.\[\],-]+==[\w.+-]+$", line), f"{path.name}: unpinned {line}"
 
 
+def _matches(pattern: str, path: str) -> bool:
+    """.dockerignore matching, segment by segment (`*` stays within one), `**` for any depth."""
+    pat, parts = pattern.strip("/").split("/"), path.split("/")
+    if pat[0] == "**":
+        return any(_matches("/".join(pat[1:]), "/".join(parts[i:])) for i in range(len(parts)))
+    return len(pat) == len(parts) and all(fnmatch.fnmatchcase(p, q) for p, q in zip(parts, pat, strict=True))
+
+
+def sent(path: str, lines: list[str]) -> bool:
+    """Whether `path` is in the build context: the last pattern matching it or a folder above decides."""
+    parts = path.split("/")
+    keep = True
+    for line in lines:
+        if line and not line.startswith("#"):
+            pattern = line.removeprefix("!")
+            if any(_matches(pattern, "/".join(parts[:n])) for n in range(1, len(parts) + 1)):
+                keep = line.startswith("!")
+    return keep
+
+
 def test_dockerignore_sends_only_what_images_copy():
     lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
     assert lines[lines.index("*")] == "*", "start from nothing, then allow"
     assert "**/__pycache__" in lines
+    tracked = subprocess.run(
+        ["git", "ls-files", "libs", "services"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for service in SERVICES:
+        for directory, module in packages(service).items():
+            assert sent(f"{directory}/pyproject.toml", lines), f"{directory}/pyproject.toml is not sent"
+            code = [p for p in tracked if p.startswith(f"{directory}/{module}/")]
+            assert code and all(sent(p, lines) for p in code), f"{directory}/{module} is not sent whole"
+    assert not any(sent(p, lines) for p in tracked if "/tests/" in p), "tests are not sent"
+    assert not sent("libs/common/llmsuite_common/__pycache__/x.pyc", lines)
