@@ -3,7 +3,8 @@
 
 K8S_PYTHON ?= python3
 K8S_VENV := k8s/.venv
-K8S_TOOLS := PYTHONPATH=k8s/tools $(K8S_VENV)/bin/python -m k8stools
+# k8s/tools is installed into that venv (editable), like the project's packages into .venv.
+K8S_TOOLS := $(K8S_VENV)/bin/python -m k8stools
 # tests/k8s import the services' settings classes, so they run in the services' venv.
 K8S_TEST_PYTHON ?= .venv/bin/python
 K8S_BUILD_DIR := .data/k8s
@@ -15,12 +16,15 @@ K8S_IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/
 
 # A venv of its own: Helm's Go engine, the Kubernetes API schemas, BuildKit's Dockerfile parser.
 # The lock keeps a concurrent pytest run (tests/k8s asks for this venv too) from racing the install.
-$(K8S_VENV)/.installed: k8s/requirements.txt
+# k8stools is built by the setuptools pinned there (no build isolation: no index needed).
+$(K8S_VENV)/.installed: k8s/requirements.txt k8s/tools/pyproject.toml
 	@mkdir -p $(K8S_VENV)
 	flock $(K8S_VENV)/.lock sh -c '\
-		test $@ -nt k8s/requirements.txt && exit 0; \
+		test $@ -nt k8s/requirements.txt && test $@ -nt k8s/tools/pyproject.toml && exit 0; \
 		test -x $(K8S_VENV)/bin/python || $(K8S_PYTHON) -m venv $(K8S_VENV) || exit 1; \
 		$(K8S_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r k8s/requirements.txt \
+		&& $(K8S_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+			--no-deps --no-build-isolation -e k8s/tools \
 		&& touch $@'
 
 k8s-venv: $(K8S_VENV)/.installed

@@ -5,7 +5,6 @@ run in the services' venv because they also import the services' settings classe
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +18,8 @@ K8S_PYTHON = ROOT / "k8s" / ".venv" / "bin" / "python"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def _run(argv: list[str], env: dict[str, str] | None = None) -> None:
-    done = subprocess.run(argv, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+def _run(argv: list[str]) -> None:
+    done = subprocess.run(argv, check=False, cwd=ROOT, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         pytest.fail(f"{' '.join(argv)} failed:\n{done.stdout}\n{done.stderr}", pytrace=False)
 
@@ -29,8 +28,7 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> None:
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _run(["make", "-s", "--no-print-directory", "-f", "k8s/k8s.mk", "k8s-venv"])
     out = tmp_path_factory.mktemp("k8s-render")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "k8s" / "tools")}
-    _run([str(K8S_PYTHON), "-m", "k8stools", "export", str(out)], env=env)
+    _run([str(K8S_PYTHON), "-m", "k8stools", "export", str(out)])
     return out
 
 

@@ -9,7 +9,6 @@ engine (`python -m k8stools try`).
 """
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -168,11 +167,9 @@ def results(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     directory = tmp_path_factory.mktemp("k8s-try")
     for name, (values, _) in CASES.items():
         (directory / f"{name}.json").write_text(json.dumps(values))
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "k8s" / "tools")}
     done = subprocess.run(
         [str(K8S_PYTHON), "-m", "k8stools", "try", str(directory)],
         cwd=ROOT,
-        env=env,
         capture_output=True,
         text=True,
         timeout=600,
