@@ -19,9 +19,6 @@ TARGET = ROOT / "docs" / "configuration.md"
 
 
 def settings_class(service: str) -> type[BaseSettings]:
-    for name in (str(ROOT / "services" / service),):
-        if name not in sys.path:
-            sys.path.insert(0, name)
     module = importlib.import_module(f"{service}_service.settings")
     classes = [
         obj
