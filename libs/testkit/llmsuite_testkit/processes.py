@@ -19,7 +19,6 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -111,10 +110,10 @@ def python_service(name: str, port: int, env: dict[str, str], log_dir: Path) -> 
 def fake_upstream(port: int, log_dir: Path, *args: str, name: str = "fake-upstream") -> Process:
     """The scriptable OpenAI-compatible upstream (llmsuite_testkit.openai_upstream) on loopback;
     `args` are its further options (e.g. "--models", "a,b")."""
-    argv = [sys.executable, "-m", "llmsuite_testkit.openai_upstream", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "llmsuite_testkit.openai_upstream", "--host", "127.0.0.1"]
     return Process(
         name,
-        [*argv, *args],
+        [*argv, "--port", str(port), *args],
         {},
         lambda: http_ok(f"http://127.0.0.1:{port}/v1/models"),
         log_dir / f"{name}.log",
