@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.envtable import TARGET, render
+from tools.envtable import SERVICES, TARGET, render
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -31,6 +31,12 @@ _LINK = re.compile(r"(?<!\!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
 _MAKE = re.compile(r"`make ([a-z][\w-]*)")
 _PYTHON_M = re.compile(r"python -m ([A-Za-z_][\w.]*)")
+_MODULE_PATH = re.compile(r"`([\w.-]+(?:/[\w.-]+)*\.py)`")
+# Where a module path a document names may start: the repository, the gateway's package (whose
+# modules docs/architecture.md names by their path inside it), the shared runtime, each service.
+PATH_ROOTS = [ROOT, ROOT / "services/gateway/gateway_service", ROOT / "libs/common", *ROOT.glob("services/*")]
+# The service docs/adding-a-service.md adds, which the repository does not have.
+EXAMPLE_SERVICE = "echo"
 
 
 def _name(path: Path) -> str:
@@ -70,6 +76,11 @@ def test_env_table_matches_settings_classes():
     assert render(text) == text, f"the env table in {_name(TARGET)} is stale: run `make env-table`"
 
 
+def test_env_table_covers_every_service():
+    services = sorted(p.parent.parent.name for p in ROOT.glob("services/*/*_service/settings.py"))
+    assert sorted(SERVICES) == services, "tools/envtable.py SERVICES must name every service"
+
+
 def test_readme_stays_short():
     size = len(README.read_bytes())
     assert size <= MAX_README_BYTES, (
@@ -107,9 +118,18 @@ def test_make_targets_exist(document):
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=_name)
 def test_python_modules_exist(document):
-    modules = set(_PYTHON_M.findall(document.read_text()))
+    modules = {m for m in _PYTHON_M.findall(document.read_text()) if not m.startswith(EXAMPLE_SERVICE)}
     missing = sorted(m for m in modules if importlib.util.find_spec(m) is None)
     assert missing == [], f"{_name(document)} runs modules that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=_name)
+def test_named_modules_exist(document):
+    named = {m for m in _MODULE_PATH.findall(document.read_text()) if "/" in m and EXAMPLE_SERVICE not in m}
+    missing = sorted(
+        m for m in named if not any((base / m).exists() for base in [document.parent, *PATH_ROOTS])
+    )
+    assert missing == [], f"{_name(document)} names modules that do not exist: {missing}"
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=_name)
