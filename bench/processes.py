@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmsuite_testkit.processes import free_port as free_port  # the bench's, re-exported
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON = ROOT / ".venv" / "bin" / "python"
+# The venv the bench runs in (make bench): the project's packages are installed there.
+PYTHON = Path(sys.executable)
 
 
 @dataclass
