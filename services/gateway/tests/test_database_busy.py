@@ -8,23 +8,10 @@ import secrets
 
 import psycopg
 
+from services.gateway.tests.lock_waits import wait_for_lock_waiter
 from services.gateway.tests.test_endpoints import assert_envelope
 
 POOL_TIMEOUT_SECONDS = 0.5
-
-
-async def wait_for_lock_waiter(dsn: str) -> None:
-    """Until a query of the gateway waits on the test's lock (it then holds the pool's connection)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for _ in range(200):
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE %s",
-                ("%gateway.usage_events%",),
-            ).fetchone()
-            if row and row[0] > 0:
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError("the gateway's query never waited on the lock")
 
 
 async def test_pool_timeout_is_503_with_retry_after_and_the_next_request_is_served(
@@ -47,6 +34,7 @@ async def test_pool_timeout_is_503_with_retry_after_and_the_next_request_is_serv
             locker.execute("LOCK TABLE gateway.usage_events IN ACCESS EXCLUSIVE MODE")
             # Holds the only connection: its read waits on the lock.
             holder = asyncio.create_task(holder_http.get("/v1/usage"))
+            # Until its query waits on the lock (it then holds the pool's connection).
             await wait_for_lock_waiter(postgres_dsn)
             async with gw.client() as http, gw.client(api_key=member) as member_http:
                 busy = await http.get("/v1/admin/keys")

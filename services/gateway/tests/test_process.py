@@ -88,6 +88,20 @@ def spawn_gateway(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str
     raise RuntimeError("gateway did not start: " + log.read_text())
 
 
+def wait_for_log(log: Path, msg: str, seconds: float = STARTUP_SECONDS) -> None:
+    """Until the process has logged a JSON record with this message."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                if line.startswith("{") and json.loads(line).get("msg") == msg:
+                    return
+            except ValueError:
+                continue  # a line still being written
+        time.sleep(0.02)
+    raise AssertionError(f"no {msg!r} record within {seconds} s: " + log.read_text(errors="replace")[-3000:])
+
+
 @pytest.fixture
 def process(tmp_path) -> Iterator[tuple[subprocess.Popen, str, Path]]:
     port = unused_port()
@@ -108,7 +122,7 @@ def test_json_access_log_and_drain_on_sigterm(process):
     assert response.status_code == 503  # no backends here
 
     proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    wait_for_log(log, "draining")  # the signal was handled; it serves on for DRAIN_SECONDS
     draining = httpx.get(f"{url}/readyz", timeout=5)
     assert draining.status_code == 503
     assert draining.json()["error"]["message"] == "not ready: draining"

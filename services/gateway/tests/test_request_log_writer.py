@@ -14,6 +14,8 @@ from gateway_service.edge.request_log_writer import RequestLogWriter
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg_pool import AsyncConnectionPool
 
+from services.gateway.tests.lock_waits import wait_for_lock_waiter
+
 CHAT = "/v1/chat/completions"
 WAIT_SECONDS = 20
 
@@ -262,7 +264,7 @@ async def test_stop_gives_up_at_its_deadline_when_the_database_hangs(postgres_ds
             writer.start()
             for rid in ids:
                 writer.put(logged_entry(rid, messages=(("user", "words never logged"),)))
-            await asyncio.sleep(0.3)  # the write loop is now blocked inside its insert
+            await wait_for_lock_waiter(postgres_dsn)  # the write loop is blocked inside its insert
             started = asyncio.get_running_loop().time()
             await writer.stop(timeout=1.0)
             took = asyncio.get_running_loop().time() - started

@@ -11,6 +11,7 @@ import time
 import httpx
 import psycopg
 
+from services.gateway.tests.lock_waits import wait_for_lock_waiter_sync
 from services.gateway.tests.test_process import gateway_env, spawn_gateway, unused_port
 
 API_KEY = "sk-shutdown-budget"
@@ -49,7 +50,7 @@ def test_sigterm_exits_within_drain_plus_grace_while_the_request_log_cannot_be_w
                         json={"model": "m", "messages": [{"role": "user", "content": f"{secret} {i}"}]},
                     )
                     assert response.status_code == 503, response.text
-                time.sleep(0.5)  # the writer is now blocked inside its insert
+                wait_for_lock_waiter_sync(postgres_dsn)  # the writer is blocked inside its insert
                 depth = [
                     line
                     for line in http.get("/metrics").text.splitlines()
