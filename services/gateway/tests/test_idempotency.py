@@ -2,8 +2,11 @@
 
 import asyncio
 
+import pytest
+from gateway_service.api.errors import ApiError
 from gateway_service.edge.idempotency import Claim, Idempotency, body_fingerprint
 from gateway_service.edge.kv import MemoryStore
+from llmsuite_common.clock import ManualClock
 
 URL = "/v1/chat/completions"
 
@@ -100,9 +103,13 @@ async def test_keys_are_scoped_per_tenant_in_shared_redis(start_gateway, fake, r
 
 
 async def test_claim_expires_when_its_holder_never_finishes():
-    store = MemoryStore()
-    idem = Idempotency(store, ttl_seconds=60, pending_seconds=0.05)
+    clock = ManualClock()
+    idem = Idempotency(MemoryStore(clock=clock), ttl_seconds=60, pending_seconds=0.05)
     assert isinstance(await idem.claim("org", "k", "f"), Claim)
-    await asyncio.sleep(0.06)
+    clock.advance(0.04)
+    with pytest.raises(ApiError) as held:
+        await idem.claim("org", "k", "f")
+    assert held.value.status == 409
+    clock.advance(0.02)
     # The first holder vanished without finishing: a retry may run instead of getting 409 forever.
     assert isinstance(await idem.claim("org", "k", "f"), Claim)

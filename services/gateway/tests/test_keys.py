@@ -6,6 +6,7 @@ import secrets
 import pytest
 from gateway_service.db import migrate, migrations
 from gateway_service.edge.keys import parse_key_id
+from llmsuite_common.clock import ManualClock
 from psycopg_pool import AsyncConnectionPool
 
 CHAT = "/v1/chat/completions"
@@ -21,8 +22,16 @@ def org() -> str:
 
 
 @pytest.fixture
-async def keyed(start_gateway, postgres_dsn):
-    return await start_gateway(gateway_database_url=postgres_dsn, gateway_key_cache_ttl_seconds=0.3)
+def clock() -> ManualClock:
+    """The gateway's clock: its key cache expires when the test moves it."""
+    return ManualClock()
+
+
+@pytest.fixture
+async def keyed(start_gateway, postgres_dsn, clock):
+    return await start_gateway(
+        gateway_database_url=postgres_dsn, gateway_key_cache_ttl_seconds=0.3, clock=clock
+    )
 
 
 async def _create_key(http, **body) -> dict:
@@ -73,7 +82,7 @@ async def test_key_lifecycle_and_roles(keyed, org):
         assert (await http.post("/v1/admin/keys", json={})).status_code == 403
 
 
-async def test_revoked_key_stops_working_within_the_cache_ttl(keyed, org):
+async def test_revoked_key_stops_working_within_the_cache_ttl(keyed, org, clock):
     async with keyed.client() as root:
         await root.post("/v1/admin/orgs", json={"id": org})
         created = await _create_key(root, org_id=org)
@@ -84,7 +93,7 @@ async def test_revoked_key_stops_working_within_the_cache_ttl(keyed, org):
         assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     async with keyed.client(api_key=created["key"]) as http:
         # This replica forgets at once; others within GATEWAY_KEY_CACHE_TTL_SECONDS (0.3 s here).
-        await asyncio.sleep(0.35)
+        clock.advance(0.35)
         response = await http.post(CHAT, json=chat(keyed.model))
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
@@ -161,9 +170,11 @@ async def test_cli_creates_lists_and_revokes_keys(keyed, org, monkeypatch, capsy
 
 
 async def test_authentication_is_cached_and_a_revocation_elsewhere_lands_within_the_ttl(
-    start_gateway, postgres_dsn, org
+    start_gateway, postgres_dsn, org, clock
 ):
-    gw = await start_gateway(gateway_database_url=postgres_dsn, gateway_key_cache_ttl_seconds=1.0)
+    gw = await start_gateway(
+        gateway_database_url=postgres_dsn, gateway_key_cache_ttl_seconds=1.0, clock=clock
+    )
     async with gw.client() as root:
         await root.post("/v1/admin/orgs", json={"id": org})
         created = await _create_key(root, org_id=org)
@@ -176,9 +187,10 @@ async def test_authentication_is_cached_and_a_revocation_elsewhere_lands_within_
                 await conn.execute(
                     "UPDATE gateway.api_keys SET revoked_at = now() WHERE id = %s", (created["id"],)
                 )
+        clock.advance(0.95)  # still within the TTL
         assert (await http.post(CHAT, json=chat(gw.model))).status_code == 200
         # ...and once the entry expires the revocation holds.
-        await asyncio.sleep(1.05)
+        clock.advance(0.1)
         assert (await http.post(CHAT, json=chat(gw.model))).status_code == 401
 
 

@@ -7,7 +7,9 @@ import httpx
 import openai
 import pytest
 from gateway_service.api.schemas import ChatCompletionRequest
+from gateway_service.edge.limits import RETRY_STORE_AFTER_SECONDS
 from gateway_service.edge.tokens import prompt_estimate, reservation
+from llmsuite_common.clock import ManualClock
 
 MESSAGES = [{"role": "user", "content": "count to ten"}]
 
@@ -142,12 +144,15 @@ async def _statuses(http: httpx.AsyncClient, model: str, n: int) -> list[int]:
 async def test_redis_outage_follows_the_policy_and_recovers(start_gateway, redis):
     if not redis.private:
         pytest.skip("needs a private redis-server to stop")
-    fail_open = await start_gateway(gateway_redis_url=redis.url, gateway_key_rpm=3)
+    # Runs the pause after a store failure; the limits themselves live in Redis, on its time.
+    clock = ManualClock()
+    fail_open = await start_gateway(gateway_redis_url=redis.url, gateway_key_rpm=3, clock=clock)
     fail_closed = await start_gateway(
         gateway_redis_url=redis.url,
         gateway_key_rpm=3,
         gateway_rate_limit_failure_mode="closed",
         gateway_api_key="sk-gateway-test-key-2",
+        clock=clock,
     )
     async with (
         fail_open.client() as open_http,
@@ -178,10 +183,12 @@ async def test_redis_outage_follows_the_policy_and_recovers(start_gateway, redis
             assert cached.status_code == 200 and cached.headers["x-cache"] == "miss"
         finally:
             redis.start()
-        # Recovery is automatic once the store answers again (an empty Redis: counts start over).
+        # Recovery is automatic once the store answers again (an empty Redis: counts start over):
+        # the first request after the pause uses it. start() returned once Redis answered a PING;
+        # should a reconnect still fail, the pause starts over, so the clock moves once more.
         statuses: list[int] = []
-        for _ in range(50):
-            await asyncio.sleep(0.1)
+        for _ in range(5):
+            clock.advance(RETRY_STORE_AFTER_SECONDS)
             statuses = await _statuses(open_http, fail_open.model, 4)
             if statuses[-1] == 429:
                 break

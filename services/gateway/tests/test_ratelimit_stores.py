@@ -1,4 +1,8 @@
-"""The sliding-window limiter, in memory and in a real Redis: same rules, same answers."""
+"""The sliding-window limiter, in memory and in a real Redis: same rules, same answers.
+
+Time passes through `elapse`: the in-process store runs on a ManualClock that it moves at once;
+the Redis store reads Redis's own TIME, so there it is a real (sub-second) wait.
+"""
 
 import asyncio
 import secrets
@@ -7,17 +11,29 @@ import pytest
 import redis.asyncio as aioredis
 from gateway_service.edge.ratelimit import CONCURRENCY, MemoryLimitStore, Rule, header_seconds
 from gateway_service.edge.ratelimit_redis import RedisLimitStore
+from llmsuite_common.clock import ManualClock, Sleep
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def store(request):
+async def store(request, clock):
     if request.param == "memory":
-        yield MemoryLimitStore()
+        yield MemoryLimitStore(clock)
         return
     server = request.getfixturevalue("redis")
     client = aioredis.from_url(server.url)
     yield RedisLimitStore(client)
     await client.aclose()
+
+
+@pytest.fixture
+def elapse(store, clock) -> Sleep:
+    """Lets `seconds` pass for the store under test."""
+    return clock.sleep if isinstance(store, MemoryLimitStore) else asyncio.sleep
 
 
 def bucket() -> str:
@@ -34,24 +50,24 @@ async def test_concurrent_burst_admits_exactly_the_limit(store):
     assert sorted(d.remaining for d in allowed) == list(range(10))
 
 
-async def test_waiting_retry_after_is_enough(store):
+async def test_waiting_retry_after_is_enough(store, elapse):
     rule = Rule("key_rpm", bucket(), 2, 0.5)
     assert (await store.acquire([rule], "a")).allowed
     assert (await store.acquire([rule], "b")).allowed
     refused = await store.acquire([rule], "c")
     assert not refused.allowed and 0 < refused.retry_after_seconds <= 0.5
-    await asyncio.sleep(refused.retry_after_seconds + 0.01)
+    await elapse(refused.retry_after_seconds + 0.01)
     assert (await store.acquire([rule], "c")).allowed
 
 
-async def test_window_slides_rather_than_resetting(store):
+async def test_window_slides_rather_than_resetting(store, elapse):
     rule = Rule("key_rpm", bucket(), 3, 0.6)
     for m in ("a", "b"):
         assert (await store.acquire([rule], m)).allowed
-    await asyncio.sleep(0.35)
+    await elapse(0.35)
     assert (await store.acquire([rule], "c")).allowed
     assert not (await store.acquire([rule], "d")).allowed
-    await asyncio.sleep(0.3)
+    await elapse(0.3)
     # a and b left the window, c is still in it.
     assert (await store.acquire([rule], "e")).allowed
     assert (await store.acquire([rule], "f")).allowed
@@ -93,11 +109,11 @@ async def test_concurrency_leases(store):
     assert (await store.acquire([rule], "c")).allowed
 
 
-async def test_a_lost_lease_expires(store):
+async def test_a_lost_lease_expires(store, elapse):
     rule = Rule("concurrency", bucket(), 1, 0.3, kind=CONCURRENCY)
     assert (await store.acquire([rule], "a")).allowed
     assert not (await store.acquire([rule], "b")).allowed
-    await asyncio.sleep(0.35)
+    await elapse(0.35)
     assert (await store.acquire([rule], "b")).allowed
 
 

@@ -9,37 +9,30 @@ from gateway_service.edge.auth_failures import AuthFailures
 from gateway_service.edge.keys import KeyStore, new_key
 from gateway_service.edge.ratelimit import MemoryLimitStore
 from gateway_service.settings import GatewaySettings
+from llmsuite_common.clock import ManualClock
 
 CHAT = "/v1/chat/completions"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def chat(model: str) -> dict:
     return {"model": model, "messages": [{"role": "user", "content": "hello"}]}
 
 
-async def _store(postgres_dsn: str, clock: Clock) -> tuple[KeyStore, Database]:
+async def _store(postgres_dsn: str, clock: ManualClock) -> tuple[KeyStore, Database]:
     database = Database(GatewaySettings(gateway_api_key="k", gateway_database_url=postgres_dsn))
     await database.open()
     return KeyStore(database, cache_ttl_seconds=5, unknown_ttl_seconds=30, clock=clock), database
 
 
 async def test_an_unknown_key_reaches_the_database_once_per_ttl(postgres_dsn):
-    clock = Clock()
+    clock = ManualClock()
     store, database = await _store(postgres_dsn, clock)
     try:
         _, unknown = new_key()
         assert await store.authenticate(unknown) is None
         assert await store.authenticate(unknown) is None
         assert store.database_lookups == 1
-        clock.now += 31
+        clock.advance(31)
         assert await store.authenticate(unknown) is None
         assert store.database_lookups == 2
     finally:
@@ -47,7 +40,7 @@ async def test_an_unknown_key_reaches_the_database_once_per_ttl(postgres_dsn):
 
 
 async def test_made_up_keys_do_not_push_real_keys_out_of_the_cache(postgres_dsn, monkeypatch):
-    clock = Clock()
+    clock = ManualClock()
     store, database = await _store(postgres_dsn, clock)
     monkeypatch.setattr(keys_module, "_CACHE_MAX", 4)
     org = "unknown-" + secrets.token_hex(4)
@@ -67,7 +60,7 @@ async def test_made_up_keys_do_not_push_real_keys_out_of_the_cache(postgres_dsn,
 
 
 async def test_creating_a_key_clears_its_unknown_entry_at_once(postgres_dsn, monkeypatch):
-    clock = Clock()
+    clock = ManualClock()
     store, database = await _store(postgres_dsn, clock)
     org = "unknown-" + secrets.token_hex(4)
     root = Identity(org_id=org, key_id="root", superuser=True)
@@ -84,7 +77,7 @@ async def test_creating_a_key_clears_its_unknown_entry_at_once(postgres_dsn, mon
 
 
 async def test_failures_per_address_refuse_with_retry_after_until_the_window_passes():
-    clock = Clock()
+    clock = ManualClock()
     guard = AuthFailures(MemoryLimitStore(clock=clock), limit=2, window_seconds=60, clock=clock)
     assert await guard.failed("10.0.0.1") is None
     assert await guard.failed("10.0.0.1") is None
@@ -92,10 +85,10 @@ async def test_failures_per_address_refuse_with_retry_after_until_the_window_pas
     assert third is not None and third.status == 429 and third.code == "auth_failures"
     assert third.retry_after == 60
     assert guard.refusal("10.0.0.2") is None  # another address is not affected
-    clock.now += 30
+    clock.advance(30)
     later = guard.refusal("10.0.0.1")
     assert later is not None and later.retry_after == 30
-    clock.now += 30.5
+    clock.advance(30.5)
     assert guard.refusal("10.0.0.1") is None
 
 
