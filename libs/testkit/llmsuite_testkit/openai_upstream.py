@@ -28,7 +28,14 @@ HTTP API
   - `PUT /_script/default` with a scenario (or `null`): used when the queue is empty.
   - `PUT /_script/model/{model}` with a scenario (or `null`): the default for
     requests naming that upstream model, so one fake can play several deployments.
-  - `DELETE /_script`: empties the queue and drops every default.
+  - `PUT /_faults` with `{"every": N, "seed": S, "scenario": {...}}` (or `null`): a fault
+    pattern over the chat requests from now on, taking precedence over all of the above. One
+    request in each block of N answers `scenario` (default `{"status": 503}`, a failure before
+    the first byte): the last of each block, or with `seed` a seeded position in each block
+    (exactly 1/N of the requests, spread evenly, but not in step with clients taking turns).
+    `every: 1` fails every request (a hard-down upstream). `GET /_faults`: the pattern and its
+    counters, `{"pattern", "calls" (chat requests since it was set), "injected"}`.
+  - `DELETE /_script`: empties the queue and drops every default and the fault pattern.
 - `GET /_requests`: every chat request received, oldest first:
   `[{"id", "method", "path", "client" (peer "host:port", so connection reuse
   shows), "headers" (lower-case names, incl. traceparent and
@@ -126,6 +133,43 @@ class Scenario(BaseModel):
     line_ending: Literal["\n", "\r\n", "\r"] = "\n"
 
 
+class FaultPattern(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    every: int = Field(ge=1, le=1_000_000)
+    seed: int | None = None
+    scenario: Scenario = Field(default_factory=lambda: Scenario(status=503))
+
+
+@dataclass
+class _Faults:
+    """A fault pattern and what it has done: one request in each block of `every` fails."""
+
+    pattern: FaultPattern
+    calls: int = 0
+    injected: int = 0
+    _position: int = -1
+    _rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.pattern.seed)
+
+    def next_call(self) -> Scenario | None:
+        """Counts a chat request; its scenario when the pattern picks it, else None."""
+        every = self.pattern.every
+        index = self.calls % every
+        if index == 0:
+            self._position = every - 1 if self.pattern.seed is None else self._rng.randrange(every)
+        self.calls += 1
+        if index != self._position:
+            return None
+        self.injected += 1
+        return self.pattern.scenario
+
+    def report(self) -> dict[str, Any]:
+        return {"pattern": self.pattern.model_dump(), "calls": self.calls, "injected": self.injected}
+
+
 class _DropConnection(Exception):
     """Raised after the response started so uvicorn aborts the connection mid-body."""
 
@@ -153,6 +197,7 @@ class FakeState:
     queue: collections.deque[Scenario] = field(default_factory=collections.deque)
     default: Scenario | None = None
     model_defaults: dict[str, Scenario] = field(default_factory=dict)
+    faults: _Faults | None = None
     requests: collections.deque[dict[str, Any]] = field(init=False)
     connections: collections.deque[_Connection] = field(init=False)
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -287,6 +332,8 @@ class ChatCompletions:
             conn.closed_at = time.time()
 
     def _scenario(self, headers: dict[str, str], model: Any) -> Scenario:
+        if self.state.faults is not None and (fault := self.state.faults.next_call()) is not None:
+            return fault
         if SCENARIO_HEADER in headers:
             return Scenario.model_validate_json(headers[SCENARIO_HEADER])
         if self.state.queue:
@@ -505,7 +552,17 @@ def create_app(*, models: list[str] | None = None, max_records: int = 10_000) ->
         state.queue.clear()
         state.default = None
         state.model_defaults.clear()
+        state.faults = None
         return _json({"queued": 0})
+
+    async def faults(request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                data = await request.json()
+                state.faults = None if data is None else _Faults(FaultPattern.model_validate(data))
+            except (ValueError, ValidationError) as exc:
+                return _json({"error": str(exc)}, 400)
+        return _json(None if state.faults is None else state.faults.report())
 
     async def requests(request: Request) -> Response:
         if request.method == "DELETE":
@@ -531,6 +588,7 @@ def create_app(*, models: list[str] | None = None, max_records: int = 10_000) ->
             Route("/_script", reset_script, methods=["DELETE"]),
             Route("/_script/default", set_default, methods=["PUT"]),
             Route("/_script/model/{model:path}", set_model_default, methods=["PUT"]),
+            Route("/_faults", faults, methods=["GET", "PUT"]),
             Route("/_requests", requests, methods=["GET", "DELETE"]),
             Route("/_connections", connections, methods=["GET", "DELETE"]),
         ]
@@ -560,6 +618,23 @@ class FakeUpstream:
 
     def set_model_default(self, model: str, scenario: dict[str, Any] | None) -> None:
         self._http.put(f"/_script/model/{model}", content=json.dumps(scenario)).raise_for_status()
+
+    def set_faults(
+        self, every: int | None, *, seed: int | None = None, scenario: dict[str, Any] | None = None
+    ) -> None:
+        """One chat request in each block of `every` answers `scenario` (a 503 unless given);
+        None removes the pattern. See `PUT /_faults`."""
+        pattern: dict[str, Any] | None = None
+        if every is not None:
+            pattern = {"every": every, "seed": seed}
+            if scenario is not None:
+                pattern["scenario"] = scenario
+        self._http.put("/_faults", content=json.dumps(pattern)).raise_for_status()
+
+    def faults(self) -> dict[str, Any] | None:
+        """`{"pattern", "calls", "injected"}` of the fault pattern, or None when there is none."""
+        result: dict[str, Any] | None = self._http.get("/_faults").raise_for_status().json()
+        return result
 
     def reset(self) -> None:
         self._http.delete("/_script").raise_for_status()
