@@ -33,6 +33,12 @@ class CircuitBreaker:
             return BreakerState.HALF_OPEN
         return self._state
 
+    def seconds_until_probe(self) -> float:
+        """While open: seconds until the half-open probe may go; else 0."""
+        if self._state is BreakerState.OPEN:
+            return max(0.0, self._opened_at + self._open_seconds - self._clock())
+        return 0.0
+
     def available(self) -> bool:
         """Whether `acquire()` would let a request through now (without taking the probe slot)."""
         state = self.state

@@ -74,9 +74,9 @@ class GenerationMetrics:
             ["deployment"],
             registry=registry,
         )
-        self.retry_tokens = Gauge(
-            "llmsuite_generation_retry_budget_tokens",
-            "Tokens in the retry throttle's bucket; retries need more than half of its size.",
+        self.retry_budget = Gauge(
+            "llmsuite_generation_retry_budget_available",
+            "Retries the retry budget allows now (a share of the window's requests plus the reserve).",
             registry=registry,
         )
         self.routing_reload_errors = Counter(

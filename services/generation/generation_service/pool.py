@@ -5,9 +5,11 @@ goes to a usable deployment (breaker not open, not cooling down after a 429,
 below its concurrency cap), preferring ones this request has not tried yet, so
 a failure moves to another deployment, then to the fallback model, and only
 then back to a deployment already tried (after full-jitter backoff). Retries
-need the retry throttle's consent and stay inside the caller's deadline. Once
-the first event of a stream has arrived the attempt is committed: the caller
-has it, and nothing after it is ever retried or spliced.
+are taken from the retry budget (at most a share of the recent requests) and
+stay inside the caller's deadline. A deployment that asked for a pause
+(`Retry-After` on a 429 or 503) is not retried before it ends. Once the first
+event of a stream has arrived the attempt is committed: the caller has it, and
+nothing after it is ever retried or spliced.
 """
 
 import asyncio
@@ -24,10 +26,16 @@ from llmsuite_common.errors import DeadlineExceeded, ServiceError, Unavailable
 
 from .breaker import BreakerState, CircuitBreaker
 from .metrics import GenerationMetrics
-from .retry_budget import RetryThrottle, full_jitter
+from .retry_budget import RetryBudget, full_jitter
 from .routing import Deployment, Route
 from .upstream import UpstreamClient, UpstreamEvent
-from .upstream_errors import UpstreamRateLimited, counts_against_upstream, is_retryable
+from .upstream_errors import (
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+    counts_against_upstream,
+    is_retryable,
+    pushback_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +45,10 @@ class ResiliencePolicy:
     max_attempts: int = 3
     backoff_base: float = 0.05
     backoff_max: float = 2.0
-    budget_tokens: float = 10.0
-    budget_ratio: float = 0.1
-    breaker_failures: int = 5
+    budget_percent: float = 20.0
+    budget_window: float = 10.0
+    budget_min_per_second: float = 1.0
+    breaker_failures: int = 10
     breaker_open_seconds: float = 10.0
     max_retry_after: float = 0.0
 
@@ -49,6 +58,8 @@ class DeploymentState:
     breaker: CircuitBreaker
     in_flight: int = 0
     cooling_until: float = 0.0
+    # What the pause asked for by `cooling_until` was: a 429 (rate limit) or a 503.
+    cooling_rate_limited: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +77,8 @@ class _Attempts:
     count: int = 0
     tried: set[tuple[str, str, str]] = field(default_factory=set)
     last_error: ServiceError | None = None
+    # A retry taken from the budget and not yet spent (granted before a Retry-After wait).
+    retry_granted: bool = False
 
 
 BodyFor = Callable[[Route, Deployment], dict[str, Any]]
@@ -86,12 +99,17 @@ class UpstreamPool:
         self._policy = policy
         self._metrics = metrics
         self._rng = rng or random.Random()
-        # Breakers, Retry-After cooling and attempt durations read `clock`; backoff and
-        # Retry-After waits go through `sleep`.
+        # Breakers, the retry budget's window, Retry-After cooling and attempt durations read
+        # `clock`; backoff and Retry-After waits go through `sleep`.
         self._clock = clock
         self._sleep = sleep
         self._states: dict[tuple[str, str, str], DeploymentState] = {}
-        self.throttle = RetryThrottle(max_tokens=policy.budget_tokens, ratio=policy.budget_ratio)
+        self.budget = RetryBudget(
+            percent=policy.budget_percent,
+            window=policy.budget_window,
+            min_per_second=policy.budget_min_per_second,
+            clock=clock,
+        )
 
     def state(self, deployment: Deployment) -> DeploymentState:
         state = self._states.get(deployment.identity)
@@ -114,7 +132,7 @@ class UpstreamPool:
     def _usable(self, deployment: Deployment, now: float, *, cooling_ok: bool = False) -> bool:
         state = self.state(deployment)
         return (
-            (cooling_ok or state.cooling_until <= now)
+            (state.cooling_until <= now or (cooling_ok and state.cooling_rate_limited))
             and state.in_flight < deployment.max_concurrency
             and state.breaker.available()
         )
@@ -133,7 +151,8 @@ class UpstreamPool:
         now = self._clock()
         # A deployment that answered 429 is avoided while its Retry-After runs, but a new
         # request may still ask it when nothing else can serve: the upstream decides its
-        # own limit, and a refusal costs nothing. Retries never go back to it early.
+        # own limit, and a refusal costs nothing. Retries never go back to it early. One that
+        # answered 503 with a Retry-After said it is down that long: nothing asks it early.
         passes = ((True, False), (False, False)) if tried else ((True, False), (True, True))
         for fresh_only, cooling_ok in passes:
             for route in chain:
@@ -163,6 +182,7 @@ class UpstreamPool:
     ) -> AsyncGenerator[Committed | UpstreamEvent]:
         """Yields one Committed, then the committed attempt's events; raises if no attempt commits."""
         attempts = _Attempts()
+        self.budget.request()
         # Every pass either makes an attempt, waits once, or raises: 2 * max_attempts bounds it.
         for _ in range(2 * self._policy.max_attempts):
             if attempts.count >= self._policy.max_attempts:
@@ -175,19 +195,16 @@ class UpstreamPool:
                     break
                 if wait > self._policy.max_retry_after or (left is not None and wait >= left):
                     # Pushback the caller must see: nothing may call these upstreams for `wait` seconds.
-                    raise UpstreamRateLimited(
-                        f"upstream rate limit reached; retry after {math.ceil(wait)} s",
-                        retry_after=math.ceil(wait),
-                    )
-                if not self.throttle.allows_retry():
+                    raise self._pushback(chain, wait)
+                if not self._retry_allowed(attempts, model):
                     break
                 await self._sleep(wait)
                 continue
             route, deployment = picked
             if attempts.count:
-                if not self.throttle.allows_retry():
-                    log.info("retry throttled", extra={"model": model, "tokens": self.throttle.tokens})
+                if not self._retry_allowed(attempts, model):
                     break
+                attempts.retry_granted = False
                 if deployment.identity in attempts.tried:
                     delay = full_jitter(
                         attempts.count - 1,
@@ -211,6 +228,34 @@ class UpstreamPool:
                 return
         raise self._final_error(chain, attempts, model)
 
+    def _retry_allowed(self, attempts: _Attempts, model: str) -> bool:
+        """Whether this request may make its next attempt: the first is free, a retry needs the budget."""
+        if not attempts.count or attempts.retry_granted:
+            return True
+        if self.budget.try_retry():
+            attempts.retry_granted = True
+            return True
+        log.info("retry budget spent", extra={"model": model, "available": self.budget.available})
+        return False
+
+    def _pushback(self, chain: list[Route], wait: float) -> ServiceError:
+        """The error for a chain whose usable deployments all asked for a pause of at least `wait` s."""
+        seconds = math.ceil(wait)
+        now = self._clock()
+        cooling = [
+            self.state(d)
+            for route in chain
+            for d in route.deployments
+            if self.state(d).cooling_until > now and self.state(d).breaker.available()
+        ]
+        if all(state.cooling_rate_limited for state in cooling):
+            return UpstreamRateLimited(
+                f"upstream rate limit reached; retry after {seconds} s", retry_after=seconds
+            )
+        return UpstreamUnavailable(
+            f"upstream unavailable; retry after {seconds} s", retry_after=seconds, code="upstream_unavailable"
+        )
+
     def _final_error(self, chain: list[Route], attempts: _Attempts, model: str) -> ServiceError:
         if attempts.last_error is not None:
             return attempts.last_error
@@ -218,8 +263,13 @@ class UpstreamPool:
             return Unavailable(
                 f"every upstream for model '{model}' is at its concurrency limit", code="upstream_busy"
             )
-        return Unavailable(
-            f"every upstream for model '{model}' is failing; try again later", code="upstream_circuit_open"
+        # Every deployment's breaker is open (or probing): the first probe is the earliest sensible retry.
+        waits = [self.state(d).breaker.seconds_until_probe() for route in chain for d in route.deployments]
+        seconds = max(1, math.ceil(min(waits, default=0.0)))
+        return UpstreamUnavailable(
+            f"every upstream for model '{model}' is failing; retry after {seconds} s",
+            retry_after=seconds,
+            code="upstream_circuit_open",
         )
 
     async def _attempt(
@@ -268,7 +318,6 @@ class UpstreamPool:
                         raise
                     self._note_retryable(deployment, state, error, attempts)
                     return
-                self.throttle.success()
                 yield Committed(route, deployment, body, attempts.count)
                 yield first
                 async for event in events:
@@ -288,7 +337,7 @@ class UpstreamPool:
             self._metrics.attempts.labels(deployment.name, result).inc()
             elapsed = self._clock() - started
             self._metrics.upstream_duration.labels(deployment.name, result).observe(elapsed)
-            self._metrics.retry_tokens.set(self.throttle.tokens)
+            self._metrics.retry_budget.set(self.budget.available)
             if verdict is True:
                 state.breaker.success()
             elif verdict is False:
@@ -303,10 +352,13 @@ class UpstreamPool:
     def _note_retryable(
         self, deployment: Deployment, state: DeploymentState, error: ServiceError, attempts: _Attempts
     ) -> None:
-        self.throttle.failure()
         attempts.last_error = error
-        if isinstance(error, UpstreamRateLimited) and error.retry_after:
-            state.cooling_until = max(state.cooling_until, self._clock() + error.retry_after)
+        pause = pushback_seconds(error)
+        if pause:
+            until = self._clock() + pause
+            if until > state.cooling_until:
+                state.cooling_until = until
+                state.cooling_rate_limited = isinstance(error, UpstreamRateLimited)
         log.warning(
             "upstream attempt failed before the first token",
             extra={"deployment": deployment.name, "code": error.code, "attempt": attempts.count},

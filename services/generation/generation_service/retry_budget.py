@@ -1,36 +1,67 @@
-"""Retry throttling and backoff.
+"""The retry budget and backoff.
 
-The throttle is gRPC's (proposal A6, also Finagle's and Envoy's retry budgets in
-spirit): a bucket of `max_tokens`; every failed attempt takes one token, every
-successful one puts back `ratio`; a retry is allowed only while the bucket is
-more than half full. When an upstream fails every request, the bucket drains
-after a handful of failures and retries stop, so upstream attempts per client
-request approach 1; at steady partial failure retries stay near `ratio` per
-success. Written here because it is a dozen lines and no library offers it for
-asyncio without a client framework around it.
+The budget is Finagle's RetryBudget (Envoy's retry budget counts the same way, over the requests
+open now instead of a window): every request deposits `percent` % of a retry, every retry
+withdraws one, over a sliding `window` of seconds, plus a reserve of `min_per_second` retries per
+second of the window so that a quiet service can still retry its occasional failure. Retries can
+therefore add at most `percent` % (plus the reserve) to the upstream load, whatever the failure
+rate: a partial failure is retried up to that share, and an upstream that fails every request
+gets that much more, no more (its circuit breaker stops even that). Written here because it is a
+few dozen lines and no library offers it for asyncio without a client framework around it.
 """
 
 import random
+from collections import deque
+
+from llmsuite_common.clock import Clock, monotonic
+
+# The window is counted in this many slots; a deposit leaves the window between
+# window * (1 - 1/SLOTS) and window seconds after it was made.
+SLOTS = 10
 
 
-class RetryThrottle:
-    def __init__(self, *, max_tokens: float, ratio: float) -> None:
-        self._max = max_tokens
-        self._ratio = ratio
-        self._tokens = max_tokens
+class RetryBudget:
+    def __init__(
+        self, *, percent: float, window: float, min_per_second: float, clock: Clock = monotonic
+    ) -> None:
+        self._share = percent / 100
+        self._reserve = min_per_second * window
+        self._slot_seconds = window / SLOTS
+        self._clock = clock
+        # [slot number, requests, retries] for the slots still inside the window, oldest first.
+        self._slots: deque[list[int]] = deque()
+        self._requests = 0
+        self._retries = 0
+
+    def _current(self) -> list[int]:
+        now = int(self._clock() // self._slot_seconds)
+        while self._slots and self._slots[0][0] <= now - SLOTS:
+            _, requests, retries = self._slots.popleft()
+            self._requests -= requests
+            self._retries -= retries
+        if not self._slots or self._slots[-1][0] != now:
+            self._slots.append([now, 0, 0])
+        return self._slots[-1]
 
     @property
-    def tokens(self) -> float:
-        return self._tokens
+    def available(self) -> float:
+        """Retries the budget would allow now (may be fractional or below 1)."""
+        self._current()
+        return self._requests * self._share + self._reserve - self._retries
 
-    def allows_retry(self) -> bool:
-        return self._tokens > self._max / 2
+    def request(self) -> None:
+        """A new request: its first attempt, which deposits `percent` % of a retry."""
+        self._current()[1] += 1
+        self._requests += 1
 
-    def success(self) -> None:
-        self._tokens = min(self._max, self._tokens + self._ratio)
-
-    def failure(self) -> None:
-        self._tokens = max(0.0, self._tokens - 1)
+    def try_retry(self) -> bool:
+        """Takes one retry from the budget, or refuses when less than one is left."""
+        slot = self._current()
+        if self._requests * self._share + self._reserve - self._retries < 1:
+            return False
+        slot[2] += 1
+        self._retries += 1
+        return True
 
 
 def full_jitter(retry: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:

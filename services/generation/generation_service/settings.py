@@ -79,17 +79,29 @@ class GenerationSettings(ServiceSettings):
     generation_backoff_max_seconds: float = Field(
         2.0, ge=0, le=600, description="Full-jitter backoff: the longest wait before any retry."
     )
-    generation_retry_budget_tokens: float = Field(
+    generation_retry_budget_percent: float = Field(
+        20.0,
+        ge=0,
+        le=100,
+        description=(
+            "Retry budget: retries may add at most this percentage to the requests of the window "
+            "(plus the reserve); failures past it go to the caller."
+        ),
+    )
+    generation_retry_budget_window_seconds: float = Field(
         10.0,
         gt=0,
-        le=1000,
-        description="Retry throttle (gRPC A6): bucket size; each failed attempt takes 1, retries need over half.",
+        le=600,
+        description="Retry budget: the sliding window its requests and retries are counted over.",
     )
-    generation_retry_budget_ratio: float = Field(
-        0.1, gt=0, le=1, description="Retry throttle (gRPC A6): tokens each successful attempt puts back."
+    generation_retry_budget_min_per_second: float = Field(
+        1.0,
+        ge=0,
+        le=1000,
+        description="Retry budget: retries allowed per second of the window whatever the traffic (the reserve).",
     )
     generation_breaker_failures: int = Field(
-        5, ge=1, le=1000, description="Consecutive failures that open a deployment's circuit breaker."
+        10, ge=1, le=1000, description="Consecutive failures that open a deployment's circuit breaker."
     )
     generation_breaker_open_seconds: float = Field(
         10.0, gt=0, le=3600, description="How long an open breaker fails fast before one half-open probe."
@@ -100,7 +112,7 @@ class GenerationSettings(ServiceSettings):
         le=3600,
         description=(
             "Longest upstream Retry-After this service waits out itself (within the deadline) when no other "
-            "deployment can serve; 0 passes the 429 and its Retry-After straight to the caller."
+            "deployment can serve; 0 passes the 429 or 503 and its Retry-After straight to the caller."
         ),
     )
 

@@ -53,6 +53,22 @@ class UpstreamRateLimited(ResourceExhausted):
         self.retry_after = retry_after
 
 
+class UpstreamUnavailable(Unavailable):
+    """Unavailable for `retry_after` seconds: an upstream's 503 with `Retry-After` (the deployment is
+    not asked again before it ends), or every deployment of a model paused or behind an open breaker."""
+
+    def __init__(self, message: str, *, retry_after: int, code: str = "upstream_error") -> None:
+        super().__init__(message, code=code, param=f"retry_after={retry_after}")
+        self.retry_after = retry_after
+
+
+def pushback_seconds(error: ServiceError) -> int | None:
+    """The seconds an upstream asked not to be called for (429 or 503 `Retry-After`), if it did."""
+    if isinstance(error, (UpstreamRateLimited, UpstreamUnavailable)):
+        return error.retry_after
+    return None
+
+
 def is_retryable(error: ServiceError) -> bool:
     return error.code in RETRYABLE_CODES
 
@@ -144,6 +160,8 @@ def error_for_status(
         if wait is None:
             return UpstreamRateLimited("upstream rate limit reached", retry_after=None)
         return UpstreamRateLimited(f"upstream rate limit reached; retry after {wait} s", retry_after=wait)
+    if status == 503 and (wait := retry_after_seconds(headers)) is not None:
+        return UpstreamUnavailable(f"upstream unavailable (HTTP 503); retry after {wait} s", retry_after=wait)
     if status in (408, 504):
         return DeadlineExceeded(f"upstream timed out (HTTP {status})", code="upstream_timeout")
     return Unavailable(f"upstream failed (HTTP {status})", code="upstream_error")

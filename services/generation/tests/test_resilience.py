@@ -115,7 +115,7 @@ async def test_fallback_to_a_second_deployment_before_the_first_token(fake, star
     # Weighted so the broken one is (all but certainly) picked first: each request must fail over.
     broken = {"name": "broken", "base_url": fake.base_url, "upstream_model": "broken", "weight": 10_000}
     path = routing_file(tmp_path, fake, {"m": {"deployments": [broken, "healthy"]}})
-    stub = await start_generation(generation_routing_file=path)
+    stub = await start_generation(generation_routing_file=path, generation_breaker_failures=5)
     fake.set_model_default("broken", {"status": 500})
     for _ in range(6):
         deltas, [final] = await collect(stub.Generate(request(model="m")))
@@ -194,19 +194,64 @@ async def test_circuit_breaker_opens_fails_fast_and_recovers_through_half_open(f
     assert len(fake.requests()) == 7
 
 
-async def test_a_failing_upstream_gets_at_most_1_1_attempts_per_request(fake, start_generation):
-    # Breaker disabled (threshold out of reach) so the retry throttle alone is measured.
-    stub = await start_generation(generation_breaker_failures=1000, generation_backoff_base_seconds=0.001)
-    fake.set_default({"status": 503})
-    requests = 200
+async def failing_requests(stub, requests: int = 200, concurrency: int = 10) -> list[grpc.aio.AioRpcError]:
+    errors: list[grpc.aio.AioRpcError] = []
 
     async def client(n: int) -> None:
         for _ in range(n):
-            await failure(stub.Generate(request()))
+            errors.append(await failure(stub.Generate(request())))
 
-    await asyncio.gather(*(client(requests // 10) for _ in range(10)))
+    await asyncio.gather(*(client(requests // concurrency) for _ in range(concurrency)))
+    return errors
+
+
+async def test_a_failing_upstream_gets_at_most_1_1_attempts_per_request(fake, start_generation):
+    # The defaults: the breaker opens after 10 consecutive failures, then fails fast.
+    stub = await start_generation(clock=ManualClock())
+    fake.set_default({"status": 503})
+    errors = await failing_requests(stub)
     attempts = len(fake.requests())
-    assert attempts / requests <= 1.1, (attempts, requests)
+    assert attempts / 200 <= 1.1, attempts
+    circuit_open = [e for e in errors if read_error_detail(e).code == "upstream_circuit_open"]
+    assert len(circuit_open) >= 150
+    # It says when the half-open probe goes (the breaker's 10 s), for the caller's Retry-After.
+    assert {read_error_detail(e).param for e in circuit_open} == {"retry_after=10"}
+
+
+async def test_without_its_breaker_a_failing_upstream_gets_only_the_budgets_share_more(
+    fake, start_generation
+):
+    # Breaker out of reach: the retry budget alone bounds the retries, to 20 % of the 200 requests
+    # plus the reserve (1 a second over the 10 s window).
+    stub = await start_generation(
+        clock=ManualClock(), generation_breaker_failures=1000, generation_backoff_base_seconds=0.001
+    )
+    fake.set_default({"status": 503})
+    await failing_requests(stub)
+    attempts = len(fake.requests())
+    assert 200 <= attempts <= 200 + 40 + 10, attempts
+
+
+async def test_a_503_retry_after_is_honoured_and_passed_on(fake, start_generation):
+    clock = ManualClock()
+    stub = await start_generation(clock=clock)
+    fake.script({"status": 503, "retry_after": "7"})
+    # One deployment, asked to pause 7 s: no retry before then; the caller gets the 503's pause.
+    error = await failure(stub.Generate(request()))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    detail = read_error_detail(error)
+    assert (detail.code, detail.param) == ("upstream_unavailable", "retry_after=7")
+    assert len(fake.requests()) == 1
+    # A new request during the pause is told how long is left, without calling the upstream (after a
+    # 429 a new request may still ask: a refusal costs nothing).
+    clock.advance(3)
+    error = await failure(stub.Generate(request()))
+    detail = read_error_detail(error)
+    assert (detail.code, detail.param) == ("upstream_unavailable", "retry_after=4")
+    assert len(fake.requests()) == 1
+    clock.advance(4)
+    _, [final] = await collect(stub.Generate(request()))
+    assert final.attempts == 1
 
 
 async def test_deadline_of_2_s_against_an_upstream_taking_5_s(fake, start_generation):

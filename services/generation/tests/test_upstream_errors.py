@@ -7,6 +7,7 @@ from generation_service.upstream_errors import (
     error_for_stream_error,
     error_for_transport,
     is_retryable,
+    pushback_seconds,
     retry_after_seconds,
 )
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -68,6 +69,20 @@ def test_rate_limit_keeps_retry_after():
     assert error.param == "retry_after=2"
     assert "2 s" in error.message
     assert status_error(429).param == ""
+
+
+def test_a_503_keeps_retry_after_and_stays_retryable():
+    error = status_error(503, headers={"retry-after": "7"})
+    assert (error.status, error.code, error.param) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "upstream_error",
+        "retry_after=7",
+    )
+    assert pushback_seconds(error) == 7 and is_retryable(error)
+    plain = status_error(503)
+    assert (plain.param, pushback_seconds(plain)) == ("", None)
+    # Only a 429's and a 503's Retry-After ask for a pause.
+    assert pushback_seconds(status_error(500, headers={"retry-after": "7"})) is None
 
 
 def test_retry_after_forms():
