@@ -208,11 +208,6 @@ async def test_hard_down_upstream_gets_fast_503s_with_retry_after(chain):
     assert p50 < 0.1 and p99 < 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the gateway sets Retry-After on 429s only (gateway_service/api/errors.py: from_grpc reads "
-    "generation's retry_after=N param, and error_response writes the header, for status 429)",
-)
 async def test_hard_down_503s_carry_retry_after(chain):
     chain.fake.set_faults(1)
     headers = {"authorization": f"Bearer {chain.api_key}"}

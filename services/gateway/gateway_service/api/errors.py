@@ -124,7 +124,9 @@ def note_error(err: ApiError) -> None:
 def error_response(err: ApiError) -> Response:
     note_error(err)
     headers = dict(err.headers)
-    if err.status == 429:
+    # A client told to come back (429) or that the service is briefly unavailable (503) always
+    # learns when: SDKs (openai, anthropic) honour Retry-After in their own retries.
+    if err.status in (429, 503):
         headers["retry-after"] = str(max(1, err.retry_after or DEFAULT_RETRY_AFTER_SECONDS))
     return Response(
         orjson.dumps(envelope(err)), status_code=err.status, headers=headers, media_type="application/json"
@@ -142,7 +144,7 @@ def _seconds(value: str | bytes) -> int | None:
 
 
 def _retry_after(err: grpc.aio.AioRpcError, param: str | None) -> int:
-    """From a `retry-after` trailer, or the `retry_after=N` param generation attaches to a 429."""
+    """From a `retry-after` trailer, or the `retry_after=N` param generation attaches to a 429 or 503."""
     for key, value in err.trailing_metadata() or ():
         if key == RETRY_AFTER_METADATA_KEY and (seconds := _seconds(value)) is not None:
             return seconds
@@ -168,7 +170,7 @@ def from_grpc(err: grpc.aio.AioRpcError, service: str) -> ApiError:
     if code == grpc.StatusCode.NOT_FOUND and service == "generation":
         error_code, param = "model_not_found", param or "model"
     retry_after = None
-    if status == 429:
+    if status in (429, 503):
         retry_after = _retry_after(err, param)
         if param and param.startswith(RETRY_AFTER_PARAM_PREFIX):
             param = None
