@@ -18,12 +18,22 @@ _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 
 
 class GatewayMetrics:
+    """The gateway's metrics, in groups (in exposition order): HTTP traffic, streams, the edge, the
+    request log's writer, and what responses cost and failed with. Each is an attribute of its own."""
+
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         # The output rail's checks, under the names guardrails uses for its own surfaces.
         self.rules = RuleMetrics(self.registry)
+        self._traffic()
+        self._streams()
+        self._edge()
+        self._request_log()
+        self._responses()
+
+    def _traffic(self) -> None:
         self.requests = Counter(
             "llmsuite_gateway_requests",
             "HTTP requests by route template, method and status.",
@@ -37,6 +47,8 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+    def _streams(self) -> None:
         self.streams_in_flight = Gauge(
             "llmsuite_gateway_streams_in_flight",
             "Server-sent event streams currently open.",
@@ -50,6 +62,7 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+    def _edge(self) -> None:
         self.cache_lookups = Counter(
             "llmsuite_gateway_cache_lookups",
             "Result-cache lookups by outcome (hit or miss); the hit rate is hit / (hit + miss).",
@@ -62,6 +75,8 @@ class GatewayMetrics:
             ["cause"],
             registry=self.registry,
         )
+
+    def _request_log(self) -> None:
         # The request log's writer (request_log_writer.py): depth at its bound refuses new requests.
         self.usage_queue_depth = Gauge(
             "llmsuite_gateway_usage_queue_depth",
@@ -92,6 +107,8 @@ class GatewayMetrics:
         )
         for reason in ("rejected", "shutdown"):
             self.usage_rows_dropped.labels(reason)
+
+    def _responses(self) -> None:
         self.overhead = Histogram(
             "llmsuite_gateway_overhead_seconds",
             "Time a request spent in the gateway itself, excluding waits on backend services, "
