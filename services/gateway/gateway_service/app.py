@@ -1,7 +1,9 @@
-"""The FastAPI app: routes, middleware and error handlers, with every dependency passed in."""
+"""The FastAPI app: what the routes depend on, built once and kept on `app.state` (api/deps.py reads
+it), the routers, the middleware and the error handlers."""
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import fastapi
@@ -18,15 +20,7 @@ from .api.database_busy import DatabaseBusyMiddleware
 from .api.errors import ApiError, error_response
 from .api.guardrails_summary import GuardrailsHeaderMiddleware
 from .api.request_tracing import RequestTracing
-from .api.routes.admin import admin_router
-from .api.routes.chat import ChatEdge, chat_router
-from .api.routes.models import models_router
-from .api.routes.ops import ops_router
-from .api.routes.requests import requests_router
-from .api.routes.retrieval import retrieval_router
-from .api.routes.tokens import router as tokens_router
-from .api.routes.usage import usage_router
-from .api.routes.ws import ws_router
+from .api.routes import admin, chat, models, ops, requests, retrieval, tokens, usage, ws
 from .api.sse_response import StreamSendMiddleware
 from .api.text_guard import TextGuardMiddleware
 from .api.validation import validation_error
@@ -37,7 +31,9 @@ from .edge.auth_failures import AuthFailures
 from .edge.idempotency import Idempotency
 from .edge.keys import KeyStore
 from .edge.limits import LEASE_MARGIN_SECONDS, LimitConfig, Limiter
+from .edge.metering import Metering
 from .edge.policy import Policy
+from .edge.request_edge import RequestEdge
 from .edge.request_log_writer import RequestLogWriter
 from .edge.result_cache import ResultCache
 from .edge.shared_state import SharedState
@@ -68,14 +64,14 @@ def bootstrap_identity(settings: GatewaySettings) -> Identity:
     return Identity(org_id=settings.gateway_org_id, key_id=key_id_for(key), policy=policy, superuser=True)
 
 
-def chat_edge(
+def request_edge(
     settings: GatewaySettings,
     shared: SharedState,
     metrics: GatewayMetrics,
     database: Database | None,
     clients: BackendClients | None = None,
     clock: Clock = monotonic,
-) -> ChatEdge:
+) -> RequestEdge:
     timeout = settings.gateway_request_timeout_seconds
     config = LimitConfig(
         window_seconds=settings.gateway_rate_limit_window_seconds,
@@ -83,7 +79,7 @@ def chat_edge(
         lease_seconds=timeout + LEASE_MARGIN_SECONDS,
         failure_mode=settings.gateway_rate_limit_failure_mode,
     )
-    return ChatEdge(
+    return RequestEdge(
         limiter=Limiter(
             shared.limits,
             config,
@@ -106,6 +102,8 @@ def chat_edge(
             # Queued rows are written before exit, within the same grace as in-flight requests.
             drain_seconds=settings.shutdown_grace_seconds,
         ),
+        streams_in_flight=metrics.streams_in_flight,
+        reserved_completion_tokens=settings.gateway_reserved_completion_tokens,
     )
 
 
@@ -205,6 +203,106 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(err)
 
 
+@dataclass(frozen=True)
+class Gateway:
+    """Everything one app holds, built once: what routes depend on, and what its lifespan opens and
+    closes."""
+
+    settings: GatewaySettings
+    clients: BackendClients
+    lifecycle: Lifecycle
+    metrics: GatewayMetrics
+    shared: SharedState
+    pipeline: ChatPipeline
+    edge: RequestEdge
+    metering: Metering
+    database: Database | None
+    keys: KeyStore | None
+    # The time of the in-process windows, TTLs and caches (limits, keys, stores); a test moves it.
+    clock: Clock
+
+    @classmethod
+    def build(
+        cls,
+        settings: GatewaySettings,
+        clients: BackendClients,
+        lifecycle: Lifecycle,
+        metrics: GatewayMetrics,
+        shared: SharedState,
+        clock: Clock,
+    ) -> "Gateway":
+        database = Database(settings) if Database.configured(settings) else None
+        edge = request_edge(settings, shared, metrics, database, clients, clock)
+        keys = (
+            KeyStore(
+                database,
+                cache_ttl_seconds=settings.gateway_key_cache_ttl_seconds,
+                unknown_ttl_seconds=settings.gateway_unknown_key_cache_ttl_seconds,
+                clock=clock,
+            )
+            if database
+            else None
+        )
+        return cls(
+            settings,
+            clients,
+            lifecycle,
+            metrics,
+            shared,
+            pipeline=ChatPipeline(
+                clients, default_model=settings.gateway_default_model, rule_metrics=metrics.rules
+            ),
+            edge=edge,
+            metering=Metering(
+                edge.limiter, edge.usage, trusted_proxy_hops=settings.gateway_trusted_proxy_hops
+            ),
+            database=database,
+            keys=keys,
+            clock=clock,
+        )
+
+    def keep_on(self, app: FastAPI) -> None:
+        """What api/deps.py hands the routes."""
+        state = app.state
+        state.settings, state.clients, state.lifecycle, state.metrics = (
+            self.settings,
+            self.clients,
+            self.lifecycle,
+            self.metrics,
+        )
+        state.pipeline, state.edge, state.usage, state.metering, state.keys = (
+            self.pipeline,
+            self.edge,
+            self.edge.usage,
+            self.metering,
+            self.keys,
+        )
+        state.token_issuer = self.clients.issuer
+        state.max_body_bytes = self.settings.gateway_max_body_bytes
+
+    def lifespan(self, app: FastAPI) -> AbstractAsyncContextManager[None]:
+        return self._lifespan()
+
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        settings, database, usage = self.settings, self.database, self.edge.usage
+        if database is not None and self.keys is not None:
+            await database.open()
+            await self.keys.ensure_org(settings.gateway_org_id)
+        usage.start()
+        await self.clients.open()
+        try:
+            yield
+        finally:
+            # Within what SIGTERM left of the shutdown budget, less the closing steps below.
+            budget = self.lifecycle.seconds_left(settings.shutdown_grace_seconds) - EXIT_MARGIN_SECONDS
+            await usage.stop(budget)
+            await self.clients.close()
+            await self.shared.close()
+            if database is not None:
+                await database.close()
+
+
 def create_app(
     settings: GatewaySettings,
     clients: BackendClients,
@@ -216,56 +314,23 @@ def create_app(
     # The time of the in-process windows, TTLs and caches (limits, keys, stores); a test moves it.
     clock: Clock = monotonic,
 ) -> FastAPI:
-    lifecycle = lifecycle or Lifecycle()
-    metrics = metrics or GatewayMetrics()
-    shared = shared or SharedState.from_settings(settings, clock=clock)
     if tracer_provider is not None:
         clients.tracer_provider = tracer_provider
-    pipeline = ChatPipeline(clients, default_model=settings.gateway_default_model, rule_metrics=metrics.rules)
-    database = Database(settings) if Database.configured(settings) else None
-    edge = chat_edge(settings, shared, metrics, database, clients, clock)
-    keys = (
-        KeyStore(
-            database,
-            cache_ttl_seconds=settings.gateway_key_cache_ttl_seconds,
-            unknown_ttl_seconds=settings.gateway_unknown_key_cache_ttl_seconds,
-            clock=clock,
-        )
-        if database
-        else None
+    gateway = Gateway.build(
+        settings,
+        clients,
+        lifecycle or Lifecycle(),
+        metrics or GatewayMetrics(),
+        shared or SharedState.from_settings(settings, clock=clock),
+        clock,
     )
-    auth_failures = AuthFailures(
-        shared.limits,
-        limit=settings.gateway_ip_auth_failures,
-        window_seconds=settings.gateway_rate_limit_window_seconds,
-        clock=clock,
-    )
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if database is not None and keys is not None:
-            await database.open()
-            await keys.ensure_org(settings.gateway_org_id)
-        edge.usage.start()
-        await clients.open()
-        try:
-            yield
-        finally:
-            # Within what SIGTERM left of the shutdown budget, less the closing steps below.
-            budget = lifecycle.seconds_left(settings.shutdown_grace_seconds) - EXIT_MARGIN_SECONDS
-            await edge.usage.stop(budget)
-            await clients.close()
-            await shared.close()
-            if database is not None:
-                await database.close()
-
     # FastAPI's native telemetry stays off so there is one tracing path (RequestTracing, with the
     # probe exclusions), and so its logs never record request bodies.
     app = fastapi.FastAPI(
         title="llmsuite gateway",
         openapi_url="/openapi.json" if settings.gateway_openapi_enabled else None,
         redoc_url=None,
-        lifespan=lifespan,
+        lifespan=gateway.lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         exception_handlers={
             ApiError: _api_error,
@@ -274,20 +339,27 @@ def create_app(
         },
     )
     app.openapi = _with_error_responses(app)  # type: ignore[method-assign]
-    app.state.max_body_bytes = settings.gateway_max_body_bytes
-    app.state.usage = edge.usage
-    app.include_router(chat_router(pipeline, settings, metrics, edge))
-    app.include_router(models_router(pipeline, settings))
-    if settings.gateway_admin_api_enabled:
-        app.include_router(admin_router(keys))
-    app.include_router(usage_router(edge.usage))
-    app.include_router(requests_router(edge.usage))
-    app.include_router(ws_router(pipeline, settings, metrics, edge))
-    app.include_router(ops_router(clients, settings, metrics, lifecycle))
-    app.include_router(retrieval_router(clients, settings, edge))
-    app.include_router(tokens_router)
-    app.state.token_issuer = clients.issuer
+    gateway.keep_on(app)
+    include_routers(app, settings)
+    add_middleware(app, gateway, tracer_provider)
+    return app
 
+
+def include_routers(app: FastAPI, settings: GatewaySettings) -> None:
+    app.include_router(chat.router)
+    app.include_router(models.router)
+    if settings.gateway_admin_api_enabled:
+        app.include_router(admin.router)
+    app.include_router(usage.router)
+    app.include_router(requests.router)
+    app.include_router(ws.router)
+    app.include_router(ops.router)
+    app.include_router(retrieval.router)
+    app.include_router(tokens.router)
+
+
+def add_middleware(app: FastAPI, gateway: Gateway, tracer_provider: TracerProvider | None) -> None:
+    settings, shared = gateway.settings, gateway.shared
     # Added innermost first: stream send (outermost) -> tracing -> access log -> body limit ->
     # database busy -> API key -> text guard -> guardrails header -> routes.
     app.add_middleware(GuardrailsHeaderMiddleware)
@@ -297,8 +369,13 @@ def create_app(
         ApiKeyMiddleware,
         bootstrap=bootstrap_identity(settings),
         api_key=settings.gateway_api_key.get_secret_value(),
-        keys=keys,
-        failures=auth_failures,
+        keys=gateway.keys,
+        failures=AuthFailures(
+            shared.limits,
+            limit=settings.gateway_ip_auth_failures,
+            window_seconds=settings.gateway_rate_limit_window_seconds,
+            clock=gateway.clock,
+        ),
         trusted_proxy_hops=settings.gateway_trusted_proxy_hops,
     )
     # Outside the API key check, which may wait for a pooled database connection itself.
@@ -308,9 +385,8 @@ def create_app(
         max_bytes=settings.gateway_max_body_bytes,
         read_timeout_seconds=settings.gateway_body_timeout_seconds,
     )
-    app.add_middleware(AccessMiddleware, metrics=metrics)
+    app.add_middleware(AccessMiddleware, metrics=gateway.metrics)
     # The request span is current for everything inside.
     app.add_middleware(RequestTracing, tracer_provider=tracer_provider)
     # Outermost: streamed events skip the wrappers inside (they only watch a response's start).
     app.add_middleware(StreamSendMiddleware)
-    return app

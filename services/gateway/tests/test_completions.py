@@ -1,14 +1,8 @@
 import orjson
 import pytest
-from gateway_service.api.completions import (
-    SSE_DONE,
-    ChunkEncoder,
-    CompletionMeta,
-    chat_completion,
-    citations,
-    sse,
-)
+from gateway_service.api.completions import ChunkEncoder, CompletionMeta, chat_completion, citations
 from gateway_service.api.errors import ApiError
+from gateway_service.api.sse_response import SSE_DONE, sse, sse_events, sse_replay
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2
@@ -55,7 +49,7 @@ def test_missing_finish_reason_and_total_are_filled_in():
 def test_stream_sequence_with_usage():
     meta = CompletionMeta(model="m", citations=[])
     encoder = ChunkEncoder(meta, include_usage=True)
-    raw = encoder.delta("Hel") + encoder.delta("lo") + encoder.finish(FINAL)
+    raw = b"".join(sse_replay([encoder.delta("Hel"), encoder.delta("lo"), *encoder.finish(FINAL)]))
     assert raw.endswith(SSE_DONE)
     first, second, finish, usage, done = events(raw)
     assert first["choices"][0]["delta"] == {"role": "assistant", "content": "Hel"}
@@ -70,7 +64,7 @@ def test_stream_sequence_with_usage():
 
 def test_stream_without_usage_has_no_usage_chunk():
     encoder = ChunkEncoder(CompletionMeta(model="m"), include_usage=False)
-    chunks = events(encoder.delta("a") + encoder.finish(FINAL))
+    chunks = events(b"".join(sse_replay([encoder.delta("a"), *encoder.finish(FINAL)])))
     assert len(chunks) == 3
     assert all("usage" not in c for c in chunks[:2])
     assert "citations" not in chunks[0]
@@ -78,7 +72,7 @@ def test_stream_without_usage_has_no_usage_chunk():
 
 def test_empty_completion_still_sends_the_role():
     encoder = ChunkEncoder(CompletionMeta(model="m"), include_usage=False)
-    role, finish, done = events(encoder.finish(FINAL))
+    role, finish, done = events(b"".join(sse_replay(encoder.finish(FINAL))))
     assert role["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert finish["choices"][0]["finish_reason"] == "length"
     assert done == "[DONE]"
@@ -86,14 +80,18 @@ def test_empty_completion_still_sends_the_role():
 
 def test_output_that_looks_like_sse_stays_inside_one_event():
     encoder = ChunkEncoder(CompletionMeta(model="m"), include_usage=False)
-    raw = encoder.delta("x\n\ndata: [DONE]\n\n")
+    raw = sse_events([encoder.delta("x\n\ndata: [DONE]\n\n")])
     assert raw.count(b"\n\n") == 1
     assert events(raw)[0]["choices"][0]["delta"]["content"] == "x\n\ndata: [DONE]\n\n"
 
 
 def test_error_event_is_the_envelope_without_done():
-    raw = ChunkEncoder.error(
-        ApiError(503, "the generation service is unavailable", code="service_unavailable")
+    raw = sse_events(
+        [
+            ChunkEncoder.error(
+                ApiError(503, "the generation service is unavailable", code="service_unavailable")
+            )
+        ]
     )
     assert SSE_DONE not in raw
     assert events(raw) == [
@@ -135,4 +133,4 @@ def test_prebuilt_content_delta_matches_full_serialization(include_usage, conten
     }
     if include_usage:
         expected["usage"] = None
-    assert encoder.delta(content) == b"data: " + orjson.dumps(expected) + b"\n\n"
+    assert sse_events([encoder.delta(content)]) == b"data: " + orjson.dumps(expected) + b"\n\n"

@@ -113,7 +113,8 @@ async def test_a_stream_without_final_is_an_upstream_error():
 
 async def test_a_batch_of_deltas_becomes_one_chunk_each_written_together():
     from gateway_service.api.completions import ChunkEncoder, CompletionMeta
-    from gateway_service.pipeline.chat import StreamTally, sse_events
+    from gateway_service.api.sse_response import sse_events
+    from gateway_service.pipeline.chat import StreamTally, chunk_batches
 
     batch = generation_pb2.GenerateResponse(
         deltas=generation_pb2.DeltaBatch(deltas=[generation_pb2.Delta(content=t) for t in ("a", "b", "c")])
@@ -121,8 +122,8 @@ async def test_a_batch_of_deltas_becomes_one_chunk_each_written_together():
     reader = guarded(Call(events_of(delta("x"), batch, final())))
     tally = StreamTally()
     writes = [
-        w
-        async for w in sse_events(
+        sse_events(batch)
+        async for batch in chunk_batches(
             reader,
             ChunkEncoder(CompletionMeta(model="m"), include_usage=False),
             keepalive_seconds=5,

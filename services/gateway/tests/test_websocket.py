@@ -4,7 +4,8 @@ import asyncio
 import json
 
 import pytest
-from gateway_service.api.routes.ws import PATH, frames
+from gateway_service.api.routes.ws import PATH
+from gateway_service.api.sse_response import SSE_DONE
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -29,6 +30,15 @@ async def receive_completion(ws) -> list[dict]:
         if "error" in chunk or chunk.get("choices") == []:
             return chunks
     raise AssertionError("no usage frame")
+
+
+def frames(sse_bytes: bytes) -> list[bytes]:
+    """The JSON payloads of SSE events; comments and [DONE] are SSE framing only."""
+    out = []
+    for block in sse_bytes.split(b"\n\n"):
+        if block.startswith(b"data: ") and block + b"\n\n" != SSE_DONE:
+            out.append(block[len(b"data: ") :])
+    return out
 
 
 def test_frames_are_the_sse_payloads():

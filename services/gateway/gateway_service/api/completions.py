@@ -1,4 +1,7 @@
-"""OpenAI chat.completion objects and chat.completion.chunk server-sent events."""
+"""OpenAI chat.completion objects, and the chat.completion.chunk payloads of a stream.
+
+A chunk payload is the JSON of one chunk, as bytes; each transport frames it (SSE: sse_response.py,
+WebSocket: one text frame each)."""
 
 import time
 import uuid
@@ -13,8 +16,6 @@ from llmsuite.generation.v1 import generation_pb2
 from ..pipeline.tool_calls import delta_tool_calls, whole_tool_calls
 from .errors import ApiError, envelope, note_error
 
-SSE_DONE = b"data: [DONE]\n\n"
-SSE_KEEPALIVE = b": keep-alive\n\n"
 DEFAULT_FINISH_REASON = "stop"
 _MARKER = "\x00"
 
@@ -79,12 +80,8 @@ def chat_completion(meta: CompletionMeta, content: str, final: generation_pb2.Fi
     return out
 
 
-def sse(obj: object) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
-
-
 class ChunkEncoder:
-    """Turns generation events into the SSE bytes of one completion, in order."""
+    """Turns generation events into the chunk payloads of one completion, in order."""
 
     def __init__(self, meta: CompletionMeta, *, include_usage: bool) -> None:
         self._meta = meta
@@ -93,7 +90,7 @@ class ChunkEncoder:
         # A plain content delta differs from the next only in its text: the bytes around it are
         # serialized once. The content is the last string in a chunk (only fixed keys and nulls
         # follow), so the last occurrence of the marker is it, whatever the id or model contain.
-        template = sse(self._chunk({"content": _MARKER}, None))
+        template = orjson.dumps(self._chunk({"content": _MARKER}, None))
         self._content_prefix, _, self._content_suffix = template.rpartition(orjson.dumps(_MARKER))
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
@@ -115,26 +112,26 @@ class ChunkEncoder:
         if self._started:
             if not tool_calls:
                 return self._content_prefix + orjson.dumps(content) + self._content_suffix
-            return sse(self._chunk(body, None))
+            return orjson.dumps(self._chunk(body, None))
         self._started = True
         chunk = self._chunk({"role": "assistant", **body}, None)
         if self._meta.citations is not None:
             chunk["citations"] = self._meta.citations
-        return sse(chunk)
+        return orjson.dumps(chunk)
 
-    def finish(self, final: generation_pb2.Final) -> bytes:
-        parts = [] if self._started else [self.delta("")]
-        parts.append(sse(self._chunk({}, final.finish_reason or DEFAULT_FINISH_REASON)))
+    def finish(self, final: generation_pb2.Final) -> list[bytes]:
+        """The last payloads: the finish reason, then (if asked for) the usage chunk."""
+        payloads = [] if self._started else [self.delta("")]
+        payloads.append(orjson.dumps(self._chunk({}, final.finish_reason or DEFAULT_FINISH_REASON)))
         if self._include_usage:
             last = self._chunk({}, None)
             last["choices"] = []
             last["usage"] = usage(final.usage)
-            parts.append(sse(last))
-        parts.append(SSE_DONE)
-        return b"".join(parts)
+            payloads.append(orjson.dumps(last))
+        return payloads
 
     @staticmethod
     def error(err: ApiError) -> bytes:
-        # No [DONE] follows: clients must see that the stream failed rather than ended.
+        """The payload that ends a failed stream: the error envelope."""
         note_error(err)
-        return sse(envelope(err))
+        return orjson.dumps(envelope(err))

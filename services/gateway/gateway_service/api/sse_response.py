@@ -1,13 +1,34 @@
-"""Server-sent events responses, and the short path their events take to the socket."""
+"""Server-sent events: the framing of chunk payloads, the response, and the short path its events
+take to the socket."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
+import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+SSE_DONE = b"data: [DONE]\n\n"
+SSE_KEEPALIVE = b": keep-alive\n\n"
+_DATA = b"data: "
+_BETWEEN = b"\n\ndata: "
+_END = b"\n\n"
 # Where StreamSendMiddleware leaves the send it was given, for SSEResponse's events.
 STREAM_SEND = "llmsuite.stream_send"
+
+
+def sse(obj: object) -> bytes:
+    return _DATA + orjson.dumps(obj) + _END
+
+
+def sse_events(payloads: Sequence[bytes]) -> bytes:
+    """Chunk payloads (JSON bytes, never a blank line inside) as one `data:` event each, in one write."""
+    return _DATA + _BETWEEN.join(payloads) + _END
+
+
+def sse_replay(payloads: Sequence[bytes]) -> tuple[bytes, ...]:
+    """A complete stream's events as kept for replay: one per payload, then [DONE]."""
+    return (*(_DATA + p + _END for p in payloads), SSE_DONE)
 
 
 class StreamSendMiddleware:

@@ -14,7 +14,7 @@ from llmsuite_common.request_context import request_id_var
 from llmsuite_common.rules.metrics import RuleMetrics
 from llmsuite_common.rules.output_scan import OutputScanner
 
-from ..api.completions import SSE_KEEPALIVE, ChunkEncoder, citations
+from ..api.completions import ChunkEncoder, citations
 from ..api.errors import ApiError, from_grpc
 from ..api.schemas import ChatCompletionRequest
 from ..edge.auth import Identity
@@ -209,37 +209,39 @@ async def collect(
 
 @dataclass
 class StreamTally:
-    """What a stream delivered: deltas sent, the final message, and its events for replay."""
+    """What a stream delivered: deltas sent, the final message, and its chunk payloads for replay."""
 
     deltas: int = 0
     final: generation_pb2.Final | None = None
-    events: list[bytes] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
     # The text delivered, for the request log.
     parts: list[str] = field(default_factory=list)
+    # The error that ended the stream after it started (its payload was the last one sent).
+    error: ApiError | None = None
 
 
-async def sse_events(
+async def chunk_batches(
     reader: GenerationReader,
     encoder: ChunkEncoder,
     *,
     keepalive_seconds: float,
     on_first_token: Callable[[], None],
-    tally: StreamTally | None = None,
-) -> AsyncGenerator[bytes]:
-    """One SSE event per generation delta; keep-alive comments until the first one arrives.
+    tally: StreamTally,
+) -> AsyncGenerator[list[bytes]]:
+    """The chunk payloads of a stream, one list per generation message; an empty list for each
+    keep-alive interval that passes before the first message. After the final message or an error
+    payload (tally.final, tally.error), nothing follows.
 
-    The keep-alive loop is bounded by the Generate call's deadline, which fails the pending read.
+    Events already released together (a batch from generation, held text let go at once) come in one
+    list, for one write. The keep-alive loop is bounded by the Generate call's deadline, which fails
+    the pending read.
     """
-    tally = tally if tally is not None else StreamTally()
     try:
         while not (await _finished_within(reader, keepalive_seconds)):
-            yield SSE_KEEPALIVE
+            yield []
         first = True
         while (event := await reader.next()) is not None:
-            # Events already released together (a batch from generation, held text let go at once)
-            # go out in one write: still one SSE event each, one syscall for all.
             out: list[bytes] = []
-            ended = False
             while event is not None:
                 kind = event.WhichOneof("event")
                 if kind == "delta":
@@ -249,29 +251,28 @@ async def sse_events(
                     data = encoder.delta(event.delta.content, event.delta.tool_calls)
                     tally.deltas += 1
                     tally.parts.append(event.delta.content)
-                    tally.events.append(data)
+                    tally.payloads.append(data)
                     out.append(data)
                 elif kind == "final":
-                    data = encoder.finish(event.final)
-                    tally.events.append(data)
+                    last = encoder.finish(event.final)
+                    tally.payloads.extend(last)
                     tally.final = event.final
-                    out.append(data)
-                    ended = True
-                    break
+                    yield out + last
+                    await reader.finish()
+                    return
                 event = reader.ready()
             if out:
-                yield out[0] if len(out) == 1 else b"".join(out)
-            if ended:
-                await reader.finish()
-                return
-        yield encoder.error(incomplete_stream())
+                yield out
+        error = incomplete_stream()
     except grpc.aio.AioRpcError as err:
-        yield encoder.error(from_grpc(err, "generation"))
+        error = from_grpc(err, "generation")
     except ApiError as err:
-        yield encoder.error(err)
+        error = err
     except Exception:  # noqa: BLE001 - headers are sent; the failure must still reach the client
         log.exception("stream failed")
-        yield encoder.error(ApiError(500, "internal error", code="internal_error"))
+        error = ApiError(500, "internal error", code="internal_error")
+    tally.error = error
+    yield [encoder.error(error)]
 
 
 async def _finished_within(reader: GenerationReader, seconds: float) -> bool:

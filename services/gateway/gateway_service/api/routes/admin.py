@@ -3,12 +3,13 @@
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from ...edge.auth import API_KEY_SCHEME, Identity
 from ...edge.keys import KeyStore
+from ..deps import IdentityDep, KeysDep
 from ..errors import ApiError
 
 _ID = r"^[A-Za-z0-9._-]{1,64}$"
@@ -69,53 +70,56 @@ def _json(value: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(value), status_code=status, media_type="application/json")
 
 
-def admin_router(keys: KeyStore | None) -> APIRouter:
-    router = APIRouter(prefix="/v1/admin", dependencies=[API_KEY_SCHEME], tags=["admin"])
+router = APIRouter(prefix="/v1/admin", dependencies=[API_KEY_SCHEME], tags=["admin"])
 
-    def store(request: Request) -> tuple[KeyStore, Identity]:
-        if keys is None:
-            raise ApiError(
-                501,
-                "key management needs a database: set GATEWAY_DATABASE_URL or GATEWAY_PGSERVER_DATA_DIR",
-                code="not_configured",
-            )
-        identity: Identity = request.state.identity
-        if identity.role != "admin":
-            raise ApiError(403, "this API key is not an admin key", code="forbidden")
-        return keys, identity
 
-    @router.post("/orgs", response_class=Response, status_code=201)
-    async def create_org(body: CreateOrg, request: Request) -> Response:
-        ks, who = store(request)
-        org = await ks.create_org(who, body.id, body.name, body.settings.model_dump(exclude_none=True))
-        return _json(org, 201)
-
-    @router.get("/orgs", response_class=Response)
-    async def list_orgs(request: Request) -> Response:
-        ks, who = store(request)
-        return _json({"object": "list", "data": await ks.list_orgs(who)})
-
-    @router.post("/keys", response_class=Response, status_code=201)
-    async def create_key(body: CreateKey, request: Request) -> Response:
-        ks, who = store(request)
-        created = await ks.create_key(
-            who,
-            org_id=body.org_id,
-            role=body.role,
-            name=body.name,
-            user_id=body.user_id,
-            settings=body.settings.model_dump(exclude_none=True),
+def admin_store(keys: KeyStore | None, identity: Identity) -> KeyStore:
+    """The key store, for an admin key; checked in each handler, after its body was validated."""
+    if keys is None:
+        raise ApiError(
+            501,
+            "key management needs a database: set GATEWAY_DATABASE_URL or GATEWAY_PGSERVER_DATA_DIR",
+            code="not_configured",
         )
-        return _json(created, 201)
+    if identity.role != "admin":
+        raise ApiError(403, "this API key is not an admin key", code="forbidden")
+    return keys
 
-    @router.get("/keys", response_class=Response)
-    async def list_keys(request: Request, org_id: str | None = None) -> Response:
-        ks, who = store(request)
-        return _json({"object": "list", "data": await ks.list_keys(who, org_id)})
 
-    @router.delete("/keys/{key_id}", response_class=Response)
-    async def revoke_key(key_id: str, request: Request) -> Response:
-        ks, who = store(request)
-        return _json(await ks.revoke_key(who, key_id))
+@router.post("/orgs", response_class=Response, status_code=201)
+async def create_org(body: CreateOrg, keys: KeysDep, who: IdentityDep) -> Response:
+    ks = admin_store(keys, who)
+    org = await ks.create_org(who, body.id, body.name, body.settings.model_dump(exclude_none=True))
+    return _json(org, 201)
 
-    return router
+
+@router.get("/orgs", response_class=Response)
+async def list_orgs(keys: KeysDep, who: IdentityDep) -> Response:
+    ks = admin_store(keys, who)
+    return _json({"object": "list", "data": await ks.list_orgs(who)})
+
+
+@router.post("/keys", response_class=Response, status_code=201)
+async def create_key(body: CreateKey, keys: KeysDep, who: IdentityDep) -> Response:
+    ks = admin_store(keys, who)
+    created = await ks.create_key(
+        who,
+        org_id=body.org_id,
+        role=body.role,
+        name=body.name,
+        user_id=body.user_id,
+        settings=body.settings.model_dump(exclude_none=True),
+    )
+    return _json(created, 201)
+
+
+@router.get("/keys", response_class=Response)
+async def list_keys(keys: KeysDep, who: IdentityDep, org_id: str | None = None) -> Response:
+    ks = admin_store(keys, who)
+    return _json({"object": "list", "data": await ks.list_keys(who, org_id)})
+
+
+@router.delete("/keys/{key_id}", response_class=Response)
+async def revoke_key(key_id: str, keys: KeysDep, who: IdentityDep) -> Response:
+    ks = admin_store(keys, who)
+    return _json(await ks.revoke_key(who, key_id))

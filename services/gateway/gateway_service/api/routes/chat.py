@@ -1,208 +1,86 @@
+"""POST /v1/chat/completions, answered whole or as server-sent events.
+
+The route admits the request at the edge (edge/request_edge.py: limits, budget, idempotency, the
+result cache, and on exit usage and the request log), runs the pipeline (pipeline/chat.py: input
+guardrails, retrieval, generation through the output rail) and frames what it yields: one JSON
+response, or one SSE event per chunk payload.
+"""
+
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import grpc
 import orjson
 from fastapi import APIRouter, Request
 from llmsuite_common.exemplars import trace_exemplar
-from llmsuite_common.request_context import request_id_var
-from starlette.responses import Response, StreamingResponse
+from prometheus_client import Histogram
+from starlette.responses import Response
 
 from ...edge import idempotency as idem
-from ...edge import result_cache
-from ...edge.admission import EdgeChecks
-from ...edge.auth import API_KEY_SCHEME, Identity
-from ...edge.idempotency import Claim, Idempotency
-from ...edge.limits import Admission, Limiter
-from ...edge.request_log import logged
-from ...edge.result_cache import ResultCache
-from ...edge.stored_response import StoredResponse
-from ...edge.tokens import prompt_estimate, reservation
-from ...edge.usage import UsageRecorder
-from ...metrics import GatewayMetrics
-from ...pipeline.chat import ChatPipeline, StreamTally, collect, sse_events
+from ...edge.auth import API_KEY_SCHEME
+from ...edge.request_edge import Admitted, AdmittedStream, EdgeRequest
+from ...pipeline.chat import StreamTally, chunk_batches, collect
 from ...pipeline.deadline import Deadline
 from ...pipeline.downstream import timed
 from ...pipeline.generation_reader import GenerationReader, incomplete_stream
-from ...settings import GatewaySettings
 from .. import server_timing
 from ..client_ip import client_ip
 from ..completions import ChunkEncoder, CompletionMeta, chat_completion
+from ..deps import EdgeDep, IdentityDep, MetricsDep, PipelineDep, SettingsDep
 from ..disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, wait_unless_disconnected
-from ..errors import CANCELLED, from_grpc, note_error_class
+from ..errors import from_grpc
 from ..schemas import ChatCompletionRequest
-from ..sse_response import SSEResponse
+from ..sse_response import SSE_DONE, SSE_KEEPALIVE, SSEResponse, sse_events, sse_replay
+
+router = APIRouter(dependencies=[API_KEY_SCHEME])
 
 
-@dataclass(frozen=True)
-class ChatEdge:
-    """What sits between the client and the pipeline: limits, idempotency, the result cache."""
-
-    limiter: Limiter
-    idempotency: Idempotency
-    cache: ResultCache
-    checks: EdgeChecks
-    usage: UsageRecorder
-
-
-def stream_usage(body: ChatCompletionRequest, tally: StreamTally) -> tuple[int, int]:
-    """(prompt, completion) tokens of a stream: as reported, or for a cancelled or usage-less stream,
-    the prompt estimate and one token per delta sent."""
-    if tally.final is not None and (tally.final.usage.prompt_tokens or tally.final.usage.completion_tokens):
-        return tally.final.usage.prompt_tokens, tally.final.usage.completion_tokens
-    return prompt_estimate(body), tally.deltas
-
-
-def chat_router(
-    pipeline: ChatPipeline, settings: GatewaySettings, metrics: GatewayMetrics, edge: ChatEdge
-) -> APIRouter:
-    router = APIRouter(dependencies=[API_KEY_SCHEME])
-    timeout = settings.gateway_request_timeout_seconds
-    keepalive = settings.gateway_keepalive_seconds
-    hops = settings.gateway_trusted_proxy_hops
-    limiter = edge.limiter
-
-    @router.post("/v1/chat/completions", response_class=Response)
-    async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
-        deadline = Deadline(timeout)
-        identity: Identity = request.state.identity
-        model = pipeline.model_for(body)
-        edge.checks.check(identity, body, model)
-        edge.usage.check_capacity()
-        ip = client_ip(request.scope, hops)
-        with server_timing.hop("limits"):
-            await edge.usage.check_budget(identity, ip)
-            admission = await limiter.admit(
-                identity,
-                ip,
-                tokens=reservation(body, settings.gateway_reserved_completion_tokens),
-                stream=body.stream,
-            )
-        finished = False
-        request.state.tokens_used = 0
-        try:
-            response = await _serve(request, body, identity, model, admission, deadline)
-            finished = isinstance(response, SSEResponse)
-            return response
-        except Exception as err:
-            edge.usage.record_failure(identity, model, request_id_var.get(), body, deadline, err)
-            raise
-        finally:
-            if not finished:
-                # Non-stream requests are done here, reconciled off the response path; streams
-                # reconcile when they close.
-                limiter.run_later(admission.finish(request.state.tokens_used))
-
-    async def _serve(
-        request: Request,
-        body: ChatCompletionRequest,
-        identity: Identity,
-        model: str,
-        admission: Admission,
-        deadline: Deadline,
-    ) -> Response:
-        headers = dict(admission.headers)
-        claim: Claim | None = None
-        if (key := request.headers.get(idem.HEADER)) is not None:
-            outcome = await edge.idempotency.claim(
-                identity.org_id, key, idem.body_fingerprint(body.model_dump(mode="json", exclude_unset=True))
-            )
-            if isinstance(outcome, StoredResponse):
-                return outcome.response({**headers, idem.REPLAYED_HEADER: "true"})
-            claim = outcome
-        try:
-            response = await _cached_or_generated(
-                request, body, identity, model, admission, deadline, headers, claim
-            )
-        except BaseException:
-            if claim is not None:
-                await edge.idempotency.release(claim)
-            raise
-        # Streams settle their claim when they end; a cache hit settled it already.
-        if claim is not None and not isinstance(response, StreamingResponse):
-            if response.status_code == 200:
-                await edge.idempotency.complete(claim, StoredResponse(200, body=bytes(response.body)))
-            else:
-                await edge.idempotency.release(claim)
-        return response
-
-    async def _cached_or_generated(
-        request: Request,
-        body: ChatCompletionRequest,
-        identity: Identity,
-        model: str,
-        admission: Admission,
-        deadline: Deadline,
-        headers: dict[str, str],
-        claim: Claim | None,
-    ) -> Response:
-        ttl = identity.policy.cache_ttl_seconds
+@router.post("/v1/chat/completions", response_class=Response)
+async def create_chat_completion(
+    body: ChatCompletionRequest,
+    request: Request,
+    identity: IdentityDep,
+    settings: SettingsDep,
+    pipeline: PipelineDep,
+    edge: EdgeDep,
+    metrics: MetricsDep,
+) -> Response:
+    deadline = Deadline(settings.gateway_request_timeout_seconds)
+    admit = EdgeRequest(
+        identity=identity,
+        body=body,
+        model=pipeline.model_for(body),
+        client_ip=client_ip(request.scope, settings.gateway_trusted_proxy_hops),
+        deadline=deadline,
+        stream=body.stream,
+        idempotency_key=request.headers.get(idem.HEADER),
+    )
+    async with edge.admit(admit) as admitted:
+        if admitted.replay is not None:
+            return admitted.replay
         screened = await pipeline.screen(body, identity, deadline)
-        cache_key = (
-            result_cache.cache_key(
-                identity.org_id,
-                model,
-                body,
-                policy_version=screened.policy_version,
-                collection_version=screened.collection_version,
-            )
-            if ttl and result_cache.cacheable(body)
-            else None
-        )
-        if cache_key is not None:
-            hit = await edge.cache.get(cache_key, org_id=identity.org_id, key_id=identity.key_id)
-            if hit is not None:
-                if claim is not None:
-                    await edge.idempotency.complete(claim, hit)
-                return hit.response({**headers, result_cache.HEADER: "hit"})
-            headers[result_cache.HEADER] = "miss"
-
-        async def store(stored: StoredResponse) -> None:
-            if cache_key is not None:
-                await edge.cache.put(cache_key, stored, ttl)
-            if claim is not None:
-                await edge.idempotency.complete(claim, stored)
-
+        if (hit := await admitted.cached(screened)) is not None:
+            return hit
         prepared = await pipeline.prepare(body, identity, deadline, screened=screened)
         meta = CompletionMeta(model=prepared.request.model, citations=prepared.citations)
-        generation_started = time.perf_counter()
+        started = time.perf_counter()
         reader = pipeline.generate(prepared, deadline)
-        mode = "true" if body.stream else "false"
-        request.state.tokens_used = prompt_estimate(body)
-
-        def first_token() -> None:
-            request.state.ttft_seconds = deadline.elapsed()
-            metrics.time_to_first_token.labels(mode).observe(deadline.elapsed(), trace_exemplar())
-
+        admitted.generating()
+        answer = ChatAnswer(
+            request=request,
+            admitted=admitted,
+            reader=reader,
+            meta=meta,
+            time_to_first_token=metrics.time_to_first_token,
+            keepalive_seconds=settings.gateway_keepalive_seconds,
+            started=started,
+        )
         try:
             if body.stream:
-                return await _stream(
-                    request,
-                    reader,
-                    meta,
-                    body,
-                    first_token,
-                    deadline,
-                    admission,
-                    headers,
-                    claim,
-                    store,
-                    generation_started,
-                )
-            response = await _complete(request, reader, meta, first_token, headers, generation_started)
-            edge.usage.record(
-                identity,
-                meta.model,
-                request.state.prompt_tokens,
-                request.state.completion_tokens,
-                request_id_var.get(),
-                **logged(body, deadline, state=request.state),
-            )
-            if cache_key is not None:
-                await edge.cache.put(cache_key, StoredResponse(200, body=bytes(response.body)), ttl)
-            return response
+                return await answer_streamed(answer)
+            return await answer_whole(answer)
         except ClientDisconnected:
             reader.cancel()
             return Response(status_code=CLIENT_CLOSED_REQUEST)
@@ -210,109 +88,88 @@ def chat_router(
             reader.cancel()
             raise
 
-    async def _complete(
-        request: Request,
-        reader: GenerationReader,
-        meta: CompletionMeta,
-        first_token: Callable[[], None],
-        headers: dict[str, str],
-        generation_started: float,
-    ) -> Response:
-        work = asyncio.ensure_future(collect(reader, first_token))
-        try:
-            await timed(wait_unless_disconnected(request.receive, work, None))
-        finally:
-            if not work.done():
-                work.cancel()
-        # Server-Timing's generation entry: the whole answer, the time the response waited for.
-        server_timing.add("generation", time.perf_counter() - generation_started)
-        content, final = work.result()
-        request.state.tokens_used = final.usage.prompt_tokens + final.usage.completion_tokens
-        request.state.prompt_tokens = final.usage.prompt_tokens
-        request.state.completion_tokens = final.usage.completion_tokens
-        request.state.finish_reason, request.state.answer = final.finish_reason, content
-        return Response(
-            orjson.dumps(chat_completion(meta, content, final)),
-            media_type="application/json",
-            headers=headers,
-        )
 
-    async def _stream(
-        request: Request,
-        reader: GenerationReader,
-        meta: CompletionMeta,
-        body: ChatCompletionRequest,
-        first_token: Callable[[], None],
-        deadline: Deadline,
-        admission: Admission,
-        headers: dict[str, str],
-        claim: Claim | None,
-        store: Callable[[StoredResponse], Awaitable[None]],
-        generation_started: float,
-    ) -> Response:
-        # Errors that come fast (bad model, backend down) still get a real HTTP status; after one
-        # keep-alive interval the stream starts and later errors become an SSE error event.
-        first = reader.pending_read()
-        if await timed(
-            wait_unless_disconnected(request.receive, first, min(keepalive, deadline.remaining()))
-        ):
-            # The first event is in before the headers go: Server-Timing can carry the time to it.
-            server_timing.add("generation", time.perf_counter() - generation_started)
-            error = first.exception()
-            if isinstance(error, grpc.aio.AioRpcError):
-                raise from_grpc(error, "generation")
-            if error is None and first.result() is None:
-                raise incomplete_stream()
-        encoder = ChunkEncoder(meta, include_usage=body.include_usage)
-        metrics.streams_in_flight.inc()
-        tally = StreamTally()
+@dataclass(frozen=True)
+class ChatAnswer:
+    """One request's answer in the making: what its steps share."""
 
-        request_id = request_id_var.get()
-        identity: Identity = request.state.identity
+    request: Request
+    admitted: Admitted
+    reader: GenerationReader
+    meta: CompletionMeta
+    time_to_first_token: Histogram
+    keepalive_seconds: float
+    # When generation started (perf_counter), for Server-Timing's generation entry.
+    started: float
 
-        stored = False
+    def first_token(self) -> None:
+        elapsed = self.admitted.request.deadline.elapsed()
+        self.admitted.ttft_seconds = elapsed
+        mode = "true" if self.admitted.request.stream else "false"
+        self.time_to_first_token.labels(mode).observe(elapsed, trace_exemplar())
 
-        async def after_stream() -> None:
-            prompt, completion = stream_usage(body, tally)
-            edge.usage.record(
-                identity,
-                meta.model,
-                prompt,
-                completion,
-                request_id,
-                cancelled=tally.final is None,
-                **logged(body, deadline, state=request.state, tally=tally),
-            )
-            await admission.finish(prompt + completion)
-            if not stored and claim is not None:
-                await edge.idempotency.release(claim)
 
-        def closed() -> None:
-            if tally.final is None:
-                # Ended before its final message: a client that left, unless an error event ended it
-                # (that error was noted first and stands).
-                note_error_class(CANCELLED)
-            reader.cancel()
-            metrics.streams_in_flight.dec()
-            limiter.run_later(after_stream())
+async def answer_whole(answer: ChatAnswer) -> Response:
+    work = asyncio.ensure_future(collect(answer.reader, answer.first_token))
+    try:
+        await timed(wait_unless_disconnected(answer.request.receive, work, None))
+    finally:
+        if not work.done():
+            work.cancel()
+    # Server-Timing's generation entry: the whole answer, the time the response waited for.
+    server_timing.add("generation", time.perf_counter() - answer.started)
+    content, final = work.result()
+    body = orjson.dumps(chat_completion(answer.meta, content, final))
+    answer.admitted.answered(final, content, body)
+    return Response(body, media_type="application/json", headers=answer.admitted.headers)
 
-        events = sse_events(
-            reader, encoder, keepalive_seconds=keepalive, on_first_token=first_token, tally=tally
-        )
 
-        async def storing_events() -> AsyncIterator[bytes]:
-            # The complete stream is stored before its last event goes out, so a client that
-            # retries the moment it sees [DONE] already gets the replay rather than 409.
-            nonlocal stored
-            try:
-                async for data in events:
-                    if tally.final is not None and not stored:
-                        stored = True
-                        await store(StoredResponse(200, events=tuple(tally.events)))
-                    yield data
-            finally:
-                await events.aclose()
+async def answer_streamed(answer: ChatAnswer) -> Response:
+    # Errors that come fast (bad model, backend down) still get a real HTTP status; after one
+    # keep-alive interval the stream starts and later errors become an SSE error event.
+    first = answer.reader.pending_read()
+    deadline = answer.admitted.request.deadline
+    wait = min(answer.keepalive_seconds, deadline.remaining())
+    if await timed(wait_unless_disconnected(answer.request.receive, first, wait)):
+        # The first event is in before the headers go: Server-Timing can carry the time to it.
+        server_timing.add("generation", time.perf_counter() - answer.started)
+        error = first.exception()
+        if isinstance(error, grpc.aio.AioRpcError):
+            raise from_grpc(error, "generation")
+        if error is None and first.result() is None:
+            raise incomplete_stream()
+    tally = StreamTally()
+    # From here the stream settles when it closes, after this route returned.
+    stream = answer.admitted.stream(tally)
+    batches = chunk_batches(
+        answer.reader,
+        ChunkEncoder(answer.meta, include_usage=answer.admitted.request.body.include_usage),
+        keepalive_seconds=answer.keepalive_seconds,
+        on_first_token=answer.first_token,
+        tally=tally,
+    )
 
-        return SSEResponse(storing_events(), on_close=closed, headers=headers)
+    def closed() -> None:
+        answer.reader.cancel()
+        stream.close()
 
-    return router
+    return SSEResponse(sse_body(batches, tally, stream), on_close=closed, headers=answer.admitted.headers)
+
+
+async def sse_body(
+    batches: AsyncGenerator[list[bytes]], tally: StreamTally, stream: AdmittedStream
+) -> AsyncIterator[bytes]:
+    """Keep-alive comments until the first chunk, then one `data:` event per chunk payload (those of
+    one generation message in one write) and [DONE] after the last, unless an error event ended the
+    stream. The complete stream is stored before its last event goes out."""
+    try:
+        async for batch in batches:
+            if not batch:
+                yield SSE_KEEPALIVE
+            elif tally.final is None:
+                yield sse_events(batch)
+            else:
+                await stream.complete(sse_replay(tally.payloads))
+                yield sse_events(batch) + SSE_DONE
+    finally:
+        await batches.aclose()

@@ -6,15 +6,16 @@ so retrieval never has to trust a tenant named in a request.
 """
 
 from dataclasses import replace
-from typing import Annotated, Literal
+from typing import Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Request
-from llmsuite_common.service_tokens import RETRIEVAL_SCOPES, Caller, TokenIssuer, implied_scopes
+from fastapi import APIRouter
+from llmsuite_common.service_tokens import RETRIEVAL_SCOPES, Caller, implied_scopes
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from ...edge.auth import API_KEY_SCHEME, Identity
+from ..deps import IdentityDep, TokenIssuerDep
 from ..errors import ApiError
 
 router = APIRouter(dependencies=[API_KEY_SCHEME])
@@ -29,14 +30,6 @@ class TokenRequest(BaseModel):
         max_length=200,
         description="Space-separated scopes, a subset of the key's own; omitted means all of them.",
     )
-
-
-def token_issuer(request: Request) -> TokenIssuer:
-    return request.app.state.token_issuer
-
-
-def identity(request: Request) -> Identity:
-    return request.state.identity
 
 
 def requested_caller(key: Identity, scope: str | None) -> Caller:
@@ -61,8 +54,8 @@ def requested_caller(key: Identity, scope: str | None) -> Caller:
 @router.post("/v1/auth/token", response_class=Response)
 async def exchange_token(
     body: TokenRequest,
-    key: Annotated[Identity, Depends(identity)],
-    issuer: Annotated[TokenIssuer, Depends(token_issuer)],
+    key: IdentityDep,
+    issuer: TokenIssuerDep,
 ) -> Response:
     caller = requested_caller(key, body.scope)
     expires, token = issuer.issue(caller, body.audience)

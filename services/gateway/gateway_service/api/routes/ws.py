@@ -17,6 +17,7 @@ hit): once it is revoked the socket gets an error frame and a policy close (1008
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -25,30 +26,24 @@ from llmsuite_common.request_context import request_id_var
 from pydantic import ValidationError
 
 from ...edge.auth import Identity
-from ...edge.request_log import WS_ROUTE, logged
-from ...edge.tokens import prompt_estimate, reservation
+from ...edge.request_edge import EdgeRequest, RequestEdge
+from ...edge.request_log import WS_ROUTE
 from ...metrics import GatewayMetrics
-from ...pipeline.chat import ChatPipeline, StreamTally, sse_events
+from ...pipeline.chat import ChatPipeline, StreamTally, chunk_batches
 from ...pipeline.deadline import Deadline
+from ...pipeline.generation_reader import GenerationReader
 from ...settings import GatewaySettings
 from ..client_ip import client_ip
-from ..completions import SSE_DONE, ChunkEncoder, CompletionMeta
-from ..errors import (
-    CANCELLED,
-    ApiError,
-    close_error_note,
-    envelope,
-    note_error,
-    note_error_class,
-    open_error_note,
-)
+from ..completions import ChunkEncoder, CompletionMeta
+from ..deps import EdgeDep, IdentityDep, MetricsDep, PipelineDep, SettingsDep
+from ..errors import ApiError, close_error_note, envelope, note_error, open_error_note
 from ..request_id import request_id_from
 from ..schemas import ChatCompletionRequest
 from ..text_guard import check_json_text
 from ..validation import validation_error
-from .chat import ChatEdge, stream_usage
 
 log = logging.getLogger(__name__)
+router = APIRouter()
 
 PATH = "/v1/chat/completions/ws"
 CLOSE_STREAM_FAILED = 1011
@@ -84,195 +79,184 @@ class KeyRevoked(Exception):
     pass
 
 
-def frames(sse_bytes: bytes) -> list[bytes]:
-    """The JSON payloads of SSE events; comments and [DONE] are SSE framing only."""
-    out = []
-    for block in sse_bytes.split(b"\n\n"):
-        if block.startswith(b"data: ") and block + b"\n\n" != SSE_DONE:
-            out.append(block[len(b"data: ") :])
-    return out
-
-
 class StreamBroke(Exception):
     pass
 
 
-def ws_router(
-    pipeline: ChatPipeline, settings: GatewaySettings, metrics: GatewayMetrics, edge: ChatEdge
-) -> APIRouter:
-    router = APIRouter()
-    timeout = settings.gateway_request_timeout_seconds
-    keepalive = settings.gateway_keepalive_seconds
-    idle_seconds = settings.gateway_ws_idle_timeout_seconds
+@dataclass(frozen=True)
+class Socket:
+    """One accepted connection, and what serves the requests it carries."""
+
+    ws: WebSocket
+    identity: Identity
+    settings: GatewaySettings
+    pipeline: ChatPipeline
+    edge: RequestEdge
+    metrics: GatewayMetrics
+
+
+@router.websocket(PATH)
+async def chat_ws(
+    ws: WebSocket,
+    identity: IdentityDep,
+    settings: SettingsDep,
+    pipeline: PipelineDep,
+    edge: EdgeDep,
+    metrics: MetricsDep,
+) -> None:
+    header = ws.headers.get("x-request-id")
+    key_check = getattr(ws.state, "key_check", None)
+    await ws.accept()
+    serving = asyncio.ensure_future(serve(Socket(ws, identity, settings, pipeline, edge, metrics), header))
     # Half the key cache's lifetime: a revocation lands within about one TTL, mostly from the cache.
-    key_check_seconds = settings.gateway_key_cache_ttl_seconds / 2
-
-    async def one_request(ws: WebSocket, body: ChatCompletionRequest, identity: Identity) -> bool:
-        """Streams one completion; False when the client went away."""
-        deadline = Deadline(timeout)
-        model = pipeline.model_for(body)
-        edge.checks.check(identity, body, model)
-        edge.usage.check_capacity()
-        ip = client_ip(ws.scope, settings.gateway_trusted_proxy_hops)
-        await edge.usage.check_budget(identity, ip)
-        admission = await edge.limiter.admit(
-            identity,
-            ip,
-            tokens=reservation(body, settings.gateway_reserved_completion_tokens),
-            stream=True,
-        )
-        tally = StreamTally()
-        used = 0
-        try:
-            prepared = await pipeline.prepare(body, identity, deadline, streamed=True)
-            used = prompt_estimate(body)
-            reader = pipeline.generate(prepared, deadline)
-            encoder = ChunkEncoder(
-                CompletionMeta(model=prepared.request.model, citations=prepared.citations), include_usage=True
-            )
-            first = True
-
-            def first_token() -> None:
-                metrics.time_to_first_token.labels("ws").observe(deadline.elapsed())
-
-            async def send_all() -> None:
-                nonlocal first
-                async for data in sse_events(
-                    reader, encoder, keepalive_seconds=keepalive, on_first_token=first_token, tally=tally
-                ):
-                    for payload in frames(data):
-                        await ws.send_text(payload.decode())
-                        if payload.startswith(b'{"error"'):
-                            raise StreamBroke
-                    first = False
-
-            metrics.streams_in_flight.inc()
-            sender = asyncio.ensure_future(send_all())
-            watcher = asyncio.ensure_future(ws.receive())
-            try:
-                await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
-                if not sender.done():
-                    # The client spoke mid-stream: a close cancels; anything else is a protocol error.
-                    message = watcher.result()
-                    reader.cancel()
-                    sender.cancel()
-                    if message["type"] == "websocket.disconnect":
-                        return False
-                    err = ApiError(
-                        400, "send the next request after the usage frame", code="request_in_progress"
-                    )
-                    note_error(err)
-                    await ws.send_text(orjson.dumps(envelope(err)).decode())
-                    await ws.close(close_code(err))
-                    return False
-                if isinstance(sender.exception(), StreamBroke):
-                    await ws.close(CLOSE_STREAM_FAILED)
-                    return False
-                sender.result()
-                return True
-            finally:
-                watcher.cancel()
-                if not sender.done():
-                    sender.cancel()
-                reader.cancel()
-                metrics.streams_in_flight.dec()
-        finally:
-            if used and tally.final is None:
-                # Unless an error frame ended it (noted already), the client left mid-stream.
-                note_error_class(CANCELLED)
-            if used:
-                prompt, completion = stream_usage(body, tally)
-                edge.usage.record(
-                    identity,
-                    model,
-                    prompt,
-                    completion,
-                    request_id_var.get(),
-                    cancelled=tally.final is None,
-                    **logged(body, deadline, tally=tally, route=WS_ROUTE),
-                )
-                used = prompt + completion
-            edge.limiter.run_later(admission.finish(used))
-
-    async def watch_key(key_check: Callable[[], Awaitable[Identity | None]]) -> None:
-        """Returns once the socket's key no longer authenticates (revoked, or its org removed)."""
-        while True:
-            await asyncio.sleep(key_check_seconds)
-            try:
-                if await key_check() is None:
-                    return
-            except Exception:  # noqa: BLE001 - a database hiccup keeps the socket; the next check decides
-                log.warning("websocket key re-check failed", exc_info=True)
-
-    async def serve(ws: WebSocket, identity: Identity, header: str | None) -> None:
-        for _ in range(MAX_REQUESTS_PER_CONNECTION):
-            token = request_id_var.set(request_id_from(header))
-            # One error class per request on the connection, counted like an HTTP request's.
-            error_note = open_error_note()
-            try:
-                try:
-                    async with asyncio.timeout(idle_seconds):
-                        message = await ws.receive()
-                except TimeoutError:
-                    await ws.close(CLOSE_IDLE, reason="idle timeout")
-                    return
-                if message["type"] == "websocket.disconnect":
-                    return
-                raw = request_text(message)
-                check_json_text(raw)
-                try:
-                    body = ChatCompletionRequest.model_validate_json(raw)
-                except ValidationError as err:
-                    raise validation_error(err.errors()) from None
-                if not await one_request(ws, body, identity):
-                    return
-            except ApiError as err:
-                note_error(err)
-                await ws.send_text(orjson.dumps(envelope(err)).decode())
-                await ws.close(close_code(err), reason=(err.code or "")[:120])
-                return
-            finally:
-                if (error_class := close_error_note(error_note)) is not None:
-                    metrics.errors.labels(error_class).inc()
-                request_id_var.reset(token)
-        await ws.close(1000, reason="request limit per connection reached")
-
-    @router.websocket(PATH)
-    async def chat_ws(ws: WebSocket) -> None:
-        header = ws.headers.get("x-request-id")
-        identity: Identity = ws.state.identity
-        key_check = getattr(ws.state, "key_check", None)
-        await ws.accept()
-        serving = asyncio.ensure_future(serve(ws, identity, header))
-        watcher = asyncio.ensure_future(watch_key(key_check)) if key_check is not None else None
-        try:
-            if watcher is not None:
-                await asyncio.wait({serving, watcher}, return_when=asyncio.FIRST_COMPLETED)
-                if watcher.done() and not serving.done():
-                    # Cancelling the request in progress cancels its generation and logs it.
-                    serving.cancel()
-                    await asyncio.gather(serving, return_exceptions=True)
-                    raise KeyRevoked
-            await serving
-        except KeyRevoked:
-            err = ApiError(401, "the API key was revoked", code="invalid_api_key")
-            try:
-                await ws.send_text(orjson.dumps(envelope(err)).decode())
-                await ws.close(CLOSE_POLICY, reason="api key revoked")
-            except (RuntimeError, WebSocketDisconnect):
-                pass
-        except WebSocketDisconnect:
-            return
-        except Exception:
-            log.exception("websocket chat failed")
-            try:
-                await ws.close(CLOSE_STREAM_FAILED)
-            except RuntimeError:
-                pass
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-            if not serving.done():
+    every = settings.gateway_key_cache_ttl_seconds / 2
+    watcher = asyncio.ensure_future(watch_key(key_check, every)) if key_check is not None else None
+    try:
+        if watcher is not None:
+            await asyncio.wait({serving, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if watcher.done() and not serving.done():
+                # Cancelling the request in progress cancels its generation and logs it.
                 serving.cancel()
+                await asyncio.gather(serving, return_exceptions=True)
+                raise KeyRevoked
+        await serving
+    except KeyRevoked:
+        err = ApiError(401, "the API key was revoked", code="invalid_api_key")
+        try:
+            await ws.send_text(orjson.dumps(envelope(err)).decode())
+            await ws.close(CLOSE_POLICY, reason="api key revoked")
+        except (RuntimeError, WebSocketDisconnect):
+            pass
+    except WebSocketDisconnect:
+        return
+    except Exception:
+        log.exception("websocket chat failed")
+        try:
+            await ws.close(CLOSE_STREAM_FAILED)
+        except RuntimeError:
+            pass
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        if not serving.done():
+            serving.cancel()
 
-    return router
+
+async def watch_key(key_check: Callable[[], Awaitable[Identity | None]], every_seconds: float) -> None:
+    """Returns once the socket's key no longer authenticates (revoked, or its org removed)."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            if await key_check() is None:
+                return
+        except Exception:  # noqa: BLE001 - a database hiccup keeps the socket; the next check decides
+            log.warning("websocket key re-check failed", exc_info=True)
+
+
+async def serve(socket: Socket, header: str | None) -> None:
+    ws = socket.ws
+    for _ in range(MAX_REQUESTS_PER_CONNECTION):
+        token = request_id_var.set(request_id_from(header))
+        # One error class per request on the connection, counted like an HTTP request's.
+        error_note = open_error_note()
+        try:
+            try:
+                async with asyncio.timeout(socket.settings.gateway_ws_idle_timeout_seconds):
+                    message = await ws.receive()
+            except TimeoutError:
+                await ws.close(CLOSE_IDLE, reason="idle timeout")
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = request_text(message)
+            check_json_text(raw)
+            try:
+                body = ChatCompletionRequest.model_validate_json(raw)
+            except ValidationError as err:
+                raise validation_error(err.errors()) from None
+            if not await one_request(socket, body):
+                return
+        except ApiError as err:
+            note_error(err)
+            await ws.send_text(orjson.dumps(envelope(err)).decode())
+            await ws.close(close_code(err), reason=(err.code or "")[:120])
+            return
+        finally:
+            if (error_class := close_error_note(error_note)) is not None:
+                socket.metrics.errors.labels(error_class).inc()
+            request_id_var.reset(token)
+    await ws.close(1000, reason="request limit per connection reached")
+
+
+async def one_request(socket: Socket, body: ChatCompletionRequest) -> bool:
+    """Streams one completion; False when the client went away."""
+    settings, pipeline = socket.settings, socket.pipeline
+    deadline = Deadline(settings.gateway_request_timeout_seconds)
+    admit = EdgeRequest(
+        identity=socket.identity,
+        body=body,
+        model=pipeline.model_for(body),
+        client_ip=client_ip(socket.ws.scope, settings.gateway_trusted_proxy_hops),
+        deadline=deadline,
+        stream=True,
+        route=WS_ROUTE,
+        log_failures=False,
+    )
+    async with socket.edge.admit(admit) as admitted:
+        prepared = await pipeline.prepare(body, socket.identity, deadline, streamed=True)
+        reader = pipeline.generate(prepared, deadline)
+        tally = StreamTally()
+        stream = admitted.stream(tally)
+        try:
+            meta = CompletionMeta(model=prepared.request.model, citations=prepared.citations)
+            return await send_stream(socket, reader, ChunkEncoder(meta, include_usage=True), tally, deadline)
+        finally:
+            reader.cancel()
+            stream.close()
+
+
+async def send_stream(
+    socket: Socket, reader: GenerationReader, encoder: ChunkEncoder, tally: StreamTally, deadline: Deadline
+) -> bool:
+    """One text frame per chunk payload, while watching the socket; False when the stream did not end
+    with its usage frame (the client left or spoke, or an error frame ended it)."""
+    ws = socket.ws
+
+    def first_token() -> None:
+        socket.metrics.time_to_first_token.labels("ws").observe(deadline.elapsed())
+
+    async def send_all() -> None:
+        keepalive = socket.settings.gateway_keepalive_seconds
+        async for batch in chunk_batches(
+            reader, encoder, keepalive_seconds=keepalive, on_first_token=first_token, tally=tally
+        ):
+            for payload in batch:
+                await ws.send_text(payload.decode())
+            if tally.error is not None:
+                raise StreamBroke
+
+    sender = asyncio.ensure_future(send_all())
+    watcher = asyncio.ensure_future(ws.receive())
+    try:
+        await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not sender.done():
+            # The client spoke mid-stream: a close cancels; anything else is a protocol error.
+            message = watcher.result()
+            reader.cancel()
+            sender.cancel()
+            if message["type"] == "websocket.disconnect":
+                return False
+            err = ApiError(400, "send the next request after the usage frame", code="request_in_progress")
+            note_error(err)
+            await ws.send_text(orjson.dumps(envelope(err)).decode())
+            await ws.close(close_code(err))
+            return False
+        if isinstance(sender.exception(), StreamBroke):
+            await ws.close(CLOSE_STREAM_FAILED)
+            return False
+        sender.result()
+        return True
+    finally:
+        watcher.cancel()
+        if not sender.done():
+            sender.cancel()
