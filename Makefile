@@ -25,7 +25,7 @@ help:
 	@echo "make lint         ruff check, ruff format --check and mypy (part of make test)"
 	@echo "make protos       regenerate Python stubs from protos/"
 	@echo "make protos-check fail when the committed stubs differ from protos/"
-	@echo "make env-table    regenerate the README's environment-variable table"
+	@echo "make env-table    regenerate the environment-variable table (docs/configuration.md)"
 	@echo "make dashboard    drive a traffic mix through the suite and draw docs/dashboard.png"
 	@echo "make eval-retrieval  recall@k and MRR on the labelled set, HNSW vs exact recall"
 	@echo "make images       build one container image per service (docker/podman/buildah)"

@@ -1,6 +1,6 @@
 """Policies as data: which checks run, thresholds, actions, fail mode and latency budget.
 
-A policy is a YAML or JSON document per org (see the README); it is parsed into these models
+A policy is a YAML or JSON document per org (see services/guardrails/README.md); it is parsed into these models
 and never executed. Unknown keys are errors, so a typo cannot silently turn a check off.
 """
 
