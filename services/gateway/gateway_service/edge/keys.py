@@ -183,7 +183,7 @@ class KeyStore:
 
     @property
     def _pool(self) -> AsyncConnectionPool:
-        pool = self._db.pool
+        pool: AsyncConnectionPool | None = self._db.pool
         if pool is None:
             raise ApiError(503, "the key store is not ready", code="not_ready")
         return pool

@@ -15,6 +15,7 @@ from typing import Any
 
 from llmsuite_common.redaction import redact
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from ..api.errors import ApiError
 from ..api.guardrails_summary import GuardrailsSummary, current_summary
@@ -268,7 +269,9 @@ _DELETE_EXPIRED = (
 )
 
 
-async def delete_expired(pool: Any, retention_days: int, *, batch: int = RETENTION_BATCH) -> int:
+async def delete_expired(
+    pool: AsyncConnectionPool, retention_days: int, *, batch: int = RETENTION_BATCH
+) -> int:
     """Deletes rows older than `retention_days` in batches (short transactions); returns how many."""
     if retention_days <= 0:
         return 0

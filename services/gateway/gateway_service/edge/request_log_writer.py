@@ -27,9 +27,9 @@ from typing import Any
 import psycopg
 
 from ..api.errors import ApiError
-from .request_log import COLUMNS, INSERT, RequestEntry, delete_expired, last_user_turn, row_of
+from .request_log import COLUMNS, INSERT, RequestEntry, delete_expired, row_of
 from .storable_text import storable_row
-from .summaries import ModelSummarizer
+from .summaries import ModelSummarizer, last_user_turn
 
 log = logging.getLogger(__name__)
 
