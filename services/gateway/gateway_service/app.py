@@ -41,6 +41,7 @@ from .edge.summaries import ModelSummarizer
 from .edge.usage import UsageRecorder
 from .lifecycle import Lifecycle
 from .metrics import GatewayMetrics
+from .pipeline.backend_health import BackendHealth
 from .pipeline.chat import ChatPipeline
 from .pipeline.clients import BackendClients
 from .settings import GatewaySettings
@@ -218,6 +219,7 @@ class Gateway:
     metering: Metering
     database: Database | None
     keys: KeyStore | None
+    health: BackendHealth
     # The time of the in-process windows, TTLs and caches (limits, keys, stores); a test moves it.
     clock: Clock
 
@@ -258,6 +260,9 @@ class Gateway:
             ),
             database=database,
             keys=keys,
+            health=BackendHealth(
+                clients, metrics.backend_serving, settings.gateway_readiness_timeout_seconds
+            ),
             clock=clock,
         )
 
@@ -277,6 +282,7 @@ class Gateway:
             self.metering,
             self.keys,
         )
+        state.health = self.health
         state.token_issuer = self.clients.issuer
         state.max_body_bytes = self.settings.gateway_max_body_bytes
 
@@ -291,9 +297,11 @@ class Gateway:
             await self.keys.ensure_org(settings.gateway_org_id)
         usage.start()
         await self.clients.open()
+        self.health.start(settings.gateway_backend_health_interval_seconds)
         try:
             yield
         finally:
+            await self.health.stop()
             # Within what SIGTERM left of the shutdown budget, less the closing steps below.
             budget = self.lifecycle.seconds_left(settings.shutdown_grace_seconds) - EXIT_MARGIN_SECONDS
             await usage.stop(budget)

@@ -63,6 +63,13 @@ class GatewayMetrics:
         )
 
     def _edge(self) -> None:
+        self.backend_serving = Gauge(
+            "llmsuite_gateway_backend_serving",
+            "1 while a backend's gRPC health check answers SERVING, else 0 (checked by /readyz and "
+            "every GATEWAY_BACKEND_HEALTH_INTERVAL_SECONDS).",
+            ["backend"],
+            registry=self.registry,
+        )
         self.cache_lookups = Counter(
             "llmsuite_gateway_cache_lookups",
             "Result-cache lookups by outcome (hit or miss); the hit rate is hit / (hit + miss).",

@@ -72,6 +72,12 @@ class GatewaySettings(ServiceSettings):
     gateway_readiness_timeout_seconds: float = Field(
         1.0, gt=0, description="Deadline of each backend health check behind /readyz."
     )
+    gateway_backend_health_interval_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Interval of the background backend health checks behind the "
+        "llmsuite_gateway_backend_serving gauge; 0 checks only when /readyz is asked.",
+    )
     gateway_openapi_enabled: bool = Field(
         True, description="Serve /openapi.json and /docs; turn off to keep the schema off a public listener."
     )

@@ -44,12 +44,42 @@ async def test_healthz_needs_no_key_and_no_backend(gateway):
     assert response.headers["x-request-id"]
 
 
-async def test_readyz_names_the_backend_that_is_down(gateway):
+async def test_readyz_is_ready_without_retrieval_and_names_it_degraded(gateway):
+    """Retrieval is optional: its outage degrades only requests naming a collection, so the pod stays
+    in its Service (the gateway fixture runs no retrieval service)."""
     async with gateway.client(api_key=None) as c:
         response = await c.get("/readyz")
+        verbose = await c.get("/readyz?verbose")
+        metrics = (await c.get("/metrics")).text
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["degraded"] == ["retrieval"]
+    assert body["backends"]["retrieval"] == "UNAVAILABLE"
+    assert body["backends"]["guardrails"] == body["backends"]["generation"] == "SERVING"
+    assert verbose.status_code == 200
+    assert verbose.text.splitlines() == [
+        "[+]guardrails ok",
+        "[+]generation ok",
+        "[-]retrieval failed: UNAVAILABLE (optional)",
+        "readyz check passed",
+    ]
+    assert 'llmsuite_gateway_backend_serving{backend="retrieval"} 0.0' in metrics
+    assert 'llmsuite_gateway_backend_serving{backend="guardrails"} 1.0' in metrics
+
+
+async def test_readyz_names_the_required_backend_that_is_down(start_gateway, backend_addresses):
+    b = backend_addresses
+    gateway = await start_gateway(BackendTargets(b.guardrails, b.unreachable, b.unreachable))
+    async with gateway.client(api_key=None) as c:
+        response = await c.get("/readyz")
+        verbose = await c.get("/readyz?verbose")
     error = assert_envelope(response, 503, "not_ready")
-    assert "retrieval=UNAVAILABLE" in error["message"]
-    assert "guardrails" not in error["message"] and "generation" not in error["message"]
+    assert "generation=UNAVAILABLE" in error["message"]
+    assert "guardrails" not in error["message"] and "retrieval" not in error["message"]
+    assert response.headers["retry-after"]
+    assert verbose.status_code == 503
+    assert "[-]generation failed: UNAVAILABLE" in verbose.text
+    assert verbose.text.endswith("readyz check failed\n")
 
 
 async def test_readyz_is_ready_when_every_backend_serves(start_gateway, backend_addresses):
@@ -281,18 +311,22 @@ async def test_generation_down_is_503(start_gateway, backend_addresses):
     async with gateway.client() as c:
         for stream in (False, True):
             response = await c.post("/v1/chat/completions", json=chat(gateway, stream=stream))
-            error = assert_envelope(response, 503, "service_unavailable")
+            error = assert_envelope(response, 503, "generation_unavailable")
             assert error["message"] == "the generation service is unavailable"
+            assert int(response.headers["retry-after"]) >= 1
         assert_envelope(await c.get("/v1/models"), 503)
 
 
-async def test_retrieval_down_is_503_and_nothing_goes_upstream(gateway, fake):
+async def test_retrieval_down_fails_only_the_requests_that_name_a_collection(gateway, fake):
     body = chat(gateway, retrieval={"collection": "docs", "k": 3})
     async with gateway.client() as c:
         response = await c.post("/v1/chat/completions", json=body)
-    error = assert_envelope(response, 503, "service_unavailable")
-    assert "retrieval" in error["message"]
-    assert fake.requests() == []
+        error = assert_envelope(response, 503, "retrieval_unavailable")
+        assert "retrieval" in error["message"]
+        assert int(response.headers["retry-after"]) >= 1
+        assert fake.requests() == []
+        served = await c.post("/v1/chat/completions", json=chat(gateway))
+    assert served.status_code == 200, served.text
 
 
 async def test_overall_deadline_is_504(start_gateway, fake):

@@ -21,6 +21,7 @@ from ..edge.request_edge import RequestEdge
 from ..edge.usage import UsageRecorder
 from ..lifecycle import Lifecycle
 from ..metrics import GatewayMetrics
+from ..pipeline.backend_health import BackendHealth
 from ..pipeline.chat import ChatPipeline
 from ..pipeline.clients import BackendClients
 from ..settings import GatewaySettings
@@ -71,6 +72,11 @@ async def _lifecycle(conn: HTTPConnection) -> Lifecycle:
     return lifecycle
 
 
+async def _health(conn: HTTPConnection) -> BackendHealth:
+    health: BackendHealth = conn.app.state.health
+    return health
+
+
 async def _token_issuer(conn: HTTPConnection) -> TokenIssuer:
     token_issuer: TokenIssuer = conn.app.state.token_issuer
     return token_issuer
@@ -91,6 +97,7 @@ MeteringDep = Annotated[Metering, Depends(_metering)]
 # None without a database: the admin routes answer 501.
 KeysDep = Annotated[KeyStore | None, Depends(_keys)]
 LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]
+HealthDep = Annotated[BackendHealth, Depends(_health)]
 TokenIssuerDep = Annotated[TokenIssuer, Depends(_token_issuer)]
 # The caller, as the API key middleware authenticated it.
 IdentityDep = Annotated[Identity, Depends(_identity)]

@@ -167,6 +167,10 @@ def from_grpc(err: grpc.aio.AioRpcError, service: str) -> ApiError:
         message, error_code, param = detail.message, detail.code or default_code, detail.param or None
     else:
         message, error_code, param = _generic_message(status, service), default_code, None
+    if code == grpc.StatusCode.UNAVAILABLE and error_code == default_code:
+        # Which backend is down, so a client (and a dashboard) can tell a retrieval outage, which
+        # only requests naming a collection see, from one that stops every chat.
+        error_code = f"{service}_unavailable"
     if code == grpc.StatusCode.NOT_FOUND and service == "generation":
         error_code, param = "model_not_found", param or "model"
     retry_after = None

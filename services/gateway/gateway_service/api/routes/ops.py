@@ -4,11 +4,8 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from ..deps import ClientsDep, LifecycleDep, MetricsDep, SettingsDep
+from ..deps import HealthDep, LifecycleDep, MetricsDep
 from ..errors import ApiError, error_response
-
-SERVING = "SERVING"
-BACKENDS = ("guardrails", "retrieval", "generation")
 
 router = APIRouter(include_in_schema=False)
 
@@ -19,15 +16,22 @@ async def healthz() -> Response:
 
 
 @router.get("/readyz")
-async def readyz(clients: ClientsDep, settings: SettingsDep, lifecycle: LifecycleDep) -> Response:
+async def readyz(request: Request, health: HealthDep, lifecycle: LifecycleDep) -> Response:
+    """Ready while not draining and the backends every chat needs (guardrails, generation) serve;
+    retrieval being down only degrades requests that name a collection (backend_health.py).
+    `?verbose` lists each check in plain text, as Kubernetes components do."""
     if lifecycle.draining:
         return error_response(ApiError(503, "not ready: draining", code="not_ready"))
-    statuses = await clients.health(settings.gateway_readiness_timeout_seconds)
-    failed = {name: statuses.get(name, "NOT_CONNECTED") for name in BACKENDS if statuses.get(name) != SERVING}
-    if failed:
-        detail = ", ".join(f"{name}={status}" for name, status in failed.items())
+    readiness = await health.check()
+    if "verbose" in request.query_params:
+        return Response(
+            readiness.verbose(), status_code=200 if readiness.ready else 503, media_type="text/plain"
+        )
+    if not readiness.ready:
+        detail = ", ".join(f"{name}={status}" for name, status in readiness.failed.items())
         return error_response(ApiError(503, f"not ready: {detail}", code="not_ready"))
-    return Response(orjson.dumps({"status": "ready", "backends": statuses}), media_type="application/json")
+    body = {"status": "ready", "backends": readiness.statuses, "degraded": readiness.degraded}
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.get("/metrics")
