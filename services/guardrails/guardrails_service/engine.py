@@ -16,7 +16,7 @@ from llmsuite_common.rules.policy import CheckConfig, InjectionCheck, Policy, Te
 from llmsuite_common.rules.terms import Terms
 from llmsuite_common.rules.tokens import approx_tokens
 
-from .injection import score_injection
+from .injection import detect, score_injection
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class InputResult:
     # Per message, only when a redact action changed something.
     redacted: list[str] | None = None
     elapsed_us: int = 0
+    # The untrusted text whose injection score was inconclusive, for the model classifier.
+    inconclusive: str | None = None
 
     @property
     def blocked(self) -> bool:
@@ -44,6 +46,8 @@ class InputResult:
 class ChunkResult:
     dropped: bool
     findings: list[Finding]
+    # Its injection score was inconclusive and the policy enables the model classifier.
+    inconclusive: bool = False
 
 
 def _kinds(spans: Sequence[Span]) -> str:
@@ -243,6 +247,8 @@ class Guard:
         finding = injection_finding(untrusted, cfg, subject="input")
         if finding is not None:
             result.findings.append(finding)
+            if finding.action == "warn" and cfg.classifier.enabled:
+                result.inconclusive = untrusted
         return False
 
     # ---- retrieved context -------------------------------------------------------------------
@@ -276,7 +282,10 @@ class Guard:
                     fired_deny = True
             inj_us += (t1 - t0) // 1000
             deny_us += (time.perf_counter_ns() - t1) // 1000
-            results.append(ChunkResult(any(f.action == "block" for f in findings), findings))
+            inconclusive = ctx.injection.classifier.enabled and any(
+                f.check == "injection" and f.action == "warn" for f in findings
+            )
+            results.append(ChunkResult(any(f.action == "block" for f in findings), findings, inconclusive))
         timings = []
         if ctx.injection.enabled:
             timings.append(CheckRun("injection", inj_us, fired_inj, inj_us > ctx.injection.budget_ms * 1000))
@@ -288,19 +297,41 @@ class Guard:
 def injection_finding(text: str, cfg: InjectionCheck, *, subject: str) -> Finding | None:
     if not text:
         return None
-    verdict = score_injection(text)
+    verdict = detect(text, cfg.detector, score_injection)
     if verdict.score >= cfg.threshold:
         action = cfg.action if cfg.action != "redact" else "block"
     elif verdict.score >= cfg.warn_threshold:
-        # Inconclusive: this is where an optional model-based classifier would decide.
+        # Inconclusive: the model classifier decides, when the policy enables one.
         action = "warn"
     else:
         return None
     return Finding(
         "injection",
         "prompt_injection",
-        f"{subject} looks like a prompt injection (score {verdict.score:.2f}; rules: {', '.join(verdict.rules)})",
+        f"{subject} looks like a prompt injection (detector {verdict.detector}, score {verdict.score:.2f}; "
+        f"signals: {', '.join(verdict.signals) or 'none'})",
         action,
         score=verdict.score,
-        count=len(verdict.rules),
+        count=len(verdict.signals),
+    )
+
+
+def classifier_finding(warned: Finding, p: float, cfg: InjectionCheck, *, subject: str) -> Finding:
+    """An inconclusive finding as the model classifier settles it (its probability p)."""
+    if p < cfg.classifier.threshold:
+        return Finding(
+            "injection",
+            "prompt_injection",
+            f"{warned.message}; classifier score {p:.2f}, below its threshold",
+            "warn",
+            score=warned.score,
+            count=warned.count,
+        )
+    return Finding(
+        "injection",
+        "prompt_injection",
+        f"{subject} looks like a prompt injection (detector classifier, score {p:.2f})",
+        cfg.action if cfg.action != "redact" else "block",
+        score=round(p, 4),
+        count=warned.count,
     )

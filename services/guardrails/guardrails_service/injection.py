@@ -6,13 +6,16 @@ signal or several weak ones cross the threshold, and the score stays in [0, 1).
 """
 
 import re
-import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import ahocorasick_rs
 
-# Zero-width and bidi controls are a common way to split trigger words past naive filters.
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u202a\u202b\u202c\u202d\u202e\u00ad"))
+from .injection_model import default_model
+from .injection_model import normalize as _normalize_deep
+
+Detector = Literal["patterns", "learned", "both"]
 
 _PREV = r"(?:all |any |the |your |my |these |those )*(?:previous|prior|above|earlier|preceding|original|initial|system)"
 _RULES = r"(?:instructions?|prompts?|rules|directions|guidelines|guardrails|constraints|context)"
@@ -95,10 +98,9 @@ _AUTOMATON = ahocorasick_rs.AhoCorasick(list(_ANCHORS))
 
 
 def normalize(text: str) -> str:
-    """Lower-cased, invisible characters removed; NFKC folds full-width and styled letters."""
-    if text.isascii():
-        return text.lower()
-    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold()
+    """Lower-cased, invisible characters removed; NFKC folds full-width and styled letters;
+    look-alike letters, digits inside words and spaced-out letters are undone (injection_model)."""
+    return _normalize_deep(text)
 
 
 @dataclass(frozen=True)
@@ -124,3 +126,27 @@ def score_injection(text: str) -> InjectionVerdict:
             fired.append(name)
             remaining *= 1.0 - weight
     return InjectionVerdict(round(1.0 - remaining, 4), tuple(fired))
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One text's injection verdict: the score, the detector that gave it, and what fired
+    (rule or cue names, never the text)."""
+
+    score: float
+    detector: str
+    signals: tuple[str, ...]
+
+
+def detect(
+    text: str, detector: Detector = "both", patterns_scorer: Callable[[str], InjectionVerdict] | None = None
+) -> Detection:
+    """The patterns, the learned model, or both (the higher score wins and names its detector)."""
+    patterns = (patterns_scorer or score_injection)(text) if detector != "learned" else None
+    if detector == "patterns":
+        assert patterns is not None
+        return Detection(patterns.score, "patterns", patterns.rules)
+    learned = default_model().score(text)
+    if patterns is not None and patterns.score >= learned.score:
+        return Detection(patterns.score, "patterns", patterns.rules)
+    return Detection(round(learned.score, 4), "learned", learned.cues)

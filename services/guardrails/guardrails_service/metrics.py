@@ -24,3 +24,10 @@ class GuardrailsMetrics(RuleMetrics):
             "Policy files rejected on (re)load; the last good policy stays in force.",
             registry=registry,
         )
+        self.classifier_calls = Counter(
+            "llmsuite_guardrails_classifier_calls",
+            "Inconclusive injection scores sent to the model classifier, by outcome "
+            "(block, warn, unavailable: an error or the budget ran out, the warning stands).",
+            ["outcome"],
+            registry=registry,
+        )

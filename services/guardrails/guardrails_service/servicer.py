@@ -10,9 +10,12 @@ from llmsuite_common.errors import InvalidArgument
 from llmsuite_common.rules.findings import CheckRun, Finding
 from llmsuite_common.rules.output_rail import OutputRail, Step
 from llmsuite_common.rules.output_report import report_block, report_done
+from llmsuite_common.rules.policy import InjectionCheck
 from llmsuite_common.rules.verdict_events import add_verdict_event
 from opentelemetry import trace
 
+from .classifier import ClassifierUnavailable, HttpClassifier
+from .engine import ChunkResult, classifier_finding
 from .metrics import GuardrailsMetrics
 from .policy_store import PolicyStore
 from .structured import InvalidSchema, SchemaLimits, check_off_loop
@@ -50,17 +53,41 @@ def timing(run: CheckRun) -> guardrails_pb2.CheckTiming:
 
 class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
     def __init__(
-        self, policies: PolicyStore, metrics: GuardrailsMetrics, schema_limits: SchemaLimits = SchemaLimits()
+        self,
+        policies: PolicyStore,
+        metrics: GuardrailsMetrics,
+        schema_limits: SchemaLimits = SchemaLimits(),
+        classifier: HttpClassifier | None = None,
     ) -> None:
         self._policies = policies
         self._metrics = metrics
         self._schema_limits = schema_limits
+        self._classifier = classifier or HttpClassifier()
+
+    async def _settle(self, findings: list[Finding], text: str, cfg: InjectionCheck, subject: str) -> None:
+        """Replaces an inconclusive injection finding by the model classifier's verdict, when it
+        answers within the budget; otherwise the warning stands."""
+        for i, f in enumerate(findings):
+            if f.check != "injection" or f.action != "warn":
+                continue
+            try:
+                p = await self._classifier.score(cfg.classifier.url, text, cfg.classifier.budget_ms)
+            except ClassifierUnavailable:
+                self._metrics.classifier_calls.labels("unavailable").inc()
+                return
+            findings[i] = classifier_finding(f, p, cfg, subject=subject)
+            self._metrics.classifier_calls.labels(findings[i].action).inc()
+            return
 
     async def CheckInput(
         self, request: guardrails_pb2.CheckInputRequest, context: grpc.aio.ServicerContext
     ) -> guardrails_pb2.CheckInputResponse:
         guard = self._policies.guard_for(tenant_of(request.context))
         result = guard.check_input([m.content for m in request.messages], [m.role for m in request.messages])
+        if result.inconclusive is not None:
+            await self._settle(result.findings, result.inconclusive, guard.policy.input.injection, "input")
+            if result.blocked:
+                result.redacted = None
         self._metrics.record("input", result.timings, result.findings)
         verdict = "block" if result.blocked else "redact" if result.redacted is not None else "allow"
         add_verdict_event(trace.get_current_span(), "input", verdict, result.findings, guard.version)
@@ -86,6 +113,12 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
         started = time.perf_counter_ns()
         guard = self._policies.guard_for(tenant_of(request.context))
         results, timings = guard.check_chunks([c.text for c in request.chunks])
+        for i, res in enumerate(results):
+            if res.inconclusive:
+                await self._settle(
+                    res.findings, request.chunks[i].text, guard.policy.context.injection, "retrieved passage"
+                )
+                results[i] = ChunkResult(any(f.action == "block" for f in res.findings), res.findings)
         reply = guardrails_pb2.CheckContextResponse(
             timings=[timing(t) for t in timings], policy_version=guard.version
         )

@@ -48,11 +48,27 @@ class SecretsCheck(CheckConfig):
     opaque_min_entropy: float = Field(4.5, ge=0)
 
 
+class ModelClassifier(_Strict):
+    """A model classifier a deployment serves (e.g. a Prompt Guard model behind an HTTP endpoint),
+    asked only about inconclusive scores and only within its latency budget. Off by default."""
+
+    enabled: bool = False
+    # POST {"text": ...}; the reply is {"score": p} or a list of {"label", "score"} (the
+    # text-classification shape), whose injection/jailbreak labels give p.
+    url: str = Field("", max_length=2048)
+    budget_ms: float = Field(50.0, gt=0, le=10_000)
+    # p at or above which an inconclusive text gets the check's action; below, it only warns.
+    threshold: float = Field(0.5, gt=0, le=1)
+
+
 class InjectionCheck(CheckConfig):
     # Score at or above which the action applies; between warn_threshold and threshold the
-    # verdict is inconclusive and only warns.
+    # verdict is inconclusive and only warns (or goes to the model classifier, when enabled).
     threshold: float = Field(0.7, gt=0, le=1)
     warn_threshold: float = Field(0.4, gt=0, le=1)
+    # patterns: the hand-written rules alone; learned: the n-gram model alone; both: the higher.
+    detector: Literal["patterns", "learned", "both"] = "both"
+    classifier: ModelClassifier = ModelClassifier()
 
 
 class TermsCheck(CheckConfig):
@@ -79,7 +95,7 @@ class InputChecks(_Strict):
 
 class ContextChecks(_Strict):
     # A chunk whose score reaches the threshold is dropped (action block) or only reported (warn).
-    injection: InjectionCheck = InjectionCheck(threshold=0.5)
+    injection: InjectionCheck = InjectionCheck()
     deny: TermsCheck = TermsCheck(enabled=False)
 
 

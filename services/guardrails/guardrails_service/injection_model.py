@@ -1,0 +1,237 @@
+"""The learned injection detector: a linear model over word n-grams and order-independent cues.
+
+Runs in the guardrails process on CPU in pure Python: one pass to normalize and tokenize, one
+dictionary lookup per unigram and bigram, and prefix sums to score every window. The weights are a
+file in this package (`injection_model.json.gz`), trained from the committed evaluation data by
+`make train-guardrails` (services/guardrails/eval/train.py); nothing is downloaded.
+
+Long texts are scored window by window (WINDOW tokens, half overlapping) and the highest window
+wins, so a jailbreak inside a long document is not diluted away by the ordinary text around it.
+The training windows are cut the same way (`windows()`), so the model is fitted on what it scores.
+"""
+
+import gzip
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+WINDOW = 64
+STRIDE = WINDOW // 2
+# A window's n-gram sum is divided by sqrt(max(its length, MIN_NORM)): a few words do not swing
+# the score as far as a full window can.
+MIN_NORM = 16
+# Tokens beyond this are not scored (64 KB of input is about 12,000 tokens; the size check caps it).
+MAX_TOKENS = 20_000
+
+_INVISIBLE = dict.fromkeys(
+    map(
+        ord,
+        "\u200b\u200c\u200d\u2060\ufeff\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u00ad\u180e",
+    )
+)
+# Latin look-alikes from Cyrillic and Greek that NFKC leaves alone ("іgnоrе" with Cyrillic і, о, е),
+# mapped only inside words that mix them with Latin letters: Russian or Greek text stays as it is.
+_CONFUSABLE = str.maketrans("асеіјорхуѕԁԛԝквмнтαβεικνορτυχ", "aceijopxysdqwkbmhtabeiknoptux")
+_LETTERS = re.compile(r"[^\W\d_]+")
+# Digits and symbols standing in for letters, undone only inside words that also hold letters
+# ("1gn0re", "pr3vious"), so numbers stay numbers.
+_LEET = str.maketrans("013457@$", "oieastas")
+_LEETABLE = re.compile(r"\b(?=\w*[a-z])(?=\w*[0-9])[a-z0-9]+\b")
+# "i g n o r e", "i.g.n.o.r.e", "i-g-n-o-r-e": five or more single letters joined into one word.
+_SPACED = re.compile(r"\b(?:[a-z][ .\-_*]){4,}[a-z]\b")
+_SPACER = re.compile(r"[ .\-_*]")
+# Words, numbers, and runs of two or more symbols: optimized adversarial suffixes are full of
+# them ("describing.\\ + similarlyNow", "](Me giving**ONE"), ordinary prose has few.
+_TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?|[0-9]+|[^\w\s]{2,}")
+
+
+def _unconfuse(m: re.Match[str]) -> str:
+    word = m.group()
+    if word.isascii() or not any("a" <= c <= "z" for c in word):
+        return word
+    return word.translate(_CONFUSABLE)
+
+
+def normalize(text: str) -> str:
+    """Folded for matching: NFKC, case-folded, invisible characters dropped, look-alike letters
+    mapped to Latin, digits inside words read as letters, and spaced-out letters joined."""
+    if text.isascii():
+        folded = text.lower()
+    else:
+        folded = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold()
+        folded = _LETTERS.sub(_unconfuse, folded)
+    if any(c.isdigit() for c in folded):
+        folded = _LEETABLE.sub(lambda m: m.group().translate(_LEET), folded)
+    if _SPACED.search(folded):
+        folded = _SPACED.sub(lambda m: _SPACER.sub("", m.group()), folded)
+    return folded
+
+
+def tokens(text: str, folded: str | None = None) -> list[str]:
+    """Tokens of the normalized text (`folded`, when the caller has it already)."""
+    return _TOKEN.findall(normalize(text) if folded is None else folded)[:MAX_TOKENS]
+
+
+# ---- order-independent cues --------------------------------------------------------------------
+# Each cue fires when words of two (or three) families occur within a few tokens of each other, in
+# any order: "ignore ... instructions" and "instructions ... ignore" alike, "no restrictions" and
+# "restrictions: none" alike.
+_FAMILIES: dict[str, frozenset[str]] = {
+    "override": frozenset(
+        "ignore ignoring ignored disregard disregarding forget forgetting override overriding bypass "
+        "abandon discard neglect skip drop dismiss".split()
+    ),
+    "directive": frozenset(
+        "instruction instructions rules rule guidelines guideline prompt prompts directives directive "
+        "programming restrictions constraints policies policy filters training orders commands "
+        "context tasks task".split()
+    ),
+    "prior": frozenset(
+        "previous prior above earlier preceding original initial before old former system".split()
+    ),
+    "limits": frozenset(
+        "restrictions restriction restricted limitations limits limit filters filter filtered censorship "
+        "censor censored ethics ethical morals moral morality guidelines policies boundaries safeguards "
+        "rules laws principles values".split()
+    ),
+    "negation": frozenset(
+        "no not without never free unbound none zero beyond unrestricted unfiltered uncensored unlimited "
+        "amoral unethical immoral lawless".split()
+    ),
+    "persona": frozenset(
+        "pretend act acting roleplay role character persona simulate simulating embody impersonate "
+        "become personality".split()
+    ),
+    "mode": frozenset("mode enabled jailbreak jailbroken unlocked developer dan".split()),
+    "reveal": frozenset("reveal show print repeat output leak display tell disclose spell".split()),
+    "secret": frozenset("system secret password prompt instructions key hidden confidential initial".split()),
+    "refuse": frozenset(
+        "refuse refusal decline deny apologize apologise sorry warning warnings disclaimer disclaimers".split()
+    ),
+    "always": frozenset("never always must will cannot can't won't".split()),
+}
+# (name, families, span in tokens): the families must all occur within `span` tokens.
+CUES: tuple[tuple[str, tuple[str, ...], int], ...] = (
+    ("cue:override_directive", ("override", "directive"), 4),
+    ("cue:override_prior", ("override", "prior"), 3),
+    ("cue:negation_limits", ("negation", "limits"), 4),
+    ("cue:persona_limits", ("persona", "limits"), 40),
+    ("cue:persona_negation_limits", ("persona", "negation", "limits"), 40),
+    ("cue:mode_persona", ("mode", "persona"), 20),
+    ("cue:reveal_secret", ("reveal", "secret"), 6),
+    ("cue:refuse_always", ("refuse", "always"), 6),
+)
+_WORD_FAMILIES: dict[str, tuple[str, ...]] = {}
+for _fam, _words in _FAMILIES.items():
+    for _w in _words:
+        _WORD_FAMILIES[_w] = (*_WORD_FAMILIES.get(_w, ()), _fam)
+# For each family, the cues it takes part in: a word is checked against those only.
+_CUES_OF: dict[str, tuple[tuple[str, tuple[str, ...], int], ...]] = {
+    fam: tuple(c for c in CUES if fam in c[1]) for fam in _FAMILIES
+}
+# Phrases that name jailbreak machinery outright, matched on the normalized text.
+_PHRASES = re.compile(
+    r"stay in character|break(?:ing)? character|from now on|two (?:different |separate )?(?:responses|ways|answers)"
+    r"|do anything now|(?:developer|god|evil|opposite|jailbreak|unrestricted|dan) mode"
+    r"|as an ai language model|openai(?:'s)? (?:content )?polic|content polic(?:y|ies)"
+    r"|ignore all the instructions|you are (?:now |going to be )?(?:free|no longer|unrestricted|unfiltered)"
+    r"|cease to exist|tokens? (?:will be )?deducted|without any (?:moral|ethical)|hypothetical response"
+)
+
+
+def cues(toks: Sequence[str], folded: str) -> list[str]:
+    """The cue features present in a token sequence (order-independent) and its folded text."""
+    last: dict[str, int] = {}
+    fired: set[str] = set()
+    for i, tok in enumerate(toks):
+        fams = _WORD_FAMILIES.get(tok)
+        if fams is None:
+            continue
+        for fam in fams:
+            last[fam] = i
+        for fam in fams:
+            for name, need, span in _CUES_OF[fam]:
+                if name not in fired and all(i - last.get(f, -(10**9)) <= span for f in need):
+                    fired.add(name)
+    found = {m.group() for m in _PHRASES.finditer(folded)}
+    return sorted(fired) + [f"phrase:{p.split()[0]}_{p.split()[-1]}" for p in sorted(found)]
+
+
+def windows(n: int) -> Iterator[tuple[int, int]]:
+    """Token ranges scored for a text of n tokens: one range when it is short, else overlapping
+    WINDOW-token ranges, the last one flush with the end."""
+    if n <= WINDOW:
+        yield 0, n
+        return
+    start = 0
+    while start + WINDOW < n:
+        yield start, start + WINDOW
+        start += STRIDE
+    yield n - WINDOW, n
+
+
+def window_features(toks: Sequence[str], start: int, end: int) -> list[str]:
+    """The n-gram features of one window (the training side; scoring sums the same weights)."""
+    out = list(toks[start:end])
+    out.extend(f"{toks[i]} {toks[i + 1]}" for i in range(start, min(end, len(toks) - 1)))
+    return out
+
+
+@dataclass(frozen=True)
+class ModelVerdict:
+    score: float
+    cues: tuple[str, ...]
+
+
+class InjectionModel:
+    def __init__(self, weights: dict[str, float], bias: float, version: str) -> None:
+        self.weights = weights
+        self.bias = bias
+        self.version = version
+
+    @classmethod
+    def from_json(cls, doc: dict[str, object]) -> "InjectionModel":
+        weights = doc["weights"]
+        assert isinstance(weights, dict)
+        return cls({str(k): float(v) for k, v in weights.items()}, float(doc["bias"]), str(doc["version"]))  # type: ignore[arg-type]
+
+    def score(self, text: str) -> ModelVerdict:
+        folded = normalize(text)
+        toks = tokens(text, folded)
+        if not toks:
+            return ModelVerdict(0.0, ())
+        w = self.weights
+        get = w.get
+        n = len(toks)
+        # contrib[i]: the weights of token i and of the bigram it starts; prefix sums give each
+        # window's total in O(1), so overlapping windows cost nothing extra.
+        prefix = [0.0] * (n + 1)
+        acc = 0.0
+        prev = toks[0]
+        for i in range(1, n):
+            tok = toks[i]
+            acc += get(prev, 0.0) + get(f"{prev} {tok}", 0.0)
+            prefix[i] = acc
+            prev = tok
+        acc += get(prev, 0.0)
+        prefix[n] = acc
+        found = cues(toks, folded)
+        text_level = self.bias + sum(get(c, 0.0) for c in found)
+        best = -math.inf
+        for start, end in windows(n):
+            # Its unigrams and the bigrams they start (as window_features counts them).
+            total = prefix[end] - prefix[start]
+            best = max(best, total / math.sqrt(max(end - start, MIN_NORM)))
+        logit = text_level + best
+        return ModelVerdict(1.0 / (1.0 + math.exp(-logit)), tuple(found))
+
+
+@cache
+def default_model() -> InjectionModel:
+    raw = resources.files(__package__).joinpath("injection_model.json.gz").read_bytes()
+    return InjectionModel.from_json(json.loads(gzip.decompress(raw)))
