@@ -28,6 +28,7 @@ help:
 	@echo "make env-table    regenerate the environment-variable table (docs/configuration.md)"
 	@echo "make dashboard    drive a traffic mix through the suite and draw docs/dashboard.png"
 	@echo "make eval-retrieval  recall@k and MRR on the labelled set, HNSW vs exact recall"
+	@echo "make eval-guardrails injection detection, false positives and CPU cost on public labelled data"
 	@echo "make images       build one container image per service (docker/podman/buildah)"
 	@echo "make bench        side-by-side performance run (bench/results/)"
 	@echo "make manifests    render k8s/manifests from the Helm chart"
@@ -108,3 +109,4 @@ clean:
 
 -include k8s/k8s.mk
 -include bench/bench.mk
+-include services/guardrails/eval/eval.mk
