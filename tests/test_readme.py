@@ -18,7 +18,12 @@ SERVICE_GUIDES = sorted(ROOT.glob("services/*/README.md"))
 DOCUMENTS = [README, *DOCS, *SERVICE_GUIDES]
 MAX_README_BYTES = 10 * 1024
 # Makefiles whose targets the documents may name (the root one includes the others).
-MAKEFILES = [ROOT / "Makefile", ROOT / "k8s" / "k8s.mk", ROOT / "bench" / "bench.mk"]
+MAKEFILES = [
+    ROOT / "Makefile",
+    ROOT / "k8s" / "k8s.mk",
+    ROOT / "bench" / "bench.mk",
+    ROOT / "services" / "guardrails" / "eval" / "eval.mk",
+]
 
 # The gRPC calls a chat request makes from the gateway, by service; the README's diagram shows each.
 CHAT_CALLS = {
