@@ -109,3 +109,21 @@ def test_no_search_path_is_set_by_hand():
         if not p.endswith((".py", ".png")) and "PYTHONPATH" in (ROOT / p).read_text(errors="replace")
     ]
     assert python == [] and other == []
+
+
+# A function a reader can hold in their head: longer ones are split into named steps.
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_outside_the_tests_is_longer_than_a_screenful():
+    offenders = []
+    for p in _python_files():
+        if _is_test(p):
+            continue
+        tree = ast.parse((ROOT / p).read_text(), filename=p)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    offenders.append(f"{p}:{node.lineno} {node.name} ({length} lines)")
+    assert offenders == []

