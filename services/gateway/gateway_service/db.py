@@ -37,6 +37,10 @@ async def migrate(pool: AsyncConnectionPool) -> list[int]:
             )
             await conn.commit()
             rows = await (await conn.execute("SELECT version FROM gateway.schema_migrations")).fetchall()
+            # Ends the read's transaction, so each migration below commits on its own (inside an
+            # open transaction it would be a savepoint, committed only after the lock is released:
+            # a replica waiting for the lock would find none of them and apply them again).
+            await conn.commit()
             done = {r[0] for r in rows}
             for version, sql in migrations():
                 if version in done:
