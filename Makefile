@@ -40,6 +40,11 @@ $(VENV)/.installed: $(REQUIREMENTS) $(PACKAGES:%=%/pyproject.toml)
 	@command -v redis-server >/dev/null || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
 		apt-get update -qq && apt-get install -y -qq redis-server; } || \
 		echo "note: no redis-server binary; Redis tests use 127.0.0.1:6379 if it answers" >&2
+	@# Alert-rule tests run promtool, make dashboard and its tests a Prometheus: Debian's package has both.
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { test "$$(id -u)" = 0 && \
+		command -v apt-get >/dev/null && apt-get update -qq -o Acquire::http::Timeout=10 -o Acquire::Retries=0 && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || \
+		echo "note: no promtool/prometheus binary; the alert-rule and dashboard tests skip" >&2
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel
 	@# llama-cpp-python compiles from source once, into a wheel kept outside the checkout.

@@ -1,1 +1,1 @@
-"""The Grafana dashboard of the chart, its queries evaluated against the suite's own /metrics."""
+"""The Grafana dashboard of the chart, its queries answered by a real Prometheus scraping the local suite."""

@@ -33,12 +33,19 @@ def referenced(expr: str) -> set[str]:
     return found
 
 
+def family_series(name: str, kind: str) -> set[str]:
+    """Series names a metric family of this type exposes (a counter `x`: `x_total`)."""
+    if kind == "counter" and name.endswith("_total"):
+        return {name}
+    return {name + suffix for suffix in _SUFFIXES.get(kind, ("",))}
+
+
 def series_names(families: Iterable[Metric]) -> set[str]:
     """Every series name the families expose, including those of labelled metrics with no
     children yet (their HELP and TYPE lines are there before the first observation)."""
     names: set[str] = set()
     for family in families:
-        names |= {family.name + suffix for suffix in _SUFFIXES.get(family.type, ("",))}
+        names |= family_series(family.name, family.type)
         names |= {sample.name for sample in family.samples}
     return names
 

@@ -1,7 +1,7 @@
 """The dashboard's panels: the one definition the Grafana JSON and the local rendering share.
 
 Every query uses `$__rate_interval` and `namespace=~"$namespace"`, the two things Grafana
-substitutes; tools.dashboard.promql substitutes them for a local scrape.
+substitutes; tools.dashboard.names.substitute does the same for a local Prometheus.
 """
 
 from dataclasses import dataclass, field
@@ -29,8 +29,6 @@ class Panel:
     # Panels sharing a row sit side by side, three to a row.
     row: str = ""
     kind: str = "timeseries"
-    # Drawn by `python -m tools.dashboard.render` into docs/dashboard.png.
-    rendered: bool = True
     thresholds: tuple[float, ...] = field(default=())
 
 
@@ -264,7 +262,6 @@ PANELS: tuple[Panel, ...] = (
         "Per deployment: time from the Generate call (retries included) to its first token, and the gap "
         "between consecutive content deltas (decode speed).",
         GENERATION,
-        rendered=False,
     ),
     Panel(
         "gRPC calls by method",

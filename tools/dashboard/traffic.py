@@ -17,6 +17,8 @@ MODEL = "fake-model"
 SLOW_MODEL = "fake-slow"
 BROKEN_MODEL = "fake-broken"
 DENY_TERM = "forbidden-topic"
+# Sends one request of a kind; returns the HTTP status.
+Sender = Callable[[httpx.Client, random.Random], int]
 # A second organization, so the per-organization token and cost panels have more than one line.
 TENANT_ORG = "acme"
 COLLECTION = "dashboard"
@@ -95,7 +97,7 @@ class Mix:
     def models(self, client: httpx.Client, rng: random.Random) -> int:
         return client.get("/v1/models", headers={"Authorization": f"Bearer {self.api_key}"}).status_code
 
-    def kinds(self) -> dict[str, tuple[Callable[[httpx.Client, random.Random], int], int]]:
+    def kinds(self) -> dict[str, tuple[Sender, int]]:
         """Request kind -> (sender, weight)."""
         return {
             "success": (self.success, 30),
@@ -108,6 +110,41 @@ class Mix:
             "models": (self.models, 5),
         }
 
+    def _record(self, kind: str, send: Sender, client: httpx.Client, rng: random.Random) -> None:
+        try:
+            status: int | str = send(client, rng)
+        except httpx.HTTPError as exc:
+            status = type(exc).__name__
+        with self.lock:
+            self.outcomes[f"{kind} {status}"] += 1
+
+    def prelude(self, breaker_failures: int) -> None:
+        """Every kind of request once before the mix, so every panel has a line from the first
+        scrapes: a cached request twice (the repeat is a hit), the broken model until its
+        deployment's breaker opens, and three slow streams at once on one key, whose two-stream
+        limit refuses one (429)."""
+        with httpx.Client(base_url=self.gateway_url, timeout=30) as client:
+            for kind, (send, _) in self.kinds().items():
+                self._record(kind, send, client, random.Random(0))
+            self._record("cached", self.cached, client, random.Random(0))
+            for _ in range(breaker_failures):
+                self._record("upstream_500", self.upstream_500, client, random.Random(0))
+
+        def stream() -> None:
+            with httpx.Client(base_url=self.gateway_url, timeout=30) as own:
+                body = {
+                    "model": SLOW_MODEL,
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "Go on"}],
+                }
+                self._record("stream", lambda c, _rng: self._chat(c, body), own, random.Random(0))
+
+        streams = [threading.Thread(target=stream) for _ in range(3)]
+        for t in streams:
+            t.start()
+        for t in streams:
+            t.join(timeout=60)
+
     def worker(self, seed: int, deadline: float, pace: Callable[[float], float], max_requests: int) -> None:
         rng = random.Random(seed)
         kinds = self.kinds()
@@ -119,12 +156,7 @@ class Mix:
                 if now >= deadline:
                     return
                 kind = rng.choices(names, weights)[0]
-                try:
-                    status = kinds[kind][0](client, rng)
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__  # type: ignore[assignment]
-                with self.lock:
-                    self.outcomes[f"{kind} {status}"] += 1
+                self._record(kind, kinds[kind][0], client, rng)
                 time.sleep(pace(now))
 
 
