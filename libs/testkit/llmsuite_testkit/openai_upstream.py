@@ -368,116 +368,68 @@ class ChatCompletions:
             conn.response_complete = True
             await self._send_json(send, s.status, error, extra)
             return
-
-        messages = body["messages"]
-        if s.content is not None:
-            contents = list(s.content)
-        elif s.chunks is not None:
-            contents = [f"tok{i} " for i in range(s.chunks)]
+        answer = _Answer.of(s, body, conn)
+        if stream:
+            await self._send_stream(s, body, answer, extra, conn, send)
         else:
-            contents = _echo_chunks(messages)
-        finish = s.finish_reason
-        max_tokens = body.get("max_tokens")
-        if isinstance(max_tokens, int) and 0 < max_tokens < len(contents) and not s.ignore_max_tokens:
-            contents, finish = contents[:max_tokens], "length"
-        ident = s.id or f"chatcmpl-fake-{conn.id}"
-        model = body.get("model", "")
-        created = int(time.time())
-        usage = {
-            "prompt_tokens": _prompt_words(messages),
-            "completion_tokens": len(contents),
-            "total_tokens": _prompt_words(messages) + len(contents),
-        }
-        if not stream:
-            message: dict[str, Any] = {"role": "assistant", "content": "".join(contents)}
-            if s.tool_calls:
-                message["tool_calls"] = _whole_tool_calls(s.tool_calls)
-            reply = {
-                "id": ident,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            }
-            if s.usage:
-                reply["usage"] = usage
-            if s.stall_after_headers:
-                # Headers at once, the body later: an upstream still working on a whole answer.
-                headers = [(b"content-type", b"application/json")]
-                headers += [(k.encode(), v.encode()) for k, v in extra.items()]
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
-                await asyncio.sleep(s.stall_after_headers)
-                conn.response_complete = True
-                await send({"type": "http.response.body", "body": json.dumps(reply).encode()})
-                return
-            conn.response_complete = True
-            await self._send_json(send, 200, reply, extra)
-            return
+            await self._send_whole(s, answer, extra, conn, send)
 
+    async def _send_whole(
+        self, s: Scenario, answer: _Answer, extra: dict[str, str], conn: _Connection, send: Any
+    ) -> None:
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(answer.contents)}
+        if s.tool_calls:
+            message["tool_calls"] = _whole_tool_calls(s.tool_calls)
+        reply = {
+            "id": answer.ident,
+            "object": "chat.completion",
+            "created": answer.created,
+            "model": answer.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": answer.finish}],
+        }
+        if s.usage:
+            reply["usage"] = answer.usage
+        if s.stall_after_headers:
+            # Headers at once, the body later: an upstream still working on a whole answer.
+            headers = [(b"content-type", b"application/json")]
+            headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await asyncio.sleep(s.stall_after_headers)
+            conn.response_complete = True
+            await send({"type": "http.response.body", "body": json.dumps(reply).encode()})
+            return
+        conn.response_complete = True
+        await self._send_json(send, 200, reply, extra)
+
+    async def _send_stream(
+        self, s: Scenario, body: dict, answer: _Answer, extra: dict[str, str], conn: _Connection, send: Any
+    ) -> None:
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         headers += [(k.encode(), v.encode()) for k, v in extra.items()]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        rng = random.Random(s.split_seed)
-        eol = s.line_ending
-
-        async def emit(data: str) -> None:
-            frame = f"data: {data}{eol}{eol}".encode()
-            if s.split is None:
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
-                return
-            at = 0
-            while at < len(frame):
-                size = rng.randint(1, s.split) if s.split_seed is not None else s.split
-                await send({"type": "http.response.body", "body": frame[at : at + size], "more_body": True})
-                at += size
-                if s.piece_delay:
-                    await asyncio.sleep(s.piece_delay)
-
-        def chunk(delta: dict, finish_reason: str | None = None) -> str:
-            return json.dumps(
-                {
-                    "id": ident,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-                },
-                ensure_ascii=False,
-            )
-
-        await emit(chunk({"role": "assistant", "content": ""}))
+        emit = _Emitter(s, send)
+        await emit(answer.chunk({"role": "assistant", "content": ""}))
         if s.stall_after_headers:
             await asyncio.sleep(s.stall_after_headers)
-        for i, text in enumerate(contents):
+        for i, text in enumerate(answer.contents):
             if i and s.delay:
                 await asyncio.sleep(s.delay)
             if self._fault(s, i):
                 return await self._inject(s, emit, send, conn)
-            await emit(chunk({"content": text}))
+            await emit(answer.chunk({"content": text}))
             conn.chunks_sent += 1
-        if self._fault(s, len(contents)):
+        if self._fault(s, len(answer.contents)):
             return await self._inject(s, emit, send, conn)
         for call in s.tool_calls or ():
             if s.delay:
                 await asyncio.sleep(s.delay)
-            await emit(chunk({"tool_calls": [call]}))
+            await emit(answer.chunk({"tool_calls": [call]}))
             conn.chunks_sent += 1
-        await emit(chunk({}, finish))
-        include_usage = isinstance(body.get("stream_options"), dict) and body["stream_options"].get(
-            "include_usage"
-        )
-        if s.usage and include_usage:
+        await emit(answer.chunk({}, answer.finish))
+        options = body.get("stream_options")
+        if s.usage and isinstance(options, dict) and options.get("include_usage"):
             await emit(
-                json.dumps(
-                    {
-                        "id": ident,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": model,
-                        "choices": [],
-                        "usage": usage,
-                    }
-                )
+                json.dumps({**answer.envelope("chat.completion.chunk"), "choices": [], "usage": answer.usage})
             )
         if not s.no_done:
             await emit("[DONE]")
@@ -501,99 +453,182 @@ class ChatCompletions:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+@dataclass
+class _Answer:
+    """What one scripted answer says, whole or streamed."""
+
+    ident: str
+    model: str
+    created: int
+    contents: list[str]
+    finish: str | None
+    usage: dict[str, int]
+
+    @classmethod
+    def of(cls, s: Scenario, body: dict, conn: _Connection) -> _Answer:
+        messages = body["messages"]
+        if s.content is not None:
+            contents = list(s.content)
+        elif s.chunks is not None:
+            contents = [f"tok{i} " for i in range(s.chunks)]
+        else:
+            contents = _echo_chunks(messages)
+        finish = s.finish_reason
+        max_tokens = body.get("max_tokens")
+        if isinstance(max_tokens, int) and 0 < max_tokens < len(contents) and not s.ignore_max_tokens:
+            contents, finish = contents[:max_tokens], "length"
+        prompt = _prompt_words(messages)
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": len(contents),
+            "total_tokens": prompt + len(contents),
+        }
+        return cls(
+            s.id or f"chatcmpl-fake-{conn.id}",
+            body.get("model", ""),
+            int(time.time()),
+            contents,
+            finish,
+            usage,
+        )
+
+    def envelope(self, kind: str) -> dict[str, Any]:
+        return {"id": self.ident, "object": kind, "created": self.created, "model": self.model}
+
+    def chunk(self, delta: dict, finish_reason: str | None = None) -> str:
+        choices = [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+        return json.dumps({**self.envelope("chat.completion.chunk"), "choices": choices}, ensure_ascii=False)
+
+
+class _Emitter:
+    """Writes one SSE event, whole or cut into scripted pieces (split, split_seed, piece_delay)."""
+
+    def __init__(self, s: Scenario, send: Any) -> None:
+        self._s, self._send = s, send
+        self._rng = random.Random(s.split_seed)
+
+    async def __call__(self, data: str) -> None:
+        s, eol = self._s, self._s.line_ending
+        frame = f"data: {data}{eol}{eol}".encode()
+        if s.split is None:
+            await self._send({"type": "http.response.body", "body": frame, "more_body": True})
+            return
+        at = 0
+        while at < len(frame):
+            size = self._rng.randint(1, s.split) if s.split_seed is not None else s.split
+            await self._send({"type": "http.response.body", "body": frame[at : at + size], "more_body": True})
+            at += size
+            if s.piece_delay:
+                await asyncio.sleep(s.piece_delay)
+
+
 async def _wait_disconnect(receive: Any) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
 
 
+def _state(request: Request) -> FakeState:
+    state: FakeState = request.app.state.fake
+    return state
+
+
+async def _list_models(request: Request) -> Response:
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in request.app.state.models]
+    return _json({"object": "list", "data": data})
+
+
+async def _script(request: Request) -> Response:
+    state = _state(request)
+    try:
+        data = await request.json()
+        items = data if isinstance(data, list) else [data]
+        scenarios = [Scenario.model_validate(item) for item in items]
+    except (ValueError, ValidationError) as exc:
+        return _json({"error": str(exc)}, 400)
+    state.queue.extend(scenarios)
+    return _json({"queued": len(state.queue)})
+
+
+async def _set_default(request: Request) -> Response:
+    state = _state(request)
+    try:
+        data = await request.json()
+        state.default = None if data is None else Scenario.model_validate(data)
+    except (ValueError, ValidationError) as exc:
+        return _json({"error": str(exc)}, 400)
+    return _json({"default": None if state.default is None else state.default.model_dump()})
+
+
+async def _set_model_default(request: Request) -> Response:
+    state, model = _state(request), request.path_params["model"]
+    try:
+        data = await request.json()
+        if data is None:
+            state.model_defaults.pop(model, None)
+        else:
+            state.model_defaults[model] = Scenario.model_validate(data)
+    except (ValueError, ValidationError) as exc:
+        return _json({"error": str(exc)}, 400)
+    return _json({"models": sorted(state.model_defaults)})
+
+
+async def _reset_script(request: Request) -> Response:
+    state = _state(request)
+    state.queue.clear()
+    state.default = None
+    state.model_defaults.clear()
+    state.faults = None
+    return _json({"queued": 0})
+
+
+async def _faults(request: Request) -> Response:
+    state = _state(request)
+    if request.method == "PUT":
+        try:
+            data = await request.json()
+            state.faults = None if data is None else _Faults(FaultPattern.model_validate(data))
+        except (ValueError, ValidationError) as exc:
+            return _json({"error": str(exc)}, 400)
+    return _json(None if state.faults is None else state.faults.report())
+
+
+async def _requests(request: Request) -> Response:
+    state = _state(request)
+    if request.method == "DELETE":
+        state.requests.clear()
+        return _json({"cleared": True})
+    return _json(list(state.requests))
+
+
+async def _connections(request: Request) -> Response:
+    state = _state(request)
+    if request.method == "DELETE":
+        still_open = [c for c in state.connections if c.state == "open"]
+        state.connections.clear()
+        state.connections.extend(still_open)
+    items = [vars(c) for c in state.connections]
+    return _json(
+        {"open": sum(c["state"] == "open" for c in items), "total": len(items), "connections": items}
+    )
+
+
 def create_app(*, models: list[str] | None = None, max_records: int = 10_000) -> Starlette:
     state = FakeState(max_records=max_records)
-    model_ids = models or ["gemma-3-270m"]
-
-    async def list_models(request: Request) -> Response:
-        return _json(
-            {
-                "object": "list",
-                "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in model_ids],
-            }
-        )
-
-    async def script(request: Request) -> Response:
-        try:
-            data = await request.json()
-            items = data if isinstance(data, list) else [data]
-            scenarios = [Scenario.model_validate(item) for item in items]
-        except (ValueError, ValidationError) as exc:
-            return _json({"error": str(exc)}, 400)
-        state.queue.extend(scenarios)
-        return _json({"queued": len(state.queue)})
-
-    async def set_default(request: Request) -> Response:
-        try:
-            data = await request.json()
-            state.default = None if data is None else Scenario.model_validate(data)
-        except (ValueError, ValidationError) as exc:
-            return _json({"error": str(exc)}, 400)
-        return _json({"default": None if state.default is None else state.default.model_dump()})
-
-    async def set_model_default(request: Request) -> Response:
-        model = request.path_params["model"]
-        try:
-            data = await request.json()
-            if data is None:
-                state.model_defaults.pop(model, None)
-            else:
-                state.model_defaults[model] = Scenario.model_validate(data)
-        except (ValueError, ValidationError) as exc:
-            return _json({"error": str(exc)}, 400)
-        return _json({"models": sorted(state.model_defaults)})
-
-    async def reset_script(request: Request) -> Response:
-        state.queue.clear()
-        state.default = None
-        state.model_defaults.clear()
-        state.faults = None
-        return _json({"queued": 0})
-
-    async def faults(request: Request) -> Response:
-        if request.method == "PUT":
-            try:
-                data = await request.json()
-                state.faults = None if data is None else _Faults(FaultPattern.model_validate(data))
-            except (ValueError, ValidationError) as exc:
-                return _json({"error": str(exc)}, 400)
-        return _json(None if state.faults is None else state.faults.report())
-
-    async def requests(request: Request) -> Response:
-        if request.method == "DELETE":
-            state.requests.clear()
-            return _json({"cleared": True})
-        return _json(list(state.requests))
-
-    async def connections(request: Request) -> Response:
-        if request.method == "DELETE":
-            still_open = [c for c in state.connections if c.state == "open"]
-            state.connections.clear()
-            state.connections.extend(still_open)
-        items = [vars(c) for c in state.connections]
-        return _json(
-            {"open": sum(c["state"] == "open" for c in items), "total": len(items), "connections": items}
-        )
-
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", ChatCompletions(state), methods=["POST"]),
-            Route("/v1/models", list_models, methods=["GET"]),
-            Route("/_script", script, methods=["POST"]),
-            Route("/_script", reset_script, methods=["DELETE"]),
-            Route("/_script/default", set_default, methods=["PUT"]),
-            Route("/_script/model/{model:path}", set_model_default, methods=["PUT"]),
-            Route("/_faults", faults, methods=["GET", "PUT"]),
-            Route("/_requests", requests, methods=["GET", "DELETE"]),
-            Route("/_connections", connections, methods=["GET", "DELETE"]),
+            Route("/v1/models", _list_models, methods=["GET"]),
+            Route("/_script", _script, methods=["POST"]),
+            Route("/_script", _reset_script, methods=["DELETE"]),
+            Route("/_script/default", _set_default, methods=["PUT"]),
+            Route("/_script/model/{model:path}", _set_model_default, methods=["PUT"]),
+            Route("/_faults", _faults, methods=["GET", "PUT"]),
+            Route("/_requests", _requests, methods=["GET", "DELETE"]),
+            Route("/_connections", _connections, methods=["GET", "DELETE"]),
         ]
     )
     app.state.fake = state
+    app.state.models = models or ["gemma-3-270m"]
     return app
 
 
