@@ -142,8 +142,10 @@ def suite_config(data_dir: Path) -> tuple[SuiteConfig, list[ScrapeTarget]]:
     extra["generation"]["GENERATION_ROUTING_FILE"] = str(routing_file(data_dir, ports.model))
     extra["generation"]["GENERATION_BREAKER_FAILURES"] = str(BREAKER_FAILURES)
     extra["guardrails"]["GUARDRAILS_POLICY_DIR"] = str(policy_dir(data_dir))
-    # Four workers sometimes hold three streams at once: the stream limit refuses the third.
-    extra["gateway"] = {"GATEWAY_KEY_MAX_STREAMS": "2"}
+    # Four workers sometimes hold three streams at once: the stream limit refuses the third. Every
+    # request comes from 127.0.0.1, so the mix's bad keys (about 1 in 20) would trip the per-address
+    # block on failed authentications (20 a window), and every request after them would get 429.
+    extra["gateway"] = {"GATEWAY_KEY_MAX_STREAMS": "2", "GATEWAY_IP_AUTH_FAILURES": "200"}
     cfg = SuiteConfig(
         api_key="sk-dash-" + secrets.token_urlsafe(12),
         data_dir=data_dir,
