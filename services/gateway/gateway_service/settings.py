@@ -199,6 +199,18 @@ class GatewaySettings(ServiceSettings):
         ge=0,
         description="Request-log (usage) rows older than this many days are deleted; 0 keeps them forever.",
     )
+    gateway_response_retention_days: int = Field(
+        30,
+        ge=0,
+        description="Responses API answers kept for GET /v1/responses/{id} and previous_response_id "
+        "(store: true) are deleted after this many days; 0 keeps them until deleted.",
+    )
+    gateway_response_memory_max: int = Field(
+        10_000,
+        ge=1,
+        description="Without a database, stored Responses API answers are kept in process (one replica "
+        "only), at most this many; the oldest go first.",
+    )
     gateway_summary_model: str = Field(
         "",
         description="Model (served by the generation service) that writes request-log summaries; "

@@ -6,6 +6,7 @@ CVE-2024-6587): keys like `api_base` or `api_key` are refused at any depth, exce
 Schemas the client supplies (tool parameters, response formats), where they are property names.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic_core import PydanticCustomError
@@ -56,7 +57,7 @@ def _is_schema(path: tuple[Any, ...]) -> bool:
     )
 
 
-def _walk(data: dict[str, Any]) -> None:
+def _walk(data: dict[str, Any], is_schema: Callable[[tuple[Any, ...]], bool]) -> None:
     stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
     nodes = 0
     while stack:
@@ -71,7 +72,7 @@ def _walk(data: dict[str, Any]) -> None:
                 "too_deep", "the request nests JSON deeper than {n} levels", {"n": MAX_JSON_DEPTH}
             )
         if isinstance(value, dict):
-            schema = _is_schema(path)
+            schema = is_schema(path)
             for key, item in value.items():
                 if not schema and isinstance(key, str) and key.lower() in FORBIDDEN_KEYS:
                     where = ".".join(str(p) for p in (*path, key))
@@ -85,12 +86,20 @@ def _walk(data: dict[str, Any]) -> None:
             stack.extend((item, (*path, i)) for i, item in enumerate(value))
 
 
-def guard_request(data: Any, known_fields: frozenset[str]) -> Any:
+def guard_request(
+    data: Any,
+    known_fields: frozenset[str],
+    *,
+    tolerated: frozenset[str] = TOLERATED_FIELDS,
+    is_schema: Callable[[tuple[Any, ...]], bool] = _is_schema,
+) -> Any:
+    """`tolerated` and `is_schema` (where client JSON Schemas sit) are those of chat requests unless
+    another API's request says otherwise."""
     if not isinstance(data, dict):
         return data
-    _walk(data)
+    _walk(data, is_schema)
     for name in data:
-        if name not in known_fields and name not in TOLERATED_FIELDS:
+        if name not in known_fields and name not in tolerated:
             raise PydanticCustomError(
                 "unrecognized_argument", "Unrecognized request argument supplied: {name}", {"name": name}
             )

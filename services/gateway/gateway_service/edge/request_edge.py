@@ -19,6 +19,7 @@ client, unless an error event ended it.
 
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite_common.request_context import request_id_var
@@ -61,6 +62,16 @@ class EdgeRequest:
     # Whether a request that fails before its answer leaves a request-log row (the WebSocket route
     # logs only the streams it started).
     log_failures: bool = True
+    # The request as the client's API spelled it, when a door translated it into `body` (e.g. the
+    # Responses API): what an Idempotency-Key compares, and part of the result cache's key, so a
+    # stored answer is only ever given back through the API that produced it.
+    original: dict[str, Any] | None = None
+
+    def door(self) -> dict[str, Any] | None:
+        """The route and the client's own request, for a translated request; None for chat."""
+        if self.original is None:
+            return None
+        return {"route": self.route, "request": self.original}
 
 
 @dataclass(frozen=True)
@@ -144,10 +155,9 @@ class Admitted:
 
     async def _claim_or_replay(self, key: str) -> None:
         request = self.request
+        fingerprint = request.door() or request.body.model_dump(mode="json", exclude_unset=True)
         outcome = await self._edge.idempotency.claim(
-            request.identity.org_id,
-            key,
-            idem.body_fingerprint(request.body.model_dump(mode="json", exclude_unset=True)),
+            request.identity.org_id, key, idem.body_fingerprint(fingerprint)
         )
         if isinstance(outcome, StoredResponse):
             self.replay = outcome.response({**self.headers, idem.REPLAYED_HEADER: "true"})
@@ -167,6 +177,7 @@ class Admitted:
             body,
             policy_version=screened.policy_version,
             collection_version=screened.collection_version,
+            door=self.request.door(),
         )
         if key is None:
             return None

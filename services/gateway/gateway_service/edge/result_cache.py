@@ -38,15 +38,29 @@ def cacheable(body: ChatCompletionRequest) -> bool:
 
 
 def cache_key(
-    org_id: str, model: str, body: ChatCompletionRequest, *, policy_version: str, collection_version: str = ""
+    org_id: str,
+    model: str,
+    body: ChatCompletionRequest,
+    *,
+    policy_version: str,
+    collection_version: str = "",
+    door: dict[str, Any] | None = None,
 ) -> str | None:
-    """None when the versions the answer depends on are unknown: such an answer is not cached."""
+    """None when the versions the answer depends on are unknown: such an answer is not cached.
+
+    `door` (the route and the client's own request) keys a request another API translated into
+    `body`: its answer is in that API's shape, never served to chat or another door."""
     if not policy_version or (body.retrieval is not None and not collection_version):
         return None
     params: dict[str, Any] = body.model_dump(mode="json", exclude=_NOT_IN_KEY, exclude_none=True)
     params["model"] = model
     params["policy_version"] = policy_version
     params["collection_version"] = collection_version
+    if door is not None:
+        params["door"] = {
+            **door,
+            "request": {k: v for k, v in door["request"].items() if k not in _NOT_IN_KEY},
+        }
     params["messages"] = [
         {"role": m.role, "content": m.content or "", "name": m.name or ""} for m in body.messages
     ]

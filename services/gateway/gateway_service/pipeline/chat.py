@@ -2,9 +2,9 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from llmsuite.common.v1 import common_pb2
@@ -14,7 +14,7 @@ from llmsuite_common.request_context import request_id_var
 from llmsuite_common.rules.metrics import RuleMetrics
 from llmsuite_common.rules.output_scan import OutputScanner
 
-from ..api.completions import ChunkEncoder, citations
+from ..api.completions import citations
 from ..api.errors import ApiError, from_grpc
 from ..api.schemas import ChatCompletionRequest
 from ..edge.auth import Identity
@@ -220,9 +220,20 @@ class StreamTally:
     error: ApiError | None = None
 
 
+class PayloadEncoder(Protocol):
+    """What turns generation events into one API's stream payloads (chat.completion.chunk objects:
+    api/completions.py's ChunkEncoder; other APIs' events: api/doors/)."""
+
+    def delta(self, content: str, tool_calls: Sequence[generation_pb2.ToolCallDelta] = ()) -> bytes: ...
+
+    def finish(self, final: generation_pb2.Final) -> list[bytes]: ...
+
+    def error(self, err: ApiError) -> bytes: ...
+
+
 async def chunk_batches(
     reader: GenerationReader,
-    encoder: ChunkEncoder,
+    encoder: PayloadEncoder,
     *,
     keepalive_seconds: float,
     on_first_token: Callable[[], None],
