@@ -272,6 +272,9 @@ async def test_retrieve_delete_and_previous_response_id(gateway, fake):
     async with gateway.client() as c:
         raw = await c.get(f"{RESPONSES}/{first.id}")
         assert_valid("Response", raw.json())
+        for query, param in (({"stream": "true"}, "stream"), ({"include[]": "x"}, "include")):
+            refused = await c.get(f"{RESPONSES}/{first.id}", params=query)
+            assert refused.status_code == 400 and refused.json()["error"]["param"] == param
         deleted = await c.delete(f"{RESPONSES}/{first.id}")
     assert deleted.status_code == 200
     assert deleted.json() == {"id": first.id, "object": "response", "deleted": True}

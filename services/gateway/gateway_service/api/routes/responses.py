@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from ...edge.auth import API_KEY_SCHEME, Identity
@@ -81,6 +81,7 @@ async def create_response(body: ResponsesRequest, serving: ServingDep, store: Re
 
 @router.get("/v1/responses/{response_id}", response_class=Response)
 async def retrieve_response(
+    request: Request,
     identity: IdentityDep,
     store: ResponseStoreDep,
     response_id: str = Path(min_length=1, max_length=MAX_RESPONSE_ID_LENGTH),
@@ -90,6 +91,9 @@ async def retrieve_response(
         raise ApiError(
             400, "streaming a stored response again is not supported", code="unsupported", param="stream"
         )
+    # `include=` or `include[]=` (the openai client's spelling of a list).
+    if any(name in ("include", "include[]") for name in request.query_params):
+        raise ApiError(400, "include is not supported by this gateway", code="unsupported", param="include")
     kept = await store.get(identity.org_id, response_id)
     if kept is None:
         raise not_found(response_id)
