@@ -35,6 +35,7 @@ from .edge.metering import Metering
 from .edge.policy import Policy
 from .edge.request_edge import RequestEdge
 from .edge.request_log_writer import RequestLogWriter
+from .edge.response_store import MemoryResponseStore, PostgresResponseStore, ResponseStore
 from .edge.result_cache import ResultCache
 from .edge.shared_state import SharedState
 from .edge.summaries import ModelSummarizer
@@ -106,6 +107,14 @@ def request_edge(
         streams_in_flight=metrics.streams_in_flight,
         reserved_completion_tokens=settings.gateway_reserved_completion_tokens,
     )
+
+
+def response_store(settings: GatewaySettings, database: Database | None) -> ResponseStore:
+    """The Responses API's kept responses: in PostgreSQL, or without one in process."""
+    retention = settings.gateway_response_retention_days
+    if database is not None:
+        return PostgresResponseStore(database, retention_days=retention)
+    return MemoryResponseStore(retention_days=retention, max_entries=settings.gateway_response_memory_max)
 
 
 def request_log_writer(
@@ -222,6 +231,7 @@ class Gateway:
     health: BackendHealth
     # The time of the in-process windows, TTLs and caches (limits, keys, stores); a test moves it.
     clock: Clock
+    responses: ResponseStore
 
     @classmethod
     def build(
@@ -264,6 +274,7 @@ class Gateway:
                 clients, metrics.backend_serving, settings.gateway_readiness_timeout_seconds
             ),
             clock=clock,
+            responses=response_store(settings, database),
         )
 
     def keep_on(self, app: FastAPI) -> None:
@@ -283,6 +294,7 @@ class Gateway:
             self.keys,
         )
         state.health = self.health
+        state.responses = self.responses
         state.token_issuer = self.clients.issuer
         state.max_body_bytes = self.settings.gateway_max_body_bytes
 
@@ -296,6 +308,7 @@ class Gateway:
             await database.open()
             await self.keys.ensure_org(settings.gateway_org_id)
         usage.start()
+        self.responses.start()
         await self.clients.open()
         self.health.start(settings.gateway_backend_health_interval_seconds)
         try:
@@ -305,6 +318,7 @@ class Gateway:
             # Within what SIGTERM left of the shutdown budget, less the closing steps below.
             budget = self.lifecycle.seconds_left(settings.shutdown_grace_seconds) - EXIT_MARGIN_SECONDS
             await usage.stop(budget)
+            await self.responses.stop()
             await self.clients.close()
             await self.shared.close()
             if database is not None:

@@ -18,6 +18,7 @@ from ..edge.auth import Identity
 from ..edge.keys import KeyStore
 from ..edge.metering import Metering
 from ..edge.request_edge import RequestEdge
+from ..edge.response_store import ResponseStore
 from ..edge.usage import UsageRecorder
 from ..lifecycle import Lifecycle
 from ..metrics import GatewayMetrics
@@ -50,6 +51,11 @@ async def _metrics(conn: HTTPConnection) -> GatewayMetrics:
 async def _clients(conn: HTTPConnection) -> BackendClients:
     clients: BackendClients = conn.app.state.clients
     return clients
+
+
+async def _responses(conn: HTTPConnection) -> ResponseStore:
+    responses: ResponseStore = conn.app.state.responses
+    return responses
 
 
 async def _usage(conn: HTTPConnection) -> UsageRecorder:
@@ -93,6 +99,8 @@ EdgeDep = Annotated[RequestEdge, Depends(_edge)]
 MetricsDep = Annotated[GatewayMetrics, Depends(_metrics)]
 ClientsDep = Annotated[BackendClients, Depends(_clients)]
 UsageDep = Annotated[UsageRecorder, Depends(_usage)]
+# The Responses API's kept responses (store: true).
+ResponseStoreDep = Annotated[ResponseStore, Depends(_responses)]
 MeteringDep = Annotated[Metering, Depends(_metering)]
 # None without a database: the admin routes answer 501.
 KeysDep = Annotated[KeyStore | None, Depends(_keys)]
