@@ -1,8 +1,8 @@
 """OpenAI's published OpenAPI document (vendored, see README.md) and validation against its schemas.
 
-    from tests.schemas.openai_openapi import assert_valid
-    assert_valid("Response", body)            # a component schema, by name
-    assert_valid("ResponseStreamEvent", event)
+from tests.schemas.openai_openapi import assert_valid
+assert_valid("Response", body)            # a component schema, by name
+assert_valid("ResponseStreamEvent", event)
 """
 
 import functools
