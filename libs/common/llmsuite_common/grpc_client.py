@@ -7,6 +7,7 @@ by a channel interceptor: grpc.aio runs every intercepted call in an extra task,
 message of an intercepted stream through an extra generator, which cost more than the span.
 """
 
+import json
 from typing import Any
 
 import grpc
@@ -19,6 +20,25 @@ from .request_context import REQUEST_ID_METADATA_KEY, request_id_var
 
 _TRACER_NAME = "llmsuite_common.grpc_client"
 
+# The health service name callers balance on: a server (grpc_server.serve) reports it SERVING from
+# when it has loaded until its drain has ended, whereas "" (what probes and other load balancers
+# read) turns NOT_SERVING as soon as the drain begins. Callers of a draining replica thus go on
+# being served for DRAIN_SECONDS while they find and connect to the replicas that replace it.
+BALANCER_HEALTH_SERVICE = "llmsuite.balancer"
+# round_robin over every address the target resolves to, each address only while its health
+# service reports BALANCER_HEALTH_SERVICE as SERVING (client-side health checking, gRFC A17: one
+# Watch stream per connection): a replica still loading listens but takes no calls, and one
+# whose drain has ended takes none before its listener closes. A server without the health
+# service counts as serving; one with it must report that name (every llmsuite server does).
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": BALANCER_HEALTH_SERVICE},
+}
+# A lost connection is tried again within this long, however long the address has been down
+# (gRPC's default backoff grows to 120 s): a replica restarted on its address takes calls again
+# about as soon as it serves, not minutes later.
+MAX_RECONNECT_BACKOFF_MS = 1_000
+
 
 def channel(
     target: str,
@@ -26,17 +46,23 @@ def channel(
     max_message_bytes: int = 4 * 1024 * 1024,
     credentials: grpc.ChannelCredentials | None = None,
 ) -> grpc.aio.Channel:
-    """A channel that spreads calls over every address `target` resolves to; TLS with `credentials`.
+    """A channel that spreads calls over every address `target` resolves to that reports SERVING
+    (SERVICE_CONFIG); TLS with `credentials`.
 
-    Use `dns:///name:port` with a headless Service so each pod gets its share.
+    Use `dns:///name:port` with a headless Service so each pod gets its share, or a fixed list,
+    `ipv4:127.0.0.1:50061,127.0.0.1:50071`.
     """
-    options = [
-        ("grpc.lb_policy_name", "round_robin"),
+    options: list[tuple[str, Any]] = [
+        ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+        # This configuration, never one from a DNS TXT record.
+        ("grpc.service_config_disable_resolution", 1),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.enable_retries", 1),
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
     ]
     if credentials is not None:
         return grpc.aio.secure_channel(target, credentials, options=options)

@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .call_auth import CallAuthenticator
+from .grpc_client import BALANCER_HEALTH_SERVICE
 from .grpc_metrics import GrpcServerMetrics, start_metrics_server
 from .grpc_tls import server_credentials
 from .service_tokens import PublicKeys, TokenVerifier
@@ -20,6 +21,10 @@ from .stream_driver import server_interceptors
 from .telemetry import shutdown_telemetry
 
 log = logging.getLogger(__name__)
+
+# The last part of the drain: balancing callers have been told to go (BALANCER_HEALTH_SERVICE is
+# NOT_SERVING) and the listener still takes the calls they sent meanwhile.
+BALANCER_SETTLE_SECONDS = 0.5
 
 
 class GrpcApp(Protocol):
@@ -81,7 +86,10 @@ async def serve(settings: ServiceSettings, app: GrpcApp, metrics: GrpcServerMetr
     app.add_to_server(server)
     names = list(app.service_names)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    for name in ("", *names):
+    # "" and each service for probes and load balancers; BALANCER_HEALTH_SERVICE for callers that
+    # balance over replicas with llmsuite_common.grpc_client.channel.
+    statuses = ("", *names, BALANCER_HEALTH_SERVICE)
+    for name in statuses:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     address = f"{settings.host}:{settings.port}"
@@ -103,19 +111,27 @@ async def serve(settings: ServiceSettings, app: GrpcApp, metrics: GrpcServerMetr
     await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if starting.done():
         starting.result()
-        for name in ("", *names):
+        for name in statuses:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"port": port})
         await stopping
     else:
         starting.cancel()
 
-    # Readiness flips first so load balancers stop sending before the listener closes. Then
+    # Readiness flips first so probes and load balancers stop sending before the listener closes;
+    # calls that still arrive are served. Balancing callers keep sending until the drain's last
+    # BALANCER_SETTLE_SECONDS (they may not be connected to a replacement yet), then move. Then
     # stop() refuses new calls and gives those in flight (streams included) up to the shutdown
     # grace; it returns as soon as the last one ends, so the grace costs nothing when idle.
-    await health_servicer.enter_graceful_shutdown()
+    for name in ("", *names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     log.info("draining", extra={"seconds": settings.drain_seconds})
-    await asyncio.sleep(settings.drain_seconds)
+    settle = min(BALANCER_SETTLE_SECONDS, settings.drain_seconds / 2)
+    await asyncio.sleep(settings.drain_seconds - settle)
+    await health_servicer.enter_graceful_shutdown()
+    # The callers' health watches hear it and stop picking this replica before its listener closes:
+    # a call they pick now still reaches a server that takes it.
+    await asyncio.sleep(settle)
     log.info("stopping", extra={"grace_seconds": settings.shutdown_grace_seconds})
     await server.stop(settings.shutdown_grace_seconds)
     try:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from llmsuite_common.grpc_client import channel
+from llmsuite_common.grpc_client import BALANCER_HEALTH_SERVICE, channel
 from llmsuite_common.grpc_tls import channel_credentials, server_credentials
 from llmsuite_common.settings import ServiceSettings
 
@@ -75,6 +75,7 @@ async def _serve(settings: ServiceSettings) -> tuple[grpc.aio.Server, int]:
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await servicer.set(BALANCER_HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     credentials = server_credentials(settings)
     assert credentials is not None
     port = server.add_secure_port("127.0.0.1:0", credentials)

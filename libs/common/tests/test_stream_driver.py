@@ -8,7 +8,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from llmsuite.generation.v1 import generation_pb2, generation_pb2_grpc
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
 from llmsuite_common.errors import InvalidArgument, Unavailable, read_error_detail
-from llmsuite_common.grpc_client import channel
+from llmsuite_common.grpc_client import BALANCER_HEALTH_SERVICE, channel
 from llmsuite_common.grpc_metrics import GrpcServerMetrics
 from llmsuite_common.request_context import request_id_var
 from llmsuite_common.stream_driver import server_interceptors
@@ -158,6 +158,7 @@ async def traced_server():
     guardrails_pb2_grpc.add_GuardrailsServiceServicer_to_server(Echo(), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    await health_servicer.set(BALANCER_HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     ch = channel(f"127.0.0.1:{port}")

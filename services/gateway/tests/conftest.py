@@ -26,6 +26,7 @@ from guardrails_service.app import GuardrailsApp
 from guardrails_service.settings import GuardrailsSettings
 from llmsuite_common.call_auth import OutboundCredentials
 from llmsuite_common.clock import Clock, monotonic
+from llmsuite_common.grpc_client import BALANCER_HEALTH_SERVICE
 from llmsuite_testkit.openai_upstream import FakeUpstream, running_fake_upstream
 
 from services.gateway.tests.redis_server import RedisServer, redis_server
@@ -62,7 +63,8 @@ async def _grpc_server(app: Any, stack: AsyncExitStack) -> str:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     await app.start()
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    for name in ("", BALANCER_HEALTH_SERVICE):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     stack.push_async_callback(app.stop)
     stack.push_async_callback(server.stop, None)
     return f"dns:///127.0.0.1:{port}"
