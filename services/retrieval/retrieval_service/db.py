@@ -21,6 +21,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from .db_outage import OutageWatch
+
 log = logging.getLogger(__name__)
 
 TABLE = "retrieval_chunks"
@@ -138,12 +140,13 @@ class ChunkStore:
         self._hnsw_m = hnsw_m
         self._hnsw_ef_construction = hnsw_ef_construction
         self._pool: AsyncConnectionPool | None = None
+        self._conninfo = ""
         self._iterative_scan = False
+        self._outage = OutageWatch(self._ping, self._renew_pool)
 
-    async def open(self, conninfo: str, *, dimension: int, timeout: float = 30.0) -> None:
-        """Create the schema if needed, then fill the pool. `dimension` is the embedding model's."""
-        pool = AsyncConnectionPool(
-            conninfo,
+    def _new_pool(self) -> AsyncConnectionPool:
+        return AsyncConnectionPool(
+            self._conninfo,
             min_size=self._min_size,
             max_size=self._max_size,
             timeout=self._pool_timeout,
@@ -151,18 +154,60 @@ class ChunkStore:
             configure=self._configure,
             # Pre-ping on checkout: after a database restart the first caller gets a
             # fresh connection instead of a broken one.
-            check=AsyncConnectionPool.check_connection,
+            check=self._check,
             name="retrieval",
         )
+
+    async def open(self, conninfo: str, *, dimension: int, timeout: float = 30.0) -> None:
+        """Create the schema if needed, then fill the pool. `dimension` is the embedding model's."""
+        self._conninfo = conninfo
+        pool = self._new_pool()
         async with asyncio.timeout(timeout):
             await self.create_schema(conninfo, dimension)
             await pool.open(wait=True, timeout=timeout)
         self._pool = pool
 
     async def close(self) -> None:
+        await self._outage.close()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    async def _check(self, conn: psycopg.AsyncConnection) -> None:
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            self._outage.suspect()
+            raise
+
+    async def _connection(self, pool: AsyncConnectionPool, timeout: float) -> psycopg.AsyncConnection:
+        """A connection from `pool`, unless the database is found down first (db_outage)."""
+        getting = asyncio.ensure_future(pool.getconn(timeout))
+        down = asyncio.ensure_future(self._outage.went_down())
+        try:
+            await asyncio.wait({getting, down}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            await _give_back(pool, getting)
+            raise
+        finally:
+            down.cancel()
+        if not getting.done():
+            await _give_back(pool, getting)
+            raise Unavailable("the vector store is unavailable")
+        return getting.result()
+
+    async def _ping(self) -> None:
+        async with asyncio.timeout(self._pool_timeout):
+            conn = await psycopg.AsyncConnection.connect(self._conninfo)
+        await conn.close()
+
+    async def _renew_pool(self) -> None:
+        """A fresh pool once the database answers again: the old one's reconnection may be backing
+        off for many seconds more. Connections still out return to the old pool, closed after."""
+        old, self._pool = self._pool, self._new_pool()
+        await self._pool.open(wait=False)
+        if old is not None:
+            asyncio.get_running_loop().create_task(old.close(timeout=self._pool_timeout))
 
     async def create_schema(self, conninfo: str, dimension: int) -> None:
         """Tables and indexes, created where missing; also rebuilds a dropped HNSW index after a bulk load."""
@@ -205,13 +250,17 @@ class ChunkStore:
         """A pooled connection inside a transaction, with `settings` applied to that transaction only."""
         if self._pool is None:
             raise Unavailable("the vector store is not open yet")
+        if self._outage.down:
+            raise Unavailable("the vector store is unavailable")
         if timeout <= 0:
             raise DeadlineExceeded("the deadline passed before the database was reached")
         # The server stops the work too when the budget runs out, not only this client.
         local = {"statement_timeout": f"{max(1, int(timeout * 1000))}ms", **(settings or {})}
-        with _database_errors():
+        pool = self._pool
+        with _database_errors(), self._watching_outages():
             async with asyncio.timeout(timeout):
-                async with self._pool.connection(timeout=min(timeout, self._pool_timeout)) as conn:
+                conn = await self._connection(pool, min(timeout, self._pool_timeout))
+                try:
                     async with conn.transaction():
                         # One round trip for every setting.
                         await conn.execute(
@@ -226,6 +275,19 @@ class ChunkStore:
                             list(local.values()),
                         )
                         yield conn
+                finally:
+                    await pool.putconn(conn)
+
+    @contextlib.contextmanager
+    def _watching_outages(self) -> Iterator[None]:
+        """A connection that failed, or none in time: is the database down? (db_outage)"""
+        try:
+            yield
+        except psycopg.errors.QueryCanceled:
+            raise
+        except (PoolTimeout, psycopg.OperationalError):
+            self._outage.suspect()
+            raise
 
     async def known_embeddings(
         self,
@@ -556,6 +618,15 @@ async def copy_rows(cursor: psycopg.AsyncCursor[Any], rows: Iterable[tuple[Any, 
         copy.set_types(list(COPY_TYPES))
         for row in rows:
             await copy.write_row(row)
+
+
+async def _give_back(pool: AsyncConnectionPool, getting: "asyncio.Future[psycopg.AsyncConnection]") -> None:
+    """Stops waiting for a connection; one that came all the same goes back to the pool."""
+    getting.cancel()
+    with contextlib.suppress(BaseException):
+        await asyncio.shield(asyncio.gather(getting, return_exceptions=True))
+    if getting.done() and not getting.cancelled() and getting.exception() is None:
+        await pool.putconn(getting.result())
 
 
 @contextlib.contextmanager
