@@ -70,9 +70,13 @@ def _redis_client(url: str, timeout: float) -> Any:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
-    # No client-side retries: a slow or dead Redis must cost one bounded wait, then the
-    # documented failure policy, not several timeouts in a row.
+    # No client-side retries of a slow or unanswered command: a slow or dead Redis must cost one
+    # bounded wait, then the documented failure policy, not several timeouts in a row. A pooled
+    # connection the server closed (Redis restarted: every connection opened before fails its
+    # next command at once) is retried once, on a new connection: without it a restarted Redis
+    # would fail the first command on each of them and put the limiter into its failure mode.
     # A small pool that requests queue for (a script runs in microseconds) instead of a burst
     # of requests each opening its own connection at once.
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -81,6 +85,6 @@ def _redis_client(url: str, timeout: float) -> Any:
         timeout=max(timeout, POOL_WAIT_SECONDS),
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     return aioredis.Redis(connection_pool=pool)
