@@ -1,6 +1,6 @@
 """The project's packages (libs/*, services/*, each with a pyproject.toml): make install installs every
 one editable into the venv, each declares what its code imports, and each builds a wheel with all of
-its files (the images install them so: services/*/Dockerfile)."""
+its files (the images install them so: services/Dockerfile)."""
 
 import ast
 import functools

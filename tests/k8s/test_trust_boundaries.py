@@ -223,7 +223,7 @@ def test_the_exec_probe_module_ships_in_every_backend_image(rendered, dockerfile
             assert (root / "libs/common" / (module.replace(".", "/") + ".py")).is_file(), f"{case}: {module}"
             copied = {
                 i["value"][0]
-                for i in dockerfiles[f"services/{comp}/Dockerfile"]
+                for i in dockerfiles["services/Dockerfile"]
                 if i["cmd"] == "COPY" and not i["flags"]
             }
             assert "libs/common" in copied, comp
