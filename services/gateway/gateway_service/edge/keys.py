@@ -7,17 +7,19 @@ bits, so a slow password hash would add latency to every cache miss and no prote
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
+import psycopg
 from llmsuite_common.clock import Clock, monotonic
 from llmsuite_common.service_tokens import default_scopes
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..api.errors import ApiError
 from .auth import Identity
@@ -35,6 +37,22 @@ _CACHE_MAX = 10_000
 # Key ids found unknown or revoked. Apart from the identities, so a client presenting made-up keys
 # can neither evict real keys' entries nor reach the database twice with the same id.
 _UNKNOWN_MAX = 100_000
+# A cached key whose entry has expired is looked up again; when the database cannot answer (down,
+# restarting, failing over) the cached identity goes on being used, for at most this long past its
+# expiry, instead of refusing the key's every request with 503 database_busy. A key revoked just
+# before an outage may therefore work until the database answers again (the admin API that could
+# revoke another is down with it).
+STALE_IF_ERROR_SECONDS = 300.0
+# Such a lookup waits this long for a connection at most (a stale entry is there to answer), and
+# the key is not looked up again for STALE_RETRY_SECONDS: an outage costs one short wait per
+# replica and key per second, not a wait on every request.
+STALE_LOOKUP_WAIT_SECONDS = 0.5
+STALE_RETRY_SECONDS = 1.0
+# What says the database cannot answer now: no connection in time, a broken or refused connection,
+# a cancelled statement.
+DATABASE_UNAVAILABLE = (PoolTimeout, psycopg.OperationalError)
+
+log = logging.getLogger(__name__)
 
 
 def new_key() -> tuple[str, str]:
@@ -159,6 +177,8 @@ class _Cached:
     expires: float
     secret_hash: bytes
     identity: Identity
+    # Past `expires`, the entry still answers while the database cannot, until this time.
+    stale_until: float
 
 
 class KeyStore:
@@ -207,14 +227,30 @@ class KeyStore:
         if cached is None or cached.expires <= now:
             if self._unknown.get(key_id, 0.0) > now:
                 return None
-            cached = await self._load(key_id, now)
+            if cached is not None and now < cached.stale_until:
+                cached = await self._refresh(key_id, cached, now)
+            else:
+                cached = await self._load(key_id, now)
             if cached is None:
                 return None
         return cached.identity if hmac.compare_digest(cached.secret_hash, key_hash(token)) else None
 
-    async def _load(self, key_id: str, now: float) -> _Cached | None:
+    async def _refresh(self, key_id: str, stale: _Cached, now: float) -> _Cached | None:
+        """The key looked up again; the stale entry when the database cannot answer."""
+        try:
+            return await self._load(key_id, now, wait=STALE_LOOKUP_WAIT_SECONDS)
+        except DATABASE_UNAVAILABLE as err:
+            log.warning(
+                "key lookup failed; using the cached key",
+                extra={"key_id": key_id, "error": type(err).__name__},
+            )
+            retry = replace(stale, expires=now + STALE_RETRY_SECONDS)
+            self._cache[key_id] = retry
+            return retry
+
+    async def _load(self, key_id: str, now: float, wait: float | None = None) -> _Cached | None:
         self.database_lookups += 1
-        async with self._pool.connection() as conn:
+        async with self._pool.connection(timeout=wait) as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 "SELECT k.id, k.org_id, k.user_id, k.role, k.secret_hash, k.settings, k.revoked_at, "
@@ -234,7 +270,8 @@ class KeyStore:
             policy=policy_of(row["settings"], row["org_settings"]),
             collection_prefixes=tuple(row["settings"].get("collection_prefixes") or ()),
         )
-        entry = _Cached(now + self._ttl, bytes(row["secret_hash"]), identity)
+        expires = now + self._ttl
+        entry = _Cached(expires, bytes(row["secret_hash"]), identity, expires + STALE_IF_ERROR_SECONDS)
         self._cache[key_id] = entry
         self._cache.move_to_end(key_id)
         while len(self._cache) > _CACHE_MAX:
