@@ -113,5 +113,6 @@ clean:
 	rm -rf .run .pytest_cache .hypothesis
 
 -include k8s/k8s.mk
+-include k8s/images/images.mk
 -include bench/bench.mk
 -include services/guardrails/eval/eval.mk

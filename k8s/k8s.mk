@@ -1,4 +1,4 @@
-# Kubernetes packaging: images, manifests, offline chart checks.
+# Kubernetes packaging: manifests, offline chart checks (images: k8s/images/images.mk).
 # Included from the root Makefile; also usable alone: make -f k8s/k8s.mk k8s-check
 
 K8S_PYTHON ?= python3
@@ -8,11 +8,8 @@ K8S_TOOLS := $(K8S_VENV)/bin/python -m k8stools
 # tests/k8s import the services' settings classes, so they run in the services' venv.
 K8S_TEST_PYTHON ?= .venv/bin/python
 K8S_BUILD_DIR := .data/k8s
-K8S_SERVICES := gateway guardrails retrieval generation
-K8S_IMAGE_REGISTRY ?= ghcr.io/llmsuite
-K8S_IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' k8s/charts/llmsuite/Chart.yaml)
 
-.PHONY: images manifests k8s-check k8s-venv
+.PHONY: manifests k8s-check k8s-venv
 
 # A venv of its own: Helm's Go engine, the Kubernetes API schemas, BuildKit's Dockerfile parser.
 # The lock keeps a concurrent pytest run (tests/k8s asks for this venv too) from racing the install.
@@ -44,18 +41,3 @@ k8s-check: $(K8S_VENV)/.installed
 	@echo "kubernetes schemas  kustomize output ok (1.30 and newest)"
 	@test -x $(K8S_TEST_PYTHON) || { echo "k8s-check: $(K8S_TEST_PYTHON) missing; run 'make install' first" >&2; exit 1; }
 	$(K8S_TEST_PYTHON) -m pytest -q -p no:cacheprovider tests/k8s
-
-# Builds every image from the repository root with the first engine that works. Without one it
-# fails (exit 2) rather than pretend: nothing was built.
-images:
-	@if docker info >/dev/null 2>&1; then engine="docker build"; \
-	elif podman info >/dev/null 2>&1; then engine="podman build"; \
-	elif command -v buildah >/dev/null 2>&1; then engine="buildah bud"; \
-	else echo "images: no container engine here (docker daemon, podman or buildah); nothing built." >&2; exit 2; fi; \
-	set -e; \
-	for svc in $(K8S_SERVICES); do \
-		echo "$$engine $(K8S_IMAGE_REGISTRY)/$$svc:$(K8S_IMAGE_TAG)"; \
-		$$engine -f services/$$svc/Dockerfile -t $(K8S_IMAGE_REGISTRY)/$$svc:$(K8S_IMAGE_TAG) .; \
-	done; \
-	echo "$$engine $(K8S_IMAGE_REGISTRY)/model-server:$(K8S_IMAGE_TAG)"; \
-	$$engine -f k8s/images/model-server/Dockerfile -t $(K8S_IMAGE_REGISTRY)/model-server:$(K8S_IMAGE_TAG) .

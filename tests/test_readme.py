@@ -17,12 +17,14 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 SERVICE_GUIDES = sorted(ROOT.glob("services/*/README.md"))
 DOCUMENTS = [README, *DOCS, *SERVICE_GUIDES]
 MAX_README_BYTES = 10 * 1024
-# Makefiles whose targets the documents may name (the root one includes the others).
+# Makefiles whose targets the documents may name: the root one and every file it includes.
 MAKEFILES = [
     ROOT / "Makefile",
-    ROOT / "k8s" / "k8s.mk",
-    ROOT / "bench" / "bench.mk",
-    ROOT / "services" / "guardrails" / "eval" / "eval.mk",
+    *(
+        ROOT / p
+        for p in re.findall(r"^-?include (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+        if (ROOT / p).exists()
+    ),
 ]
 
 # The gRPC calls a chat request makes from the gateway, by service; the README's diagram shows each.
