@@ -10,7 +10,7 @@ from llmsuite.generation.v1 import generation_pb2_grpc
 from llmsuite.guardrails.v1 import guardrails_pb2_grpc
 from llmsuite.retrieval.v1 import retrieval_pb2_grpc
 from llmsuite_common.call_auth import CallCredentials, OutboundCredentials
-from llmsuite_common.grpc_client import TracedStub, call_metadata, channel
+from llmsuite_common.grpc_client import BALANCER_HEALTH_SERVICE, TracedStub, call_metadata, channel
 from llmsuite_common.grpc_tls import settings_channel_credentials
 from llmsuite_common.service_tokens import SigningKey, TokenIssuer
 from opentelemetry.trace import TracerProvider
@@ -110,7 +110,12 @@ class BackendClients:
         await asyncio.gather(*(c.close(CLOSE_GRACE_SECONDS) for c in channels.values()))
 
     async def health(self, timeout: float) -> dict[str, str]:
-        """Standard gRPC health status of each backend: SERVING, NOT_SERVING, or the call's failure."""
+        """Whether each backend takes this gateway's calls: SERVING, NOT_SERVING, or the call's failure.
+
+        Asked through the channel for the name it balances on (BALANCER_HEALTH_SERVICE), so the
+        answer comes from a replica calls would go to: one replica draining (NOT_SERVING for "",
+        served until its drain ends) while another serves leaves the gateway ready.
+        """
         names = list(self._channels)
         results = await asyncio.gather(*(self._check(self._channels[n], timeout) for n in names))
         return dict(zip(names, results, strict=True))
@@ -120,7 +125,9 @@ class BackendClients:
         stub = health_pb2_grpc.HealthStub(ch)
         try:
             reply = await stub.Check(
-                health_pb2.HealthCheckRequest(), timeout=timeout, metadata=call_metadata()
+                health_pb2.HealthCheckRequest(service=BALANCER_HEALTH_SERVICE),
+                timeout=timeout,
+                metadata=call_metadata(),
             )
         except grpc.aio.AioRpcError as err:
             return err.code().name
