@@ -40,6 +40,8 @@ class Route:
     fallback: tuple[str, ...] = ()
     stop: tuple[str, ...] = ()
     max_tokens: int | None = None
+    # Accepts images (the routing entry's `vision`).
+    vision: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,7 @@ class RoutingTable:
                 fallback=tuple(mc.fallback),
                 stop=tuple(mc.stop),
                 max_tokens=mc.max_tokens,
+                vision=mc.vision,
             )
             for public in (model, *mc.aliases):
                 self._names[public] = model
@@ -136,12 +139,13 @@ class RoutingTable:
             raise NotFound(f"model '{request.model}' does not exist", code="model_not_found", param="model")
         return self._routes[canonical]
 
-    def chain(self, route: Route) -> list[Route]:
-        """The route, then its fallbacks in order (each once)."""
+    def chain(self, route: Route, *, vision: bool = False) -> list[Route]:
+        """The route, then its fallbacks in order (each once); for a request with images (`vision`),
+        only the fallbacks that accept them."""
         out = [route]
         for name in route.fallback:
             target = self._routes[self._names[name]]
-            if target not in out:
+            if target not in out and (target.vision or not vision):
                 out.append(target)
         return out
 

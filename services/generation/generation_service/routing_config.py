@@ -98,6 +98,9 @@ class ModelConfig(_Strict):
     stop: list[str] = Field(default_factory=list)
     # Default when the request gives none, and a ceiling when it does.
     max_tokens: int | None = Field(None, gt=0)
+    # Its deployments accept images (OpenAI `image_url` content parts); requests with images to a
+    # model without it are refused (400), and fallbacks without it are skipped for them.
+    vision: bool = False
 
 
 class AutoRule(_Strict):

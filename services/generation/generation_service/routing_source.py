@@ -52,6 +52,7 @@ def legacy_config(settings: GenerationSettings) -> tuple[RoutingConfig, dict[str
             ],
             stop=route.stop,
             max_tokens=route.max_tokens,
+            vision=route.vision,
         )
         for name, route in settings.generation_models.items()
     }

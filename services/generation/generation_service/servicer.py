@@ -12,7 +12,7 @@ from .metrics import GenerationMetrics
 from .pool import UpstreamPool
 from .reply import StreamedReply, WholeReply
 from .routing_source import RoutingSource
-from .upstream_request import bodies_for, route_request
+from .upstream_request import bodies_for, has_images, route_request
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,10 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         )
         reply = WholeReply(account) if request.whole_answer else StreamedReply(account)
         stream = self._pool.stream(
-            table.chain(route), body_for, model=request.model, remaining=context.time_remaining
+            table.chain(route, vision=has_images(request)),
+            body_for,
+            model=request.model,
+            remaining=context.time_remaining,
         )
         try:
             # aclosing: however this ends (cancel, deadline, error, early stop), the

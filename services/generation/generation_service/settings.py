@@ -14,6 +14,8 @@ class ModelRoute(BaseModel):
     stop: list[str] = Field(default_factory=list)
     # Default when the request gives none, and a ceiling when it does.
     max_tokens: int | None = Field(None, gt=0)
+    # The upstream model accepts images (OpenAI `image_url` content parts).
+    vision: bool = False
 
 
 class GenerationSettings(ServiceSettings):
@@ -39,7 +41,8 @@ class GenerationSettings(ServiceSettings):
         validate_default=True,
         description=(
             'JSON: public model name -> {"upstream_model": name upstream, "stop": stop sequences always '
-            'added to the request\'s, "max_tokens": default and ceiling (optional)}.'
+            'added to the request\'s, "max_tokens": default and ceiling (optional), "vision": accepts images '
+            "(optional, false)}."
         ),
     )
     generation_connect_timeout_seconds: float = Field(

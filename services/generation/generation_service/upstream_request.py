@@ -27,6 +27,9 @@ class RouteLimits(Protocol):
     @property
     def max_tokens(self) -> int | None: ...
 
+    @property
+    def vision(self) -> bool: ...
+
 
 def effective_max_tokens(
     route_max: int | None, requested: int | None, org_max: int | None = None
@@ -69,7 +72,24 @@ def _sampling(request: generation_pb2.GenerateRequest, name: str, low: float, hi
     return value
 
 
-def _messages(request: generation_pb2.GenerateRequest) -> list[dict[str, Any]]:
+def has_images(request: generation_pb2.GenerateRequest) -> bool:
+    return any(m.images for m in request.messages)
+
+
+def _content(message: Any) -> str | list[dict[str, Any]]:
+    """The text, or with images the OpenAI content parts: the text first, then each image."""
+    if not message.images:
+        return str(message.content)
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+    for image in message.images:
+        url: dict[str, str] = {"url": image.url}
+        if image.detail:
+            url["detail"] = image.detail
+        parts.append({"type": "image_url", "image_url": url})
+    return parts
+
+
+def _messages(request: generation_pb2.GenerateRequest, route: RouteLimits) -> list[dict[str, Any]]:
     if not request.messages:
         raise InvalidArgument("messages must not be empty", param="messages")
     messages: list[dict[str, Any]] = []
@@ -78,7 +98,13 @@ def _messages(request: generation_pb2.GenerateRequest) -> list[dict[str, Any]]:
             raise InvalidArgument(
                 f"messages[{i}].role must be one of {', '.join(sorted(ROLES))}", param=f"messages[{i}].role"
             )
-        entry: dict[str, Any] = {"role": message.role, "content": message.content}
+        if message.images and not route.vision:
+            raise InvalidArgument(
+                f"model '{request.model}' does not accept images (its routing entry does not declare vision)",
+                code="images_not_supported",
+                param=f"messages[{i}].content",
+            )
+        entry: dict[str, Any] = {"role": message.role, "content": _content(message)}
         if message.name:
             entry["name"] = message.name
         if message.tool_call_id:
@@ -105,7 +131,7 @@ def build_body(
     *,
     org_max_tokens: int | None = None,
 ) -> dict[str, Any]:
-    messages = _messages(request)
+    messages = _messages(request, route)
     body: dict[str, Any] = {"model": upstream_model, "messages": messages}
     if request.whole_answer:
         # One JSON answer (usage included) instead of one SSE event per token.
@@ -131,9 +157,12 @@ def build_body(
         body["stop"] = stops
     if request.HasField("seed"):
         body["seed"] = request.seed
+    _penalties(request, body)
     tools = _tools(request)
     if tools is not None:
         body["tools"] = tools
+    if request.HasField("parallel_tool_calls"):
+        body["parallel_tool_calls"] = request.parallel_tool_calls
     tool_choice = _json_field(request, "tool_choice_json", "tool_choice", (str, dict))
     if tool_choice is not None:
         body["tool_choice"] = tool_choice
@@ -141,6 +170,17 @@ def build_body(
     if response_format is not None:
         body["response_format"] = response_format
     return body
+
+
+def _penalties(request: generation_pb2.GenerateRequest, body: dict[str, Any]) -> None:
+    """presence_penalty, frequency_penalty and logit_bias, passed on as the client gave them."""
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = _sampling(request, name, -2.0, 2.0)
+        if value is not None:
+            body[name] = value
+    logit_bias = _json_field(request, "logit_bias_json", "logit_bias", (dict,))
+    if logit_bias is not None:
+        body["logit_bias"] = logit_bias
 
 
 def route_request(request: generation_pb2.GenerateRequest, org_id: str) -> RouteRequest:

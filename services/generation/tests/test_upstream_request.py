@@ -197,3 +197,77 @@ def test_upstream_headers_carry_the_key_and_the_request_id():
     whole = request_headers("", streamed=False)
     assert whole["accept"] == "application/json"
     assert "authorization" not in whole and REQUEST_ID_METADATA_KEY not in whole
+
+
+def test_penalties_logit_bias_and_parallel_tool_calls_pass_through_unchanged():
+    body = build_body(
+        request(
+            presence_penalty=0.5,
+            frequency_penalty=-1.0,
+            logit_bias_json='{"50256": -100}',
+            parallel_tool_calls=False,
+        ),
+        ROUTE,
+        "up-m",
+    )
+    assert body["presence_penalty"] == 0.5 and body["frequency_penalty"] == -1.0
+    assert body["logit_bias"] == {"50256": -100}
+    assert body["parallel_tool_calls"] is False
+
+
+@pytest.mark.parametrize(
+    ("kw", "param"),
+    [
+        ({"presence_penalty": 2.5}, "presence_penalty"),
+        ({"frequency_penalty": -3.0}, "frequency_penalty"),
+        ({"logit_bias_json": "[1]"}, "logit_bias"),
+    ],
+)
+def test_out_of_range_penalties_name_the_field(kw, param):
+    with pytest.raises(InvalidArgument) as err:
+        build_body(request(**kw), ROUTE, "up-m")
+    assert err.value.param == param
+
+
+def _with_image() -> generation_pb2.GenerateRequest:
+    image = common_pb2.ImageUrl(url="https://example.com/cat.png", detail="low")
+    inline = common_pb2.ImageUrl(url="data:image/png;base64,iVBORw0KGgo=")
+    return request(
+        messages=[common_pb2.ChatMessage(role="user", content="what is this?", images=[image, inline])]
+    )
+
+
+def test_images_go_to_a_vision_model_as_content_parts_after_the_text():
+    body = build_body(_with_image(), ModelRoute(upstream_model="v", vision=True), "v")
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "low"}},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]
+
+
+def test_images_to_a_model_without_vision_are_refused_naming_the_message():
+    with pytest.raises(InvalidArgument) as err:
+        build_body(_with_image(), ROUTE, "up-m")
+    assert err.value.code == "images_not_supported" and err.value.param == "messages[0].content"
+    assert "vision" in err.value.message
+
+
+def test_a_request_with_images_falls_back_only_to_models_with_vision():
+    from generation_service.routing import RoutingTable
+    from generation_service.routing_config import RoutingConfig
+
+    deployment = {"base_url": "http://127.0.0.1:1/v1", "upstream_model": "u"}
+    config = RoutingConfig.model_validate(
+        {
+            "models": {
+                "main": {"deployments": [deployment], "vision": True, "fallback": ["text", "eyes"]},
+                "text": {"deployments": [deployment]},
+                "eyes": {"deployments": [deployment], "vision": True},
+            }
+        }
+    )
+    table = RoutingTable(config, {})
+    main = table.resolve(route_request(request(model="main"), ""))
+    assert [r.model for r in table.chain(main)] == ["main", "text", "eyes"]
+    assert [r.model for r in table.chain(main, vision=True)] == ["main", "eyes"]

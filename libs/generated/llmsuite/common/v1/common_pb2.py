@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fllmsuite/common/v1/common.proto\x12\x12llmsuite.common.v1\"U\n\x0eRequestContext\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0e\n\x06key_id\x18\x04 \x01(\t\"i\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x17\n\x0ftool_calls_json\x18\x05 \x01(\t\"f\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\x12\x15\n\rcached_tokens\x18\x04 \x01(\r\";\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05param\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fllmsuite/common/v1/common.proto\x12\x12llmsuite.common.v1\"U\n\x0eRequestContext\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0e\n\x06key_id\x18\x04 \x01(\t\"\x97\x01\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x17\n\x0ftool_calls_json\x18\x05 \x01(\t\x12,\n\x06images\x18\x06 \x03(\x0b\x32\x1c.llmsuite.common.v1.ImageUrl\"\'\n\x08ImageUrl\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"f\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\x12\x15\n\rcached_tokens\x18\x04 \x01(\r\";\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05param\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REQUESTCONTEXT']._serialized_start=55
   _globals['_REQUESTCONTEXT']._serialized_end=140
-  _globals['_CHATMESSAGE']._serialized_start=142
-  _globals['_CHATMESSAGE']._serialized_end=247
-  _globals['_USAGE']._serialized_start=249
-  _globals['_USAGE']._serialized_end=351
-  _globals['_ERRORDETAIL']._serialized_start=353
-  _globals['_ERRORDETAIL']._serialized_end=412
+  _globals['_CHATMESSAGE']._serialized_start=143
+  _globals['_CHATMESSAGE']._serialized_end=294
+  _globals['_IMAGEURL']._serialized_start=296
+  _globals['_IMAGEURL']._serialized_end=335
+  _globals['_USAGE']._serialized_start=337
+  _globals['_USAGE']._serialized_end=439
+  _globals['_ERRORDETAIL']._serialized_start=441
+  _globals['_ERRORDETAIL']._serialized_end=500
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from llmsuite.common.v1 import common_pb2 as llmsuite_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'llmsuite/generation/v1/generation.proto\x12\x16llmsuite.generation.v1\x1a\x1fllmsuite/common/v1/common.proto\"\x84\x03\n\x0fGenerateRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\r\n\x05model\x18\x02 \x01(\t\x12\x31\n\x08messages\x18\x03 \x03(\x0b\x32\x1f.llmsuite.common.v1.ChatMessage\x12\x17\n\nmax_tokens\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x02H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x07 \x03(\t\x12\x11\n\x04seed\x18\x08 \x01(\x03H\x03\x88\x01\x01\x12\x12\n\ntools_json\x18\t \x01(\t\x12\x18\n\x10tool_choice_json\x18\n \x01(\t\x12\x1c\n\x14response_format_json\x18\x0b \x01(\t\x12\x14\n\x0cwhole_answer\x18\x0c \x01(\x08\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"a\n\x05\x44\x65lta\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x39\n\ntool_calls\x18\x03 \x03(\x0b\x32%.llmsuite.generation.v1.ToolCallDelta\"Y\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x11\n\targuments\x18\x05 \x01(\t\"\xdf\x01\n\x05\x46inal\x12\x15\n\rfinish_reason\x18\x01 \x01(\t\x12(\n\x05usage\x18\x02 \x01(\x0b\x32\x19.llmsuite.common.v1.Usage\x12\x13\n\x0bupstream_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x12\n\ndeployment\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\x12\x10\n\x08\x63ost_usd\x18\x07 \x01(\x01\x12\x39\n\ntool_calls\x18\x08 \x03(\x0b\x32%.llmsuite.generation.v1.ToolCallDelta\"\xb1\x01\n\x10GenerateResponse\x12.\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x1d.llmsuite.generation.v1.DeltaH\x00\x12.\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x1d.llmsuite.generation.v1.FinalH\x00\x12\x34\n\x06\x64\x65ltas\x18\x03 \x01(\x0b\x32\".llmsuite.generation.v1.DeltaBatchH\x00\x42\x07\n\x05\x65vent\";\n\nDeltaBatch\x12-\n\x06\x64\x65ltas\x18\x01 \x03(\x0b\x32\x1d.llmsuite.generation.v1.Delta\"n\n\x10\x43ompleteResponse\x12,\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x1d.llmsuite.generation.v1.Delta\x12,\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x1d.llmsuite.generation.v1.Final\"\x13\n\x11ListModelsRequest\"6\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owned_by\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x03\"C\n\x12ListModelsResponse\x12-\n\x06models\x18\x01 \x03(\x0b\x32\x1d.llmsuite.generation.v1.Model2\xb8\x02\n\x11GenerationService\x12_\n\x08Generate\x12\'.llmsuite.generation.v1.GenerateRequest\x1a(.llmsuite.generation.v1.GenerateResponse0\x01\x12]\n\x08\x43omplete\x12\'.llmsuite.generation.v1.GenerateRequest\x1a(.llmsuite.generation.v1.CompleteResponse\x12\x63\n\nListModels\x12).llmsuite.generation.v1.ListModelsRequest\x1a*.llmsuite.generation.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'llmsuite/generation/v1/generation.proto\x12\x16llmsuite.generation.v1\x1a\x1fllmsuite/common/v1/common.proto\"\xc1\x04\n\x0fGenerateRequest\x12\x33\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\".llmsuite.common.v1.RequestContext\x12\r\n\x05model\x18\x02 \x01(\t\x12\x31\n\x08messages\x18\x03 \x03(\x0b\x32\x1f.llmsuite.common.v1.ChatMessage\x12\x17\n\nmax_tokens\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x02H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x07 \x03(\t\x12\x11\n\x04seed\x18\x08 \x01(\x03H\x03\x88\x01\x01\x12\x12\n\ntools_json\x18\t \x01(\t\x12\x18\n\x10tool_choice_json\x18\n \x01(\t\x12\x1c\n\x14response_format_json\x18\x0b \x01(\t\x12\x14\n\x0cwhole_answer\x18\x0c \x01(\x08\x12\x1d\n\x10presence_penalty\x18\r \x01(\x02H\x04\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x0e \x01(\x02H\x05\x88\x01\x01\x12\x17\n\x0flogit_bias_json\x18\x0f \x01(\t\x12 \n\x13parallel_tool_calls\x18\x10 \x01(\x08H\x06\x88\x01\x01\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x16\n\x14_parallel_tool_calls\"a\n\x05\x44\x65lta\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x39\n\ntool_calls\x18\x03 \x03(\x0b\x32%.llmsuite.generation.v1.ToolCallDelta\"Y\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x11\n\targuments\x18\x05 \x01(\t\"\xdf\x01\n\x05\x46inal\x12\x15\n\rfinish_reason\x18\x01 \x01(\t\x12(\n\x05usage\x18\x02 \x01(\x0b\x32\x19.llmsuite.common.v1.Usage\x12\x13\n\x0bupstream_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x12\n\ndeployment\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\x12\x10\n\x08\x63ost_usd\x18\x07 \x01(\x01\x12\x39\n\ntool_calls\x18\x08 \x03(\x0b\x32%.llmsuite.generation.v1.ToolCallDelta\"\xb1\x01\n\x10GenerateResponse\x12.\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x1d.llmsuite.generation.v1.DeltaH\x00\x12.\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x1d.llmsuite.generation.v1.FinalH\x00\x12\x34\n\x06\x64\x65ltas\x18\x03 \x01(\x0b\x32\".llmsuite.generation.v1.DeltaBatchH\x00\x42\x07\n\x05\x65vent\";\n\nDeltaBatch\x12-\n\x06\x64\x65ltas\x18\x01 \x03(\x0b\x32\x1d.llmsuite.generation.v1.Delta\"n\n\x10\x43ompleteResponse\x12,\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x1d.llmsuite.generation.v1.Delta\x12,\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x1d.llmsuite.generation.v1.Final\"\x13\n\x11ListModelsRequest\"6\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owned_by\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x03\"C\n\x12ListModelsResponse\x12-\n\x06models\x18\x01 \x03(\x0b\x32\x1d.llmsuite.generation.v1.Model2\xb8\x02\n\x11GenerationService\x12_\n\x08Generate\x12\'.llmsuite.generation.v1.GenerateRequest\x1a(.llmsuite.generation.v1.GenerateResponse0\x01\x12]\n\x08\x43omplete\x12\'.llmsuite.generation.v1.GenerateRequest\x1a(.llmsuite.generation.v1.CompleteResponse\x12\x63\n\nListModels\x12).llmsuite.generation.v1.ListModelsRequest\x1a*.llmsuite.generation.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,25 +33,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmsuite.generation.v1.gene
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATEREQUEST']._serialized_start=101
-  _globals['_GENERATEREQUEST']._serialized_end=489
-  _globals['_DELTA']._serialized_start=491
-  _globals['_DELTA']._serialized_end=588
-  _globals['_TOOLCALLDELTA']._serialized_start=590
-  _globals['_TOOLCALLDELTA']._serialized_end=679
-  _globals['_FINAL']._serialized_start=682
-  _globals['_FINAL']._serialized_end=905
-  _globals['_GENERATERESPONSE']._serialized_start=908
-  _globals['_GENERATERESPONSE']._serialized_end=1085
-  _globals['_DELTABATCH']._serialized_start=1087
-  _globals['_DELTABATCH']._serialized_end=1146
-  _globals['_COMPLETERESPONSE']._serialized_start=1148
-  _globals['_COMPLETERESPONSE']._serialized_end=1258
-  _globals['_LISTMODELSREQUEST']._serialized_start=1260
-  _globals['_LISTMODELSREQUEST']._serialized_end=1279
-  _globals['_MODEL']._serialized_start=1281
-  _globals['_MODEL']._serialized_end=1335
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1337
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1404
-  _globals['_GENERATIONSERVICE']._serialized_start=1407
-  _globals['_GENERATIONSERVICE']._serialized_end=1719
+  _globals['_GENERATEREQUEST']._serialized_end=678
+  _globals['_DELTA']._serialized_start=680
+  _globals['_DELTA']._serialized_end=777
+  _globals['_TOOLCALLDELTA']._serialized_start=779
+  _globals['_TOOLCALLDELTA']._serialized_end=868
+  _globals['_FINAL']._serialized_start=871
+  _globals['_FINAL']._serialized_end=1094
+  _globals['_GENERATERESPONSE']._serialized_start=1097
+  _globals['_GENERATERESPONSE']._serialized_end=1274
+  _globals['_DELTABATCH']._serialized_start=1276
+  _globals['_DELTABATCH']._serialized_end=1335
+  _globals['_COMPLETERESPONSE']._serialized_start=1337
+  _globals['_COMPLETERESPONSE']._serialized_end=1447
+  _globals['_LISTMODELSREQUEST']._serialized_start=1449
+  _globals['_LISTMODELSREQUEST']._serialized_end=1468
+  _globals['_MODEL']._serialized_start=1470
+  _globals['_MODEL']._serialized_end=1524
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1526
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1593
+  _globals['_GENERATIONSERVICE']._serialized_start=1596
+  _globals['_GENERATIONSERVICE']._serialized_end=1908
 # @@protoc_insertion_point(module_scope)
