@@ -12,7 +12,7 @@ from ..metrics import GatewayMetrics
 from ..pipeline import downstream
 from . import server_timing
 from .disconnect import CLIENT_CLOSED_REQUEST
-from .errors import CANCELLED, ApiError, close_error_note, error_response, open_error_note
+from .errors import CANCELLED, ApiError, close_error_note, error_response, open_error_note, shape_for
 from .request_id import request_id_from
 
 log = logging.getLogger("gateway.access")
@@ -68,9 +68,8 @@ class AccessMiddleware:
         except Exception:  # noqa: BLE001 - no stack trace may reach a client
             log.exception("unhandled error")
             if not response_started:
-                await error_response(ApiError(500, "internal error", code="internal_error"))(
-                    scope, receive, send_with_id
-                )
+                internal = ApiError(500, "internal error", code="internal_error")
+                await error_response(internal, shape_for(scope["path"]))(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
             route = scope.get("route")

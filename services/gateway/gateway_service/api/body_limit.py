@@ -7,7 +7,7 @@ import asyncio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ApiError, error_response
+from .errors import ApiError, error_response, shape_for
 
 
 class BodyTooLarge(HTTPException):
@@ -48,10 +48,13 @@ class BodySizeLimitMiddleware:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit():
-                    await error_response(ApiError(400, "invalid Content-Length header"))(scope, receive, send)
+                    error = ApiError(400, "invalid Content-Length header")
+                    await error_response(error, shape_for(scope["path"]))(scope, receive, send)
                     return
                 if int(value) > self.max_bytes:
-                    await error_response(too_large(self.max_bytes))(scope, receive, send)
+                    await error_response(too_large(self.max_bytes), shape_for(scope["path"]))(
+                        scope, receive, send
+                    )
                     return
 
         received = 0
@@ -91,8 +94,9 @@ class BodySizeLimitMiddleware:
         except BodyTooLarge:
             if response_started:
                 raise
-            await error_response(too_large(self.max_bytes))(scope, receive, send)
+            await error_response(too_large(self.max_bytes), shape_for(scope["path"]))(scope, receive, send)
         except BodyTooSlow:
             if response_started:
                 raise
-            await error_response(body_too_slow(self.read_timeout or 0.0))(scope, receive, send)
+            slow = body_too_slow(self.read_timeout or 0.0)
+            await error_response(slow, shape_for(scope["path"]))(scope, receive, send)

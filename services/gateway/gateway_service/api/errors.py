@@ -1,12 +1,16 @@
-"""The one OpenAI-style error envelope, how backend gRPC failures map onto it, and the class each
-error is counted under in `llmsuite_gateway_errors_total`."""
+"""The error envelope (OpenAI's, or Anthropic's on the Messages route family: `shape_for`), how
+backend gRPC failures map onto it, and the class each error is counted under in
+`llmsuite_gateway_errors_total`."""
 
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from http import HTTPStatus
+from typing import Any
 
 import grpc
 import orjson
 from llmsuite_common.errors import read_error_detail
+from llmsuite_common.request_context import request_id_var
 from starlette.responses import Response
 
 RETRY_AFTER_METADATA_KEY = "retry-after"
@@ -59,8 +63,47 @@ class ApiError(Exception):
         self.upstream = upstream
 
 
-def envelope(err: ApiError) -> dict[str, dict[str, str | None]]:
+def envelope(err: ApiError) -> dict[str, Any]:
+    """OpenAI's error body."""
     return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+
+
+# Anthropic's error types by HTTP status (the `type` of its error object); other 4xx are
+# invalid_request_error, other 5xx api_error.
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_envelope(err: ApiError) -> dict[str, Any]:
+    """Anthropic's error body: `{"type": "error", "error": {"type", "message"}, "request_id"}`."""
+    kind = _ANTHROPIC_TYPES.get(err.status) or ("api_error" if err.status >= 500 else "invalid_request_error")
+    return {
+        "type": "error",
+        "error": {"type": kind, "message": err.message},
+        "request_id": request_id_var.get() or None,
+    }
+
+
+# The shape of an error body: OpenAI's (`envelope`) unless a route family speaks another API.
+ErrorShape = Callable[[ApiError], dict[str, Any]]
+# Path prefixes of the route families that answer errors in their own API's shape.
+_SHAPES: tuple[tuple[str, ErrorShape], ...] = (("/v1/messages", anthropic_envelope),)
+
+
+def shape_for(path: str) -> ErrorShape:
+    """The error shape of the route family `path` belongs to, whatever fails (auth, validation, limits)."""
+    for prefix, shape in _SHAPES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return shape
+    return envelope
 
 
 # The values of the `class` label of llmsuite_gateway_errors_total; nothing else is counted there
@@ -121,15 +164,20 @@ def note_error(err: ApiError) -> None:
     note_error_class(error_class(err))
 
 
-def error_response(err: ApiError) -> Response:
+# Statuses that tell a client to come back: 429, 503, and Anthropic's 529 (overloaded).
+RETRY_STATUSES = frozenset({429, 503, 529})
+
+
+def error_response(err: ApiError, shape: ErrorShape = envelope) -> Response:
+    """Every HTTP error the gateway answers with: `err` in the `shape` of the route's API."""
     note_error(err)
     headers = dict(err.headers)
     # A client told to come back (429) or that the service is briefly unavailable (503) always
     # learns when: SDKs (openai, anthropic) honour Retry-After in their own retries.
-    if err.status in (429, 503):
+    if err.status in RETRY_STATUSES:
         headers["retry-after"] = str(max(1, err.retry_after or DEFAULT_RETRY_AFTER_SECONDS))
     return Response(
-        orjson.dumps(envelope(err)), status_code=err.status, headers=headers, media_type="application/json"
+        orjson.dumps(shape(err)), status_code=err.status, headers=headers, media_type="application/json"
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from .errors import ApiError, envelope, error_response
+from .errors import ApiError, envelope, error_response, shape_for
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ _refusals = _Refusals()
 
 
 async def _overloaded_app(scope: Any, receive: Any, send: Any) -> None:
-    await error_response(overloaded())(scope, receive, send)
+    await error_response(overloaded(), shape_for(scope.get("path", "")))(scope, receive, send)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..edge.auth import refuse
-from .errors import ApiError, error_response
+from .errors import ApiError, error_response, shape_for
 
 CODE = "invalid_characters"
 _BAD = re.compile("[\x00\ud800-\udfff]")
@@ -158,7 +158,7 @@ class TextGuardMiddleware:
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         error = _body_error(body)
         if error is not None:
-            await error_response(error)(scope, receive, send)
+            await error_response(error, shape_for(scope["path"]))(scope, receive, send)
             return
         whole = {"type": "http.request", "body": body, "more_body": False}
         await self.app(scope, _replay(whole, receive), send)

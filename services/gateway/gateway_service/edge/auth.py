@@ -1,4 +1,5 @@
-"""Bearer-key authentication for /v1/*, done before any body is read or parsed."""
+"""API-key authentication for /v1/*, done before any body is read or parsed: the key comes as
+`Authorization: Bearer <key>` (OpenAI's clients) or `x-api-key: <key>` (Anthropic's)."""
 
 import hashlib
 import hmac
@@ -14,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..api import server_timing
 from ..api.client_ip import client_ip
-from ..api.errors import ApiError, error_response
+from ..api.errors import ApiError, error_response, shape_for
 from .policy import Policy
 
 if TYPE_CHECKING:
@@ -69,6 +70,17 @@ def bearer_token(authorization: bytes | None) -> bytes | None:
         return None
     token = token.strip()
     return token or None
+
+
+def request_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The key a request presents: its bearer token, else its `x-api-key` header."""
+    authorization = api_key = None
+    for name, value in headers:
+        if name == b"authorization":
+            authorization = value
+        elif name == b"x-api-key":
+            api_key = value.strip()
+    return bearer_token(authorization) or api_key or None
 
 
 def is_protected(path: str) -> bool:
@@ -126,7 +138,9 @@ class ApiKeyMiddleware:
     async def _authenticate(self, token: bytes | None, scope: Scope) -> "Identity | ApiError":
         if token is None:
             return ApiError(
-                401, "missing API key: send it as 'Authorization: Bearer <key>'", code="invalid_api_key"
+                401,
+                "missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
+                code="invalid_api_key",
             )
         identity = self._known(token)
         if identity is not None:
@@ -147,8 +161,7 @@ class ApiKeyMiddleware:
         if scope["type"] not in ("http", "websocket") or not is_protected(scope["path"]):
             await self.app(scope, receive, send)
             return
-        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        token = bearer_token(authorization)
+        token = request_key(scope["headers"])
         with server_timing.hop("auth"):
             identity = await self._authenticate(token, scope)
         if isinstance(identity, ApiError):
@@ -171,7 +184,7 @@ async def refuse(error: ApiError, scope: Scope, receive: Receive, send: Send) ->
     if scope["type"] == "websocket":
         await reject_websocket(error, scope, receive, send)
     else:
-        await error_response(error)(scope, receive, send)
+        await error_response(error, shape_for(scope["path"]))(scope, receive, send)
 
 
 async def reject_websocket(error: ApiError, scope: Scope, receive: Receive, send: Send) -> None:
