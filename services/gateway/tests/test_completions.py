@@ -32,7 +32,7 @@ def test_non_stream_completion_shape():
     body = chat_completion(meta, "hello", FINAL)
     assert body["object"] == "chat.completion"
     assert body["model"] == "m"
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": "hello"}
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "hello", "refusal": None}
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
     assert body["citations"] == meta.citations

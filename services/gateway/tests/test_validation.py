@@ -31,11 +31,23 @@ def test_nan_is_rejected():
     assert err.param == "top_p"
 
 
-def test_unsupported_content_part_names_the_message():
+def test_unsupported_content_part_names_the_part():
+    body = {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}
+    err = validation_error(errors_for(body))
+    assert err.param == "messages[0].content[0]"
+    assert "'text', 'image_url'" in err.message
+
+
+def test_an_image_url_that_is_no_url_names_it():
     body = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}
     err = validation_error(errors_for(body))
-    assert err.param == "messages[0].content"
-    assert "text content parts" in err.message
+    assert err.param == "messages[0].content[0].image_url.url"
+
+
+def test_images_are_accepted_in_user_turns_only():
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    err = validation_error(errors_for({"messages": [{"role": "system", "content": [image]}]}))
+    assert err.param == "messages[0]" and err.code == "unsupported"
 
 
 def test_empty_messages_and_bad_role():

@@ -62,7 +62,7 @@ def chat_completion(meta: CompletionMeta, content: str, final: generation_pb2.Fi
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": content},
+                "message": {"role": "assistant", "content": content, "refusal": None},
                 "logprobs": None,
                 "finish_reason": final.finish_reason or DEFAULT_FINISH_REASON,
             }
@@ -73,6 +73,7 @@ def chat_completion(meta: CompletionMeta, content: str, final: generation_pb2.Fi
         out["choices"][0]["message"] = {
             "role": "assistant",
             "content": content or None,
+            "refusal": None,
             "tool_calls": whole_tool_calls(final.tool_calls),
         }
     if meta.citations is not None:

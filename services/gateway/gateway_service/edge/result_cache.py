@@ -61,11 +61,16 @@ def cache_key(
             **door,
             "request": {k: v for k, v in door["request"].items() if k not in _NOT_IN_KEY},
         }
-    params["messages"] = [
-        {"role": m.role, "content": m.content or "", "name": m.name or ""} for m in body.messages
-    ]
+    params["messages"] = [_message_key(m) for m in body.messages]
     digest = hashlib.sha256(org_id.encode() + b"\0" + orjson.dumps(params, option=orjson.OPT_SORT_KEYS))
     return "cache:" + digest.hexdigest()
+
+
+def _message_key(message: Any) -> dict[str, Any]:
+    key = {"role": message.role, "content": message.content or "", "name": message.name or ""}
+    if message.images:
+        key["images"] = [image.model_dump(mode="json") for image in message.images]
+    return key
 
 
 class ResultCache:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
+import orjson
 from llmsuite.common.v1 import common_pb2
 from llmsuite.generation.v1 import generation_pb2
 from llmsuite.retrieval.v1 import retrieval_pb2
@@ -60,7 +61,11 @@ class Screened:
 def to_messages(body: ChatCompletionRequest) -> list[common_pb2.ChatMessage]:
     return [
         common_pb2.ChatMessage(
-            role=_ROLES.get(m.role, m.role), content=m.content or "", name=m.name or "", **message_fields(m)
+            role=_ROLES.get(m.role, m.role),
+            content=m.content or "",
+            name=m.name or "",
+            images=[common_pb2.ImageUrl(url=i.url, detail=i.detail or "") for i in m.images],
+            **message_fields(m),
         )
         for m in body.messages
     ]
@@ -83,6 +88,14 @@ def generate_request(
         request.top_p = body.top_p
     if body.seed is not None:
         request.seed = body.seed
+    if body.presence_penalty is not None:
+        request.presence_penalty = body.presence_penalty
+    if body.frequency_penalty is not None:
+        request.frequency_penalty = body.frequency_penalty
+    if body.logit_bias is not None:
+        request.logit_bias_json = orjson.dumps(body.logit_bias).decode()
+    if body.parallel_tool_calls is not None:
+        request.parallel_tool_calls = body.parallel_tool_calls
     return request
 
 

@@ -53,8 +53,17 @@ async def check_input(
         log.error("guardrails returned no verdict", extra={"verdict": reply.verdict})
         raise ApiError(500, "internal error", code="internal_error")
     if reply.redacted and len(reply.redacted_messages) == len(messages):
-        return list(reply.redacted_messages), reply.policy_version
+        redacted = zip(messages, reply.redacted_messages, strict=True)
+        return [_with_content(m, r.content) for m, r in redacted], reply.policy_version
     return messages, reply.policy_version
+
+
+def _with_content(message: common_pb2.ChatMessage, content: str) -> common_pb2.ChatMessage:
+    """The message as sent, with guardrails' redacted text: its images and tool fields stay."""
+    out = common_pb2.ChatMessage()
+    out.CopyFrom(message)
+    out.content = content
+    return out
 
 
 async def check_context(
