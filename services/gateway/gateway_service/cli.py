@@ -5,6 +5,8 @@
     python -m gateway_service.cli keys list --org acme
     python -m gateway_service.cli keys revoke <key id>
     python -m gateway_service.cli requests get <x-request-id>
+    python -m gateway_service.cli requests list --end-user alice --since 2026-01-01
+    python -m gateway_service.cli usage --end-user alice
 
 The gateway URL and an admin key come from LLMSUITE_URL (default http://127.0.0.1:8080) and
 LLMSUITE_API_KEY; every call is checked against that key's own scope.
@@ -22,7 +24,16 @@ import httpx
 from .edge.policy import LOG_POLICIES
 
 TIMEOUT_SECONDS = 30.0
-LIMIT_OPTIONS = ("rpm", "tpm", "max_streams", "user_rpm", "max_tokens", "budget_usd")
+LIMIT_OPTIONS = (
+    "rpm",
+    "tpm",
+    "max_streams",
+    "user_rpm",
+    "user_tpm",
+    "max_tokens",
+    "budget_usd",
+    "user_budget_usd",
+)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -41,7 +52,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def _limit_options(parser: argparse.ArgumentParser) -> None:
     for name in LIMIT_OPTIONS:
         parser.add_argument(
-            f"--{name.replace('_', '-')}", dest=name, type=float if name == "budget_usd" else int
+            f"--{name.replace('_', '-')}", dest=name, type=float if name.endswith("budget_usd") else int
         )
     parser.add_argument("--models", help="comma-separated allowed models")
     parser.add_argument(
@@ -79,7 +90,25 @@ def parser() -> argparse.ArgumentParser:
     requests = areas.add_parser("requests").add_subparsers(dest="action", required=True)
     read = requests.add_parser("get", help="one logged request by its x-request-id")
     read.add_argument("request_id")
+    listed = requests.add_parser("list", help="the latest logged requests, newest first")
+    _filters(listed)
+    listed.add_argument("--limit", type=int)
+
+    usage = areas.add_parser("usage", help="requests, tokens and cost per key, model and route")
+    _filters(usage)
+    usage.add_argument("--org")
     return root
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", help="ISO 8601 date or time (default: this month)")
+    parser.add_argument("--end-user", dest="end_user", help="only the requests naming this end user")
+
+
+def _query(args: argparse.Namespace, **names: str) -> dict[str, str]:
+    """Query parameters from the options given (`names`: option -> parameter)."""
+    values = {param: getattr(args, option, None) for option, param in names.items()}
+    return {k: str(v) for k, v in values.items() if v is not None}
 
 
 def request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None, dict[str, str]]:
@@ -94,7 +123,16 @@ def request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None, 
             )
         return "GET", "/v1/admin/orgs", None, {}
     if args.area == "requests":
+        if args.action == "list":
+            return (
+                "GET",
+                "/v1/requests",
+                None,
+                _query(args, since="since", end_user="end_user", limit="limit"),
+            )
         return "GET", f"/v1/requests/{quote(args.request_id, safe='')}", None, {}
+    if args.area == "usage":
+        return "GET", "/v1/usage", None, _query(args, since="since", end_user="end_user", org="org_id")
     if args.action == "create":
         body = {
             "org_id": args.org,

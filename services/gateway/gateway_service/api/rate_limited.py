@@ -14,6 +14,7 @@ _MESSAGES = {
     "org_rpm": "requests per minute of this organization",
     "ip_rpm": "requests per minute from this address",
     "key_tpm": "tokens per minute of this API key",
+    "user_tpm": "tokens per minute of this user",
     "org_tpm": "tokens per minute of this organization",
     "concurrency": "concurrent streams of this API key",
     "budget": "budget",

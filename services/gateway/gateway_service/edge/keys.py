@@ -30,9 +30,12 @@ KEY_PREFIX = "llms_"
 _KEY = re.compile(r"llms_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
 ROLES = ("admin", "member")
 # Settings a key or an organization may carry, and the Policy field each one sets.
-KEY_SETTINGS = {"rpm": "key_rpm", "tpm": "key_tpm", "max_streams": "key_max_streams", "user_rpm": "user_rpm"}
+KEY_SETTINGS = {"rpm": "key_rpm", "tpm": "key_tpm", "max_streams": "key_max_streams"}
 ORG_SETTINGS = {"rpm": "org_rpm", "tpm": "org_tpm"}
-LIMIT_NAMES = ("rpm", "tpm", "max_streams", "user_rpm", "max_tokens")
+# Per-user limits (end_users.py), set on a key, its organization or both: the tightest applies.
+USER_SETTINGS = {"user_rpm": "user_rpm", "user_tpm": "user_tpm"}
+LIMIT_NAMES = ("rpm", "tpm", "max_streams", "user_rpm", "user_tpm", "max_tokens")
+BUDGET_NAMES = ("budget_usd", "user_budget_usd")
 _CACHE_MAX = 10_000
 # Key ids found unknown or revoked. Apart from the identities, so a client presenting made-up keys
 # can neither evict real keys' entries nor reach the database twice with the same id.
@@ -69,12 +72,25 @@ def parse_key_id(token: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _tightest(*values: float) -> float:
+    """The lowest limit set (0 = none set)."""
+    limits = [v for v in values if v > 0]
+    return min(limits) if limits else 0
+
+
 def policy_of(key_settings: dict[str, Any], org_settings: dict[str, Any]) -> Policy:
     values: dict[str, Any] = {}
     for name, field in KEY_SETTINGS.items():
         values[field] = int(key_settings.get(name) or 0)
     for name, field in ORG_SETTINGS.items():
         values[field] = int(org_settings.get(name) or 0)
+    for name, field in USER_SETTINGS.items():
+        values[field] = int(_tightest(int(key_settings.get(name) or 0), int(org_settings.get(name) or 0)))
+    values["user_budget_usd"] = float(
+        _tightest(
+            float(key_settings.get("user_budget_usd") or 0), float(org_settings.get("user_budget_usd") or 0)
+        )
+    )
     models = [
         set(s["allowed_models"]) for s in (key_settings, org_settings) if s.get("allowed_models") is not None
     ]
@@ -99,8 +115,10 @@ def creator_settings(creator: Identity) -> dict[str, Any]:
         "tpm": p.key_tpm,
         "max_streams": p.key_max_streams,
         "user_rpm": p.user_rpm,
+        "user_tpm": p.user_tpm,
         "max_tokens": p.max_tokens_cap,
         "budget_usd": p.key_budget_usd,
+        "user_budget_usd": p.user_budget_usd,
         "log_policy": p.log_policy,
         "scopes": sorted(granted(creator)),
     }
@@ -133,15 +151,15 @@ def narrowed(requested: dict[str, Any], creator: Identity) -> dict[str, Any]:
             out[name] = mine
         elif asked > mine:
             raise _exceeded(name, f"{name} {asked} exceeds your own limit of {mine}")
-    budget = float(own["budget_usd"])
-    if budget > 0:
-        asked_budget = float(requested.get("budget_usd") or 0)
+    for name in BUDGET_NAMES:
+        budget = float(own[name])
+        if budget <= 0:
+            continue
+        asked_budget = float(requested.get(name) or 0)
         if asked_budget == 0:
-            out["budget_usd"] = budget
+            out[name] = budget
         elif asked_budget > budget:
-            raise _exceeded(
-                "budget_usd", f"budget_usd {asked_budget:g} exceeds your own budget of {budget:g}"
-            )
+            raise _exceeded(name, f"{name} {asked_budget:g} exceeds your own budget of {budget:g}")
     asked_log = requested.get("log_policy")
     if asked_log is None:
         out["log_policy"] = own["log_policy"]

@@ -1,4 +1,5 @@
-"""Admission of one request against its key's, user's, organization's and client IP's limits.
+"""Admission of one request against its key's, users' (end_users.py), organization's and client IP's
+limits.
 
 When the shared store (Redis) fails or is slower than its deadline, `failure_mode` decides:
 "open" admits the request without limits (Envoy's default: an outage of the limiter is not an
@@ -24,6 +25,7 @@ from llmsuite_common.clock import Clock, monotonic
 from ..api.errors import ApiError
 from ..api.rate_limited import limit_headers, refused
 from .auth import Identity
+from .end_users import user_scopes
 from .ratelimit import CONCURRENCY, Decision, LimitStore, Rule
 
 log = logging.getLogger("gateway.limits")
@@ -42,15 +44,21 @@ class LimitConfig:
 
 
 def rules_for(
-    identity: Identity, client_ip: str | None, config: LimitConfig, *, tokens: int, stream: bool
+    identity: Identity,
+    client_ip: str | None,
+    config: LimitConfig,
+    *,
+    tokens: int,
+    stream: bool,
+    end_user: str | None = None,
 ) -> list[Rule]:
     p, w = identity.policy, config.window_seconds
+    users = [bucket for bucket, _ in user_scopes(identity, end_user)]
     candidates = [
         Rule("ip_rpm", f"ip:{client_ip}:rpm", config.ip_rpm, w) if client_ip else None,
         Rule("key_rpm", f"k:{identity.key_id}:rpm", p.key_rpm, w),
-        Rule("user_rpm", f"u:{identity.org_id}:{identity.user_id}:rpm", p.user_rpm, w)
-        if identity.user_id
-        else None,
+        *(Rule("user_rpm", f"{user}:rpm", p.user_rpm, w) for user in users),
+        *(Rule("user_tpm", f"{user}:tpm", p.user_tpm, w, cost=tokens) for user in users if tokens),
         Rule("org_rpm", f"o:{identity.org_id}:rpm", p.org_rpm, w),
         Rule("key_tpm", f"k:{identity.key_id}:tpm", p.key_tpm, w, cost=tokens) if tokens else None,
         Rule("org_tpm", f"o:{identity.org_id}:tpm", p.org_tpm, w, cost=tokens) if tokens else None,
@@ -112,9 +120,16 @@ class Limiter:
         self._background: set[asyncio.Task[None]] = set()
 
     async def admit(
-        self, identity: Identity, client_ip: str | None, *, tokens: int = 0, stream: bool = False
+        self,
+        identity: Identity,
+        client_ip: str | None,
+        *,
+        tokens: int = 0,
+        stream: bool = False,
+        end_user: str | None = None,
     ) -> Admission:
-        rules = rules_for(identity, client_ip, self._config, tokens=tokens, stream=stream)
+        """`end_user`: the application's user the request names, limited per user as a bound key's is."""
+        rules = rules_for(identity, client_ip, self._config, tokens=tokens, stream=stream, end_user=end_user)
         member = secrets.token_hex(8)
         if not rules:
             return Admission(None, [], member)

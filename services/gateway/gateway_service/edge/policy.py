@@ -9,7 +9,10 @@ class Policy:
     key_rpm: int = 0
     key_tpm: int = 0
     key_max_streams: int = 0
+    # Per user the request speaks for (the key's own user, and the end user it names; end_users.py):
+    # the tightest of the key's and the organization's settings.
     user_rpm: int = 0
+    user_tpm: int = 0
     org_rpm: int = 0
     org_tpm: int = 0
     # None allows every model the generation service serves.
@@ -20,6 +23,7 @@ class Policy:
     # Spend ceilings in USD; 0 = none.
     key_budget_usd: float = 0.0
     org_budget_usd: float = 0.0
+    user_budget_usd: float = 0.0
     # What the request log keeps of the conversation: `full`, `summary`, or nothing (`metadata`/`none`).
     log_policy: str = "summary"
     # Scopes granted beyond the key's role (scopes.py); admins hold all of them anyway.

@@ -19,7 +19,7 @@ CONCURRENCY: Literal["c"] = "c"
 
 @dataclass(frozen=True)
 class Rule:
-    # The code a 429 carries: key_rpm, user_rpm, org_rpm, ip_rpm, key_tpm, org_tpm, concurrency.
+    # The code a 429 carries: key_rpm, user_rpm, org_rpm, ip_rpm, key_tpm, user_tpm, org_tpm, concurrency.
     cause: str
     # Where its state lives, e.g. "k:<key id>:rpm"; never contains a secret.
     bucket: str

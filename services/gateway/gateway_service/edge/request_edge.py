@@ -131,12 +131,14 @@ class Admitted:
         edge.checks.check(request.identity, request.body, request.model)
         edge.usage.check_capacity()
         with server_timing.hop("limits"):
-            await edge.usage.check_budget(request.identity, request.client_ip)
+            end_user = request.body.user
+            await edge.usage.check_budget(request.identity, request.client_ip, end_user=end_user)
             self._admission = await edge.limiter.admit(
                 request.identity,
                 request.client_ip,
                 tokens=reservation(request.body, edge.reserved_completion_tokens),
                 stream=request.stream,
+                end_user=end_user,
             )
         self.headers = dict(self._admission.headers)
         if request.idempotency_key is not None:

@@ -55,6 +55,8 @@ class RequestEntry:
     # (role, content) pairs: all of them under `full`, only the last user turn under `summary`.
     messages: tuple[tuple[str, str], ...] = ()
     answer: str = ""
+    # The application's user the request named (OpenAI `user`, Anthropic `metadata.user_id`).
+    end_user: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ def entry_for(
     outcome: Outcome | None,
     messages: Sequence[Any],
     guardrails: GuardrailsSummary | None,
+    end_user: str = "",
 ) -> RequestEntry:
     outcome = outcome or Outcome()
     policy = identity.policy.log_policy
@@ -128,6 +131,7 @@ def entry_for(
         log_policy=policy,
         messages=texts,
         answer=answer,
+        end_user=end_user,
     )
 
 
@@ -158,7 +162,13 @@ def logged(
         ttft_ms=round(ttft * 1000, 3) if ttft is not None else None,
         answer=answer,
     )
-    return {"outcome": outcome, "messages": body.messages, "guardrails": current_summary()}
+    return {**_conversation(body), "outcome": outcome}
+
+
+def _conversation(body: Any) -> dict[str, Any]:
+    """The keywords of a request's row that come from its body: messages, end user, guardrails."""
+    end_user = getattr(body, "user", None) or ""
+    return {"messages": body.messages, "guardrails": current_summary(), "end_user": end_user}
 
 
 def failed(body: Any, deadline: Any, error: BaseException, *, route: str = CHAT_ROUTE) -> dict[str, Any]:
@@ -174,7 +184,7 @@ def failed(body: Any, deadline: Any, error: BaseException, *, route: str = CHAT_
         error_code=code,
         latency_ms=round(deadline.elapsed() * 1000, 3),
     )
-    return {"outcome": outcome, "messages": body.messages, "guardrails": current_summary()}
+    return {**_conversation(body), "outcome": outcome}
 
 
 # --- what is stored --------------------------------------------------------------------------------
@@ -202,9 +212,9 @@ def stored_text(entry: RequestEntry, model_summary: str | None) -> tuple[str | N
 COLUMNS = (
     "org_id, key_id, user_id, model, prompt_tokens, completion_tokens, cost_usd, request_id, cancelled, "
     "created_at, route, stream, status, finish_reason, error_code, latency_ms, ttft_ms, input_verdict, "
-    "input_codes, output_verdict, output_codes, log_policy, summary, conversation"
+    "input_codes, output_verdict, output_codes, log_policy, summary, conversation, end_user"
 )
-INSERT = f"INSERT INTO gateway.usage_events ({COLUMNS}) VALUES ({', '.join(['%s'] * 24)})"
+INSERT = f"INSERT INTO gateway.usage_events ({COLUMNS}) VALUES ({', '.join(['%s'] * 25)})"
 
 
 def row_of(entry: RequestEntry, model_summary: str | None) -> tuple[Any, ...]:
@@ -234,6 +244,7 @@ def row_of(entry: RequestEntry, model_summary: str | None) -> tuple[Any, ...]:
         entry.log_policy,
         summary,
         Jsonb(conversation) if conversation is not None else None,
+        entry.end_user or None,
     )
 
 
@@ -246,6 +257,13 @@ _READ = (
 _NAMES = [c.strip() for c in COLUMNS.split(",")]
 
 
+def _record(row: Sequence[Any]) -> dict[str, Any]:
+    record = dict(zip(_NAMES, row, strict=True))
+    record["created_at"] = record["created_at"].isoformat()
+    record["cost_usd"] = round(float(record["cost_usd"]), 8)
+    return {"object": "request", "id": record.pop("request_id"), **record}
+
+
 async def read_request(pool: Any, identity: Identity, request_id: str) -> dict[str, Any]:
     """The caller's row for `request_id`: admins see their organization's, members their key's."""
     only_key = identity.key_id if identity.role != "admin" else None
@@ -255,10 +273,34 @@ async def read_request(pool: Any, identity: Identity, request_id: str) -> dict[s
     if row is None:
         # The same answer whether the id is unknown or another tenant's: nothing to probe.
         raise ApiError(404, f"request '{request_id}' not found", code="not_found", param="request_id")
-    record = dict(zip(_NAMES, row, strict=True))
-    record["created_at"] = record["created_at"].isoformat()
-    record["cost_usd"] = round(float(record["cost_usd"]), 8)
-    return {"object": "request", "id": record.pop("request_id"), **record}
+    return _record(row)
+
+
+@dataclass(frozen=True)
+class RequestQuery:
+    """Which logged requests to list, newest first."""
+
+    since: datetime
+    end_user: str | None = None
+    limit: int = 100
+
+
+_LIST = (
+    f"SELECT {COLUMNS} FROM gateway.usage_events WHERE org_id = %s AND created_at >= %s "
+    "AND (%s::text IS NULL OR key_id = %s) AND (%s::text IS NULL OR end_user = %s) "
+    "ORDER BY created_at DESC, id DESC LIMIT %s"
+)
+
+
+async def list_requests(pool: Any, identity: Identity, query: RequestQuery) -> list[dict[str, Any]]:
+    """The caller's rows since `query.since` (admins: their organization's, members: their key's),
+    only those naming `query.end_user` when given."""
+    only_key = identity.key_id if identity.role != "admin" else None
+    params = (identity.org_id, query.since, only_key, only_key, query.end_user, query.end_user, query.limit)
+    async with pool.connection() as conn:
+        cur = await conn.execute(_LIST, params)
+        rows = await cur.fetchall()
+    return [_record(row) for row in rows]
 
 
 RETENTION_BATCH = 5000

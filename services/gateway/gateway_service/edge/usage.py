@@ -17,9 +17,18 @@ from ..api.errors import ApiError
 from ..api.guardrails_summary import GuardrailsSummary
 from ..api.rate_limited import rate_limited
 from .auth import Identity
+from .end_users import spend_scopes, user_scopes
 from .kv import KeyValueStore
 from .pricing import ModelPrice, cost_usd
-from .request_log import Outcome, RequestEntry, entry_for, failed, read_request
+from .request_log import (
+    Outcome,
+    RequestEntry,
+    RequestQuery,
+    entry_for,
+    failed,
+    list_requests,
+    read_request,
+)
 from .request_log_writer import RequestLogWriter
 
 log = logging.getLogger(__name__)
@@ -58,12 +67,15 @@ class UsageRecorder:
 
     # --- enforcement --------------------------------------------------------------------------------
 
-    async def check_budget(self, identity: Identity, client_ip: str | None) -> None:
+    async def check_budget(
+        self, identity: Identity, client_ip: str | None, *, end_user: str | None = None
+    ) -> None:
+        """429 `budget` once the month's spend of the key, its organization or a user the request
+        speaks for (the key's own, the end user it names) reached its budget."""
         p = identity.policy
-        for scope, budget in (
-            (f"key:{identity.key_id}", p.key_budget_usd),
-            (f"org:{identity.org_id}", p.org_budget_usd),
-        ):
+        budgets = [(f"key:{identity.key_id}", p.key_budget_usd), (f"org:{identity.org_id}", p.org_budget_usd)]
+        budgets += [(scope, p.user_budget_usd) for _, scope in user_scopes(identity, end_user)]
+        for scope, budget in budgets:
             if budget <= 0:
                 continue
             try:
@@ -78,7 +90,7 @@ class UsageRecorder:
                     identity=identity,
                     client_ip=client_ip,
                     retry_after_seconds=seconds_to_month_end(),
-                    message=f"the {scope.split(':')[0]} budget of {budget:.2f} USD for {month()} is spent "
+                    message=f"the {scope.split(':')[0].replace('_', ' ')} budget of {budget:.2f} USD for {month()} is spent "
                     f"({spent:.4f} USD)",
                 )
 
@@ -104,6 +116,7 @@ class UsageRecorder:
         outcome: Outcome | None = None,
         messages: Sequence[Any] = (),
         guardrails: GuardrailsSummary | None = None,
+        end_user: str = "",
     ) -> None:
         """Non-blocking: counters are updated and the row is queued in the background."""
         entry = entry_for(
@@ -117,6 +130,7 @@ class UsageRecorder:
             outcome=outcome,
             messages=messages,
             guardrails=guardrails,
+            end_user=end_user,
         )
         task = asyncio.get_running_loop().create_task(self._count(entry))
         self._background.add(task)
@@ -133,7 +147,8 @@ class UsageRecorder:
         if event.cost_usd <= 0:
             return
         try:
-            for scope in (f"key:{event.key_id}", f"org:{event.org_id}"):
+            users = spend_scopes(event.org_id, event.user_id, event.end_user)
+            for scope in (f"key:{event.key_id}", f"org:{event.org_id}", *users):
                 await self._counters.add_float(
                     f"spend:{scope}:{month()}", event.cost_usd, _COUNTER_TTL_SECONDS
                 )
@@ -162,18 +177,25 @@ class UsageRecorder:
             )
         return self._db.pool
 
-    async def request(self, identity: Identity, request_id: str) -> dict[str, Any]:
+    async def _flushed_pool(self) -> Any:
         pool = self._pool()
         # A row still queued is written first, so a request can be read back right after its response.
         try:
             await self.flush()
         except Exception:  # noqa: BLE001 - the writer retries; what is stored can still be read
             log.warning("request log flush before a read failed", exc_info=True)
-        return await read_request(pool, identity, request_id)
+        return pool
+
+    async def request(self, identity: Identity, request_id: str) -> dict[str, Any]:
+        return await read_request(await self._flushed_pool(), identity, request_id)
+
+    async def requests(self, identity: Identity, query: RequestQuery) -> list[dict[str, Any]]:
+        return await list_requests(await self._flushed_pool(), identity, query)
 
     async def summary(
-        self, identity: Identity, *, org_id: str | None, since: datetime
+        self, identity: Identity, *, org_id: str | None, since: datetime, end_user: str | None = None
     ) -> list[dict[str, Any]]:
+        """Per key, model and route since `since`; only the requests naming `end_user` when given."""
         pool = self._pool()
         org = org_id or identity.org_id
         if org != identity.org_id and not identity.superuser:
@@ -187,13 +209,16 @@ class UsageRecorder:
                 "SELECT key_id, model, route, count(*) FILTER (WHERE status < 400), "
                 "count(*) FILTER (WHERE status >= 400), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd) "
                 "FROM gateway.usage_events WHERE org_id = %s AND created_at >= %s AND (%s::text IS NULL OR key_id = %s) "
+                "AND (%s::text IS NULL OR end_user = %s) "
                 "GROUP BY key_id, model, route ORDER BY key_id, model, route",
-                (org, since, only_key, only_key),
+                (org, since, only_key, only_key, end_user, end_user),
             )
             rows = await cur.fetchall()
+        by_user = {"end_user": end_user} if end_user is not None else {}
         return [
             {
                 "org_id": org,
+                **by_user,
                 "key_id": r[0],
                 "model": r[1],
                 # Chat, embeddings and collection routes each count apart.

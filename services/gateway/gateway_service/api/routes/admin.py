@@ -26,10 +26,13 @@ class Limits(BaseModel):
     rpm: int | None = Field(None, ge=0, le=MAX_LIMIT)
     tpm: int | None = Field(None, ge=0, le=MAX_LIMIT)
     max_streams: int | None = Field(None, ge=0, le=MAX_LIMIT)
+    # Per user a request speaks for: the key's own user, and the end user it names (`user`).
     user_rpm: int | None = Field(None, ge=0, le=MAX_LIMIT)
+    user_tpm: int | None = Field(None, ge=0, le=MAX_LIMIT)
     max_tokens: int | None = Field(None, ge=0, le=MAX_LIMIT)
     allowed_models: list[str] | None = Field(None, max_length=256)
     budget_usd: float | None = Field(None, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False)
+    user_budget_usd: float | None = Field(None, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False)
     log_policy: Literal["full", "summary", "metadata", "none"] | None = None
 
 
