@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends
 from llmsuite_common.service_tokens import TokenIssuer
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 
 from ..edge.auth import Identity
 from ..edge.keys import KeyStore
@@ -26,6 +26,7 @@ from ..pipeline.backend_health import BackendHealth
 from ..pipeline.chat import ChatPipeline
 from ..pipeline.clients import BackendClients
 from ..settings import GatewaySettings
+from .serve_chat import Serving
 
 
 async def _settings(conn: HTTPConnection) -> GatewaySettings:
@@ -109,3 +110,12 @@ HealthDep = Annotated[BackendHealth, Depends(_health)]
 TokenIssuerDep = Annotated[TokenIssuer, Depends(_token_issuer)]
 # The caller, as the API key middleware authenticated it.
 IdentityDep = Annotated[Identity, Depends(_identity)]
+
+
+async def _serving(request: Request, identity: IdentityDep) -> Serving:
+    state = request.app.state
+    return Serving(request, identity, state.settings, state.pipeline, state.edge, state.metrics)
+
+
+# What serving a chat request takes (api/serve_chat.py): the request, its caller, the app's parts.
+ServingDep = Annotated[Serving, Depends(_serving)]
