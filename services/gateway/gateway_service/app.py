@@ -17,10 +17,22 @@ from starlette.responses import Response
 from .api.access_middleware import AccessMiddleware
 from .api.body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
 from .api.database_busy import DatabaseBusyMiddleware
-from .api.errors import ApiError, error_response
+from .api.errors import ApiError, anthropic_envelope, error_response, shape_for
 from .api.guardrails_summary import GuardrailsHeaderMiddleware
 from .api.request_tracing import RequestTracing
-from .api.routes import admin, chat, models, ops, requests, retrieval, tokens, usage, ws
+from .api.routes import (
+    admin,
+    chat,
+    legacy_completions,
+    messages,
+    models,
+    ops,
+    requests,
+    retrieval,
+    tokens,
+    usage,
+    ws,
+)
 from .api.sse_response import StreamSendMiddleware
 from .api.text_guard import TextGuardMiddleware
 from .api.validation import validation_error
@@ -158,13 +170,31 @@ _ERROR_SCHEMA = {
 }
 
 
+# Every error the Messages route family answers with (errors.anthropic_envelope).
+_ANTHROPIC_ERROR_SCHEMA = {
+    "title": "AnthropicErrorResponse",
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+        "request_id": {"type": ["string", "null"]},
+    },
+}
+
+
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+_ANTHROPIC_ERROR_REF = {"$ref": "#/components/schemas/AnthropicErrorResponse"}
 
 
 def _with_error_responses(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """The OpenAPI document with the error envelope as every operation's 4XX and 5XX responses, in
     place of FastAPI's 422 HTTPValidationError, which the gateway never sends (validation fails with 400
-    and the same envelope as every other error)."""
+    and the same envelope as every other error): OpenAI's, or Anthropic's on the Messages route."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -175,15 +205,22 @@ def _with_error_responses(app: FastAPI) -> Callable[[], dict[str, Any]]:
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
         components["ErrorResponse"] = _ERROR_SCHEMA
-        for operations in schema.get("paths", {}).values():
+        components["AnthropicErrorResponse"] = _ANTHROPIC_ERROR_SCHEMA
+        for path, operations in schema.get("paths", {}).items():
+            anthropic = shape_for(path) is anthropic_envelope
+            error = {
+                "description": "An error, as Anthropic reports one"
+                if anthropic
+                else "An error, as OpenAI reports one",
+                "content": {
+                    "application/json": {"schema": _ANTHROPIC_ERROR_REF if anthropic else _ERROR_REF}
+                },
+            }
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
                 responses.pop("422", None)
                 for statuses in ("4XX", "5XX"):
-                    responses[statuses] = {
-                        "description": "An error, as OpenAI reports one",
-                        "content": {"application/json": {"schema": _ERROR_REF}},
-                    }
+                    responses[statuses] = error
         return schema
 
     return openapi
@@ -191,18 +228,18 @@ def _with_error_responses(app: FastAPI) -> Callable[[], dict[str, Any]]:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc)
+    return error_response(exc, shape_for(request.url.path))
 
 
 async def _invalid_request(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return error_response(validation_error(exc.errors()))
+    return error_response(validation_error(exc.errors()), shape_for(request.url.path))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if isinstance(exc, BodyTooLarge):
-        return error_response(too_large(request.app.state.max_body_bytes))
+        return error_response(too_large(request.app.state.max_body_bytes), shape_for(request.url.path))
     if exc.status_code == 404:
         err = ApiError(404, f"unknown route: {request.method} {request.url.path}", code="unknown_url")
     elif exc.status_code == 405:
@@ -210,7 +247,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         err = ApiError(exc.status_code, str(exc.detail))
     err.headers.update(exc.headers or {})
-    return error_response(err)
+    return error_response(err, shape_for(request.url.path))
 
 
 @dataclass(frozen=True)
@@ -369,6 +406,8 @@ def create_app(
 
 def include_routers(app: FastAPI, settings: GatewaySettings) -> None:
     app.include_router(chat.router)
+    app.include_router(messages.router)
+    app.include_router(legacy_completions.router)
     app.include_router(models.router)
     if settings.gateway_admin_api_enabled:
         app.include_router(admin.router)

@@ -1,5 +1,6 @@
-"""The OpenAPI document describes the errors the gateway sends: the OpenAI error envelope for every
-4XX and 5XX status, and no 422 HTTPValidationError (validation fails with 400)."""
+"""The OpenAPI document describes the errors the gateway sends: the OpenAI error envelope (Anthropic's
+on /v1/messages) for every 4XX and 5XX status, and no 422 HTTPValidationError (validation fails with
+400)."""
 
 import jsonschema
 from gateway_service.app import create_app
@@ -18,13 +19,14 @@ def test_every_operation_documents_the_error_envelope():
     document = _document()
     schemas = document["components"]["schemas"]
     assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
-    operations = [op for ops in document["paths"].values() for op in ops.values()]
+    operations = [(path, op) for path, ops in document["paths"].items() for op in ops.values()]
     assert operations
-    for operation in operations:
+    for path, operation in operations:
         assert "422" not in operation["responses"], operation["operationId"]
+        envelope = "AnthropicErrorResponse" if path == "/v1/messages" else "ErrorResponse"
         for statuses in ("4XX", "5XX"):
             error = operation["responses"][statuses]["content"]["application/json"]["schema"]
-            assert error == {"$ref": "#/components/schemas/ErrorResponse"}, operation["operationId"]
+            assert error == {"$ref": f"#/components/schemas/{envelope}"}, operation["operationId"]
     # Built once: the same document every time.
     assert _document() == document
 
@@ -44,3 +46,17 @@ async def test_the_errors_sent_match_the_documented_envelope(gateway):
         assert answer.status_code >= 400 and answer.headers["content-type"] == "application/json"
         jsonschema.validate(answer.json(), schema)
     assert [a.status_code for a in answers] == [401, 400, 400, 404, 405]
+
+
+async def test_the_messages_routes_errors_match_the_documented_anthropic_envelope(gateway):
+    async with gateway.client(api_key=None) as anonymous, gateway.client() as c:
+        document = (await anonymous.get("/openapi.json")).json()
+        answers = [
+            await anonymous.post("/v1/messages", json={}),  # 401
+            await c.post("/v1/messages", json={"messages": []}),  # 400 validation
+            await c.get("/v1/messages"),  # 405
+        ]
+    schema = document["components"]["schemas"]["AnthropicErrorResponse"]
+    for answer in answers:
+        jsonschema.validate(answer.json(), schema)
+    assert [a.status_code for a in answers] == [401, 400, 405]
