@@ -14,6 +14,8 @@ Anthropic API ends a stream that failed.
 | retrieval citations (llmsuite's extension) | `citations` beside `content`, as on chat |
 
 Input tokens are known only at the end: `message_start` says 0 and `message_delta` gives them.
+Generation reports a stop sequence as a plain `stop`, so an answer cut at one of the request's
+`stop_sequences` ends with `end_turn` and `stop_sequence: null`.
 """
 
 import uuid
