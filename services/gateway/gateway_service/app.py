@@ -33,6 +33,7 @@ from .api.routes import (
     usage,
     ws,
 )
+from .api.routes.responses import router as responses_router
 from .api.sse_response import StreamSendMiddleware
 from .api.text_guard import TextGuardMiddleware
 from .api.validation import validation_error
@@ -408,6 +409,7 @@ def include_routers(app: FastAPI, settings: GatewaySettings) -> None:
     app.include_router(chat.router)
     app.include_router(messages.router)
     app.include_router(legacy_completions.router)
+    app.include_router(responses_router)
     app.include_router(models.router)
     if settings.gateway_admin_api_enabled:
         app.include_router(admin.router)
