@@ -1,10 +1,11 @@
-"""Usage: python -m k8stools {check | manifests | export DIR | try DIR}
+"""Usage: python -m k8stools {check | manifests | export DIR | try DIR [CHART]}
 
 check      lint, render and schema-validate every values case; fail when k8s/manifests is stale
 manifests  rewrite k8s/manifests from the chart's default values
 export     write every case's rendered objects and the parsed Dockerfiles as JSON, for tests/k8s
 try        render each DIR/*.json (values on top of the defaults) into DIR/<name>.out.json:
-           {"error": Helm's message or null, "objects": [...]}, for tests of values the chart refuses
+           {"error": Helm's message or null, "objects": [...]}, for tests of values the chart refuses;
+           CHART: another copy of the chart (tests swap a template in it)
 """
 
 import json
@@ -16,7 +17,7 @@ from helm_python import HelmError
 
 from . import dockerfiles, manifests
 from .lint import lint
-from .paths import DOCKERFILES, MANIFESTS, OLDEST_KUBE, ROOT
+from .paths import CHART, DOCKERFILES, MANIFESTS, OLDEST_KUBE, ROOT
 from .render import DEFAULT_CASE, cases, documents, render
 from .validate import newest_kube, validate
 
@@ -74,13 +75,13 @@ def export(directory: Path) -> int:
     return 0
 
 
-def try_values(directory: Path) -> int:
+def try_values(directory: Path, chart: Path = CHART) -> int:
     for path in sorted(directory.glob("*.json")):
         if path.name.endswith(".out.json"):
             continue
         result: dict[str, object] = {"error": None, "objects": []}
         try:
-            result["objects"] = [o for _, _, o in documents(render(json.loads(path.read_text())))]
+            result["objects"] = [o for _, _, o in documents(render(json.loads(path.read_text()), chart))]
         except HelmError as exc:
             result["error"] = str(exc)
         path.with_name(f"{path.stem}.out.json").write_text(json.dumps(result))
@@ -94,8 +95,8 @@ def main(argv: list[str]) -> int:
         return write_manifests()
     if argv[:1] == ["export"] and len(argv) == 2:
         return export(Path(argv[1]))
-    if argv[:1] == ["try"] and len(argv) == 2:
-        return try_values(Path(argv[1]))
+    if argv[:1] == ["try"] and len(argv) in (2, 3):
+        return try_values(Path(argv[1]), *(Path(a) for a in argv[2:]))
     print(__doc__, file=sys.stderr)
     return 2
 

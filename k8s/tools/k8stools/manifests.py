@@ -31,11 +31,28 @@ def component_of(obj: dict[str, Any]) -> str:
     return str(labels.get("app.kubernetes.io/component", "release"))
 
 
+# Helm hooks (the `helm test` pod) run when Helm says, not with the release: kept apart and out
+# of the kustomization.
+HOOKS = "helm-hooks.yaml"
+HOOKS_HEADER = (
+    "# Helm hooks (helm test), rendered from k8s/charts/llmsuite by `make manifests`. Do not edit.\n"
+    "# Not in kustomization.yaml: `kubectl apply -f` this file to run the checks once, then delete it.\n"
+)
+
+
+def is_hook(obj: dict[str, Any]) -> bool:
+    return "helm.sh/hook" in (obj.get("metadata", {}).get("annotations") or {})
+
+
 def files(rendered: dict[str, str]) -> dict[str, str]:
     """File name -> content for the whole k8s/manifests directory."""
     grouped: dict[str, list[str]] = {}
+    hooks: list[str] = []
     for _, text, obj in documents(rendered):
-        grouped.setdefault(f"{component_of(obj)}.yaml", []).append(text)
+        if is_hook(obj):
+            hooks.append(text)
+        else:
+            grouped.setdefault(f"{component_of(obj)}.yaml", []).append(text)
     out = {"namespace.yaml": HEADER + yaml.safe_dump(NAMESPACE_DOC, sort_keys=False)}
     out |= {name: HEADER + "---\n".join(docs) for name, docs in sorted(grouped.items())}
     kustomization = {
@@ -45,6 +62,8 @@ def files(rendered: dict[str, str]) -> dict[str, str]:
         "namespace": NAMESPACE,
         "resources": sorted(out),
     }
+    if hooks:
+        out[HOOKS] = HOOKS_HEADER + "---\n".join(hooks)
     out["kustomization.yaml"] = HEADER + yaml.safe_dump(kustomization, sort_keys=False)
     return out
 

@@ -13,6 +13,7 @@ CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
 }
 
 
