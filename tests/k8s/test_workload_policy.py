@@ -110,9 +110,18 @@ def test_each_service_has_its_own_service_account_and_a_disruption_budget_or_fix
             deployment = named(objects, "Deployment", comp)
             account = named(objects, "ServiceAccount", comp)
             assert pod_spec(deployment)["serviceAccountName"] == account["metadata"]["name"]
-            autoscaled = [h for h in of_kind(objects, "HorizontalPodAutoscaler") if component(h) == comp]
+            # An HPA of the chart's, or a KEDA ScaledObject (KEDA makes the HPA), never both.
+            autoscaled = [
+                h
+                for h in of_kind(objects, "HorizontalPodAutoscaler") + of_kind(objects, "ScaledObject")
+                if component(h) == comp
+            ]
+            assert len(autoscaled) <= 1, f"{case}: {comp} has {len(autoscaled)} autoscalers"
             budgets = [p for p in of_kind(objects, "PodDisruptionBudget") if component(p) == comp]
-            replicas = autoscaled[0]["spec"]["minReplicas"] if autoscaled else deployment["spec"]["replicas"]
+            spec = autoscaled[0]["spec"] if autoscaled else {}
+            replicas = spec.get(
+                "minReplicas", spec.get("minReplicaCount", deployment["spec"].get("replicas"))
+            )
             assert budgets or replicas == 1, f"{case}: {comp} runs {replicas} replicas with no PDB"
             for hpa in autoscaled:
                 assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
@@ -124,22 +133,30 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def test_only_the_gateway_is_open_and_each_backend_admits_only_its_callers(rendered):
+    # `test`: the `helm test` pod checks every gRPC service's health (test_operations).
     callers = {
-        "guardrails": {"gateway"},
-        "retrieval": {"gateway"},
-        "generation": {"gateway"},
+        "guardrails": {"gateway", "test"},
+        "retrieval": {"gateway", "test"},
+        "generation": {"gateway", "test"},
         "inference": {"generation"},
-        "postgresql": {"retrieval"},
+        "postgresql": {"retrieval", "gateway"},
         "redis": {"gateway"},
     }
     for case, objects in rendered.items():
         policies = of_kind(objects, "NetworkPolicy")
         if not policies:
             continue
+        # Besides its own policy, every pod is under the release's default deny (which allows nothing).
+        [deny] = [p for p in policies if component(p) == "default-deny"]
+        assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"], case
+        assert deny["spec"]["ingress"] == deny["spec"]["egress"] == [], case
         for workload in workloads(objects):
             comp = component(workload)
             labels = workload["spec"]["template"]["metadata"]["labels"]
-            mine = [p for p in policies if _selects(p["spec"]["podSelector"], labels)]
+            assert _selects(deny["spec"]["podSelector"], labels), (
+                f"{case}: {comp} is outside the default deny"
+            )
+            mine = [p for p in policies if _selects(p["spec"]["podSelector"], labels) and p is not deny]
             assert len(mine) == 1, f"{case}: {comp} is selected by {len(mine)} NetworkPolicies"
             rules = mine[0]["spec"].get("ingress", [])
             if comp == "gateway":

@@ -15,6 +15,21 @@ outlive a rollout). Run once per render from components.yaml.
 {{- fail (printf "%s.autoscaling: minReplicas %v is above maxReplicas %v; the API server rejects such an HPA" $where $c.autoscaling.minReplicas $c.autoscaling.maxReplicas) -}}
 {{- end -}}
 {{- include "llmsuite.checkResources" (dict "where" (printf "%s.resources" $where) "r" $c.resources) -}}
+{{- $keda := $c.autoscaling.keda -}}
+{{- if $keda.enabled -}}
+{{- if not $c.autoscaling.enabled -}}
+{{- fail (printf "%s.autoscaling.keda is enabled but autoscaling is not: KEDA scales between minReplicas and maxReplicas, so set autoscaling.enabled" $where) -}}
+{{- end -}}
+{{- if not $keda.serverAddress -}}
+{{- fail (printf "%s.autoscaling.keda.serverAddress is empty: KEDA's Prometheus trigger needs your Prometheus's URL" $where) -}}
+{{- end -}}
+{{- if not (or $keda.query $keda.metric) -}}
+{{- fail (printf "%s.autoscaling.keda names neither a metric nor a query to scale on" $where) -}}
+{{- end -}}
+{{- if not (toString $keda.threshold) -}}
+{{- fail (printf "%s.autoscaling.keda.threshold is empty: the value per replica the query is divided by" $where) -}}
+{{- end -}}
+{{- end -}}
 {{- if $c.podDisruptionBudget.enabled -}}
 {{- include "llmsuite.checkMaxUnavailable" (dict "where" (printf "%s.podDisruptionBudget" $where) "value" $c.podDisruptionBudget.maxUnavailable) -}}
 {{- end -}}

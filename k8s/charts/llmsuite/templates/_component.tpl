@@ -115,6 +115,31 @@ timeoutSeconds: {{ .timeoutSeconds }}
 {{- $portName := $c.protocol -}}
 {{- $signer := include "llmsuite.callsGrpc" . -}}
 {{- $tls := include "llmsuite.grpcTlsOn" . -}}
+{{- $secretEnv := deepCopy ($c.secretEnv | default dict) -}}
+{{- if and (has "redis" $c.calls) (or (include "llmsuite.inChartRedis" $root) $root.Values.redis.external) -}}
+{{- $_ := set $secretEnv (printf "%s_REDIS_URL" (upper .name)) (dict "key" $root.Values.redis.urlSecretKey) -}}
+{{- end -}}
+{{- /* What the pod reads from Secrets, for checksum/secrets. */ -}}
+{{- $secretKeys := list -}}
+{{- range $envName, $ref := $secretEnv -}}
+{{- $secretKeys = append $secretKeys (list ($ref.secret | default $root.Values.secrets.name) $ref.key) -}}
+{{- end -}}
+{{- $mounts := list -}}
+{{- if eq $c.protocol "grpc" -}}{{- $mounts = append $mounts (include "llmsuite.tokenPublicKeysSecret" $root) -}}{{- end -}}
+{{- if $signer -}}{{- $mounts = append $mounts (include "llmsuite.tokenSigningKeySecret" $root) -}}{{- end -}}
+{{- if $tls -}}{{- $mounts = append $mounts (include "llmsuite.grpcTlsSecret" .) -}}{{- end -}}
+{{- /* Where its pods may connect: what it calls, its upstream model URLs, its own extra rules. */ -}}
+{{- $urls := list -}}
+{{- if hasKey $c "upstreamBaseUrl" -}}
+{{- $urls = append $urls $c.upstreamBaseUrl -}}
+{{- range $model, $m := (dig "models" dict ($c.routing | default dict)) -}}
+{{- range $d := ($m.deployments | default list) -}}
+{{- $urls = append $urls $d.base_url -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $egress := dict "calls" $c.calls "urls" $urls "otlp" true "extra" ($c.egress | default list) -}}
+{{- $keda := and $c.autoscaling.enabled $c.autoscaling.keda.enabled -}}
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -217,6 +242,9 @@ spec:
         {{- include "llmsuite.labels" . | nindent 8 }}
       annotations:
         checksum/config: {{ include "llmsuite.componentEnv" . | sha256sum }}
+        {{- with include "llmsuite.secretsChecksum" (dict "root" $root "keys" $secretKeys "mounts" $mounts) }}
+        {{- . | nindent 8 }}
+        {{- end }}
         {{- with $c.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -255,10 +283,6 @@ spec:
           envFrom:
             - configMapRef:
                 name: {{ $name }}
-          {{- $secretEnv := deepCopy ($c.secretEnv | default dict) }}
-          {{- if and (has "redis" $c.calls) (or (include "llmsuite.inChartRedis" $root) $root.Values.redis.external) }}
-          {{- $_ := set $secretEnv (printf "%s_REDIS_URL" (upper .name)) (dict "key" $root.Values.redis.urlSecretKey) }}
-          {{- end }}
           {{- with $secretEnv }}
           env:
             {{- range $envName, $ref := . }}
@@ -416,7 +440,7 @@ spec:
       affinity:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-{{- if $c.autoscaling.enabled }}
+{{- if and $c.autoscaling.enabled (not $keda) }}
 ---
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
@@ -438,14 +462,54 @@ spec:
         target:
           type: Utilization
           averageUtilization: {{ $c.autoscaling.targetCPUUtilizationPercentage }}
+    {{- with $c.autoscaling.podsMetric }}
+    {{- if .name }}
+    # Per pod, from the custom metrics API (e.g. prometheus-adapter); the HPA follows whichever
+    # metric asks for more replicas.
+    - type: Pods
+      pods:
+        metric:
+          name: {{ .name }}
+        target:
+          type: AverageValue
+          averageValue: {{ .averageValue | quote }}
+    {{- end }}
+    {{- end }}
   behavior:
     # Scale in slowly: a drained pod's streams may still be running.
-    scaleDown:
-      stabilizationWindowSeconds: 300
-      policies:
-        - type: Pods
-          value: 1
-          periodSeconds: 60
+    {{- include "llmsuite.scaleDownBehavior" . | nindent 4 }}
+{{- end }}
+{{- if $keda }}
+{{- $k := $c.autoscaling.keda }}
+---
+# KEDA makes the HPA from this (keda-hpa-<name>); the chart renders none of its own.
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "llmsuite.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ $name }}
+  minReplicaCount: {{ $c.autoscaling.minReplicas }}
+  maxReplicaCount: {{ $c.autoscaling.maxReplicas }}
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        {{- include "llmsuite.scaleDownBehavior" . | nindent 8 }}
+  triggers:
+    - type: cpu
+      metricType: Utilization
+      metadata:
+        value: {{ $c.autoscaling.targetCPUUtilizationPercentage | quote }}
+    - type: prometheus
+      metadata:
+        serverAddress: {{ $k.serverAddress }}
+        query: {{ $k.query | default (printf "sum(%s{namespace=%q, pod=~%q})" $k.metric $root.Release.Namespace (printf "%s-.*" $name)) | quote }}
+        threshold: {{ $k.threshold | quote }}
 {{- end }}
 {{- if $c.podDisruptionBudget.enabled }}
 ---
@@ -474,7 +538,7 @@ spec:
   podSelector:
     matchLabels:
       {{- include "llmsuite.selectorLabels" . | nindent 6 }}
-  policyTypes: [Ingress]
+  policyTypes: [Ingress, Egress]
   ingress:
     - ports:
         - protocol: TCP
@@ -482,10 +546,17 @@ spec:
       {{- with $root.Values.networkPolicy.publicFrom }}
       from:
         {{- toYaml . | nindent 8 }}
+        {{- if $root.Values.tests.enabled }}
+        # The `helm test` pod.
+        - podSelector:
+            matchLabels:
+              {{- include "llmsuite.selectorLabels" (dict "root" $root "name" "test") | nindent 14 }}
+        {{- end }}
     {{- include "llmsuite.scrapeRule" (dict "root" $root "port" $c.port) | nindent 4 }}
       {{- end }}
+  {{- include "llmsuite.egress" (merge (dict "root" $root) $egress) | nindent 2 }}
 {{- else }}
-{{ include "llmsuite.callerNetworkPolicy" (dict "root" $root "name" .name "port" $c.port "metricsPort" $root.Values.metrics.port "fromNamespaces" $c.allowFromNamespaces) }}
+{{ include "llmsuite.callerNetworkPolicy" (dict "root" $root "name" .name "port" $c.port "metricsPort" $root.Values.metrics.port "fromNamespaces" $c.allowFromNamespaces "admitTests" true "egress" $egress) }}
 {{- end }}
 {{- end }}
 {{- end -}}

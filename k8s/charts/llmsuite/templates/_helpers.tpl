@@ -83,11 +83,17 @@ capabilities:
 {{- toJson $callers -}}
 {{- end -}}
 
-{{/* NetworkPolicy admitting only the callers of a part on its port, plus every pod of the
-     namespaces in "fromNamespaces" (internal teams) on that port:
-     (dict "root" $ "name" "guardrails" "port" 50061 ["fromNamespaces" (list "team-a")]) */}}
+{{/* NetworkPolicy of a part: ingress only from its callers on its port, plus every pod of the
+     `fromNamespaces` (internal teams) there and metrics.scrapeFrom on `metricsPort`, and the
+     `helm test` pod (`admitTests`); egress only to what `egress` allows (llmsuite.egressRules
+     context, without root). Both lists are exhaustive: NetworkPolicies deny what they do not list.
+     (dict "root" $ "name" "retrieval" "port" 50062 "metricsPort" 9464 "fromNamespaces" (list)
+           "admitTests" true "egress" (dict "calls" (list "postgresql"))) */}}
 {{- define "llmsuite.callerNetworkPolicy" -}}
 {{- $callers := include "llmsuite.callersOf" (dict "root" .root "target" .name) | fromJsonArray -}}
+{{- if and .admitTests .root.Values.tests.enabled -}}
+{{- $callers = append $callers "test" -}}
+{{- end -}}
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -98,7 +104,7 @@ spec:
   podSelector:
     matchLabels:
       {{- include "llmsuite.selectorLabels" . | nindent 6 }}
-  policyTypes: [Ingress]
+  policyTypes: [Ingress, Egress]
   {{- $scrape := and .metricsPort .root.Values.metrics.scrapeFrom }}
   {{- $teams := .fromNamespaces | default list }}
   {{- if or $callers $scrape $teams }}
@@ -132,6 +138,7 @@ spec:
   {{- else }}
   ingress: []
   {{- end }}
+  {{- include "llmsuite.egress" (merge (dict "root" .root) (.egress | default dict)) | nindent 2 }}
 {{- end -}}
 
 {{/* NetworkPolicy ingress rule admitting metrics.scrapeFrom (Prometheus) to one port:
@@ -213,4 +220,142 @@ true
      (dict "root" $ "name" "retrieval") */}}
 {{- define "llmsuite.grpcTlsSecret" -}}
 {{- printf "%s-tls" (include "llmsuite.partName" .) -}}
+{{- end -}}
+
+{{/* checksum/secrets annotation of a pod template: a hash of the Secret keys the pod reads
+     (`keys`, a list of [secret, key]) and of the Secrets it mounts (`mounts`, names), as Helm's
+     lookup finds them, so `helm upgrade` after one changed rolls the pods that use it. Nothing
+     when lookup finds none of them (offline renders) or secrets.rollOnChange is false.
+     (dict "root" $ "keys" (list (list "llmsuite" "gateway-api-key")) "mounts" (list "<secret>")) */}}
+{{- define "llmsuite.secretsChecksum" -}}
+{{- $root := .root -}}
+{{- if $root.Values.secrets.rollOnChange -}}
+{{- $found := false -}}
+{{- $parts := list -}}
+{{- range .keys -}}
+{{- $secret := include "llmsuite.lookupSecret" (dict "root" $root "name" (index . 0)) | fromJson -}}
+{{- if $secret -}}{{- $found = true -}}{{- end -}}
+{{- $parts = append $parts (printf "%s/%s=%s" (index . 0) (index . 1) (dig "data" (index . 1) "" $secret)) -}}
+{{- end -}}
+{{- range .mounts -}}
+{{- $secret := include "llmsuite.lookupSecret" (dict "root" $root "name" .) | fromJson -}}
+{{- if $secret -}}{{- $found = true -}}{{- end -}}
+{{- $parts = append $parts (printf "%s=%s" . (toJson (get $secret "data" | default dict))) -}}
+{{- end -}}
+{{- if $found -}}
+checksum/secrets: {{ join "\n" $parts | sha256sum }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The port of a URL: the one it names, else its scheme's (https 443, else 80). */}}
+{{- define "llmsuite.urlPort" -}}
+{{- $host := (urlParse .).host -}}
+{{- if regexMatch ":[0-9]+$" $host -}}
+{{- regexFind "[0-9]+$" $host -}}
+{{- else if hasPrefix "https:" . -}}
+443
+{{- else -}}
+80
+{{- end -}}
+{{- end -}}
+
+{{/* NetworkPolicy rule to the pods of one part of the release on one port, as a dict:
+     (dict "root" $ "name" "redis" "port" 6379) */}}
+{{- define "llmsuite.podEgressRule" -}}
+{{- $labels := include "llmsuite.selectorLabels" . | fromYaml -}}
+{{- toJson (dict "to" (list (dict "podSelector" (dict "matchLabels" $labels))) "ports" (list (dict "protocol" "TCP" "port" (int .port)))) -}}
+{{- end -}}
+
+{{/* NetworkPolicy rule to something outside the release: networkPolicy.egress.<what>'s peers
+     (none: any address) on the given ports. (dict "to" <peers> "ports" (list 5432)) */}}
+{{- define "llmsuite.externalEgressRule" -}}
+{{- $ports := list -}}
+{{- range .ports -}}
+{{- $ports = append $ports (dict "protocol" "TCP" "port" (int .)) -}}
+{{- end -}}
+{{- $rule := dict "ports" $ports -}}
+{{- with .to -}}
+{{- $_ := set $rule "to" . -}}
+{{- end -}}
+{{- toJson $rule -}}
+{{- end -}}
+
+{{/* Egress rules of one part of the release, as a YAML list: the cluster DNS; each part it
+     calls (`calls`) on its port, or for PostgreSQL, Redis and the inference server outside the
+     release networkPolicy.egress's peers; the upstream model URLs (`urls`: the in-chart
+     inference server by its labels, others on their port); the OTLP collector when `otlp` and
+     global.otel.endpoint is set; the model hub (`modelHub`); then `extra` as given.
+     (dict "root" $ "calls" <list> "urls" <list> "otlp" <bool> "modelHub" <bool> "extra" <list>) */}}
+{{- define "llmsuite.egressRules" -}}
+{{- $root := .root -}}
+{{- $egress := $root.Values.networkPolicy.egress -}}
+{{- $rules := list -}}
+{{- with $egress.dns -}}
+{{- $rules = append $rules (dict "to" . "ports" (list (dict "protocol" "UDP" "port" 53) (dict "protocol" "TCP" "port" 53))) -}}
+{{- end -}}
+{{- range $callee := .calls | default list -}}
+{{- $target := index $root.Values.components $callee | default dict -}}
+{{- if $target.enabled -}}
+{{- $rules = append $rules (include "llmsuite.podEgressRule" (dict "root" $root "name" $callee "port" $target.port) | fromJson) -}}
+{{- else if eq $callee "redis" -}}
+{{- if include "llmsuite.inChartRedis" $root -}}
+{{- $rules = append $rules (include "llmsuite.podEgressRule" (dict "root" $root "name" "redis" "port" 6379) | fromJson) -}}
+{{- else if $root.Values.redis.external -}}
+{{- $rules = append $rules (include "llmsuite.externalEgressRule" $egress.redis | fromJson) -}}
+{{- end -}}
+{{- else if eq $callee "postgresql" -}}
+{{- if $root.Values.postgresql.enabled -}}
+{{- $rules = append $rules (include "llmsuite.podEgressRule" (dict "root" $root "name" "postgresql" "port" 5432) | fromJson) -}}
+{{- else -}}
+{{- $rules = append $rules (include "llmsuite.externalEgressRule" $egress.postgresql | fromJson) -}}
+{{- end -}}
+{{- else if and (eq $callee "inference") $root.Values.inference.enabled -}}
+{{- $rules = append $rules (include "llmsuite.podEgressRule" (dict "root" $root "name" "inference" "port" $root.Values.inference.port) | fromJson) -}}
+{{- end -}}
+{{- end -}}
+{{- $inference := include "llmsuite.partName" (dict "root" $root "name" "inference") -}}
+{{- range $url := .urls | default list -}}
+{{- if $url -}}
+{{- $host := regexReplaceAll ":[0-9]+$" (urlParse $url).host "" -}}
+{{- $port := include "llmsuite.urlPort" $url -}}
+{{- if and $root.Values.inference.enabled (or (eq $host $inference) (hasPrefix (printf "%s.%s." $inference $root.Release.Namespace) $host) (eq $host (printf "%s.%s" $inference $root.Release.Namespace))) -}}
+{{- $rules = append $rules (include "llmsuite.podEgressRule" (dict "root" $root "name" "inference" "port" $port) | fromJson) -}}
+{{- else -}}
+{{- $rules = append $rules (include "llmsuite.externalEgressRule" (dict "to" $egress.upstream.to "ports" (list $port)) | fromJson) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and .otlp $root.Values.global.otel.endpoint -}}
+{{- with $root.Values.global.otel.endpoint -}}
+{{- $rules = append $rules (include "llmsuite.externalEgressRule" (dict "to" $egress.otlp.to "ports" (list (include "llmsuite.urlPort" .))) | fromJson) -}}
+{{- end -}}
+{{- end -}}
+{{- if .modelHub -}}
+{{- $rules = append $rules (include "llmsuite.externalEgressRule" $egress.modelHub | fromJson) -}}
+{{- end -}}
+{{- $rules = concat $rules (.extra | default list) -}}
+{{- toYaml (uniq $rules) -}}
+{{- end -}}
+
+{{/* The `egress` of a part's NetworkPolicy (policyTypes lists Egress: what is not here is denied).
+     Same context as llmsuite.egressRules. */}}
+{{- define "llmsuite.egress" -}}
+{{- $rules := include "llmsuite.egressRules" . -}}
+{{- if eq $rules "[]" -}}
+egress: []
+{{- else -}}
+egress:
+{{ $rules | indent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{/* How an autoscaler scales in: slowly, since a drained pod's streams may still be running. */}}
+{{- define "llmsuite.scaleDownBehavior" -}}
+scaleDown:
+  stabilizationWindowSeconds: 300
+  policies:
+    - type: Pods
+      value: 1
+      periodSeconds: 60
 {{- end -}}
