@@ -5,11 +5,14 @@ connection from the pool; when all are busy past GATEWAY_DATABASE_TIMEOUT_SECOND
 raises PoolTimeout (TooManyRequests when its wait queue is full), and a statement running longer
 is cancelled by the server (QueryCanceled, the pool's statement_timeout). That is load, not a
 fault of the gateway: it is answered here, once for every route and for authentication, instead
-of as a 500.
+of as a 500. So is a database that cannot be reached at all (a pooled connection it closed, a
+refused connection: OperationalError), with 503 `database_unavailable`: down or restarting, it
+is worth retrying shortly too.
 """
 
 import logging
 
+from psycopg import OperationalError
 from psycopg.errors import QueryCanceled
 from psycopg_pool import PoolTimeout, TooManyRequests
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +30,15 @@ def database_busy() -> ApiError:
         503,
         "the gateway's database is busy; retry shortly",
         code="database_busy",
+        headers={"retry-after": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def database_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "the gateway's database is unavailable; retry shortly",
+        code="database_unavailable",
         headers={"retry-after": str(RETRY_AFTER_SECONDS)},
     )
 
@@ -54,3 +66,8 @@ class DatabaseBusyMiddleware:
                 raise
             log.warning("no database answer within the timeout", extra={"path": scope["path"]})
             await refuse(database_busy(), scope, receive, send)
+        except OperationalError as err:
+            if started:
+                raise
+            log.warning("database unreachable", extra={"path": scope["path"], "error": type(err).__name__})
+            await refuse(database_unavailable(), scope, receive, send)
