@@ -109,6 +109,10 @@ FUZZ_EXAMPLES ?= 2000
 fuzz: install
 	LLMSUITE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -o timeout=0 $(PYTEST_ARGS)
 
+# The fault harness alone (make test runs it too); its tables go to .run/faults/results.md.
+faults: install
+	$(BIN)/python -m pytest tests/faults -s $(PYTEST_ARGS)
+
 clean:
 	rm -rf .run .pytest_cache .hypothesis
 
