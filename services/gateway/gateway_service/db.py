@@ -1,9 +1,11 @@
-"""The gateway's PostgreSQL: a connection pool and versioned migrations applied on start."""
+"""The gateway's PostgreSQL: a connection pool and versioned migrations, applied on start or by
+`python -m gateway_service.migrate` (GATEWAY_DATABASE_MIGRATE_ON_START=false then only checks them)."""
 
 import asyncio
 import logging
 from importlib import resources
 
+import psycopg
 from llmsuite_common.embedded_postgres import EmbeddedPostgres
 from psycopg_pool import AsyncConnectionPool
 
@@ -20,6 +22,36 @@ def migrations() -> list[tuple[int, str]]:
     folder = resources.files(__package__).joinpath("migrations")
     found = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(int(p.name.split("_", 1)[0]), p.read_text()) for p in found]
+
+
+class SchemaNotReady(RuntimeError):
+    """The database's schema is missing or older than this release's migrations."""
+
+
+def latest_version() -> int:
+    return migrations()[-1][0]
+
+
+async def check_schema(pool: AsyncConnectionPool) -> int:
+    """Returns the schema's version; raises SchemaNotReady when it is behind this release's.
+
+    A newer version passes: during a rolling upgrade the migration Job has already run, and the
+    migrations only add what the previous release does not read.
+    """
+    wanted = latest_version()
+    async with pool.connection() as conn:
+        try:
+            row = await (await conn.execute("SELECT max(version) FROM gateway.schema_migrations")).fetchone()
+        except psycopg.errors.UndefinedTable:
+            row = None
+    found = row[0] if row and row[0] is not None else 0
+    if found < wanted:
+        raise SchemaNotReady(
+            f"the gateway's database schema is at version {found}, this release needs {wanted}: "
+            "run `python -m gateway_service.migrate` with a GATEWAY_DATABASE_URL whose role may create "
+            "tables (the chart's migration Job does), or set GATEWAY_DATABASE_MIGRATE_ON_START=true"
+        )
+    return found
 
 
 async def migrate(pool: AsyncConnectionPool) -> list[int]:
@@ -60,7 +92,8 @@ async def migrate(pool: AsyncConnectionPool) -> list[int]:
 
 
 class Database:
-    """Opened with the app: joins the embedded server or connects to GATEWAY_DATABASE_URL, then migrates."""
+    """Opened with the app: joins the embedded server or connects to GATEWAY_DATABASE_URL, then migrates
+    (or, with GATEWAY_DATABASE_MIGRATE_ON_START false, checks the schema is current)."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         self._dsn = settings.gateway_database_url.get_secret_value()
@@ -68,13 +101,15 @@ class Database:
         self._timeout = settings.gateway_database_timeout_seconds
         self._pool_size = settings.gateway_database_pool_size
         self._statement_timeout = settings.gateway_database_statement_timeout_seconds
+        self._migrate = settings.gateway_database_migrate_on_start
         self.pool: AsyncConnectionPool | None = None
 
     @staticmethod
     def configured(settings: GatewaySettings) -> bool:
         return bool(settings.gateway_database_url.get_secret_value() or settings.gateway_pgserver_data_dir)
 
-    async def open(self) -> None:
+    async def open(self, *, migrate_schema: bool | None = None) -> list[int]:
+        """Returns the migrations applied (none when only checking). `migrate_schema` overrides the setting."""
         dsn = self._dsn or await asyncio.to_thread(self._embedded.start)  # type: ignore[union-attr]
         # Every statement is bounded too: a query stuck behind a lock would otherwise hold its
         # connection (and the request, or the request-log writer) for as long as the lock lasts.
@@ -88,7 +123,10 @@ class Database:
             open=False,
         )
         await self.pool.open(wait=True, timeout=self._timeout * 6)
-        await migrate(self.pool)
+        if self._migrate if migrate_schema is None else migrate_schema:
+            return await migrate(self.pool)
+        await check_schema(self.pool)
+        return []
 
     async def close(self) -> None:
         if self.pool is not None:

@@ -145,6 +145,12 @@ class GatewaySettings(ServiceSettings):
     gateway_pgserver_data_dir: str = Field(
         "", description="Data directory of the embedded PostgreSQL (pgserver), used when no DSN is set."
     )
+    gateway_database_migrate_on_start: bool = Field(
+        True,
+        description="Apply the database migrations at start; false (the chart's setting, where a Job runs "
+        "`python -m gateway_service.migrate` with a DDL-capable role first) only checks the schema is "
+        "current and refuses to start if not.",
+    )
     gateway_database_pool_size: int = Field(
         4,
         gt=0,

@@ -111,7 +111,20 @@ class RetrievalApp:
     async def start(self) -> None:
         # Database and model start side by side; each takes seconds on a small machine.
         conninfo, _ = await asyncio.gather(self._start_database(), self._load_model())
-        await self._store.open(conninfo, dimension=self._embedder.dimension)
+        await self._store.open(
+            conninfo,
+            dimension=self._embedder.dimension,
+            create_schema=self._settings.retrieval_database_migrate_on_start,
+        )
+
+    async def migrate(self) -> None:
+        """Creates the schema, or what of it is missing (a vector index a bulk load dropped), and
+        stops: `python -m retrieval_service.migrate`. The model is loaded for its dimension."""
+        try:
+            conninfo, _ = await asyncio.gather(self._start_database(), self._load_model())
+            await self._store.create_schema(conninfo, self._embedder.dimension)
+        finally:
+            await self.stop()
 
     async def _start_database(self) -> str:
         if self._postgres is None:

@@ -35,6 +35,9 @@ MAX_EF_SEARCH = 1000
 RRF_K = 60
 # Any constant works; it only has to be the same in every replica creating the schema.
 _SCHEMA_LOCK_KEY = 0x6C6C6D7375697465
+# Recorded by create_schema; a service started without it (migrate-on-start off) needs at least this.
+SCHEMA_VERSION = 1
+SCHEMA_VERSIONS = "retrieval_schema_migrations"
 
 # A separate (tenant, collection) index is not created: the unique index below starts
 # with those columns and serves the same lookups without a second write per row.
@@ -78,7 +81,16 @@ CREATE TABLE IF NOT EXISTS {documents} (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant, collection, source_id)
 );
+CREATE TABLE IF NOT EXISTS {versions} (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO {versions} (version) VALUES ({version}) ON CONFLICT DO NOTHING;
 """
+
+
+class SchemaNotReady(RuntimeError):
+    """The database's schema is missing, older than this release's, or made for another model."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,12 +170,18 @@ class ChunkStore:
             name="retrieval",
         )
 
-    async def open(self, conninfo: str, *, dimension: int, timeout: float = 30.0) -> None:
-        """Create the schema if needed, then fill the pool. `dimension` is the embedding model's."""
+    async def open(
+        self, conninfo: str, *, dimension: int, timeout: float = 30.0, create_schema: bool = True
+    ) -> None:
+        """Create the schema if needed (else check it: SchemaNotReady), then fill the pool.
+        `dimension` is the embedding model's."""
         self._conninfo = conninfo
         pool = self._new_pool()
         async with asyncio.timeout(timeout):
-            await self.create_schema(conninfo, dimension)
+            if create_schema:
+                await self.create_schema(conninfo, dimension)
+            else:
+                await self.check_schema(conninfo, dimension)
             await pool.open(wait=True, timeout=timeout)
         self._pool = pool
 
@@ -218,6 +236,8 @@ class ChunkStore:
             gin=sql.Identifier(f"{TABLE}_tsv_gin"),
             collections=sql.Identifier(COLLECTIONS),
             documents=sql.Identifier(DOCUMENTS),
+            versions=sql.Identifier(SCHEMA_VERSIONS),
+            version=sql.Literal(SCHEMA_VERSION),
             dimension=sql.Literal(dimension),
             m=sql.Literal(self._hnsw_m),
             ef_construction=sql.Literal(self._hnsw_ef_construction),
@@ -228,13 +248,53 @@ class ChunkStore:
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
                 await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
                 await conn.execute(statement)
+                pgvector = await self._learn_pgvector(conn)
+        log.info("schema ready", extra={"pgvector": pgvector})
+
+    async def check_schema(self, conninfo: str, dimension: int) -> None:
+        """What a service whose role may not create tables checks instead of creating the schema:
+        the recorded version, and the embedding column's dimension against the model's."""
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            try:
                 row = await (
-                    await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+                    await conn.execute(
+                        sql.SQL("SELECT max(version) FROM {}").format(sql.Identifier(SCHEMA_VERSIONS))
+                    )
                 ).fetchone()
+            except psycopg.errors.UndefinedTable:
+                row = None
+            found = row[0] if row and row[0] is not None else 0
+            if found < SCHEMA_VERSION:
+                raise SchemaNotReady(
+                    f"the retrieval database schema is at version {found}, this release needs "
+                    f"{SCHEMA_VERSION}: run `python -m retrieval_service.migrate` with a RETRIEVAL_DATABASE_URL "
+                    "whose role may create tables (the chart's migration Job does), or set "
+                    "RETRIEVAL_DATABASE_MIGRATE_ON_START=true"
+                )
+            stored = await _embedding_dimension(conn)
+            if stored != dimension:
+                raise SchemaNotReady(
+                    f"{TABLE}.embedding holds {stored}-dimensional vectors but the embedding model "
+                    f"makes {dimension}: the store was made for another model"
+                )
+            if not await _has_index(conn, HNSW_INDEX):
+                # A bulk load drops it and builds it again when done; one interrupted leaves it out.
+                log.warning(
+                    "the vector index is missing: searches read every row until "
+                    "`python -m retrieval_service.migrate` builds it again",
+                    extra={"index": HNSW_INDEX},
+                )
+            pgvector = await self._learn_pgvector(conn)
+        log.info("schema checked", extra={"version": found, "pgvector": pgvector})
+
+    async def _learn_pgvector(self, conn: psycopg.AsyncConnection) -> str | None:
+        row = await (
+            await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        ).fetchone()
         version = tuple(int(p) for p in str(row[0] if row else "0").split(".")[:2] if p.isdigit())
         # Filtered HNSW scans can come back short of k; pgvector 0.8 can keep scanning.
         self._iterative_scan = version >= (0, 8)
-        log.info("schema ready", extra={"pgvector": row[0] if row else None})
+        return str(row[0]) if row else None
 
     @staticmethod
     async def _configure(conn: psycopg.AsyncConnection) -> None:
@@ -618,6 +678,22 @@ async def copy_rows(cursor: psycopg.AsyncCursor[Any], rows: Iterable[tuple[Any, 
         copy.set_types(list(COPY_TYPES))
         for row in rows:
             await copy.write_row(row)
+
+
+async def _embedding_dimension(conn: psycopg.AsyncConnection) -> int:
+    """The n of the embedding column's vector(n) (pgvector keeps it as the type modifier)."""
+    row = await (
+        await conn.execute(
+            "SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'embedding'",
+            (TABLE,),
+        )
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _has_index(conn: psycopg.AsyncConnection, name: str) -> bool:
+    row = await (await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))).fetchone()
+    return bool(row and row[0])
 
 
 async def _give_back(pool: AsyncConnectionPool, getting: "asyncio.Future[psycopg.AsyncConnection]") -> None:

@@ -13,6 +13,12 @@ class RetrievalSettings(ServiceSettings):
     retrieval_pgserver_data_dir: str = Field(
         ".data/pgserver", description="Data directory of the embedded PostgreSQL, used when no DSN is set."
     )
+    retrieval_database_migrate_on_start: bool = Field(
+        True,
+        description="Create the schema (and rebuild a dropped vector index) at start; false (the chart's "
+        "setting, where a Job runs `python -m retrieval_service.migrate` with a DDL-capable role first) "
+        "only checks the schema is current and refuses to start if not.",
+    )
     retrieval_embedding_model_dir: str = Field(
         "",
         description="Local sentence-transformers model directory; empty uses all-MiniLM-L6-v2 from PyPI.",
