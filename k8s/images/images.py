@@ -795,6 +795,10 @@ def boot_all(args: argparse.Namespace) -> int:
         order = [n for n in (MODEL_SERVER, "guardrails", "retrieval", "generation", "gateway") if n in chosen]
         for name in order if not smoke.failures else []:
             override = {"METRICS_PORT": metrics[name]} if name in metrics else {}
+            # The chart's migration Jobs are not run here: the smoke's role owns its databases, so
+            # the services create their schema on start as they do outside the chart.
+            if name in ("gateway", "retrieval"):
+                override[f"{name.upper()}_DATABASE_MIGRATE_ON_START"] = "true"
             booted[name] = smoke.boot(pods[name], keys, hosts, override)
             if not smoke.wait_started(booted[name]):
                 break

@@ -164,6 +164,8 @@ def test_egress_follows_the_call_graph(rendered):
         "redis": set(),
         "postgresql": set(),
         "inference": set(),
+        "gateway-migrate": set(),
+        "retrieval-migrate": set(),
     }
     for case, objects in rendered.items():
         names = {component(w) for w in workloads(objects)}

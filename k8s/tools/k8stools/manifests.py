@@ -31,12 +31,14 @@ def component_of(obj: dict[str, Any]) -> str:
     return str(labels.get("app.kubernetes.io/component", "release"))
 
 
-# Helm hooks (the `helm test` pod) run when Helm says, not with the release: kept apart and out
-# of the kustomization.
+# Helm hooks (the database migration Jobs, the `helm test` pod) run when Helm says, not with the
+# release: kept apart and out of the kustomization.
 HOOKS = "helm-hooks.yaml"
 HOOKS_HEADER = (
-    "# Helm hooks (helm test), rendered from k8s/charts/llmsuite by `make manifests`. Do not edit.\n"
-    "# Not in kustomization.yaml: `kubectl apply -f` this file to run the checks once, then delete it.\n"
+    "# Helm hooks (database migrations, helm test), rendered from k8s/charts/llmsuite by `make manifests`.\n"
+    "# Do not edit. Not in kustomization.yaml: apply the migration Jobs (-l 'app.kubernetes.io/component\n"
+    "# in (gateway-migrate,retrieval-migrate)') and wait for them before the kustomization, the test pod\n"
+    "# (-l app.kubernetes.io/component=test) after it (k8s/README.md).\n"
 )
 
 

@@ -26,6 +26,10 @@ Context: (dict "root" $ "name" "<name>" "c" <component values>)
 -}}
 {{- /* Client side of the call graph: dns:/// + headless Service = one address per pod,
        which the clients' round_robin policy spreads calls over. */ -}}
+{{- /* The migration Job (migrations.yaml) owns the schema: the service only checks it. */ -}}
+{{- if and $root.Values.migrations.enabled (hasKey $root.Values.migrations.components .name) -}}
+{{- $_ := set $env (printf "%s_DATABASE_MIGRATE_ON_START" $prefix) "false" -}}
+{{- end -}}
 {{- range $callee := $c.calls -}}
 {{- $target := index $root.Values.components $callee | default dict -}}
 {{- if and $target.enabled (eq ($target.protocol | default "") "grpc") -}}

@@ -94,6 +94,7 @@ capabilities:
 {{- if and .admitTests .root.Values.tests.enabled -}}
 {{- $callers = append $callers "test" -}}
 {{- end -}}
+{{- $callers = concat $callers (.extraCallers | default list) -}}
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
