@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 
 import pytest
 from gateway_service.api.routes.ws import PATH
@@ -136,3 +137,28 @@ async def test_closing_the_socket_cancels_generation(gateway, fake):
     connection = (await fake.wait_until_closed(timeout=5))[-1]
     assert connection["state"] == "closed"
     assert connection["closed_by"] == "client" and connection["chunks_sent"] < 50
+
+
+async def test_a_client_closing_right_after_the_usage_frame_is_not_an_error(gateway, caplog, monkeypatch):
+    """Closing after the usage frame is how a client ends a socket. When the close arrived while
+    the stream's watch for a client frame was still open, the close was consumed there and the
+    next wait for a request failed: an error log and an ASGI traceback for a normal close. Here
+    every asyncio.wait returns a little late, as on a busy gateway, so that the close lands in that
+    window every time."""
+    wait = asyncio.wait
+
+    async def late_wait(*args, **kwargs):
+        result = await wait(*args, **kwargs)
+        await asyncio.sleep(0.05)
+        return result
+
+    monkeypatch.setattr(asyncio, "wait", late_wait)
+    caplog.set_level(logging.INFO)
+    for n in range(5):
+        async with connect(ws_url(gateway), additional_headers=auth(gateway.api_key)) as ws:
+            await ws.send(request(gateway.model, f"question {n}"))
+            chunks = await receive_completion(ws)
+            assert chunks[-1]["choices"] == []
+    await asyncio.sleep(0.2)
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not errors, [(r.name, r.getMessage(), r.exc_info and r.exc_info[1]) for r in errors]

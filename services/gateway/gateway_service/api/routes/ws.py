@@ -17,13 +17,15 @@ hit): once it is revoked the socket gets an error frame and a policy close (1008
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from llmsuite_common.request_context import request_id_var
 from pydantic import ValidationError
+from starlette.types import Message
+from starlette.websockets import WebSocketDisconnected
 
 from ...edge.auth import Identity
 from ...edge.request_edge import EdgeRequest, RequestEdge
@@ -93,6 +95,8 @@ class Socket:
     pipeline: ChatPipeline
     edge: RequestEdge
     metrics: GatewayMetrics
+    # A client frame (its next request, or its close) that arrived as a stream ended, not yet read.
+    pending: list[Message] = field(default_factory=list)
 
 
 @router.websocket(PATH)
@@ -127,13 +131,14 @@ async def chat_ws(
             await ws.close(CLOSE_POLICY, reason="api key revoked")
         except (RuntimeError, WebSocketDisconnect):
             pass
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, WebSocketDisconnected):
+        # The client closed: how a socket normally ends, not an error.
         return
     except Exception:
         log.exception("websocket chat failed")
         try:
             await ws.close(CLOSE_STREAM_FAILED)
-        except RuntimeError:
+        except (RuntimeError, WebSocketDisconnect):
             pass
     finally:
         if watcher is not None:
@@ -162,7 +167,7 @@ async def serve(socket: Socket, header: str | None) -> None:
         try:
             try:
                 async with asyncio.timeout(socket.settings.gateway_ws_idle_timeout_seconds):
-                    message = await ws.receive()
+                    message = socket.pending.pop(0) if socket.pending else await ws.receive()
             except TimeoutError:
                 await ws.close(CLOSE_IDLE, reason="idle timeout")
                 return
@@ -255,6 +260,10 @@ async def send_stream(
             await ws.close(CLOSE_STREAM_FAILED)
             return False
         sender.result()
+        if watcher.done() and not watcher.cancelled() and watcher.exception() is None:
+            # The client's next frame came as the stream ended (a close right after the usage
+            # frame, or its next request): the socket's reader must see it, not wait for another.
+            socket.pending.append(watcher.result())
         return True
     finally:
         watcher.cancel()
