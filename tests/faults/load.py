@@ -59,6 +59,8 @@ class Outcome:
     truncated: bool = False
     code: str = ""
     detail: str = ""
+    # The Retry-After header of a refusal over HTTP (a WebSocket's error frame has none).
+    retry_after: str | None = None
 
     @property
     def seconds(self) -> float:
@@ -161,7 +163,8 @@ class Load:
         async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
             if response.status_code != 200:
                 raw = await response.aread()
-                return _refused(kind, request_id, gateway, response.status_code, raw)
+                retry_after = response.headers.get("retry-after")
+                return _refused(kind, request_id, gateway, response.status_code, raw, retry_after)
             if kind == "cancel":
                 async for line in response.aiter_lines():
                     if line.startswith("data: {") and '"content"' in line:
@@ -184,7 +187,8 @@ class Load:
             socket = await connect(url, additional_headers=headers, open_timeout=30, proxy=None)
         except InvalidStatus as err:
             status = err.response.status_code
-            return _refused("ws", request_id, gateway, status, err.response.body or b"")
+            retry_after = err.response.headers.get("retry-after")
+            return _refused("ws", request_id, gateway, status, bytes(err.response.body or b""), retry_after)
         async with socket:
             await socket.send(orjson.dumps(body).decode())
             chunks = 0
@@ -205,12 +209,17 @@ class Load:
         return Outcome("ws", request_id, gateway.name, 0, 0, 200, False, True, detail="closed before usage")
 
 
-def _refused(kind: str, request_id: str, gateway: Replica, status: int, raw: bytes) -> Outcome:
+def _refused(
+    kind: str, request_id: str, gateway: Replica, status: int, raw: bytes, retry_after: str | None = None
+) -> Outcome:
     try:
         code = str(orjson.loads(raw)["error"].get("code") or "")
     except (ValueError, KeyError, TypeError, AttributeError):
         code = ""
-    return Outcome(kind, request_id, gateway.name, 0, 0, status, False, code=code, detail=raw[:300].decode())
+    detail = raw[:300].decode()
+    return Outcome(
+        kind, request_id, gateway.name, 0, 0, status, False, code=code, detail=detail, retry_after=retry_after
+    )
 
 
 @dataclass
