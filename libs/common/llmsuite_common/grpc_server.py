@@ -15,6 +15,7 @@ from .call_auth import CallAuthenticator
 from .grpc_client import BALANCER_HEALTH_SERVICE
 from .grpc_metrics import GrpcServerMetrics, start_metrics_server
 from .grpc_tls import server_credentials
+from .process_metrics import track_asyncio_tasks
 from .service_tokens import PublicKeys, TokenVerifier
 from .settings import ServiceSettings
 from .stream_driver import server_interceptors
@@ -98,6 +99,7 @@ async def serve(settings: ServiceSettings, app: GrpcApp, metrics: GrpcServerMetr
     await server.start()
     log.info("listening", extra={"port": port, "state": "loading", "tls": tls is not None})
     if settings.metrics_port:
+        track_asyncio_tasks()
         metrics_port = start_metrics_server(settings.host, settings.metrics_port)
         log.info("metrics listening", extra={"metrics_port": metrics_port})
 

@@ -10,6 +10,7 @@ import fastapi
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from llmsuite_common.clock import Clock, monotonic
+from llmsuite_common.process_metrics import track_asyncio_tasks
 from opentelemetry.trace import TracerProvider
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -342,6 +343,7 @@ class Gateway:
     @asynccontextmanager
     async def _lifespan(self) -> AsyncIterator[None]:
         settings, database, usage = self.settings, self.database, self.edge.usage
+        track_asyncio_tasks(self.metrics.registry)
         if database is not None and self.keys is not None:
             await database.open()
             await self.keys.ensure_org(settings.gateway_org_id)

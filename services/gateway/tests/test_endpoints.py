@@ -105,6 +105,9 @@ async def test_metrics_count_requests_by_route_and_status(gateway):
     assert 'llmsuite_gateway_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
     assert "llmsuite_gateway_request_duration_seconds_bucket" in text
     assert "llmsuite_gateway_streams_in_flight 0.0" in text
+    # The serving loop's unfinished tasks (make soak watches it): the request-log writer's at least.
+    (tasks,) = [line for line in text.splitlines() if line.startswith("llmsuite_process_asyncio_tasks ")]
+    assert float(tasks.split()[1]) >= 1
 
 
 # --- auth and request errors --------------------------------------------------------------------------
