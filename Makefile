@@ -16,7 +16,7 @@ LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python\[server\]==//p' requirement
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF
 LLAMA_WHEELS := $(HOME)/.cache/llmsuite/wheels/llama-cpp-python-$(LLAMA_VERSION)-portable
 
-.PHONY: help install run lint test test-fast fuzz protos protos-check env-table dashboard eval-retrieval clean
+.PHONY: help install run lint test test-fast fuzz protos protos-check env-table dashboard eval-retrieval soak clean
 
 help:
 	@echo "make run          start the whole suite locally on embedded defaults"
@@ -31,6 +31,7 @@ help:
 	@echo "make eval-guardrails injection detection, false positives and CPU cost on public labelled data"
 	@echo "make images       build one container image per service (docker/podman/buildah)"
 	@echo "make bench        side-by-side performance run (bench/results/)"
+	@echo "make soak         the fault harness's mixed load for SOAK_SECONDS (1800): RSS, fds and asyncio tasks stay flat"
 	@echo "make manifests    render k8s/manifests from the Helm chart"
 	@echo "make k8s-check    validate the chart and manifests offline"
 
@@ -112,6 +113,12 @@ fuzz: install
 # The fault harness alone (make test runs it too); its tables go to .run/faults/results.md.
 faults: install
 	$(BIN)/python -m pytest tests/faults -s $(PYTEST_ARGS)
+
+# The fault harness's mixed load for SOAK_SECONDS (30 min), each process's RSS, open fds and
+# asyncio tasks sampled; fails when one grows past its bound (tests/faults/soak.py, .run/soak/).
+SOAK_SECONDS ?= 1800
+soak: install
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m tests.faults.soak
 
 clean:
 	rm -rf .run .pytest_cache .hypothesis

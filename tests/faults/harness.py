@@ -81,6 +81,17 @@ class Replica:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """Its /metrics: the gateway's own port, a gRPC service's METRICS_PORT listener."""
+        port = self.env.get("METRICS_PORT") if self.service != "gateway" else None
+        return f"http://127.0.0.1:{port or self.port}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        popen = self.process.popen if self.process is not None else None
+        return popen.pid if popen is not None and popen.poll() is None else None
+
     def start(self) -> None:
         self.process = python_service(self.service, self.port, self.env, self.log_dir / self.name)
         self.process.start()
@@ -189,6 +200,11 @@ def _create_key(http: httpx.Client, body: dict) -> str:
     return str(created.json()["key"])
 
 
+def _metrics_port(service: str) -> dict[str, str]:
+    """A gRPC service's own /metrics listener (the gateway serves /metrics on its HTTP port)."""
+    return {} if service == "gateway" else {"METRICS_PORT": str(free_port())}
+
+
 def _targets(ports: list[int]) -> str:
     return "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in ports)
 
@@ -238,7 +254,7 @@ def running_harness() -> Iterator[Harness]:
             }
             replicas = {
                 name: [
-                    Replica(name, i, port, {**envs[name], **common}, log_dir)
+                    Replica(name, i, port, {**envs[name], **common, **_metrics_port(name)}, log_dir)
                     for i, port in enumerate(ports[name])
                 ]
                 for name in (*BACKENDS, "gateway")
