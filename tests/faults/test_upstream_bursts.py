@@ -131,7 +131,8 @@ def assert_documented(plan: list[Burst]) -> None:
     # 503 before the first byte: retries within the budget rescue nearly all.
     served = sum(o.ok for o in partial.outcomes) / len(partial.outcomes)
     assert served >= 0.95, partial.summary()
-    assert partial.attempts_per_request <= 1.25, partial.summary()
+    # 1.25 exactly when every request succeeds; the pattern's last block may be cut by the window.
+    assert partial.attempts_per_request <= 1.25 + 1.5 / len(partial.calls), partial.summary()
     assert all(
         o.status == 503 or (o.kind == "ws" and o.code.startswith("upstream_"))
         for o in partial.outcomes
