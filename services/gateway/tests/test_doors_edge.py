@@ -7,6 +7,7 @@ import asyncio
 import secrets
 
 import pytest
+from gateway_service.edge.end_users import end_user_id
 
 from services.gateway.tests.doors import CHAT, COMPLETIONS, DOOR_IDS, DOORS, MESSAGES
 
@@ -145,7 +146,7 @@ async def test_usage_rows_are_the_same_through_every_door(logged, fake, stream):
         usage = (await http.get("/v1/usage", params={"end_user": end_user})).json()
     assert sorted(r["route"] for r in rows) == sorted(d.path for d in DOORS)
     assert len({tuple(r[f] for f in SAME) for r in rows}) == 1, rows
-    assert rows[0]["completion_tokens"] == 3 and rows[0]["end_user"] == end_user
+    assert rows[0]["completion_tokens"] == 3 and rows[0]["end_user"] == end_user_id(end_user)
     assert [(u["route"], u["requests"], u["cost_usd"]) for u in usage["data"]] == sorted(
         (d.path, 1, 3.0) for d in DOORS
     )
@@ -220,7 +221,7 @@ async def test_the_request_log_lists_an_end_users_requests_and_the_cli_reads_the
         for user in ("ivy", "ivy", "jack"):
             assert (await http.post(CHAT.path, json=CHAT.body(logged.model, "hi", user))).status_code == 200
         rows = await _rows(http, "ivy", 2)
-    assert len(rows) == 2 and {r["end_user"] for r in rows} == {"ivy"}
+    assert len(rows) == 2 and {r["end_user"] for r in rows} == {end_user_id("ivy")}
     monkeypatch.setenv("LLMSUITE_URL", logged.url)
     monkeypatch.setenv("LLMSUITE_API_KEY", key)
 
@@ -229,6 +230,6 @@ async def test_the_request_log_lists_an_end_users_requests_and_the_cli_reads_the
         return json.loads(capsys.readouterr().out)
 
     listed = await asyncio.to_thread(run, "requests", "list", "--end-user", "jack")
-    assert [r["end_user"] for r in listed["data"]] == ["jack"]
+    assert [r["end_user"] for r in listed["data"]] == [end_user_id("jack")]
     usage = await asyncio.to_thread(run, "usage", "--end-user", "ivy")
     assert [row["requests"] for row in usage["data"]] == [2] and usage["data"][0]["end_user"] == "ivy"

@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..api.errors import ApiError
 from ..api.guardrails_summary import GuardrailsSummary, current_summary
 from .auth import Identity
+from .end_users import end_user_id
 from .summaries import MAX_SOURCE_CHARS, clean_summary, extractive_summary, last_user_turn
 
 CHAT_ROUTE = "/v1/chat/completions"
@@ -244,7 +245,9 @@ def row_of(entry: RequestEntry, model_summary: str | None) -> tuple[Any, ...]:
         entry.log_policy,
         summary,
         Jsonb(conversation) if conversation is not None else None,
-        entry.end_user or None,
+        # Rows keep the end user's hash, as the limiter and spend counters do: the name is the
+        # client's text (often an e-mail address), which no row, log or metric holds.
+        end_user_id(entry.end_user) if entry.end_user else None,
     )
 
 
@@ -296,7 +299,8 @@ async def list_requests(pool: Any, identity: Identity, query: RequestQuery) -> l
     """The caller's rows since `query.since` (admins: their organization's, members: their key's),
     only those naming `query.end_user` when given."""
     only_key = identity.key_id if identity.role != "admin" else None
-    params = (identity.org_id, query.since, only_key, only_key, query.end_user, query.end_user, query.limit)
+    end_user = end_user_id(query.end_user) if query.end_user is not None else None
+    params = (identity.org_id, query.since, only_key, only_key, end_user, end_user, query.limit)
     async with pool.connection() as conn:
         cur = await conn.execute(_LIST, params)
         rows = await cur.fetchall()

@@ -17,7 +17,7 @@ from ..api.errors import ApiError
 from ..api.guardrails_summary import GuardrailsSummary
 from ..api.rate_limited import rate_limited
 from .auth import Identity
-from .end_users import spend_scopes, user_scopes
+from .end_users import end_user_id, spend_scopes, user_scopes
 from .kv import KeyValueStore
 from .pricing import ModelPrice, cost_usd
 from .request_log import (
@@ -202,6 +202,7 @@ class UsageRecorder:
             raise ApiError(404, f"organization '{org}' not found", code="not_found", param="org_id")
         # Members see their own key only; admins their whole organization.
         only_key = identity.key_id if identity.role != "admin" else None
+        hashed = end_user_id(end_user) if end_user is not None else None
         async with pool.connection() as conn:
             cur = await conn.execute(
                 # Requests that failed (guardrail blocks, upstream errors) are logged with 0 tokens;
@@ -211,7 +212,7 @@ class UsageRecorder:
                 "FROM gateway.usage_events WHERE org_id = %s AND created_at >= %s AND (%s::text IS NULL OR key_id = %s) "
                 "AND (%s::text IS NULL OR end_user = %s) "
                 "GROUP BY key_id, model, route ORDER BY key_id, model, route",
-                (org, since, only_key, only_key, end_user, end_user),
+                (org, since, only_key, only_key, hashed, hashed),
             )
             rows = await cur.fetchall()
         by_user = {"end_user": end_user} if end_user is not None else {}
