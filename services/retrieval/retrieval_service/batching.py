@@ -1,9 +1,13 @@
 """A micro-batching queue in front of an embedder: concurrent callers share one model call.
 
-A model call on a batch of 32 costs little more than on one text, so searches that
-arrive together wait up to `max_wait` for company instead of running one by one. A
-large request (an ingest) goes in `batch_size` pieces, one after the other, so
-searches arriving meanwhile join the next batch rather than queue behind all of it.
+A model call on a batch of 32 costs little more than on one text, so requests share calls.
+A request that finds the model idle goes at once (`max_wait` 0, the default) or waits at most
+`max_wait` for company; requests that arrive while the model is busy queue up and all go
+together in the next call, so batches grow with the load without delaying a lone query. A
+large request (an ingest) goes in `batch_size` pieces, one after the other, so searches
+arriving meanwhile join the next batch rather than queue behind all of it: a batch takes the
+smallest waiting requests first (searches before ingest pieces), and a request passed over once
+goes first in the next batch, so an ingest is slowed by searches but never starved.
 """
 
 import asyncio
@@ -12,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+from llmsuite_common.clock import Clock, Sleep, monotonic
 from llmsuite_common.errors import DeadlineExceeded, ResourceExhausted
 
 from .embedder import EmbeddingModel
@@ -23,17 +28,31 @@ log = logging.getLogger(__name__)
 class _Request:
     texts: list[str]
     deadline: float | None
+    passed_over: bool = False
     future: asyncio.Future[np.ndarray] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
 class MicroBatcher:
-    def __init__(self, model: EmbeddingModel, *, batch_size: int, max_wait: float, max_queued: int) -> None:
+    def __init__(
+        self,
+        model: EmbeddingModel,
+        *,
+        batch_size: int,
+        max_wait: float,
+        max_queued: int,
+        clock: Clock = monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self._model = model
         self._batch_size = batch_size
         self._max_wait = max_wait
-        self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=max_queued)
+        self._clock, self._sleep = clock, sleep
+        self._max_queued = max_queued
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        # Taken from the queue but left for a later batch (it was full).
+        self._pending: list[_Request] = []
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0  # model calls made, for tests and benchmarks
 
@@ -60,27 +79,66 @@ class MicroBatcher:
         parts = []
         for start in range(0, len(texts), self._batch_size):
             request = _Request(texts[start : start + self._batch_size], deadline)
-            try:
-                self._queue.put_nowait(request)
-            except asyncio.QueueFull:
-                raise ResourceExhausted("too many embedding requests are waiting; retry shortly") from None
+            if self._queue.qsize() + len(self._pending) >= self._max_queued:
+                raise ResourceExhausted("too many embedding requests are waiting; retry shortly")
+            self._queue.put_nowait(request)
             parts.append(await request.future)
         return np.vstack(parts)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            size = len(batch[0].texts)
-            until = loop.time() + self._max_wait
-            while size < self._batch_size:
-                try:
-                    nxt = await asyncio.wait_for(self._queue.get(), max(0.0, until - loop.time()))
-                except TimeoutError:
+            if not self._pending:
+                self._pending.append(await self._queue.get())
+            # What queued while the model was busy goes now, together, without waiting more.
+            self._take_queued()
+            if self._max_wait > 0 and self._pending_texts() < self._batch_size:
+                await self._wait_for_company()
+            await self._serve(self._next_batch(), loop.time())
+
+    def _take_queued(self) -> None:
+        while not self._queue.empty():
+            self._pending.append(self._queue.get_nowait())
+
+    def _pending_texts(self) -> int:
+        return sum(len(r.texts) for r in self._pending)
+
+    def _next_batch(self) -> list[_Request]:
+        """Up to `batch_size` texts: a request passed over once goes first, then the smallest
+        (searches before ingest pieces), in arrival order among equals."""
+        order = sorted(
+            range(len(self._pending)),
+            key=lambda i: (not self._pending[i].passed_over, len(self._pending[i].texts), i),
+        )
+        chosen: set[int] = set()
+        size = 0
+        for i in order:
+            if chosen and size + len(self._pending[i].texts) > self._batch_size:
+                continue
+            chosen.add(i)
+            size += len(self._pending[i].texts)
+        batch = [r for i, r in enumerate(self._pending) if i in chosen]
+        self._pending = [r for i, r in enumerate(self._pending) if i not in chosen]
+        for request in self._pending:
+            request.passed_over = True
+        return batch
+
+    async def _wait_for_company(self) -> None:
+        """Takes requests arriving within `max_wait` of now (on the injected clock) until a batch is full."""
+        until = self._clock() + self._max_wait
+        window = asyncio.ensure_future(self._sleep(self._max_wait))
+        try:
+            while self._pending_texts() < self._batch_size and self._clock() < until and not window.done():
+                getting = asyncio.ensure_future(self._queue.get())
+                await asyncio.wait({getting, window}, return_when=asyncio.FIRST_COMPLETED)
+                if not getting.done():
+                    # A cancelled get leaves its item in the queue for the next batch.
+                    getting.cancel()
                     break
-                batch.append(nxt)
-                size += len(nxt.texts)
-            await self._serve(batch, loop.time())
+                self._pending.append(getting.result())
+                self._take_queued()
+        finally:
+            window.cancel()
 
     async def _serve(self, batch: list[_Request], now: float) -> None:
         live = []

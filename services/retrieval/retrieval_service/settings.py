@@ -78,10 +78,11 @@ class RetrievalSettings(ServiceSettings):
         254, ge=16, le=32768, description="Input window of the remote embedding model, in tokens."
     )
     retrieval_embedding_max_wait_ms: float = Field(
-        2.0,
+        0.0,
         ge=0,
         le=1000,
-        description="Longest an embedding request waits for others to share its batch.",
+        description="Longest an embedding request that finds the model idle waits for others to share "
+        "its batch; 0 sends it at once (requests arriving while the model is busy are batched anyway).",
     )
     retrieval_embedding_max_queued: int = Field(
         1024, ge=1, description="Embedding requests allowed to wait at once; more get RESOURCE_EXHAUSTED."
