@@ -39,6 +39,11 @@ class RetrievalCache:
         self._results_on = max_results > 0
         self._metrics = metrics
 
+    @property
+    def remembers_embeddings(self) -> bool:
+        """Whether a query answered from the results cache also finds its embedding here."""
+        return self._embeddings_on or not self._results_on
+
     def embedding(self, text: str) -> np.ndarray | None:
         if not self._embeddings_on:
             return None

@@ -305,9 +305,13 @@ class ChunkStore:
 
     @contextlib.asynccontextmanager
     async def _transaction(
-        self, timeout: float, settings: Mapping[str, str] | None = None
+        self, timeout: float, settings: Mapping[str, str] | None = None, *, pipelined: bool = False
     ) -> AsyncIterator[psycopg.AsyncConnection]:
-        """A pooled connection inside a transaction, with `settings` applied to that transaction only."""
+        """A pooled connection inside a transaction, with `settings` applied to that transaction only.
+
+        `pipelined` (reads only; COPY cannot run in a pipeline) sends BEGIN, the settings and
+        the first query in one round trip, and COMMIT in a second, instead of four.
+        """
         if self._pool is None:
             raise Unavailable("the vector store is not open yet")
         if self._outage.down:
@@ -321,8 +325,11 @@ class ChunkStore:
             async with asyncio.timeout(timeout):
                 conn = await self._connection(pool, min(timeout, self._pool_timeout))
                 try:
-                    async with conn.transaction():
-                        # One round trip for every setting.
+                    async with (
+                        conn.pipeline() if pipelined else contextlib.nullcontext(),
+                        conn.transaction(),
+                    ):
+                        # One statement for every setting.
                         await conn.execute(
                             sql.SQL("SELECT {}").format(
                                 sql.SQL(", ").join(
@@ -495,7 +502,7 @@ class ChunkStore:
     async def collection_version(self, tenant: str, collection: str, *, timeout: float) -> str:
         """The collection's change counter, with its creation time since a collection made again
         counts from 0 again; empty when the collection does not exist."""
-        async with self._transaction(timeout) as conn:
+        async with self._transaction(timeout, pipelined=True) as conn:
             cursor = await conn.execute(
                 f"SELECT version, created_at FROM {COLLECTIONS} WHERE tenant = %s AND name = %s",
                 (tenant, collection),
@@ -548,7 +555,7 @@ class ChunkStore:
         settings = {"hnsw.ef_search": str(min(MAX_EF_SEARCH, max(ef_search, pool)))}
         if self._iterative_scan:
             settings["hnsw.iterative_scan"] = "strict_order"
-        async with self._transaction(timeout, settings) as conn:
+        async with self._transaction(timeout, settings, pipelined=True) as conn:
             hits = await _nearest(conn, params)
             if len(hits) < pool and not self._iterative_scan and ef_search < MAX_EF_SEARCH:
                 # An HNSW scan yields ef_search candidates from the whole table and only then

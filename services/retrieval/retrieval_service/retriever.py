@@ -2,8 +2,9 @@
 
 import asyncio
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import orjson
@@ -14,6 +15,9 @@ from .chunking import chunk_text
 from .db import ChunkStore, CollectionInfo, Deleted, Hit, NewChunk, NewDocument
 from .embedder import EmbeddingModel
 from .validation import DocumentInput
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +130,16 @@ class Retriever:
     async def find(self, tenant: str, collection: str, q: SearchQuery, *, deadline: float) -> SearchResult:
         """Search with every option, through the result cache."""
         key = None
-        version = await self._store.collection_version(tenant, collection, timeout=_remaining(deadline))
+        vector = q.vector
+        if vector is None and (self._cache is None or self._cache.remembers_embeddings):
+            # The query is embedded while its collection's version is looked up: a lone search
+            # waits for the longer of the two, not both. A cached embedding costs no model call.
+            version, vector = await _together(
+                self._store.collection_version(tenant, collection, timeout=_remaining(deadline)),
+                self.query_embedding(q.query, deadline=deadline),
+            )
+        else:
+            version = await self._store.collection_version(tenant, collection, timeout=_remaining(deadline))
         if self._cache is not None:
             key = results_key(
                 tenant,
@@ -141,7 +154,8 @@ class Retriever:
             cached = self._cache.results(key)
             if cached is not None:
                 return SearchResult(cached, True, version)
-        vector = q.vector if q.vector is not None else await self.query_embedding(q.query, deadline=deadline)
+        if vector is None:
+            vector = await self.query_embedding(q.query, deadline=deadline)
         hits = await self._store.search(
             tenant,
             collection,
@@ -217,6 +231,20 @@ class Retriever:
             )
             for d in documents
         ]
+
+
+async def _together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Both results; the first failure is raised at once and the other is cancelled."""
+    tasks = (asyncio.ensure_future(first), asyncio.ensure_future(second))
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        return tasks[0].result(), tasks[1].result()
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled():
+                task.exception()  # retrieved, so a failure after the first is not logged as lost
 
 
 def _remaining(deadline: float) -> float:
