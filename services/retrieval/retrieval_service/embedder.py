@@ -95,6 +95,11 @@ class Embedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        # Read by OpenMP when torch loads it: torch's worker threads sleep between batches
+        # instead of spinning for their next job, a spin that takes the CPU the event loop
+        # needs on a small pod (at 2 threads on 2 cores it cost several times the model's
+        # own CPU per search). An OMP_WAIT_POLICY already set is kept.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         started = time.perf_counter()
         import torch
         from sentence_transformers import SentenceTransformer
