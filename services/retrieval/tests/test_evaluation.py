@@ -1,4 +1,8 @@
+import json
+from pathlib import Path
+
 import pytest
+from retrieval_service import evaluation
 from retrieval_service.client import RetrievalClient, Source
 from retrieval_service.evaluation import documents_in_order, labelled, report, score
 
@@ -45,3 +49,23 @@ async def test_the_labelled_set_scores_well_through_the_client(retrieval_target:
         }
     )
     assert "| vector |" in text and "MRR" in text
+
+
+REFERENCE = Path(evaluation.__file__).with_name("evaldata") / "handbook-reference.json"
+
+
+@pytest.mark.parametrize("concurrency", [1, 32])
+async def test_recall_at_10_and_mrr_match_the_reference_one_by_one_and_batched(
+    retrieval_target: str, concurrency: int
+):
+    """The labelled set scores as recorded for the model (within 0.01), asked one question at a
+    time and all 32 at once, when the micro-batcher embeds them together in few model calls."""
+    reference = json.loads(REFERENCE.read_text())
+    async with RetrievalClient(
+        retrieval_target, credentials=AUTHORITY.credentials("eval-batched"), timeout=120
+    ) as client:
+        scores = await labelled(client, "handbook", concurrency=concurrency)
+    assert scores.queries == 32
+    for k in (1, 5, 10):
+        assert scores.recall[k] == pytest.approx(reference["vector"][f"recall@{k}"], abs=0.01), scores
+    assert scores.mrr == pytest.approx(reference["vector"]["mrr"], abs=0.01), scores
