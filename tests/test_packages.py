@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.distributions import module_owners, norm
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,8 +29,7 @@ def _tracked(*pathspecs: str) -> list[str]:
     return [p for p in listed.stdout.split() if (ROOT / p).exists()]
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+_norm = norm
 
 
 # Directory -> its pyproject.toml, for every project package.
@@ -94,16 +95,7 @@ def test_the_venv_runs_this_checkout_without_a_search_path_set_by_hand(tmp_path)
 @functools.cache
 def _owners() -> dict[str, set[str]]:
     """Module name -> the installed distributions whose files provide it."""
-    owners: dict[str, set[str]] = defaultdict(set)
-    for dist in importlib.metadata.distributions():
-        name = _norm(dist.metadata["Name"])
-        for file in dist.files or ():
-            if file.suffix not in (".py", ".pyi", ".so") or ".dist-info" in file.parts[0]:
-                continue
-            parts = [*file.parts[:-1], file.name.split(".")[0]]
-            if parts[-1] == "__init__":
-                parts.pop()
-            owners[".".join(parts)].add(name)
+    owners: dict[str, set[str]] = defaultdict(set, {m: set(n) for m, n in module_owners().items()})
     # The project's own packages are editable: their files are not listed, their top level is.
     for module, names in importlib.metadata.packages_distributions().items():
         if any(_norm(n).startswith("llmsuite-") for n in names):

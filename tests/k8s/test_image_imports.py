@@ -11,9 +11,7 @@ import of the installed packages, function-level ones included, is looked up amo
 """
 
 import ast
-import functools
 import importlib.metadata
-import re
 import subprocess
 import sys
 import tomllib
@@ -24,6 +22,8 @@ import pytest
 from k8s_objects import SERVICES
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
+
+from tests.distributions import module_owners, norm
 
 ROOT = Path(__file__).resolve().parents[2]
 # The interpreter of the images (python:3.11 on Linux), for dependency markers.
@@ -40,8 +40,7 @@ OPTIONAL = {
 }
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+_norm = norm
 
 
 def project_packages(service: str) -> dict[str, str]:
@@ -93,20 +92,8 @@ def installed_by_pip(service: str) -> set[str]:
     return seen
 
 
-@functools.cache
-def owners() -> dict[str, set[str]]:
-    """Module name -> the installed distributions whose files provide it."""
-    found: dict[str, set[str]] = defaultdict(set)
-    for dist in importlib.metadata.distributions():
-        name = _norm(dist.metadata["Name"])
-        for file in dist.files or ():
-            if file.suffix not in (".py", ".pyi", ".so") or ".dist-info" in file.parts[0]:
-                continue
-            parts = [*file.parts[:-1], file.name.split(".")[0]]
-            if parts[-1] == "__init__":
-                parts.pop()
-            found[".".join(parts)].add(name)
-    return found
+def owners() -> dict[str, frozenset[str]]:
+    return module_owners()
 
 
 def _tracked(*pathspecs: str) -> list[str]:
