@@ -41,6 +41,7 @@ from .api.validation import validation_error
 from .db import Database
 from .edge.admission import EdgeChecks
 from .edge.auth import ApiKeyMiddleware, Identity, key_id_for
+from .edge.auth_failures import CAUSE as AUTH_FAILURES
 from .edge.auth_failures import AuthFailures
 from .edge.idempotency import Idempotency
 from .edge.keys import KeyStore
@@ -440,6 +441,7 @@ def add_middleware(app: FastAPI, gateway: Gateway, tracer_provider: TracerProvid
             limit=settings.gateway_ip_auth_failures,
             window_seconds=settings.gateway_rate_limit_window_seconds,
             clock=gateway.clock,
+            on_refused=gateway.metrics.rate_limited.labels(AUTH_FAILURES).inc,
         ),
         trusted_proxy_hops=settings.gateway_trusted_proxy_hops,
     )

@@ -107,3 +107,5 @@ async def test_a_key_guessing_client_gets_429_and_known_keys_still_pass(start_ga
         assert response.json()["error"]["type"] == "rate_limit_error"
         assert int(response.headers["retry-after"]) >= 1
         assert (await root.get("/v1/models")).status_code == 200
+        metrics = (await root.get("/metrics")).text
+    assert 'llmsuite_gateway_rate_limited_total{cause="auth_failures"} 2.0' in metrics

@@ -10,6 +10,7 @@ the clients that authenticated there before.
 import logging
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 
 from llmsuite_common.clock import Clock, monotonic
 
@@ -32,8 +33,12 @@ class AuthFailures:
         limit: int,
         window_seconds: float,
         clock: Clock = monotonic,
+        # Counts each 429 (llmsuite_gateway_rate_limited_total{cause="auth_failures"}), as the limiter
+        # counts its own refusals.
+        on_refused: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_refused = on_refused
         self._limit = limit
         self._window = window_seconds
         self._clock = clock
@@ -55,7 +60,8 @@ class AuthFailures:
         if left <= 0:
             del self._blocked[client_ip]
             return None
-        # Not logged again: the refusal that started the block was.
+        # Not logged again: the refusal that started the block was; counted like every refusal.
+        self._count_refusal()
         return ApiError(429, _message(left), code=CAUSE, retry_after=header_seconds(left))
 
     async def failed(self, client_ip: str | None) -> ApiError | None:
@@ -74,6 +80,7 @@ class AuthFailures:
         self._blocked.move_to_end(client_ip)
         while len(self._blocked) > _BLOCKED_MAX:
             self._blocked.popitem(last=False)
+        self._count_refusal()
         return rate_limited(
             CAUSE,
             identity=None,
@@ -83,6 +90,10 @@ class AuthFailures:
             used=decision.used,
             message=_message(decision.retry_after_seconds),
         )
+
+    def _count_refusal(self) -> None:
+        if self._on_refused is not None:
+            self._on_refused()
 
 
 def _message(retry_after_seconds: float) -> str:
