@@ -489,6 +489,10 @@ class Smoke:
         data = self.work / "postgres"
         data.mkdir()
         shutil.chown(data, "nobody")
+        # PostgreSQL runs as nobody: it must be able to pass through the scratch directories, which
+        # mkdtemp (and buildah's store parent) create as 0700.
+        for parent in (self.work.parent, self.work):
+            parent.chmod(0o711)
         as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
         subprocess.run(
             [*as_nobody, str(bindir / "initdb"), "-D", str(data / "data"), "-U", "postgres", "-A", "trust"],
