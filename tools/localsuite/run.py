@@ -32,6 +32,10 @@ def examples(port: int, api_key: str, retrieval_port: int) -> str:
     return f"""
 llmsuite is up. Gateway: {base}   API key: {api_key}
 
+Open the console in a browser and sign in with the API key:
+
+  http://127.0.0.1:{port}/console
+
 Stream an answer grounded on the sample handbook:
 
   curl -N {base}/chat/completions \\

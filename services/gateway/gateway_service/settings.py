@@ -187,6 +187,15 @@ class GatewaySettings(ServiceSettings):
     gateway_admin_api_enabled: bool = Field(
         True, description="Serve /v1/admin/* (key and organization management) on this listener."
     )
+    gateway_console_enabled: bool = Field(
+        True, description="Serve the web console at /console (it signs in with an API key)."
+    )
+    gateway_console_trace_url: str = Field(
+        "",
+        max_length=2048,
+        description="Trace UI address for the console's trace links, with {trace_id} where the id goes "
+        "(e.g. http://jaeger:16686/trace/{trace_id}); empty shows no link.",
+    )
     gateway_prices: dict[str, ModelPrice] = Field(
         default_factory=dict,
         description='JSON: model -> {"prompt_per_1m": USD, "completion_per_1m": USD}; unpriced models cost 0.',
