@@ -20,7 +20,23 @@ log = logging.getLogger("gateway.access")
 _HEADER = REQUEST_ID_METADATA_KEY.encode()
 OVERHEAD_HEADER = b"x-gateway-overhead-ms"
 UNMATCHED_ROUTE = "unmatched"
+# API answers are data, never pages: a browser must not sniff them into HTML, frame them or keep a
+# copy (a response may hold a conversation or a new key's secret). Routes may set their own
+# cache-control (e.g. a cacheable model list); the rest are added when absent.
+API_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+)
+_CACHE_CONTROL = (b"cache-control", b"no-store")
 MAX_LOGGED_PATH = 256
+
+
+def api_security_headers(present: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The security headers an API response lacks."""
+    names = {name.lower() for name, _ in present}
+    wanted = (*API_SECURITY_HEADERS, _CACHE_CONTROL)
+    return [(name, value) for name, value in wanted if name not in names]
 
 
 class AccessMiddleware:
@@ -56,6 +72,7 @@ class AccessMiddleware:
                     (OVERHEAD_HEADER, f"{overhead * 1000:.3f}".encode()),
                 ]
                 if scope["path"].startswith("/v1/"):
+                    headers.extend(api_security_headers(headers))
                     self.metrics.overhead.observe(overhead)
                     timings = server_timing.current()
                     if timings is not None:

@@ -5,6 +5,9 @@ OpenTelemetry's ASGI middleware does the same but also works on every message a 
 answer pays once per chunk. Here the per-request work happens once: the span starts before the
 app runs, takes the status from the response start, is named by the matched route and ends when
 the app returns. Probes and scrapes are not traced.
+
+A recorded request's response names its trace in a `traceresponse` header (W3C Trace Context
+Level 2), so a client (the console, a curl user) can open the trace the request made.
 """
 
 from opentelemetry import context, propagate, trace
@@ -13,6 +16,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+TRACERESPONSE_HEADER = b"traceresponse"
+
+
+def traceresponse(span: trace.Span) -> bytes:
+    """`00-<trace id>-<span id>-<flags>`: this request's SERVER span."""
+    ctx = span.get_span_context()
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}".encode()
 
 
 class _HeaderGetter(Getter[Scope]):
@@ -63,6 +73,8 @@ class RequestTracing:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
+                headers = [*message.get("headers", ()), (TRACERESPONSE_HEADER, traceresponse(span))]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
