@@ -70,6 +70,11 @@ Context: (dict "root" $ "name" "<name>" "c" <component values>)
 {{- if $c.policies -}}
 {{- $_ := set $env (printf "%s_POLICY_DIR" $prefix) "/etc/llmsuite/policies" -}}
 {{- end -}}
+{{- if hasKey $c "console" -}}
+{{- /* The web console at /console (GATEWAY_CONSOLE_*): a page over the API, no data of its own. */ -}}
+{{- $_ := set $env (printf "%s_CONSOLE_ENABLED" $prefix) (printf "%t" $c.console.enabled) -}}
+{{- $_ := set $env (printf "%s_CONSOLE_TRACE_URL" $prefix) ($c.console.traceUrl | default "") -}}
+{{- end -}}
 {{- if hasKey $c "upstreamBaseUrl" -}}
 {{- $upstream := $c.upstreamBaseUrl -}}
 {{- if and (not $upstream) $root.Values.inference.enabled -}}
