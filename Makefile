@@ -46,6 +46,12 @@ $(VENV)/.installed: $(REQUIREMENTS) $(PACKAGES:%=%/pyproject.toml)
 		command -v apt-get >/dev/null && apt-get update -qq -o Acquire::http::Timeout=10 -o Acquire::Retries=0 && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || \
 		echo "note: no promtool/prometheus binary; the alert-rule and dashboard tests skip" >&2
+	@# The console's browser tests (tests/console) drive Debian's Chromium through Playwright, which
+	@# never downloads a browser of its own.
+	@command -v chromium >/dev/null || { test "$$(id -u)" = 0 && \
+		command -v apt-get >/dev/null && apt-get update -qq -o Acquire::http::Timeout=10 -o Acquire::Retries=0 && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+		echo "note: no chromium binary; the console's browser tests skip" >&2
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel
 	@# llama-cpp-python compiles from source once, into a wheel kept outside the checkout.
