@@ -24,7 +24,9 @@ from .api.request_tracing import RequestTracing
 from .api.routes import (
     admin,
     chat,
+    console,
     legacy_completions,
+    me,
     messages,
     models,
     ops,
@@ -418,10 +420,13 @@ def include_routers(app: FastAPI, settings: GatewaySettings) -> None:
         app.include_router(admin.router)
     app.include_router(usage.router)
     app.include_router(requests.router)
+    app.include_router(me.router)
     app.include_router(ws.router)
     app.include_router(ops.router)
     app.include_router(retrieval.router)
     app.include_router(tokens.router)
+    if settings.gateway_console_enabled:
+        app.include_router(console.router)
 
 
 def add_middleware(app: FastAPI, gateway: Gateway, tracer_provider: TracerProvider | None) -> None:

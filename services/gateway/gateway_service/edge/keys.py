@@ -403,6 +403,16 @@ class KeyStore:
             )
             return [_public(r) for r in await cur.fetchall()]
 
+    async def key_name(self, identity: Identity) -> str | None:
+        """The name the caller's own key was created with; None for a key not stored here."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT name FROM gateway.api_keys WHERE id = %s AND org_id = %s",
+                (identity.key_id, identity.org_id),
+            )
+            row = await cur.fetchone()
+        return str(row[0]) if row is not None and row[0] is not None else None
+
     async def revoke_key(self, creator: Identity, key_id: str) -> dict[str, Any]:
         if creator.role != "admin":
             raise ApiError(403, "only admin keys may revoke keys", code="forbidden")
