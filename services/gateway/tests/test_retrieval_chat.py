@@ -1,6 +1,7 @@
 """Chat with the retrieval extension against the real retrieval service (embedded PostgreSQL +
 MiniLM): context goes to the model as a numbered system message, citations come back."""
 
+import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -120,3 +121,44 @@ async def test_other_tenants_collection_is_not_visible(
     system = fake.requests()[-1]["body"]["messages"][0]
     assert system["content"].endswith(NO_CONTEXT)
     assert "pgvector adds" not in system["content"]
+
+
+async def _logged(http, request_id: str) -> dict:
+    """The request-log row of `request_id`; a stream's is queued once it has closed."""
+    for _ in range(50):
+        got = await http.get(f"/v1/requests/{request_id}")
+        if got.status_code != 404:
+            break
+        await asyncio.sleep(0.05)
+    assert got.status_code == 200, got.text
+    return got.json()
+
+
+async def test_the_request_log_keeps_what_an_answer_cited(
+    start_gateway, backend_addresses, retrieval_target, postgres_dsn, fake
+):
+    b = backend_addresses
+    gateway = await start_gateway(
+        BackendTargets(b.guardrails, retrieval_target, b.generation),
+        gateway_org_id=ORG,
+        gateway_database_url=postgres_dsn,
+    )
+    question = {"role": "user", "content": "Which extension gives PostgreSQL vector search?"}
+    retrieval = {"collection": COLLECTION, "k": 1}
+    body = {"model": gateway.model, "messages": [question], "retrieval": retrieval, "cache": False}
+    async with gateway.client() as http:
+        whole = await http.post("/v1/chat/completions", json=body)
+        assert whole.status_code == 200, whole.text
+        async with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as streamed:
+            lines = [line async for line in streamed.aiter_lines()]
+        plain = await http.post("/v1/chat/completions", json={**body, "retrieval": None})
+        rows = [await _logged(http, r.headers["x-request-id"]) for r in (whole, streamed, plain)]
+    cited = whole.json()["citations"]
+    assert [c["source_id"] for c in cited] == ["pgvector.md"]
+    assert any('"citations"' in line for line in lines)
+    # Both answers' rows keep the ids and scores they cited, never the chunk's text.
+    assert rows[0]["citations"] == cited and rows[1]["citations"] == cited
+    assert rows[1]["stream"] is True
+    assert DOCS["pgvector.md"] not in str(rows[0]["citations"])
+    # Without the extension there is nothing cited.
+    assert rows[2]["citations"] is None

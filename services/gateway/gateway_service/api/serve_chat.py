@@ -127,6 +127,7 @@ async def serve_chat(
         if (hit := await admitted.cached(screened)) is not None:
             return hit
         prepared = await pipeline.prepare(body, identity, deadline, screened=screened)
+        admitted.citations = prepared.citations
         meta = CompletionMeta(model=prepared.request.model, citations=prepared.citations, id=door.new_id())
         started = time.perf_counter()
         reader = pipeline.generate(prepared, deadline)

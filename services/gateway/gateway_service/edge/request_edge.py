@@ -119,6 +119,8 @@ class Admitted:
         self.ttft_seconds: float | None = None
         self.finish_reason = ""
         self.answer = ""
+        # What a request with the `retrieval` extension cited; None without retrieval.
+        self.citations: list[dict[str, Any]] | None = None
         self._admission = Admission(None, [], "")
         self._claim: Claim | None = None
         self._cache_key: str | None = None

@@ -8,11 +8,13 @@ redaction run in the background writer (request_log_writer.py). What is stored p
 - `metadata` / `none`: no conversation text at all.
 """
 
+import base64
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from llmsuite_common.redaction import redact
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -58,6 +60,9 @@ class RequestEntry:
     answer: str = ""
     # The application's user the request named (OpenAI `user`, Anthropic `metadata.user_id`).
     end_user: str = ""
+    # What a request with the `retrieval` extension cited ({source_id, chunk_id, score} each, never
+    # the chunks' text); None without retrieval.
+    citations: tuple[dict[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class Outcome:
     latency_ms: float | None = None
     ttft_ms: float | None = None
     answer: str = ""
+    citations: tuple[dict[str, Any], ...] | None = None
 
 
 def captured_conversation(
@@ -133,6 +139,7 @@ def entry_for(
         messages=texts,
         answer=answer,
         end_user=end_user,
+        citations=outcome.citations,
     )
 
 
@@ -146,10 +153,11 @@ def logged(
 ) -> dict[str, Any]:
     """The request-log keywords of `UsageRecorder.record` for a finished request.
 
-    `state` is the request's state (ttft_seconds, finish_reason and answer set by the chat route);
-    `tally` the StreamTally of a stream. Guardrail verdicts come from the request's summary.
+    `state` is the request's state (ttft_seconds, finish_reason, answer and citations set by the
+    chat route); `tally` the StreamTally of a stream. Guardrail verdicts come from the request's summary.
     """
     ttft = getattr(state, "ttft_seconds", None)
+    cited = getattr(state, "citations", None)
     if tally is not None:
         finish = tally.final.finish_reason if tally.final is not None else ""
         answer = "".join(tally.parts)
@@ -162,6 +170,7 @@ def logged(
         latency_ms=round(deadline.elapsed() * 1000, 3),
         ttft_ms=round(ttft * 1000, 3) if ttft is not None else None,
         answer=answer,
+        citations=tuple(cited) if cited is not None else None,
     )
     return {**_conversation(body), "outcome": outcome}
 
@@ -213,9 +222,18 @@ def stored_text(entry: RequestEntry, model_summary: str | None) -> tuple[str | N
 COLUMNS = (
     "org_id, key_id, user_id, model, prompt_tokens, completion_tokens, cost_usd, request_id, cancelled, "
     "created_at, route, stream, status, finish_reason, error_code, latency_ms, ttft_ms, input_verdict, "
-    "input_codes, output_verdict, output_codes, log_policy, summary, conversation, end_user"
+    "input_codes, output_verdict, output_codes, log_policy, summary, conversation, end_user, citations"
 )
-INSERT = f"INSERT INTO gateway.usage_events ({COLUMNS}) VALUES ({', '.join(['%s'] * 25)})"
+_NAMES = [c.strip() for c in COLUMNS.split(",")]
+INSERT = f"INSERT INTO gateway.usage_events ({COLUMNS}) VALUES ({', '.join(['%s'] * len(_NAMES))})"
+# What a row keeps of each citation: ids and the score, never a chunk's text.
+CITATION_FIELDS = ("source_id", "chunk_id", "score")
+
+
+def stored_citations(citations: Sequence[dict[str, Any]] | None) -> Jsonb | None:
+    if citations is None:
+        return None
+    return Jsonb([{k: c.get(k) for k in CITATION_FIELDS} for c in citations])
 
 
 def row_of(entry: RequestEntry, model_summary: str | None) -> tuple[Any, ...]:
@@ -248,6 +266,7 @@ def row_of(entry: RequestEntry, model_summary: str | None) -> tuple[Any, ...]:
         # Rows keep the end user's hash, as the limiter and spend counters do: the name is the
         # client's text (often an e-mail address), which no row, log or metric holds.
         end_user_id(entry.end_user) if entry.end_user else None,
+        stored_citations(entry.citations),
     )
 
 
@@ -257,7 +276,6 @@ _READ = (
     f"SELECT {COLUMNS} FROM gateway.usage_events WHERE org_id = %s AND request_id = %s "
     "AND (%s::text IS NULL OR key_id = %s) ORDER BY id DESC LIMIT 1"
 )
-_NAMES = [c.strip() for c in COLUMNS.split(",")]
 
 
 def _record(row: Sequence[Any]) -> dict[str, Any]:
@@ -281,30 +299,106 @@ async def read_request(pool: Any, identity: Identity, request_id: str) -> dict[s
 
 @dataclass(frozen=True)
 class RequestQuery:
-    """Which logged requests to list, newest first."""
+    """Which logged requests to list, newest first; None leaves a filter out."""
 
     since: datetime
     end_user: str | None = None
     limit: int = 100
+    # Exclusive.
+    until: datetime | None = None
+    key_id: str | None = None
+    model: str | None = None
+    # Statuses from status_min up to status_max (exclusive); either may be None.
+    status_min: int | None = None
+    status_max: int | None = None
+    finish_reason: str | None = None
+    # The input or the output verdict.
+    verdict: str | None = None
+    route: str | None = None
+    # (created_at, id) of the last row of the previous page (decode_cursor).
+    after: tuple[datetime, int] | None = None
 
 
+@dataclass(frozen=True)
+class RequestPage:
+    data: list[dict[str, Any]]
+    # Where the next page starts (encode_cursor), None on the last page.
+    next_cursor: str | None = None
+
+    @property
+    def has_more(self) -> bool:
+        return self.next_cursor is not None
+
+
+def encode_cursor(created_at: datetime, row_id: int) -> str:
+    """base64url (no padding) of `[created_at, id]` of a page's last row."""
+    raw = orjson.dumps([created_at.isoformat(), row_id])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (created_at, id) a cursor names; 400 `cursor` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, row_id = orjson.loads(raw)
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None or type(row_id) is not int or not 0 < row_id < 2**63:
+            raise ValueError(cursor)
+    except (ValueError, TypeError):
+        raise ApiError(400, "cursor is not one this API returned", param="cursor") from None
+    return at, row_id
+
+
+# Fixed text: every filter is a parameter, and a None one matches every row.
 _LIST = (
-    f"SELECT {COLUMNS} FROM gateway.usage_events WHERE org_id = %s AND created_at >= %s "
-    "AND (%s::text IS NULL OR key_id = %s) AND (%s::text IS NULL OR end_user = %s) "
+    f"SELECT {COLUMNS}, id FROM gateway.usage_events WHERE org_id = %s AND created_at >= %s "
+    "AND (%s::timestamptz IS NULL OR created_at < %s) "
+    "AND (%s::text IS NULL OR key_id = %s) AND (%s::text IS NULL OR key_id = %s) "
+    "AND (%s::text IS NULL OR end_user = %s) AND (%s::text IS NULL OR model = %s) "
+    "AND (%s::int IS NULL OR status >= %s) AND (%s::int IS NULL OR status < %s) "
+    "AND (%s::text IS NULL OR finish_reason = %s) "
+    "AND (%s::text IS NULL OR input_verdict = %s OR output_verdict = %s) "
+    "AND (%s::text IS NULL OR route = %s) "
+    "AND (%s::timestamptz IS NULL OR (created_at, id) < (%s::timestamptz, %s::bigint)) "
     "ORDER BY created_at DESC, id DESC LIMIT %s"
 )
 
 
-async def list_requests(pool: Any, identity: Identity, query: RequestQuery) -> list[dict[str, Any]]:
-    """The caller's rows since `query.since` (admins: their organization's, members: their key's),
-    only those naming `query.end_user` when given."""
+def _list_params(identity: Identity, query: RequestQuery) -> tuple[Any, ...]:
+    # Members see their own key only, whatever key_id they ask for; admins their whole organization.
     only_key = identity.key_id if identity.role != "admin" else None
     end_user = end_user_id(query.end_user) if query.end_user is not None else None
-    params = (identity.org_id, query.since, only_key, only_key, end_user, end_user, query.limit)
+    after_at, after_id = query.after if query.after is not None else (None, None)
+    return (
+        identity.org_id,
+        query.since,
+        *(query.until, query.until),
+        *(only_key, only_key),
+        *(query.key_id, query.key_id),
+        *(end_user, end_user),
+        *(query.model, query.model),
+        *(query.status_min, query.status_min),
+        *(query.status_max, query.status_max),
+        *(query.finish_reason, query.finish_reason),
+        *(query.verdict, query.verdict, query.verdict),
+        *(query.route, query.route),
+        *(after_at, after_at, after_id),
+        # One more than asked for: whether another page follows.
+        query.limit + 1,
+    )
+
+
+async def list_requests(pool: Any, identity: Identity, query: RequestQuery) -> RequestPage:
+    """The caller's rows matching `query`, a page of `query.limit` (admins: their organization's,
+    members: their key's); `end_user` matches the rows naming that end user."""
     async with pool.connection() as conn:
-        cur = await conn.execute(_LIST, params)
+        cur = await conn.execute(_LIST, _list_params(identity, query))
         rows = await cur.fetchall()
-    return [_record(row) for row in rows]
+    page = rows[: query.limit]
+    more = len(rows) > query.limit
+    # The last column is the row's own id, which only the cursor uses.
+    cursor = encode_cursor(page[-1][_NAMES.index("created_at")], page[-1][-1]) if more else None
+    return RequestPage([_record(row[:-1]) for row in page], cursor)
 
 
 RETENTION_BATCH = 5000

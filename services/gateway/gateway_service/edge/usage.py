@@ -23,6 +23,7 @@ from .pricing import ModelPrice, cost_usd
 from .request_log import (
     Outcome,
     RequestEntry,
+    RequestPage,
     RequestQuery,
     entry_for,
     failed,
@@ -189,13 +190,21 @@ class UsageRecorder:
     async def request(self, identity: Identity, request_id: str) -> dict[str, Any]:
         return await read_request(await self._flushed_pool(), identity, request_id)
 
-    async def requests(self, identity: Identity, query: RequestQuery) -> list[dict[str, Any]]:
+    async def requests(self, identity: Identity, query: RequestQuery) -> RequestPage:
         return await list_requests(await self._flushed_pool(), identity, query)
 
     async def summary(
-        self, identity: Identity, *, org_id: str | None, since: datetime, end_user: str | None = None
+        self,
+        identity: Identity,
+        *,
+        org_id: str | None,
+        since: datetime,
+        end_user: str | None = None,
+        until: datetime | None = None,
+        by_day: bool = False,
     ) -> list[dict[str, Any]]:
-        """Per key, model and route since `since`; only the requests naming `end_user` when given."""
+        """Per key, model and route from `since` to `until` (exclusive), or with `by_day` per day (UTC),
+        key and model; only the requests naming `end_user` when given."""
         pool = self._pool()
         org = org_id or identity.org_id
         if org != identity.org_id and not identity.superuser:
@@ -205,30 +214,46 @@ class UsageRecorder:
         hashed = end_user_id(end_user) if end_user is not None else None
         async with pool.connection() as conn:
             cur = await conn.execute(
-                # Requests that failed (guardrail blocks, upstream errors) are logged with 0 tokens;
-                # they are counted apart.
-                "SELECT key_id, model, route, count(*) FILTER (WHERE status < 400), "
-                "count(*) FILTER (WHERE status >= 400), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd) "
-                "FROM gateway.usage_events WHERE org_id = %s AND created_at >= %s AND (%s::text IS NULL OR key_id = %s) "
-                "AND (%s::text IS NULL OR end_user = %s) "
-                "GROUP BY key_id, model, route ORDER BY key_id, model, route",
-                (org, since, only_key, only_key, hashed, hashed),
+                _BY_DAY if by_day else _BY_ROUTE,
+                (org, since, until, until, only_key, only_key, hashed, hashed),
             )
             rows = await cur.fetchall()
+        if by_day:
+            return [{"day": r[0], "key_id": r[1], "model": r[2], **_totals(r[3:])} for r in rows]
         by_user = {"end_user": end_user} if end_user is not None else {}
+        # Chat, embeddings and collection routes each count apart.
         return [
-            {
-                "org_id": org,
-                **by_user,
-                "key_id": r[0],
-                "model": r[1],
-                # Chat, embeddings and collection routes each count apart.
-                "route": r[2],
-                "requests": r[3],
-                "failed_requests": r[4],
-                "prompt_tokens": int(r[5]),
-                "completion_tokens": int(r[6]),
-                "cost_usd": round(float(r[7]), 8),
-            }
+            {"org_id": org, **by_user, "key_id": r[0], "model": r[1], "route": r[2], **_totals(r[3:])}
             for r in rows
         ]
+
+
+# Requests that failed (guardrail blocks, upstream errors) are logged with 0 tokens; they are
+# counted apart.
+_TOTALS = (
+    "count(*) FILTER (WHERE status < 400), count(*) FILTER (WHERE status >= 400), "
+    "sum(prompt_tokens), sum(completion_tokens), sum(cost_usd)"
+)
+_WHERE = (
+    "FROM gateway.usage_events WHERE org_id = %s AND created_at >= %s "
+    "AND (%s::timestamptz IS NULL OR created_at < %s) AND (%s::text IS NULL OR key_id = %s) "
+    "AND (%s::text IS NULL OR end_user = %s) "
+)
+_BY_ROUTE = (
+    f"SELECT key_id, model, route, {_TOTALS} {_WHERE}"
+    "GROUP BY key_id, model, route ORDER BY key_id, model, route"
+)
+_BY_DAY = (
+    f"SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, key_id, model, {_TOTALS} "
+    f"{_WHERE}GROUP BY day, key_id, model ORDER BY day, key_id, model"
+)
+
+
+def _totals(r: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "requests": r[0],
+        "failed_requests": r[1],
+        "prompt_tokens": int(r[2]),
+        "completion_tokens": int(r[3]),
+        "cost_usd": round(float(r[4]), 8),
+    }

@@ -209,6 +209,7 @@ async def one_request(socket: Socket, body: ChatCompletionRequest) -> bool:
     )
     async with socket.edge.admit(admit) as admitted:
         prepared = await pipeline.prepare(body, socket.identity, deadline, streamed=True)
+        admitted.citations = prepared.citations
         reader = pipeline.generate(prepared, deadline)
         tally = StreamTally()
         stream = admitted.stream(tally)
