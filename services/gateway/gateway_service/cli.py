@@ -6,6 +6,7 @@
     python -m gateway_service.cli keys revoke <key id>
     python -m gateway_service.cli requests get <x-request-id>
     python -m gateway_service.cli requests list --end-user alice --since 2026-01-01
+    python -m gateway_service.cli requests list --model gpt-4o --status 5xx --verdict block --all
     python -m gateway_service.cli usage --end-user alice
 
 The gateway URL and an admin key come from LLMSUITE_URL (default http://127.0.0.1:8080) and
@@ -92,7 +93,16 @@ def parser() -> argparse.ArgumentParser:
     read.add_argument("request_id")
     listed = requests.add_parser("list", help="the latest logged requests, newest first")
     _filters(listed)
-    listed.add_argument("--limit", type=int)
+    listed.add_argument("--until", help="ISO 8601 date or time; a date means up to the end of that day")
+    listed.add_argument("--key", help="only this key's requests (its id)")
+    listed.add_argument("--model")
+    listed.add_argument("--status", help="a status code, 2xx, 4xx, 5xx or error (any status >= 400)")
+    listed.add_argument("--finish-reason", dest="finish_reason")
+    listed.add_argument("--verdict", help="a guardrail verdict on the input or the output, e.g. block")
+    listed.add_argument("--route", help="e.g. /v1/chat/completions")
+    listed.add_argument("--limit", type=int, help="rows per page")
+    listed.add_argument("--cursor", help="the next_cursor of an earlier page")
+    listed.add_argument("--all", action="store_true", help="follow next_cursor to the last page")
 
     usage = areas.add_parser("usage", help="requests, tokens and cost per key, model and route")
     _filters(usage)
@@ -103,6 +113,22 @@ def parser() -> argparse.ArgumentParser:
 def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", help="ISO 8601 date or time (default: this month)")
     parser.add_argument("--end-user", dest="end_user", help="only the requests naming this end user")
+
+
+# `requests list` option -> /v1/requests parameter.
+REQUEST_FILTERS = {
+    "since": "since",
+    "until": "until",
+    "end_user": "end_user",
+    "key": "key_id",
+    "model": "model",
+    "status": "status",
+    "finish_reason": "finish_reason",
+    "verdict": "verdict",
+    "route": "route",
+    "limit": "limit",
+    "cursor": "cursor",
+}
 
 
 def _query(args: argparse.Namespace, **names: str) -> dict[str, str]:
@@ -128,7 +154,7 @@ def request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None, 
                 "GET",
                 "/v1/requests",
                 None,
-                _query(args, since="since", end_user="end_user", limit="limit"),
+                _query(args, **REQUEST_FILTERS),
             )
         return "GET", f"/v1/requests/{quote(args.request_id, safe='')}", None, {}
     if args.area == "usage":
@@ -147,14 +173,10 @@ def request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None, 
     return "DELETE", f"/v1/admin/keys/{args.key_id}", None, {}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    key = os.environ.get("LLMSUITE_API_KEY", "")
-    if not key:
-        print("llmsuite: set LLMSUITE_API_KEY to an admin key", file=sys.stderr)
-        return 2
-    method, path, body, query = request(args)
-    url = os.environ.get("LLMSUITE_URL", "http://127.0.0.1:8080").rstrip("/")
+def _call(
+    url: str, key: str, method: str, path: str, body: dict[str, Any] | None, query: dict[str, str]
+) -> dict[str, Any] | None:
+    """The answer's JSON; None (with the reason on stderr) when the call failed."""
     try:
         response = httpx.request(
             method,
@@ -167,14 +189,37 @@ def main(argv: list[str] | None = None) -> int:
         )
     except httpx.HTTPError as err:
         print(f"llmsuite: cannot reach {url}: {type(err).__name__}", file=sys.stderr)
-        return 1
+        return None
     try:
-        payload = response.json()
+        payload: dict[str, Any] = response.json()
     except ValueError:
         payload = {"error": {"message": response.text}}
     if response.is_error:
         print(f"llmsuite: {response.status_code}: {payload.get('error', {}).get('message')}", file=sys.stderr)
+        return None
+    return payload
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    key = os.environ.get("LLMSUITE_API_KEY", "")
+    if not key:
+        print("llmsuite: set LLMSUITE_API_KEY to an admin key", file=sys.stderr)
+        return 2
+    method, path, body, query = request(args)
+    url = os.environ.get("LLMSUITE_URL", "http://127.0.0.1:8080").rstrip("/")
+    payload = _call(url, key, method, path, body, query)
+    if payload is None:
         return 1
+    if getattr(args, "all", False):
+        rows = list(payload["data"])
+        # Keyset pages: each names the next, so rows written meanwhile never shift or repeat them.
+        while payload.get("has_more") and payload.get("next_cursor"):
+            payload = _call(url, key, method, path, body, {**query, "cursor": payload["next_cursor"]})
+            if payload is None:
+                return 1
+            rows += payload["data"]
+        payload = {"object": "list", "data": rows, "has_more": False, "next_cursor": None}
     print(json.dumps(payload, indent=2))
     if args.area == "keys" and args.action == "create":
         print("\nStore the key now: it is not shown again.", file=sys.stderr)

@@ -96,7 +96,7 @@ async def _logged_rows(postgres_dsn: str, org: str, keys: dict[str, dict]) -> di
         "r1": (d0 + 10 * hour, "alice", "m-a", 200, "stop", "allow", "allow", CHAT),
         "r2": (d0 + 12 * hour, "alice", "m-b", 429, "", "", "", CHAT),
         "r3": (d0 + 33 * hour, "bob", "m-a", 400, "", "block", "", CHAT),
-        "r4": (d0 + 33 * hour, "admin", "m-a", 200, "length", "allow", "redact", CHAT),
+        "r4": (d0 + 33 * hour, "admin", "m-a", 200, "length", "allow", "redacted:2,flagged:1", CHAT),
         "r5": (d0 + 56 * hour, "alice", "m-b", 502, "", "allow", "", CHAT),
         "r6": (d0 + 68 * hour, "bob", "m-a", 200, "", "", "", EMBEDDINGS),
     }
@@ -148,6 +148,10 @@ async def test_requests_filters_each_narrow_the_list(start_gateway, postgres_dsn
         assert await _listed(http, status="2xx") == ["r6", "r4", "r1"]
         assert await _listed(http, verdict="block") == ["r3"]
         assert await _listed(http, verdict="redact") == ["r4"]
+        assert await _listed(http, verdict="flag") == ["r4"]
+        assert await _listed(http, verdict="allow") == ["r5", "r4", "r1"]
+        assert await _listed(http, verdict="redacted:2,flagged:1") == ["r4"]
+        assert await _listed(http, verdict="%") == []
         assert await _listed(http, key_id=keys["bob"]["id"]) == ["r6", "r3"]
         assert await _listed(http, finish_reason="length") == ["r4"]
         assert await _listed(http, route=EMBEDDINGS) == ["r6"]

@@ -349,6 +349,19 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     return at, row_id
 
 
+# What a verdict filter matches in a stored verdict: the output rail writes `redacted:<n>` and
+# `allow,flagged:<n>`, the input check `redact`; `allow` means nothing was changed or flagged.
+_VERDICT_PATTERNS = {"allow": "allow", "block": "block", "redact": "redact%", "flag": "%flagged%"}
+
+
+def verdict_pattern(verdict: str | None) -> str | None:
+    """A LIKE pattern for a verdict filter: a known kind, or the exact text of any other."""
+    if verdict is None:
+        return None
+    literal = verdict.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return _VERDICT_PATTERNS.get(verdict, literal)
+
+
 # Fixed text: every filter is a parameter, and a None one matches every row.
 _LIST = (
     f"SELECT {COLUMNS}, id FROM gateway.usage_events WHERE org_id = %s AND created_at >= %s "
@@ -357,7 +370,7 @@ _LIST = (
     "AND (%s::text IS NULL OR end_user = %s) AND (%s::text IS NULL OR model = %s) "
     "AND (%s::int IS NULL OR status >= %s) AND (%s::int IS NULL OR status < %s) "
     "AND (%s::text IS NULL OR finish_reason = %s) "
-    "AND (%s::text IS NULL OR input_verdict = %s OR output_verdict = %s) "
+    "AND (%s::text IS NULL OR input_verdict LIKE %s OR output_verdict LIKE %s) "
     "AND (%s::text IS NULL OR route = %s) "
     "AND (%s::timestamptz IS NULL OR (created_at, id) < (%s::timestamptz, %s::bigint)) "
     "ORDER BY created_at DESC, id DESC LIMIT %s"
@@ -380,7 +393,7 @@ def _list_params(identity: Identity, query: RequestQuery) -> tuple[Any, ...]:
         *(query.status_min, query.status_min),
         *(query.status_max, query.status_max),
         *(query.finish_reason, query.finish_reason),
-        *(query.verdict, query.verdict, query.verdict),
+        *(query.verdict, *[verdict_pattern(query.verdict)] * 2),
         *(query.route, query.route),
         *(after_at, after_at, after_id),
         # One more than asked for: whether another page follows.
