@@ -277,7 +277,13 @@
     const system = el("textarea", { name: "system", rows: 2, placeholder: "You are a helpful assistant." });
     const useRetrieval = el("input", { type: "checkbox", name: "retrieval" });
     const collection = el("select", { name: "collection", disabled: true });
-    const message = el("textarea", { name: "message", rows: 3, required: true });
+    const message = el("textarea", { name: "message", rows: 3, required: true, placeholder: "Ask a question; Ctrl+Enter sends" });
+    message.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        form.requestSubmit();
+      }
+    });
     const sendButton = el("button", { type: "submit", class: "primary" }, "Send");
     const stop = el("button", { type: "button", disabled: true }, "Stop");
     const clear = el("button", { type: "button" }, "New conversation");
@@ -338,6 +344,10 @@
     if (!collection.options.length) {
       useRetrieval.disabled = true;
       collection.append(el("option", { value: "" }, "no collections"));
+    } else if (!state.chat.length) {
+      // With documents to answer from, a first question is grounded on them unless unticked.
+      useRetrieval.checked = true;
+      collection.disabled = false;
     }
   }
 
@@ -652,7 +662,7 @@
     { name: "model", label: "Model" },
     { name: "status", label: "Status", options: ["", "2xx", "4xx", "5xx", "error"] },
     { name: "finish_reason", label: "Finish reason", options: ["", "stop", "length", "content_filter", "tool_calls"] },
-    { name: "verdict", label: "Guardrail verdict", options: ["", "allow", "redact", "block"] },
+    { name: "verdict", label: "Guardrail verdict", options: ["", "allow", "redact", "flag", "block"] },
   ];
 
   async function renderRequests(section, signal) {
