@@ -16,7 +16,7 @@ LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python\[server\]==//p' requirement
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF
 LLAMA_WHEELS := $(HOME)/.cache/llmsuite/wheels/llama-cpp-python-$(LLAMA_VERSION)-portable
 
-.PHONY: help install run lint test test-fast fuzz protos protos-check env-table dashboard eval-retrieval soak clean
+.PHONY: help install run lint test test-fast fuzz protos protos-check env-table dashboard console-screenshots eval-retrieval soak clean
 
 help:
 	@echo "make run          start the whole suite locally on embedded defaults"
@@ -27,6 +27,7 @@ help:
 	@echo "make protos-check fail when the committed stubs differ from protos/"
 	@echo "make env-table    regenerate the environment-variable table (docs/configuration.md)"
 	@echo "make dashboard    drive a traffic mix through the suite and draw docs/dashboard.png"
+	@echo "make console-screenshots  run the console's browser tests, saving docs/console/*.png"
 	@echo "make eval-retrieval  recall@k and MRR on the labelled set, HNSW vs exact recall"
 	@echo "make eval-guardrails injection detection, false positives and CPU cost on public labelled data"
 	@echo "make images       build one container image per service (docker/podman/buildah)"
@@ -69,6 +70,9 @@ install: $(VENV)/.installed
 
 run: install
 	$(BIN)/python -m tools.localsuite.run
+
+console-screenshots: install
+	LLMSUITE_CONSOLE_SCREENSHOTS=docs/console $(BIN)/python -m pytest tests/console -q
 
 dashboard: install
 	$(BIN)/python -m tools.dashboard.render

@@ -90,7 +90,7 @@ def sign_in(page, suite: Suite, key: str | None = None) -> None:
 def screenshot(page, name: str) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
 
 
 def member_key(suite: Suite, name: str = "") -> str:

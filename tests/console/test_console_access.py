@@ -68,6 +68,13 @@ def test_the_playground_streams_an_answer_with_its_citations(page, suite, handbo
     screenshot(page, "playground")
     assert not page.errors, page.errors
 
+    # The request log keeps what the answer cited.
+    request_id = meta.locator('[data-field="request-id"]').text_content().removeprefix("request ").strip()
+    page.goto(f"{suite.gateway_url}/console#requests/{request_id}")
+    expect(page.get_by_role("heading", level=1)).to_contain_text(request_id)
+    logged = {s.strip() for s in page.locator(".citations li .source").all_text_contents()}
+    assert logged == sources
+
 
 def test_a_new_key_is_shown_once_works_and_stops_working_when_revoked(page, suite):
     name = "console-" + secrets.token_hex(3)

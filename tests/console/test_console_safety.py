@@ -23,7 +23,7 @@ def _assert_inert(page) -> None:
     assert page.locator("main img, main script, main svg:not(.chart)").count() == 0
 
 
-def test_markup_in_an_answer_a_key_name_or_a_document_name_stays_text(page, suite):
+def test_markup_in_an_answer_a_key_name_or_a_collection_stays_text(page, suite):
     script_upstream(suite, {"content": ["Here: ", *PAYLOADS]})
     sign_in(page, suite)
     page.get_by_label("Model").select_option(FAKE_MODEL)
@@ -39,7 +39,11 @@ def test_markup_in_an_answer_a_key_name_or_a_document_name_stays_text(page, suit
     with api(suite) as http:
         assert http.post("/admin/keys", json={"name": key_name}).status_code == 201
         collection = "xss" + secrets.token_hex(3)
-        assert http.post("/collections", json={"name": collection}).status_code == 201
+        # A collection's name cannot hold markup at all; its description can.
+        refused = http.post("/collections", json={"name": "<img src=x onerror=window.__pwned=4>"})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "name"
+        made = http.post("/collections", json={"name": collection, "description": PAYLOADS[1]})
+        assert made.status_code == 201, made.text
         doc = {"id": PAYLOADS[2] + ".txt", "text": PAYLOADS[1] + " the visitor badge is blue"}
         assert http.post(f"/collections/{collection}/documents", json={"documents": [doc]}).status_code == 200
     nav = page.get_by_role("navigation", name="Console")
@@ -48,6 +52,8 @@ def test_markup_in_an_answer_a_key_name_or_a_document_name_stays_text(page, suit
     _assert_inert(page)
 
     nav.get_by_role("link", name="Collections").click()
+    expect(page.get_by_role("table", name="Collections")).to_contain_text(PAYLOADS[1])
+    _assert_inert(page)
     page.get_by_label("Collection").fill(collection)
     page.get_by_label("Search query").fill("visitor badge")
     page.get_by_role("button", name="Search", exact=True).click()
