@@ -1,9 +1,9 @@
 """The retrieval service's own speed against its model's floor: Search at c=1 and c=16, ingest documents/s.
 
-    .venv/bin/python -m bench.retrieval_service_bench [--rounds 3] [--profile DIR] [--out FILE.json]
+    .venv/bin/python -m bench.retrieval_service_bench [--rounds 3] [--runtime onnx] [--profile DIR] [--out FILE.json]
 
 The service runs in a child process (the embedded PostgreSQL, the packaged all-MiniLM-L6-v2 on
-CPU, its default settings), so the client's own work does not share its interpreter. Each round
+CPU on the runtime --runtime names, its default settings otherwise), so the client's own work does not share its interpreter. Each round
 ingests 200 documents of 120 words through unary Ingest (50 per call) into a fresh collection,
 then searches it with distinct short queries (never cached), k=5, one caller at a time and 16
 callers at once. The model floor is measured afterwards in this process with the service's own
@@ -145,7 +145,13 @@ async def _model_floor(rounds: int) -> dict[str, float]:
     from retrieval_service.settings import RetrievalSettings
 
     settings = RetrievalSettings()
-    embedder = Embedder(batch_size=32, torch_threads=settings.retrieval_torch_threads)
+    # The runtime the service ran on (RETRIEVAL_EMBEDDING_RUNTIME, --runtime), with its threads.
+    embedder = Embedder(
+        batch_size=32,
+        torch_threads=settings.retrieval_torch_threads,
+        runtime=settings.retrieval_embedding_runtime,
+        onnx_root=ROOT / ".data" / "models",
+    )
     await embedder.load(packaged_model_dir(str(ROOT / ".data" / "models")))
     queries = _texts(16 * 20, (4, 9), seed=99)
     await embedder.embed(queries[:16])
@@ -160,7 +166,11 @@ async def _model_floor(rounds: int) -> dict[str, float]:
             await embedder.embed(queries[start : start + 16])
             batched.append((time.perf_counter() - t0) * 1000 / 16)
     await embedder.close()
-    return {"single_p50_ms": float(np.median(single)), "batch16_per_query_ms": float(np.median(batched))}
+    return {
+        "runtime": embedder.runtime,
+        "single_p50_ms": float(np.median(single)),
+        "batch16_per_query_ms": float(np.median(batched)),
+    }
 
 
 async def _measure(rounds: int, profile: Path | None) -> dict[str, Any]:
@@ -211,8 +221,16 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--profile", type=Path, default=None, help="py-spy raw stacks of the first round here")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--runtime",
+        choices=("auto", "onnx", "onnx-int8", "torch"),
+        default=None,
+        help="the embedding runtime of the service and the floor (default: RETRIEVAL_EMBEDDING_RUNTIME, auto)",
+    )
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.runtime:
+        os.environ["RETRIEVAL_EMBEDDING_RUNTIME"] = args.runtime
     result = asyncio.run(_measure(args.rounds, args.profile))
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2)
     if args.out is not None:

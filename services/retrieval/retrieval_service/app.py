@@ -5,7 +5,7 @@ from pathlib import Path
 import grpc
 from llmsuite.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from llmsuite_common.embedded_postgres import EmbeddedPostgres
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
 from .batching import MicroBatcher
 from .cache import CacheMetrics, RetrievalCache
@@ -69,7 +69,15 @@ class RetrievalApp:
             self._local = Embedder(
                 batch_size=settings.retrieval_embedding_batch_size,
                 torch_threads=settings.retrieval_torch_threads,
+                runtime=settings.retrieval_embedding_runtime,
+                onnx_root=Path(settings.retrieval_model_cache_dir),
             )
+        self._runtime_info = Gauge(
+            "llmsuite_retrieval_embedding_runtime",
+            "1 for what embeds queries and chunks: runtime (onnx, onnx-int8, torch, remote) and model.",
+            ["runtime", "model"],
+            registry=registry,
+        )
         self._embedder = MicroBatcher(
             self._remote or self._local,  # type: ignore[arg-type]
             batch_size=settings.retrieval_embedding_batch_size,
@@ -134,6 +142,7 @@ class RetrievalApp:
     async def _load_model(self) -> None:
         if self._remote is not None:
             await self._remote.load()
+            self._runtime_info.labels("remote", self._remote.name).set(1)
             return
         assert self._local is not None
         configured = self._settings.retrieval_embedding_model_dir
@@ -143,6 +152,7 @@ class RetrievalApp:
             else await asyncio.to_thread(packaged_model_dir, self._settings.retrieval_model_cache_dir)
         )
         await self._local.load(model_dir)
+        self._runtime_info.labels(self._local.runtime, self._local.name).set(1)
         if self._local.max_tokens < self._settings.retrieval_chunk_tokens:
             logging.getLogger(__name__).warning(
                 "chunks capped at the embedding model's window",

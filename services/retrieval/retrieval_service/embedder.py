@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from llmsuite_common.errors import DeadlineExceeded, Unavailable
 
+from .onnx_model import OnnxEncoder, exported_model, resolve_runtime
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
@@ -74,17 +76,32 @@ def packaged_model_dir(cache_dir: str) -> Path:
 class Embedder:
     """Loads the model once; embeds in batches on one worker thread, off the event loop.
 
-    One thread is enough: torch already spreads each batch over its own intra-op
-    threads, and serialising batches keeps memory flat under concurrent requests.
+    One thread is enough: the runtime (ONNX Runtime or torch) already spreads each batch over
+    its own intra-op threads, and serialising batches keeps memory flat under concurrent
+    requests. `runtime` is one of onnx_model.RUNTIMES; ONNX graphs are exported on first use
+    into `<onnx_root>/<model>-onnx` (default root: the model directory's parent).
     """
 
-    def __init__(self, *, batch_size: int, torch_threads: int) -> None:
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        torch_threads: int,
+        runtime: str = "torch",
+        onnx_root: Path | None = None,
+    ) -> None:
         self._batch_size = batch_size
         self._torch_threads = torch_threads
+        self._asked = runtime
+        self._runtime = resolve_runtime(runtime)
+        self._onnx_root = onnx_root
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         self._model: SentenceTransformer | None = None
+        self._onnx: OnnxEncoder | None = None
         self._tokenizer: Tokenizer | None = None
         self._model_dir: Path | None = None
+        self._dimension = 0
+        self._max_seq_length = 0
 
     async def load(self, model_dir: Path) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load, model_dir)
@@ -101,28 +118,57 @@ class Embedder:
         # own CPU per search). An OMP_WAIT_POLICY already set is kept.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         started = time.perf_counter()
-        import torch
-        from sentence_transformers import SentenceTransformer
         from tokenizers import Tokenizer
 
-        torch.set_num_threads(self._torch_threads)
-        model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
-        model.eval()
-        # A private copy: encode() switches truncation on the model's tokenizer, and
-        # counting chunk tokens must see the full, untruncated length.
-        counter = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
+        if self._runtime.startswith("onnx"):
+            try:
+                self._load_onnx(model_dir)
+            except Exception:
+                if self._asked != "auto":
+                    raise
+                # `auto` prefers ONNX but never fails to start over it: torch embeds the same.
+                log.warning("ONNX embedding model unavailable; using torch", exc_info=True)
+                self._runtime = "torch"
+        if self._runtime == "torch":
+            self._load_torch(model_dir)
+        # A private copy: batches switch truncation and padding on, and counting chunk tokens
+        # must see the full, untruncated length.
+        counter = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         counter.no_truncation()
         counter.no_padding()
-        self._model, self._tokenizer, self._model_dir = model, counter, model_dir
+        self._tokenizer, self._model_dir = counter, model_dir
         log.info(
             "embedding model loaded",
             extra={
                 "model_dir": str(model_dir),
+                "runtime": self.runtime,
                 "dimension": self.dimension,
                 "max_tokens": self.max_tokens,
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
+
+    def _load_onnx(self, model_dir: Path) -> None:
+        onnx_dir = (self._onnx_root or model_dir.parent) / f"{model_dir.name}-onnx"
+        path = exported_model(model_dir, onnx_dir, quantized=self._runtime == "onnx-int8")
+        self._onnx = OnnxEncoder(path, model_dir, threads=self._torch_threads)
+        self._dimension, self._max_seq_length = self._onnx.dimension, self._onnx.max_seq_length
+
+    def _load_torch(self, model_dir: Path) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(self._torch_threads)
+        model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+        model.eval()
+        self._model = model
+        self._dimension = int(model.get_embedding_dimension() or 0)
+        self._max_seq_length = int(model.max_seq_length or 0)
+
+    @property
+    def runtime(self) -> str:
+        """What embeds: `onnx`, `onnx-int8` or `torch`."""
+        return self._runtime
 
     @property
     def name(self) -> str:
@@ -130,18 +176,23 @@ class Embedder:
 
     @property
     def model(self) -> "SentenceTransformer":
+        """The torch model (runtime `torch` only)."""
         if self._model is None:
-            raise Unavailable("the embedding model is not loaded")
+            raise Unavailable("no torch embedding model is loaded")
         return self._model
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_embedding_dimension() or 0)
+        if self._tokenizer is None:
+            raise Unavailable("the embedding model is not loaded")
+        return self._dimension
 
     @property
     def max_tokens(self) -> int:
         """Tokens of text the model sees; [CLS] and [SEP] take two of its window."""
-        return int(self.model.max_seq_length or 0) - 2
+        if self._tokenizer is None:
+            raise Unavailable("the embedding model is not loaded")
+        return self._max_seq_length - 2
 
     def count_tokens(self, text: str) -> int:
         if self._tokenizer is None:
@@ -167,7 +218,11 @@ class Embedder:
         return out
 
     def _encode(self, batch: list[str]) -> np.ndarray:
-        return self.model.encode(
+        if self._onnx is not None:
+            return self._onnx.encode(batch)
+        if self._model is None:
+            raise Unavailable("the embedding model is not loaded")
+        return self._model.encode(
             batch,
             batch_size=len(batch),
             normalize_embeddings=True,
@@ -178,4 +233,5 @@ class Embedder:
     async def close(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         self._model = None
+        self._onnx = None
         self._tokenizer = None

