@@ -7,6 +7,8 @@ so one tenant's rows can never be returned to another whatever the caller passes
 import asyncio
 import contextlib
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -29,6 +31,8 @@ TABLE = "retrieval_chunks"
 HNSW_INDEX = f"{TABLE}_embedding_hnsw"
 COLLECTIONS = "retrieval_collections"
 DOCUMENTS = "retrieval_documents"
+# A connection idle longer than this is pinged before it is handed out again.
+PING_AFTER_IDLE_SECONDS = 1.0
 # pgvector's upper bound for hnsw.ef_search.
 MAX_EF_SEARCH = 1000
 # Reciprocal rank fusion's damping constant, the value from Cormack et al. (2009).
@@ -155,6 +159,10 @@ class ChunkStore:
         self._conninfo = ""
         self._iterative_scan = False
         self._outage = OutageWatch(self._ping, self._renew_pool)
+        # When each pooled connection last finished a transaction (see _check).
+        self._worked_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _new_pool(self) -> AsyncConnectionPool:
         return AsyncConnectionPool(
@@ -165,7 +173,9 @@ class ChunkStore:
             open=False,
             configure=self._configure,
             # Pre-ping on checkout: after a database restart the first caller gets a
-            # fresh connection instead of a broken one.
+            # fresh connection instead of a broken one. Skipped for a connection that
+            # finished a transaction within PING_AFTER_IDLE_SECONDS: under load every
+            # checkout would pay a round trip for a connection just seen working.
             check=self._check,
             name="retrieval",
         )
@@ -192,6 +202,9 @@ class ChunkStore:
             self._pool = None
 
     async def _check(self, conn: psycopg.AsyncConnection) -> None:
+        worked = self._worked_at.get(conn)
+        if worked is not None and time.monotonic() - worked < PING_AFTER_IDLE_SECONDS:
+            return
         try:
             await AsyncConnectionPool.check_connection(conn)
         except Exception:
@@ -342,6 +355,7 @@ class ChunkStore:
                             list(local.values()),
                         )
                         yield conn
+                    self._worked_at[conn] = time.monotonic()
                 finally:
                     await pool.putconn(conn)
 
