@@ -72,6 +72,8 @@ def test_the_playground_streams_an_answer_with_its_citations(page, suite, handbo
     request_id = meta.locator('[data-field="request-id"]').text_content().removeprefix("request ").strip()
     page.goto(f"{suite.gateway_url}/console#requests/{request_id}")
     expect(page.get_by_role("heading", level=1)).to_contain_text(request_id)
+    # The heading shows at once; the row's fields and citations when the API has answered.
+    expect(page.locator(".citations li").first).to_be_visible()
     logged = {s.strip() for s in page.locator(".citations li .source").all_text_contents()}
     assert logged == sources
 
