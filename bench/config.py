@@ -16,6 +16,7 @@ ALL_SUITES = (
     "embedding",
     "embedding-remote",
     "retrieval",
+    "retrieval-service",
     "profile",
     "soak",
 )

@@ -19,6 +19,11 @@ RPS_VS_LITELLM_GOAL = 4.0
 REMOTE_EMBEDDING_SPEEDUP_GOAL = 10.0
 LOCAL_EMBEDDER_SHARE_GOAL_PCT = 90.0
 LOADED = 16
+# The retrieval service for internal callers (bench/retrieval_service_bench.py).
+SEARCH_C1_OVER_MODEL_GOAL_MS = 3.0
+SEARCH_C16_RPS_GOAL = 300.0
+SEARCH_C16_P99_GOAL_MS = 100.0
+INGEST_DOCS_PER_S_GOAL = 150.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,17 @@ def _local_embedder(res: dict) -> Measured | None:
     return Measured(r["embedder_vs_encode_pct"], f"all-MiniLM-L6-v2, batch {r['batch_size']}")
 
 
+def _retrieval_service(key: str, *, median: bool = True) -> Callable[[dict], Measured | None]:
+    def measure(res: dict) -> Measured | None:
+        r = res.get("retrieval_service") or {}
+        source = r.get("median", {}) if median else r
+        if source.get(key) is None:
+            return None
+        return Measured(source[key], f"retrieval service, {r['model']['runtime']}")
+
+    return measure
+
+
 GOALS = (
     Goal(
         "CPU per request, streamed (all llmsuite processes)",
@@ -182,6 +198,30 @@ GOALS = (
         "x",
         True,
         _remote_embedding,
+    ),
+    Goal(
+        "retrieval Search at c=1: p50 above the model's own time for one query",
+        SEARCH_C1_OVER_MODEL_GOAL_MS,
+        " ms",
+        False,
+        _retrieval_service("c1_p50_over_model_ms", median=False),
+    ),
+    Goal(
+        "retrieval Search at c=16", SEARCH_C16_RPS_GOAL, " req/s", True, _retrieval_service("c16_req_per_s")
+    ),
+    Goal(
+        "retrieval Search at c=16: p99",
+        SEARCH_C16_P99_GOAL_MS,
+        " ms",
+        False,
+        _retrieval_service("c16_p99_ms"),
+    ),
+    Goal(
+        "retrieval ingest",
+        INGEST_DOCS_PER_S_GOAL,
+        " documents/s",
+        True,
+        _retrieval_service("ingest_docs_per_s"),
     ),
     Goal(
         "local embeddings: Embedder ÷ the library's own encode",

@@ -202,6 +202,7 @@ def markdown(res: dict) -> str:
         ("embedding", "Embedding, local model: batched vs one at a time vs the library's encode"),
         ("embedding_remote", "Embedding, remote endpoint: batched vs one at a time"),
         ("retrieval", "Retrieval search latency"),
+        ("retrieval_service", "Retrieval service: Search and ingest against its model's floor"),
         ("soak", "Soak: RSS growth"),
         ("profile", "Gateway profile (py-spy)"),
     ):

@@ -211,6 +211,45 @@ async def _measure(rounds: int, profile: Path | None) -> dict[str, Any]:
     return results
 
 
+def run(cfg: Any) -> dict[str, Any]:
+    """The `retrieval-service` cells of `make bench`: this module in a child process, its medians
+    beside the model's floor measured in the same run."""
+    out = cfg.work_dir / "retrieval-service.json"
+    argv = [
+        str(PYTHON),
+        "-m",
+        "bench.retrieval_service_bench",
+        "--rounds",
+        str(cfg.rounds),
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=1800, check=False)
+    if done.returncode != 0:
+        reason = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        return {"error": reason, "lines": [f"Not measured: {reason}"]}
+    r = orjson.loads(out.read_bytes())
+    m, floor = r["median"], r["model"]
+    r["c1_p50_over_model_ms"] = m["c1_p50_ms"] - floor["single_p50_ms"]
+    r["lines"] = [
+        f"The retrieval service in its own process on the embedded PostgreSQL, embedding on "
+        f"`{floor['runtime']}`; {DOCUMENTS} documents of {DOC_WORDS} words ingested {PER_CALL} per "
+        f"Ingest call, then distinct short queries (never cached), k={K}. Medians of {len(r['rounds'])} "
+        "round(s); the model floor is the same runtime alone, in this run.",
+        "",
+        "| figure | service | model floor | ratio |",
+        "|---|---:|---:|---:|",
+        f"| Search c=1 p50 | {m['c1_p50_ms']:.1f} ms | {floor['single_p50_ms']:.1f} ms (one query) | "
+        f"+{r['c1_p50_over_model_ms']:.1f} ms |",
+        f"| Search c=16 | {m['c16_req_per_s']:.0f} req/s, p99 {m['c16_p99_ms']:.0f} ms | "
+        f"{1000 / floor['batch16_per_query_ms']:.0f} queries/s (batches of 16) | "
+        f"{m['c16_req_per_s'] * floor['batch16_per_query_ms'] / 10:.0f} % of the floor |",
+        f"| Ingest | {m['ingest_docs_per_s']:.1f} documents/s ({m['ingest_cpu_ms_per_doc']:.0f} ms CPU each) | | |",
+        f"| service CPU per search | c=1 {m['c1_cpu_ms_per_req']:.1f} ms, c=16 {m['c16_cpu_ms_per_req']:.1f} ms | | |",
+    ]
+    return r
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
         asyncio.run(_serve(Path(sys.argv[2]), Path(sys.argv[3])))

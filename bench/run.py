@@ -159,6 +159,10 @@ def run(cfg: BenchSettings) -> dict:
         from . import retrieval_bench
 
         res["retrieval"] = retrieval_bench.run(cfg)
+    if "retrieval-service" in cfg.suites:
+        from . import retrieval_service_bench
+
+        res["retrieval_service"] = retrieval_service_bench.run(cfg)
     res["goals"] = goals.evaluate(res)
     res["load_average_after"] = os.getloadavg()
     res["duration_s"] = time.monotonic() - started
