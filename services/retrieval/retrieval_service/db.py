@@ -7,6 +7,7 @@ so one tenant's rows can never be returned to another whatever the caller passes
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -159,6 +160,10 @@ class ChunkStore:
         self._conninfo = ""
         self._iterative_scan = False
         self._outage = OutageWatch(self._ping, self._renew_pool)
+        # Session settings each pooled connection holds (see _reading).
+        self._session: weakref.WeakKeyDictionary[psycopg.AsyncConnection, dict[str, str]] = (
+            weakref.WeakKeyDictionary()
+        )
         # When each pooled connection last finished a transaction (see _check).
         self._worked_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = (
             weakref.WeakKeyDictionary()
@@ -172,6 +177,9 @@ class ChunkStore:
             timeout=self._pool_timeout,
             open=False,
             configure=self._configure,
+            # Reads are single statements (_reading): no BEGIN/COMMIT round trips; writes open
+            # their own transaction (_transaction).
+            kwargs={"autocommit": True},
             # Pre-ping on checkout: after a database restart the first caller gets a
             # fresh connection instead of a broken one. Skipped for a connection that
             # finished a transaction within PING_AFTER_IDLE_SECONDS: under load every
@@ -318,13 +326,9 @@ class ChunkStore:
 
     @contextlib.asynccontextmanager
     async def _transaction(
-        self, timeout: float, settings: Mapping[str, str] | None = None, *, pipelined: bool = False
+        self, timeout: float, settings: Mapping[str, str] | None = None
     ) -> AsyncIterator[psycopg.AsyncConnection]:
-        """A pooled connection inside a transaction, with `settings` applied to that transaction only.
-
-        `pipelined` (reads only; COPY cannot run in a pipeline) sends BEGIN, the settings and
-        the first query in one round trip, and COMMIT in a second, instead of four.
-        """
+        """A pooled connection inside a transaction, with `settings` applied to that transaction only."""
         if self._pool is None:
             raise Unavailable("the vector store is not open yet")
         if self._outage.down:
@@ -338,10 +342,7 @@ class ChunkStore:
             async with asyncio.timeout(timeout):
                 conn = await self._connection(pool, min(timeout, self._pool_timeout))
                 try:
-                    async with (
-                        conn.pipeline() if pipelined else contextlib.nullcontext(),
-                        conn.transaction(),
-                    ):
+                    async with conn.transaction():
                         # One statement for every setting.
                         await conn.execute(
                             sql.SQL("SELECT {}").format(
@@ -358,6 +359,56 @@ class ChunkStore:
                     self._worked_at[conn] = time.monotonic()
                 finally:
                     await pool.putconn(conn)
+
+    @contextlib.asynccontextmanager
+    async def _reading(
+        self, timeout: float, settings: Mapping[str, str] | None = None
+    ) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A pooled connection for reads, each statement its own transaction (autocommit).
+
+        A search made BEGIN, set_config, SELECT and COMMIT, a pipeline that cost more CPU in the
+        driver than the query did. Here the settings are the session's, sent only when they
+        differ from what the connection already holds; statement_timeout is rounded up to whole
+        seconds so it rarely changes (the exact deadline is this client's, which cancels).
+        """
+        if self._pool is None:
+            raise Unavailable("the vector store is not open yet")
+        if self._outage.down:
+            raise Unavailable("the vector store is unavailable")
+        if timeout <= 0:
+            raise DeadlineExceeded("the deadline passed before the database was reached")
+        wanted = {"statement_timeout": f"{max(1, math.ceil(timeout))}s", **(settings or {})}
+        pool = self._pool
+        with _database_errors(), self._watching_outages():
+            async with asyncio.timeout(timeout):
+                conn = await self._connection(pool, min(timeout, self._pool_timeout))
+                try:
+                    await self._apply(conn, wanted)
+                    yield conn
+                    self._worked_at[conn] = time.monotonic()
+                except BaseException:
+                    # A cancelled or failed statement may have rolled a setting back.
+                    self._session.pop(conn, None)
+                    raise
+                finally:
+                    await pool.putconn(conn)
+
+    async def _apply(self, conn: psycopg.AsyncConnection, wanted: Mapping[str, str]) -> None:
+        """Session settings on `conn`, in one statement, only those it does not hold yet."""
+        held = self._session.setdefault(conn, {})
+        changed = {k: v for k, v in wanted.items() if not _holds(k, held.get(k), v)}
+        if not changed:
+            return
+        await conn.execute(
+            sql.SQL("SELECT {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("set_config({}, {}, false)").format(sql.Literal(k), sql.Placeholder())
+                    for k in changed
+                )
+            ),
+            list(changed.values()),
+        )
+        held.update(changed)
 
     @contextlib.contextmanager
     def _watching_outages(self) -> Iterator[None]:
@@ -516,7 +567,7 @@ class ChunkStore:
     async def collection_version(self, tenant: str, collection: str, *, timeout: float) -> str:
         """The collection's change counter, with its creation time since a collection made again
         counts from 0 again; empty when the collection does not exist."""
-        async with self._transaction(timeout, pipelined=True) as conn:
+        async with self._reading(timeout) as conn:
             cursor = await conn.execute(
                 f"SELECT version, created_at FROM {COLLECTIONS} WHERE tenant = %s AND name = %s",
                 (tenant, collection),
@@ -569,7 +620,7 @@ class ChunkStore:
         settings = {"hnsw.ef_search": str(min(MAX_EF_SEARCH, max(ef_search, pool)))}
         if self._iterative_scan:
             settings["hnsw.iterative_scan"] = "strict_order"
-        async with self._transaction(timeout, settings, pipelined=True) as conn:
+        async with self._reading(timeout, settings) as conn:
             hits = await _nearest(conn, params)
             if len(hits) < pool and not self._iterative_scan and ef_search < MAX_EF_SEARCH:
                 # An HNSW scan yields ef_search candidates from the whole table and only then
@@ -577,8 +628,10 @@ class ChunkStore:
                 # small share of the table, or a query whose nearest rows belong to others,
                 # can come back short. pgvector 0.8 keeps scanning (iterative scan); before
                 # it, a wider candidate list is tried first.
-                await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(MAX_EF_SEARCH),))
-                hits = await _nearest(conn, params)
+                # For this statement only: the session keeps the usual value.
+                async with conn.transaction():
+                    await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(MAX_EF_SEARCH),))
+                    hits = await _nearest(conn, params)
             if len(hits) < pool:
                 # Exact search over the collection's own rows: always complete, and cheap for
                 # the usual cause, a collection with fewer than k chunks.
@@ -724,6 +777,16 @@ async def _give_back(pool: AsyncConnectionPool, getting: "asyncio.Future[psycopg
         await asyncio.shield(asyncio.gather(getting, return_exceptions=True))
     if getting.done() and not getting.cancelled() and getting.exception() is None:
         await pool.putconn(getting.result())
+
+
+def _holds(name: str, held: str | None, wanted: str) -> bool:
+    """Whether a connection's setting serves: a statement_timeout ("<n>s") at least the one
+    wanted and at most twice it (deadlines differ by milliseconds from call to call; the client
+    cancels at its exact deadline anyway), anything else only as the same value."""
+    if held is None or name != "statement_timeout":
+        return held == wanted
+    have, need = int(held.removesuffix("s")), int(wanted.removesuffix("s"))
+    return need <= have <= 2 * need
 
 
 @contextlib.contextmanager

@@ -106,3 +106,14 @@ async def test_a_spent_budget_is_a_deadline_error(store: ChunkStore):
 
     with pytest.raises(DeadlineExceeded):
         await store.search("db-t1", "c", np.ones(DIM, dtype=np.float32), k=1, ef_search=40, timeout=0)
+
+
+def test_a_connection_keeps_a_statement_timeout_that_serves_the_deadline():
+    from retrieval_service.db import _holds
+
+    # Deadlines differ by milliseconds from call to call: no setting is sent for that.
+    assert _holds("statement_timeout", "31s", "30s") and _holds("statement_timeout", "30s", "30s")
+    # Shorter than the deadline would cut a query the caller still waits for; far longer is reset.
+    assert not _holds("statement_timeout", "29s", "30s") and not _holds("statement_timeout", "61s", "30s")
+    assert _holds("hnsw.ef_search", "40", "40") and not _holds("hnsw.ef_search", "1000", "40")
+    assert not _holds("hnsw.ef_search", None, "40")
