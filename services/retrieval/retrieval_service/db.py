@@ -325,40 +325,34 @@ class ChunkStore:
         await conn.commit()
 
     @contextlib.asynccontextmanager
-    async def _transaction(
-        self, timeout: float, settings: Mapping[str, str] | None = None
-    ) -> AsyncIterator[psycopg.AsyncConnection]:
-        """A pooled connection inside a transaction, with `settings` applied to that transaction only."""
+    async def _checked_out(self, timeout: float) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A pooled connection within `timeout`, database errors mapped to statuses."""
         if self._pool is None:
             raise Unavailable("the vector store is not open yet")
         if self._outage.down:
             raise Unavailable("the vector store is unavailable")
         if timeout <= 0:
             raise DeadlineExceeded("the deadline passed before the database was reached")
-        # The server stops the work too when the budget runs out, not only this client.
-        local = {"statement_timeout": f"{max(1, int(timeout * 1000))}ms", **(settings or {})}
         pool = self._pool
         with _database_errors(), self._watching_outages():
             async with asyncio.timeout(timeout):
                 conn = await self._connection(pool, min(timeout, self._pool_timeout))
                 try:
-                    async with conn.transaction():
-                        # One statement for every setting.
-                        await conn.execute(
-                            sql.SQL("SELECT {}").format(
-                                sql.SQL(", ").join(
-                                    sql.SQL("set_config({}, {}, true)").format(
-                                        sql.Literal(k), sql.Placeholder()
-                                    )
-                                    for k in local
-                                )
-                            ),
-                            list(local.values()),
-                        )
-                        yield conn
+                    yield conn
                     self._worked_at[conn] = time.monotonic()
                 finally:
                     await pool.putconn(conn)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(
+        self, timeout: float, settings: Mapping[str, str] | None = None
+    ) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A pooled connection inside a transaction, with `settings` applied to that transaction only."""
+        # The server stops the work too when the budget runs out, not only this client.
+        local = {"statement_timeout": f"{max(1, int(timeout * 1000))}ms", **(settings or {})}
+        async with self._checked_out(timeout) as conn, conn.transaction():
+            await conn.execute(_set_config(local, transaction_only=True), list(local.values()))
+            yield conn
 
     @contextlib.asynccontextmanager
     async def _reading(
@@ -368,30 +362,18 @@ class ChunkStore:
 
         A search made BEGIN, set_config, SELECT and COMMIT, a pipeline that cost more CPU in the
         driver than the query did. Here the settings are the session's, sent only when they
-        differ from what the connection already holds; statement_timeout is rounded up to whole
-        seconds so it rarely changes (the exact deadline is this client's, which cancels).
+        no longer serve (_holds); statement_timeout is in whole seconds so it rarely changes
+        (the exact deadline is this client's, which cancels the query when it passes).
         """
-        if self._pool is None:
-            raise Unavailable("the vector store is not open yet")
-        if self._outage.down:
-            raise Unavailable("the vector store is unavailable")
-        if timeout <= 0:
-            raise DeadlineExceeded("the deadline passed before the database was reached")
         wanted = {"statement_timeout": f"{max(1, math.ceil(timeout))}s", **(settings or {})}
-        pool = self._pool
-        with _database_errors(), self._watching_outages():
-            async with asyncio.timeout(timeout):
-                conn = await self._connection(pool, min(timeout, self._pool_timeout))
-                try:
-                    await self._apply(conn, wanted)
-                    yield conn
-                    self._worked_at[conn] = time.monotonic()
-                except BaseException:
-                    # A cancelled or failed statement may have rolled a setting back.
-                    self._session.pop(conn, None)
-                    raise
-                finally:
-                    await pool.putconn(conn)
+        async with self._checked_out(timeout) as conn:
+            try:
+                await self._apply(conn, wanted)
+                yield conn
+            except BaseException:
+                # A cancelled or failed statement may have rolled a setting back.
+                self._session.pop(conn, None)
+                raise
 
     async def _apply(self, conn: psycopg.AsyncConnection, wanted: Mapping[str, str]) -> None:
         """Session settings on `conn`, in one statement, only those it does not hold yet."""
@@ -399,15 +381,7 @@ class ChunkStore:
         changed = {k: v for k, v in wanted.items() if not _holds(k, held.get(k), v)}
         if not changed:
             return
-        await conn.execute(
-            sql.SQL("SELECT {}").format(
-                sql.SQL(", ").join(
-                    sql.SQL("set_config({}, {}, false)").format(sql.Literal(k), sql.Placeholder())
-                    for k in changed
-                )
-            ),
-            list(changed.values()),
-        )
+        await conn.execute(_set_config(changed, transaction_only=False), list(changed.values()))
         held.update(changed)
 
     @contextlib.contextmanager
@@ -777,6 +751,17 @@ async def _give_back(pool: AsyncConnectionPool, getting: "asyncio.Future[psycopg
         await asyncio.shield(asyncio.gather(getting, return_exceptions=True))
     if getting.done() and not getting.cancelled() and getting.exception() is None:
         await pool.putconn(getting.result())
+
+
+def _set_config(settings: Mapping[str, str], *, transaction_only: bool) -> sql.Composed:
+    """One statement setting every name in `settings`, values as parameters in that order."""
+    scope = sql.Literal(transaction_only)
+    return sql.SQL("SELECT {}").format(
+        sql.SQL(", ").join(
+            sql.SQL("set_config({}, {}, {})").format(sql.Literal(k), sql.Placeholder(), scope)
+            for k in settings
+        )
+    )
 
 
 def _holds(name: str, held: str | None, wanted: str) -> bool:
