@@ -49,6 +49,21 @@
     return el("label", {}, el("span", {}, label), control);
   }
 
+  // A form whose submit runs `action` and shows in `out` the node it returns, or its error.
+  function actionForm(out, action, ...children) {
+    const submit = async (e) => {
+      e.preventDefault();
+      out.replaceChildren();
+      try {
+        const shown = await action();
+        if (shown) out.append(shown);
+      } catch (err) {
+        out.append(alertBox(err.message));
+      }
+    };
+    return el("form", { class: "inline", onsubmit: submit }, ...children);
+  }
+
   function alertBox(message) {
     return el("p", { class: "alert", role: "alert" }, message);
   }
@@ -467,29 +482,21 @@
     const created = el("div", {});
     const list = el("div", {});
     const reload = () => loadKeys(list, signal).catch((err) => list.replaceChildren(alertBox(err.message)));
-    const form = el(
-      "form",
-      {
-        class: "inline",
-        onsubmit: async (e) => {
-          e.preventDefault();
-          created.replaceChildren();
-          const settings = {};
-          if (rpm.value !== "") settings.rpm = Number(rpm.value);
-          if (tpm.value !== "") settings.tpm = Number(tpm.value);
-          if (budget.value !== "") settings.budget_usd = Number(budget.value);
-          const allowed = models.value.split(",").map((m) => m.trim()).filter(Boolean);
-          if (allowed.length) settings.allowed_models = allowed;
-          try {
-            const key = await api("/v1/admin/keys", { body: { name: name.value, role: role.value, settings }, signal });
-            created.append(newKeyNotice(key));
-            form.reset();
-          } catch (err) {
-            created.append(alertBox(err.message));
-          }
-          await reload();
-        },
-      },
+    const form = actionForm(created, async () => {
+      const settings = {};
+      if (rpm.value !== "") settings.rpm = Number(rpm.value);
+      if (tpm.value !== "") settings.tpm = Number(tpm.value);
+      if (budget.value !== "") settings.budget_usd = Number(budget.value);
+      const allowed = models.value.split(",").map((m) => m.trim()).filter(Boolean);
+      if (allowed.length) settings.allowed_models = allowed;
+      try {
+        const key = await api("/v1/admin/keys", { body: { name: name.value, role: role.value, settings }, signal });
+        form.reset();
+        return newKeyNotice(key);
+      } finally {
+        await reload();
+      }
+    },
       el("h2", {}, "Create a key"),
       field("Name", name), field("Role", role), field("Requests per minute", rpm), field("Tokens per minute", tpm),
       field("Budget (USD)", budget), field("Allowed models", models),
@@ -764,37 +771,22 @@
     const progress = el("progress", { "aria-label": "Upload progress", max: 100, value: 0, hidden: true });
     const uploadStatus = el("div", { role: "status" });
     const reload = () => loadCollections(list, names, signal).catch((err) => list.replaceChildren(alertBox(err.message)));
-    const upload = el("form", {
-      class: "inline",
-      onsubmit: async (e) => {
-        e.preventDefault();
-        uploadStatus.replaceChildren();
-        try {
-          const done = await uploadFile(collection.value, file.files[0], progress, signal);
-          uploadStatus.append(ingestReport(done));
-          file.value = "";
-        } catch (err) {
-          uploadStatus.append(alertBox(err.message));
-        }
+    const upload = actionForm(uploadStatus, async () => {
+      try {
+        const done = await uploadFile(collection.value, file.files[0], progress, signal);
+        file.value = "";
+        return ingestReport(done);
+      } finally {
         await reload();
-      },
+      }
     }, el("h2", {}, "Add a document"), field("Collection", collection), field("File", file),
     el("button", { type: "submit", class: "primary" }, "Upload"), progress);
 
     const q = el("input", { name: "query", type: "search", required: true });
     const results = el("div", {});
-    const searchForm = el("form", {
-      class: "inline",
-      onsubmit: async (e) => {
-        e.preventDefault();
-        results.replaceChildren();
-        try {
-          const res = await api(`/v1/collections/${encodeURIComponent(collection.value)}/search`, { body: { query: q.value, k: 5 }, signal });
-          results.append(searchResults(res.data));
-        } catch (err) {
-          results.append(alertBox(err.message));
-        }
-      },
+    const searchForm = actionForm(results, async () => {
+      const res = await api(`/v1/collections/${encodeURIComponent(collection.value)}/search`, { body: { query: q.value, k: 5 }, signal });
+      return searchResults(res.data);
     }, el("h2", {}, "Search"), field("Search query", q), el("button", { type: "submit" }, "Search"));
     section.append(el("h1", {}, "Collections"), list, names, upload, uploadStatus, searchForm, results);
     await reload();
