@@ -129,6 +129,19 @@ def _cells(res: dict, shape: str) -> list[str]:
     return [*out, ""]
 
 
+# The suites that report their own lines, in the order the report shows them.
+SECTIONS = (
+    ("guardrails", "Guardrails CheckInput"),
+    ("tokens", "Service tokens: CPU per backend call"),
+    ("embedding", "Embedding, local model: batched vs one at a time vs the library's encode"),
+    ("embedding_remote", "Embedding, remote endpoint: batched vs one at a time"),
+    ("retrieval", "Retrieval search latency"),
+    ("retrieval_service", "Retrieval service: Search and ingest against its model's floor"),
+    ("soak", "Soak: RSS growth"),
+    ("profile", "Gateway profile (py-spy)"),
+)
+
+
 def markdown(res: dict) -> str:
     m = res["machine"]
     s = res["settings"]
@@ -196,16 +209,7 @@ def markdown(res: dict) -> str:
             for proc, value in procs.items():
                 out.append(f"| {target} | {proc} | {_mib(value)} |")
         out.append("")
-    for key, title in (
-        ("guardrails", "Guardrails CheckInput"),
-        ("tokens", "Service tokens: CPU per backend call"),
-        ("embedding", "Embedding, local model: batched vs one at a time vs the library's encode"),
-        ("embedding_remote", "Embedding, remote endpoint: batched vs one at a time"),
-        ("retrieval", "Retrieval search latency"),
-        ("retrieval_service", "Retrieval service: Search and ingest against its model's floor"),
-        ("soak", "Soak: RSS growth"),
-        ("profile", "Gateway profile (py-spy)"),
-    ):
+    for key, title in SECTIONS:
         section = res.get(key)
         if section:
             out += [f"## {title}", "", *section["lines"], ""]
