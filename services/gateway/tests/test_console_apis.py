@@ -200,14 +200,26 @@ async def test_bad_cursor_status_and_until_are_400(start_gateway, postgres_dsn):
         ({"status": "4x"}, "status"),
         ({"status": "9" * 5000}, "status"),
         ({"until": "tomorrow"}, "until"),
+        ({"until": "2026-01-01\x00"}, "until"),
     ]
     async with gw.client() as http:
         for params, param in cases:
             got = await http.get("/v1/requests", params=params)
             assert got.status_code == 400, (params, got.text)
             assert got.json()["error"]["param"] == param
+        # A lone surrogate's bytes (and bytes that are no UTF-8 at all) in the query string.
+        for raw in ("%ED%A0%80", "%FF"):
+            got = await http.get(f"/v1/requests?since=2026-01-01{raw}")
+            assert got.status_code == 400, got.text
         usage = await http.get("/v1/usage", params={"group_by": "week"})
+        # The extremes of a date are answered, not a 500: the last day bounds nothing.
+        extremes = [
+            await http.get(path, params={"since": "0001-01-01", "until": until})
+            for path in ("/v1/requests", "/v1/usage")
+            for until in ("9999-12-31", "0001-01-01", "9999-12-31T23:59:59-14:00")
+        ]
     assert usage.status_code == 400 and usage.json()["error"]["param"] == "group_by"
+    assert [r.status_code for r in extremes] == [200] * 6, [r.text for r in extremes]
 
 
 # --- usage per day ------------------------------------------------------------------------------

@@ -38,6 +38,9 @@ def until_of(until: str | None) -> datetime | None:
     except ValueError:
         pass
     else:
+        if day == date.max:
+            # The end of the last day a date can name is past every row: no bound.
+            return None
         return datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     try:
         end = datetime.fromisoformat(until)
