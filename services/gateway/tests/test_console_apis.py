@@ -211,6 +211,10 @@ async def test_bad_cursor_status_and_until_are_400(start_gateway, postgres_dsn):
         for raw in ("%ED%A0%80", "%FF"):
             got = await http.get(f"/v1/requests?since=2026-01-01{raw}")
             assert got.status_code == 400, got.text
+        # A NUL in any filter the database would compare: refused by the query-string guard.
+        for name in ("key_id", "model", "finish_reason", "verdict", "route", "end_user"):
+            got = await http.get("/v1/requests", params={name: "a\x00b"})
+            assert got.status_code == 400 and got.json()["error"]["param"] == name, (name, got.text)
         usage = await http.get("/v1/usage", params={"group_by": "week"})
         # The extremes of a date are answered, not a 500: the last day bounds nothing.
         extremes = [
