@@ -86,10 +86,30 @@ ROLE_MARKERS = (
     "role_markers",
     0.5,
     ("<|", "[inst]", "<<sys>>", "system", "instruction"),
-    r"(?:<\|im_start\|>|<\|system\|>|\[inst\]|<<sys>>|^\s*#{2,} ?(?:system|instruction)\b|^\s*system\s*:)",
+    r"^\s*(?:#{2,} ?(?:system|instruction)\b|system\s*:)",
 )
-_FLAT = tuple((name, weight, re.compile(rx)) for name, weight, _, rx in RULES)
-_LINED = ((ROLE_MARKERS[0], ROLE_MARKERS[1], re.compile(ROLE_MARKERS[3], re.MULTILINE)),)
+# Template tokens count anywhere; a substring test finds them faster than the regex would.
+_ROLE_TOKENS = ("<|im_start|>", "<|system|>", "[inst]", "<<sys>>")
+_ROLE_LINE = re.compile(ROLE_MARKERS[3], re.MULTILINE)
+
+
+def _fast_start(rx: str) -> str:
+    """The same pattern with its leading \\b moved behind the first letter of each alternative:
+    `\\b(?:ignore|skip)` becomes `(?:i(?<=\\bi)gnore|s(?<=\\bs)kip)`. The regex engine then scans
+    for those first letters in C instead of trying every position, about twice as fast on long text."""
+    if not rx.startswith(r"\b"):
+        return rx
+    body = rx[2:]
+    if body.startswith("(?:"):
+        end = body.index(")")
+        alternatives = body[3:end].split("|")
+        if not all(re.fullmatch(r"[a-z ]+", a) for a in alternatives):
+            return rx
+        return "(?:" + "|".join(f"{a[0]}(?<=\\b{a[0]}){a[1:]}" for a in alternatives) + ")" + body[end + 1 :]
+    return f"{body[0]}(?<=\\b{body[0]}){body[1:]}" if body[:1].isalpha() else rx
+
+
+_FLAT = tuple((name, weight, re.compile(_fast_start(rx))) for name, weight, _, rx in RULES)
 _ANCHORS: dict[str, set[int]] = {}
 for _i, (_name, _weight, _keys, _rx) in enumerate((*RULES, ROLE_MARKERS)):
     for _key in _keys:
@@ -109,8 +129,9 @@ class InjectionVerdict:
     rules: tuple[str, ...]
 
 
-def score_injection(text: str) -> InjectionVerdict:
-    lined = normalize(text)
+def score_injection(text: str, folded: str | None = None) -> InjectionVerdict:
+    """The patterns' verdict on `text` (`folded`: its normalize(), when the caller has it already)."""
+    lined = normalize(text) if folded is None else folded
     candidates: set[int] = set()
     for anchor in set(_AUTOMATON.find_matches_as_strings(lined, overlapping=True)):
         candidates |= _ANCHORS[anchor]
@@ -121,8 +142,13 @@ def score_injection(text: str) -> InjectionVerdict:
     fired: list[str] = []
     remaining = 1.0
     for index in sorted(candidates):
-        name, weight, rx = _FLAT[index] if index < len(_FLAT) else _LINED[0]
-        if rx.search(lined if index >= len(_FLAT) else flat):
+        if index < len(_FLAT):
+            name, weight, rx = _FLAT[index]
+            hit = rx.search(flat) is not None
+        else:
+            name, weight = ROLE_MARKERS[0], ROLE_MARKERS[1]
+            hit = any(t in lined for t in _ROLE_TOKENS) or _ROLE_LINE.search(lined) is not None
+        if hit:
             fired.append(name)
             remaining *= 1.0 - weight
     return InjectionVerdict(round(1.0 - remaining, 4), tuple(fired))
@@ -139,14 +165,18 @@ class Detection:
 
 
 def detect(
-    text: str, detector: Detector = "both", patterns_scorer: Callable[[str], InjectionVerdict] | None = None
+    text: str,
+    detector: Detector = "both",
+    patterns_scorer: Callable[[str, str], InjectionVerdict] | None = None,
 ) -> Detection:
-    """The patterns, the learned model, or both (the higher score wins and names its detector)."""
-    patterns = (patterns_scorer or score_injection)(text) if detector != "learned" else None
+    """The patterns, the learned model, or both (the higher score wins and names its detector).
+    The text is normalized once for both."""
+    folded = normalize(text)
+    patterns = (patterns_scorer or score_injection)(text, folded) if detector != "learned" else None
     if detector == "patterns":
         assert patterns is not None
         return Detection(patterns.score, "patterns", patterns.rules)
-    learned = default_model().score(text)
+    learned = default_model().score(text, folded)
     if patterns is not None and patterns.score >= learned.score:
         return Detection(patterns.score, "patterns", patterns.rules)
     return Detection(round(learned.score, 4), "learned", learned.cues)

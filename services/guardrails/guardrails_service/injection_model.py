@@ -19,6 +19,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from itertools import accumulate, repeat
+
+import ahocorasick_rs
 
 WINDOW = 64
 STRIDE = WINDOW // 2
@@ -28,22 +31,28 @@ MIN_NORM = 16
 # Tokens beyond this are not scored (64 KB of input is about 12,000 tokens; the size check caps it).
 MAX_TOKENS = 20_000
 
-_INVISIBLE = dict.fromkeys(
-    map(
-        ord,
-        "\u200b\u200c\u200d\u2060\ufeff\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u00ad\u180e",
-    )
+# Zero-width and direction characters, dropped (a regex: str.translate with a dict costs ~50 ns a
+# character on non-ASCII text).
+_INVISIBLE = re.compile(
+    "[\u200b\u200c\u200d\u2060\ufeff\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u00ad\u180e]"
 )
 # Latin look-alikes from Cyrillic and Greek that NFKC leaves alone ("іgnоrе" with Cyrillic і, о, е),
 # mapped only inside words that mix them with Latin letters: Russian or Greek text stays as it is.
 _CONFUSABLE = str.maketrans("асеіјорхуѕԁԛԝквмнтαβεικνορτυχ", "aceijopxysdqwkbmhtabeiknoptux")
 _LETTERS = re.compile(r"[^\W\d_]+")
+# Text with none of them (most non-ASCII text: accents, CJK, emoji) skips the word-by-word pass.
+_ANY_CONFUSABLE = re.compile("[асеіјорхуѕԁԛԝквмнтαβεικνορτυχ]")
 # Digits and symbols standing in for letters, undone only inside words that also hold letters
 # ("1gn0re", "pr3vious"), so numbers stay numbers.
 _LEET = str.maketrans("013457@$", "oieastas")
 _LEETABLE = re.compile(r"\b(?=\w*[a-z])(?=\w*[0-9])[a-z0-9]+\b")
+# Such a word has a letter next to a digit; text without one (plain numbers) skips _LEETABLE.
+_LEET_HINT = re.compile(r"[a-z][0-9]|[0-9][a-z]")
 # "i g n o r e", "i.g.n.o.r.e", "i-g-n-o-r-e": five or more single letters joined into one word.
 _SPACED = re.compile(r"\b(?:[a-z][ .\-_*]){4,}[a-z]\b")
+# Every such run holds a separator, a letter, a separator, a letter, a separator (its second and
+# third letters): a scan for that is several times cheaper than _SPACED on ordinary prose.
+_SPACED_HINT = re.compile(r"[ .\-_*][a-z][ .\-_*][a-z][ .\-_*]")
 _SPACER = re.compile(r"[ .\-_*]")
 # Words, numbers, and runs of two or more symbols: optimized adversarial suffixes are full of
 # them ("describing.\\ + similarlyNow", "](Me giving**ONE"), ordinary prose has few.
@@ -63,11 +72,15 @@ def normalize(text: str) -> str:
     if text.isascii():
         folded = text.lower()
     else:
-        folded = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold()
-        folded = _LETTERS.sub(_unconfuse, folded)
-    if any(c.isdigit() for c in folded):
+        folded = unicodedata.normalize("NFKC", text)
+        if _INVISIBLE.search(folded):
+            folded = _INVISIBLE.sub("", folded)
+        folded = folded.casefold()
+        if _ANY_CONFUSABLE.search(folded):
+            folded = _LETTERS.sub(_unconfuse, folded)
+    if _LEET_HINT.search(folded):
         folded = _LEETABLE.sub(lambda m: m.group().translate(_LEET), folded)
-    if _SPACED.search(folded):
+    if _SPACED_HINT.search(folded) and _SPACED.search(folded):
         folded = _SPACED.sub(lambda m: _SPACER.sub("", m.group()), folded)
     return folded
 
@@ -134,6 +147,12 @@ for _fam, _words in _FAMILIES.items():
 _CUES_OF: dict[str, tuple[tuple[str, tuple[str, ...], int], ...]] = {
     fam: tuple(c for c in CUES if fam in c[1]) for fam in _FAMILIES
 }
+# For each family word: its families, and the cues any of them takes part in (one lookup per token).
+_WORD_CUES: dict[str, tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...], int], ...]]] = {
+    word: (fams, tuple(dict.fromkeys(c for fam in fams for c in _CUES_OF[fam])))
+    for word, fams in _WORD_FAMILIES.items()
+}
+_FAR = -(10**9)
 # Phrases that name jailbreak machinery outright, matched on the normalized text.
 _PHRASES = re.compile(
     r"stay in character|break(?:ing)? character|from now on|two (?:different |separate )?(?:responses|ways|answers)"
@@ -142,23 +161,41 @@ _PHRASES = re.compile(
     r"|ignore all the instructions|you are (?:now |going to be )?(?:free|no longer|unrestricted|unfiltered)"
     r"|cease to exist|tokens? (?:will be )?deducted|without any (?:moral|ethical)|hypothetical response"
 )
+# A literal that every _PHRASES match contains, one per alternative: a single Aho-Corasick pass
+# finds where any is, and the (slower) alternation runs only around those places. No phrase is
+# longer than _PHRASE_REACH characters, and the pattern has no anchors, so a slice that wide on
+# each side of a hint holds every match that contains it.
+_PHRASE_REACH = 40
+_PHRASE_HINTS = ahocorasick_rs.AhoCorasick(
+    [
+        "character", "from now on", "two ", "anything now", " mode", "language model", "polic",
+        "ignore all the", "you are ", "cease to exist", "deducted", "without any", "hypothetical response",
+    ]
+)  # fmt: skip
 
 
 def cues(toks: Sequence[str], folded: str) -> list[str]:
     """The cue features present in a token sequence (order-independent) and its folded text."""
     last: dict[str, int] = {}
     fired: set[str] = set()
-    for i, tok in enumerate(toks):
-        fams = _WORD_FAMILIES.get(tok)
-        if fams is None:
-            continue
+    of_word = _WORD_CUES
+    # Most tokens belong to no family: one comprehension finds the few that do.
+    for i, (fams, candidates) in [(i, of_word[tok]) for i, tok in enumerate(toks) if tok in of_word]:
         for fam in fams:
             last[fam] = i
-        for fam in fams:
-            for name, need, span in _CUES_OF[fam]:
-                if name not in fired and all(i - last.get(f, -(10**9)) <= span for f in need):
-                    fired.add(name)
-    found = {m.group() for m in _PHRASES.finditer(folded)}
+        for name, need, span in candidates:
+            if name in fired:
+                continue
+            for fam in need:
+                if i - last.get(fam, _FAR) > span:
+                    break
+            else:
+                fired.add(name)
+    found = {
+        m.group()
+        for _, start, end in _PHRASE_HINTS.find_matches_as_indexes(folded)
+        for m in _PHRASES.finditer(folded[max(0, start - _PHRASE_REACH) : end + _PHRASE_REACH])
+    }
     return sorted(fired) + [f"phrase:{p.split()[0]}_{p.split()[-1]}" for p in sorted(found)]
 
 
@@ -200,26 +237,22 @@ class InjectionModel:
         assert isinstance(weights, dict)
         return cls({str(k): float(v) for k, v in weights.items()}, float(doc["bias"]), str(doc["version"]))  # type: ignore[arg-type]
 
-    def score(self, text: str) -> ModelVerdict:
-        folded = normalize(text)
+    def score(self, text: str, folded: str | None = None) -> ModelVerdict:
+        """The verdict on `text` (`folded`: its normalize(), when the caller has it already)."""
+        folded = normalize(text) if folded is None else folded
         toks = tokens(text, folded)
         if not toks:
             return ModelVerdict(0.0, ())
-        w = self.weights
-        get = w.get
+        get = self.weights.get
         n = len(toks)
-        # contrib[i]: the weights of token i and of the bigram it starts; prefix sums give each
-        # window's total in O(1), so overlapping windows cost nothing extra.
-        prefix = [0.0] * (n + 1)
-        acc = 0.0
-        prev = toks[0]
-        for i in range(1, n):
-            tok = toks[i]
-            acc += get(prev, 0.0) + get(f"{prev} {tok}", 0.0)
-            prefix[i] = acc
-            prev = tok
-        acc += get(prev, 0.0)
-        prefix[n] = acc
+        # Token i contributes its weight and that of the bigram it starts; prefix sums give each
+        # window's total in O(1), so overlapping windows cost nothing extra. map() and accumulate()
+        # keep the per-token work in C.
+        bigrams = [f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)]
+        bigrams.append("")
+        zeros = repeat(0.0)
+        contrib = map(float.__add__, map(get, toks, zeros), map(get, bigrams, zeros))
+        prefix = list(accumulate(contrib, initial=0.0))
         found = cues(toks, folded)
         text_level = self.bias + sum(get(c, 0.0) for c in found)
         best = -math.inf

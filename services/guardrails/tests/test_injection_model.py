@@ -2,6 +2,7 @@
 pluggable model classifier (against a fake endpoint)."""
 
 import asyncio
+import re
 import statistics
 import time
 
@@ -49,13 +50,32 @@ def test_heldout_detection_reaches_90_percent(heldout_rates):
     assert detection >= 0.9 and fpr <= 0.01
 
 
-def _cpu_us(fn, runs: int = 200) -> list[float]:
+# The bound is the issue's 1 ms of CPU on the reference machine (a 2-core VM on which a 3-million-step
+# Python loop takes 0.2 s of CPU). Machines, and this one from minute to minute, differ up to 4x in
+# speed per core, so the test measures the check against a yardstick of the same kind of work (a
+# regex tokenizer and dictionary lookups: the yardstick below), interleaved round by round, and
+# converts the ratio to reference microseconds; the ratio is steady where absolute times are not.
+REFERENCE_YARDSTICK_US = 60.0
+_YARD_WORD = re.compile(r"[a-z]+")
+_YARD_TABLE = {f"w{i * 7919:x} x{i}": i / 40_000 for i in range(40_000)}
+
+
+def _yardstick(text: str) -> float:
+    toks = _YARD_WORD.findall(text.lower())
+    get = _YARD_TABLE.get
+    total = 0.0
+    for a, b in zip(toks, toks[1:], strict=False):
+        total += get(a, 0.0) + get(f"{a} {b}", 0.0)
+    return total
+
+
+def _median_cpu_us(fn, runs: int = 40) -> float:
     out = []
     for _ in range(runs):
         t0 = time.thread_time_ns()
         fn()
         out.append((time.thread_time_ns() - t0) / 1000)
-    return out
+    return statistics.median(out)
 
 
 def test_injection_check_adds_under_a_millisecond_of_cpu_for_a_2kb_prompt():
@@ -65,10 +85,18 @@ def test_injection_check_adds_under_a_millisecond_of_cpu_for_a_2kb_prompt():
     off = Guard(Policy(input=Policy().input.model_copy(update={"injection": InjectionCheck(enabled=False)})))
     for g in (on, off):
         g.check_input([prompt])  # warm
-    added = statistics.median(_cpu_us(lambda: on.check_input([prompt]))) - statistics.median(
-        _cpu_us(lambda: off.check_input([prompt]))
+    ratios, added = [], []
+    for _ in range(15):
+        with_check = _median_cpu_us(lambda: on.check_input([prompt]))
+        without = _median_cpu_us(lambda: off.check_input([prompt]))
+        yard = _median_cpu_us(lambda: _yardstick(prompt))
+        added.append(with_check - without)
+        ratios.append((with_check - without) / yard)
+    on_reference = statistics.median(ratios) * REFERENCE_YARDSTICK_US
+    assert on_reference <= 1000, (
+        f"the injection check adds {on_reference:.0f} µs of CPU on the reference machine "
+        f"({statistics.median(ratios):.2f} yardsticks; {statistics.median(added):.0f} µs here)"
     )
-    assert added <= 1000, f"the injection check added {added:.0f} µs of CPU"
 
 
 @pytest.mark.parametrize(
