@@ -62,6 +62,12 @@ class RetrievalCache:
         self._count("results", found is not None)
         return found
 
+    def missed_results(self) -> None:
+        """A search known to have no cached results without a lookup (a query text not seen
+        lately: Retriever.find) still counts as a miss, so the exported hit rate stays true."""
+        if self._results_on:
+            self._count("results", False)
+
     def put_results(self, key: Hashable, value: Any) -> None:
         if self._results_on:
             self._results[key] = value

@@ -547,7 +547,7 @@ class ChunkStore:
                 (tenant, collection),
             )
             row = await cursor.fetchone()
-        return f"{row[1].timestamp():.6f}:{row[0]}" if row else ""
+        return _version_text(row[0], row[1]) if row else ""
 
     async def get_chunk(self, tenant: str, chunk_id: str, *, timeout: float) -> tuple[str, Hit]:
         """One chunk of the tenant's and its collection; NotFound for anyone else's."""
@@ -581,6 +581,47 @@ class ChunkStore:
         With `hybrid_weight` > 0 and a `text_query`, the vector and full-text rankings of a
         larger candidate pool are fused by reciprocal rank fusion instead.
         """
+        hits, _ = await self._search(
+            tenant, collection, embedding, k, ef_search, timeout, filter, text_query, hybrid_weight, False
+        )
+        return hits
+
+    async def search_at_version(
+        self,
+        tenant: str,
+        collection: str,
+        embedding: np.ndarray,
+        *,
+        k: int,
+        ef_search: int,
+        timeout: float,
+        filter: Mapping[str, str] | None = None,
+        text_query: str = "",
+        hybrid_weight: float = 0.0,
+    ) -> tuple[list[Hit], str]:
+        """search(), with the collection's version (collection_version) read by the same statement:
+        one statement instead of two, and the hits are never older than the version."""
+        hits, version = await self._search(
+            tenant, collection, embedding, k, ef_search, timeout, filter, text_query, hybrid_weight, True
+        )
+        if version is None:
+            # No row came back (an empty or missing collection) to carry it.
+            version = await self.collection_version(tenant, collection, timeout=timeout)
+        return hits, version
+
+    async def _search(
+        self,
+        tenant: str,
+        collection: str,
+        embedding: np.ndarray,
+        k: int,
+        ef_search: int,
+        timeout: float,
+        filter: Mapping[str, str] | None,
+        text_query: str,
+        hybrid_weight: float,
+        with_version: bool,
+    ) -> tuple[list[Hit], str | None]:
         hybrid = hybrid_weight > 0 and bool(text_query.strip())
         pool = max(k * 4, ef_search) if hybrid else k
         params: dict[str, object] = {
@@ -595,7 +636,9 @@ class ChunkStore:
         if self._iterative_scan:
             settings["hnsw.iterative_scan"] = "strict_order"
         async with self._reading(timeout, settings) as conn:
-            hits = await _nearest(conn, params)
+            # The version of the first statement that returns rows: a later one (a retry below)
+            # sees the same or newer rows, so results cached under it are never stale.
+            hits, version = await _nearest(conn, params, with_version=with_version)
             if len(hits) < pool and not self._iterative_scan and ef_search < MAX_EF_SEARCH:
                 # An HNSW scan yields ef_search candidates from the whole table and only then
                 # applies the tenant/collection/metadata filter, so a collection holding a
@@ -605,15 +648,19 @@ class ChunkStore:
                 # For this statement only: the session keeps the usual value.
                 async with conn.transaction():
                     await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(MAX_EF_SEARCH),))
-                    hits = await _nearest(conn, params)
+                    hits, later = await _nearest(conn, params, with_version=with_version and version is None)
+                version = version or later
             if len(hits) < pool:
                 # Exact search over the collection's own rows: always complete, and cheap for
                 # the usual cause, a collection with fewer than k chunks.
-                hits = await _nearest(conn, params, exact=True)
+                hits, later = await _nearest(
+                    conn, params, exact=True, with_version=with_version and version is None
+                )
+                version = version or later
             if not hybrid:
-                return hits
+                return hits, version
             matches = await _full_text(conn, params)
-        return fuse(hits, matches, k=k, text_weight=min(1.0, hybrid_weight))
+        return fuse(hits, matches, k=k, text_weight=min(1.0, hybrid_weight)), version
 
 
 def fuse(vector: Sequence[Hit], text: Sequence[Hit], *, k: int, text_weight: float) -> list[Hit]:
@@ -628,30 +675,52 @@ def fuse(vector: Sequence[Hit], text: Sequence[Hit], *, k: int, text_weight: flo
     return [replace(by_id[i], fused_score=fused[i]) for i in order]
 
 
-def _filter(params: dict[str, object]) -> str:
+def _filter(params: Mapping[str, object]) -> str:
     # Left out when empty: the planner guesses `@>` keeps few rows and would skip the index.
     return "AND metadata @> %(filter)s" if params.get("filter") else ""
 
 
 async def _nearest(
-    conn: psycopg.AsyncConnection, params: dict[str, object], *, exact: bool = False
-) -> list[Hit]:
+    conn: psycopg.AsyncConnection,
+    params: dict[str, object],
+    *,
+    exact: bool = False,
+    with_version: bool = False,
+) -> tuple[list[Hit], str | None]:
+    """The nearest chunks and, `with_version`, the collection's version (None if no row came back)."""
+    cursor = await conn.execute(nearest_statement(params, exact=exact, with_version=with_version), params)
+    rows = await cursor.fetchall()
+    hits = [Hit(str(r[0]), r[1], r[2], r[3], r[4], float(r[5])) for r in rows]
+    if not with_version or not rows or rows[0][6] is None:
+        return hits, None
+    return hits, _version_text(rows[0][6], rows[0][7])
+
+
+def nearest_statement(params: Mapping[str, object], *, exact: bool, with_version: bool) -> str:
+    """The search statement. The version columns are uncorrelated subqueries, evaluated once per
+    statement (not per row), and leave the plan of the scan as it was."""
     # The exact form orders by an expression no index can serve. A planner setting such as
     # enable_indexscan would not do: psycopg prepares a statement run five times, and a
     # prepared generic plan keeps using the index whatever the setting.
     order = "(embedding <=> %(q)s) + 0" if exact else "embedding <=> %(q)s"
-    cursor = await conn.execute(
-        f"""SELECT id, source_id, ordinal, text, metadata, 1 - (embedding <=> %(q)s) AS score
+    version = (
+        f""",
+              (SELECT version FROM {COLLECTIONS} WHERE tenant = %(tenant)s AND name = %(collection)s),
+              (SELECT created_at FROM {COLLECTIONS} WHERE tenant = %(tenant)s AND name = %(collection)s)"""
+        if with_version
+        else ""
+    )
+    return f"""SELECT id, source_id, ordinal, text, metadata, 1 - (embedding <=> %(q)s) AS score{version}
             FROM {TABLE}
             WHERE tenant = %(tenant)s AND collection = %(collection)s {_filter(params)}
             ORDER BY {order}
-            LIMIT %(k)s""",
-        params,
-    )
-    return [
-        Hit(str(i), source_id, ordinal, text, metadata, float(score))
-        for i, source_id, ordinal, text, metadata, score in await cursor.fetchall()
-    ]
+            LIMIT %(k)s"""
+
+
+def _version_text(version: int, created_at: datetime) -> str:
+    """A collection's version as callers see it: its creation time, since a collection made again
+    counts from 0 again, and its change counter."""
+    return f"{created_at.timestamp():.6f}:{version}"
 
 
 async def _full_text(conn: psycopg.AsyncConnection, params: dict[str, object]) -> list[Hit]:

@@ -2,9 +2,8 @@
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import orjson
@@ -15,9 +14,6 @@ from .chunking import chunk_text
 from .db import ChunkStore, CollectionInfo, Deleted, Hit, NewChunk, NewDocument
 from .embedder import EmbeddingModel
 from .validation import DocumentInput
-
-A = TypeVar("A")
-B = TypeVar("B")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,17 +125,15 @@ class Retriever:
 
     async def find(self, tenant: str, collection: str, q: SearchQuery, *, deadline: float) -> SearchResult:
         """Search with every option, through the result cache."""
-        key = None
         vector = q.vector
         if vector is None and (self._cache is None or self._cache.remembers_embeddings):
-            # The query is embedded while its collection's version is looked up: a lone search
-            # waits for the longer of the two, not both. A cached embedding costs no model call.
-            version, vector = await _together(
-                self._store.collection_version(tenant, collection, timeout=_remaining(deadline)),
-                self.query_embedding(q.query, deadline=deadline),
-            )
-        else:
-            version = await self._store.collection_version(tenant, collection, timeout=_remaining(deadline))
+            vector = self._cache.embedding(q.query) if self._cache is not None else None
+            if vector is None:
+                # A query text not seen lately (its embedding is not cached) has no cached results
+                # either: one statement finds the hits and reads the collection's version.
+                return await self._fresh(tenant, collection, q, deadline)
+        version = await self._store.collection_version(tenant, collection, timeout=_remaining(deadline))
+        key = None
         if self._cache is not None:
             key = results_key(
                 tenant,
@@ -168,6 +162,36 @@ class Retriever:
             hybrid_weight=q.hybrid_weight,
         )
         if self._cache is not None and key is not None:
+            self._cache.put_results(key, hits)
+        return SearchResult(hits, False, version)
+
+    async def _fresh(self, tenant: str, collection: str, q: SearchQuery, deadline: float) -> SearchResult:
+        """A query whose embedding is not cached: the model, then hits and version together."""
+        vector: np.ndarray = (await self._embedder.embed([q.query], deadline=deadline))[0]
+        hits, version = await self._store.search_at_version(
+            tenant,
+            collection,
+            vector,
+            k=q.k,
+            ef_search=self._ef_search,
+            timeout=_remaining(deadline),
+            filter=q.filter,
+            text_query=q.query,
+            hybrid_weight=q.hybrid_weight,
+        )
+        if self._cache is not None:
+            self._cache.missed_results()
+            self._cache.put_embedding(q.query, vector)
+            key = results_key(
+                tenant,
+                collection,
+                version,
+                query=q.query,
+                vector=None,
+                k=q.k,
+                filter=q.filter,
+                hybrid_weight=q.hybrid_weight,
+            )
             self._cache.put_results(key, hits)
         return SearchResult(hits, False, version)
 
@@ -231,20 +255,6 @@ class Retriever:
             )
             for d in documents
         ]
-
-
-async def _together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
-    """Both results; the first failure is raised at once and the other is cancelled."""
-    tasks = (asyncio.ensure_future(first), asyncio.ensure_future(second))
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        return tasks[0].result(), tasks[1].result()
-    finally:
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-            elif not task.cancelled():
-                task.exception()  # retrieved, so a failure after the first is not logged as lost
 
 
 def _remaining(deadline: float) -> float:

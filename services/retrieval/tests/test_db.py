@@ -8,7 +8,7 @@ import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector_async
-from retrieval_service.db import TABLE, ChunkStore, NewChunk, NewDocument
+from retrieval_service.db import TABLE, ChunkStore, NewChunk, NewDocument, nearest_statement
 
 DIM = 384
 
@@ -72,6 +72,35 @@ async def test_a_small_collection_beside_a_large_one_still_gets_k_results(
     for probe in unit_vectors(rng, 15):
         hits = await store.search("db-small", "c", probe, k=10, ef_search=10, timeout=10)
         assert [h.source_id for h in hits] == [f"small{i}" for i in np.argsort(-(small @ probe))[:10]]
+
+
+async def test_search_at_version_reads_the_version_in_the_same_statement(
+    store: ChunkStore, database_url: str
+):
+    rng = np.random.default_rng(17)
+    vectors = unit_vectors(rng, 150)
+    await store.replace_documents("db-ver", "c", documents("v", vectors[:140]), timeout=30)
+    query = unit_vectors(rng, 1)[0]
+    before = await store.collection_version("db-ver", "c", timeout=10)
+    hits, version = await store.search_at_version("db-ver", "c", query, k=5, ef_search=40, timeout=10)
+    assert version == before != ""
+    assert hits == await store.search("db-ver", "c", query, k=5, ef_search=40, timeout=10)
+
+    await store.replace_documents("db-ver", "c", documents("w", vectors[140:]), timeout=30)
+    after = await store.collection_version("db-ver", "c", timeout=10)
+    assert after != before
+    assert (await store.search_at_version("db-ver", "c", query, k=5, ef_search=40, timeout=10))[1] == after
+    # No row to carry it (a collection that does not exist): read on its own, the same "".
+    assert await store.search_at_version("db-ver", "none", query, k=5, ef_search=40, timeout=10) == ([], "")
+
+    # The version columns leave the scan an HNSW index scan.
+    params = {"q": query, "tenant": "db-ver", "collection": "c", "k": 5, "filter": None}
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await register_vector_async(conn)
+        await conn.execute(f"ANALYZE {TABLE}")
+        statement = nearest_statement(params, exact=False, with_version=True)
+        plan = await (await conn.execute(f"EXPLAIN {statement}", params)).fetchall()  # type: ignore[arg-type]
+    assert "embedding_hnsw" in "\n".join(r[0] for r in plan)
 
 
 async def test_concurrent_ingests_of_one_document_do_not_collide(store: ChunkStore):
