@@ -16,12 +16,13 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import psycopg
 from llmsuite_common.errors import DeadlineExceeded, NotFound, Unavailable
 from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 from pgvector.psycopg import register_vector_async
 from psycopg import sql
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .db_outage import OutageWatch
@@ -324,6 +325,8 @@ class ChunkStore:
     @staticmethod
     async def _configure(conn: psycopg.AsyncConnection) -> None:
         await register_vector_async(conn)
+        # Each hit's metadata is jsonb: orjson parses it in a third of the json module's time.
+        set_json_loads(orjson.loads, conn)
         PsycopgInstrumentor.instrument_connection(conn)
         # configure() must leave the connection idle, not inside a transaction.
         await conn.commit()
