@@ -5,6 +5,7 @@ import asyncio
 import re
 import statistics
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -235,3 +236,27 @@ def test_probability_reads_both_reply_shapes():
     assert probability([{"label": "BENIGN", "score": 0.9}]) == 0.0
     with pytest.raises(ValueError):
         probability({"label": "x"})
+
+
+def test_the_committed_weights_are_what_train_guardrails_makes(tmp_path):
+    """`make train-guardrails` reproduces the packaged model: its chosen C refitted on the train
+    split gives the same weights and bias (the gzip bytes may differ with the zlib version)."""
+    import gzip
+    import json
+    import sys
+
+    from guardrails_service.injection_model import __file__ as model_module
+
+    from services.guardrails.eval import train
+
+    packaged = json.loads(
+        gzip.decompress((Path(model_module).with_name("injection_model.json.gz")).read_bytes())
+    )
+    out = tmp_path / "model.json.gz"
+    argv = sys.argv
+    try:
+        sys.argv = ["train", "--out", str(out), "--c", str(packaged["C"])]
+        train.main()
+    finally:
+        sys.argv = argv
+    assert json.loads(gzip.decompress(out.read_bytes())) == packaged
