@@ -44,7 +44,7 @@ def rows(items: list[Prompt]) -> tuple[list[dict[str, float]], list[int], list[f
         toks = im.tokens(p.text)
         if not toks:
             continue
-        found = im.cues(toks, im.normalize(p.text))
+        found = im.cues(toks, im.normalize(p.text), p.text)
         spans = list(im.windows(len(toks)))
         for start, end in spans:
             row: dict[str, float] = {}

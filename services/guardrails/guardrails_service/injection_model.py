@@ -174,8 +174,37 @@ _PHRASE_HINTS = ahocorasick_rs.AhoCorasick(
 )  # fmt: skip
 
 
-def cues(toks: Sequence[str], folded: str) -> list[str]:
-    """The cue features present in a token sequence (order-independent) and its folded text."""
+# Optimized adversarial suffixes (GCG and its kin) are gibberish that prose, code and tables
+# rarely are: words glued with a capital inside ("similarlyNow", "ZEHelperPhone"), clusters of
+# three or more mixed symbols ("]).]]", "\\({\\"), letters glued by symbols other than ordinary
+# punctuation ("ur@silence", "x}Now").
+# Markdown and code furniture ("```", "|---|", "...", "==>") is not counted. Counted on the text as
+# written (case matters), in buckets: 1, 2-3, 4-7, 8 or more.
+_CAMEL_JOIN = re.compile(r"[a-z]{2,}[A-Z]+[a-z]*")
+_SYMBOL_CLUSTER = re.compile(r"[^\w\s]{3,}")
+_GLUED = re.compile(r"[A-Za-z][^\w\s'.,()\[\]/:-]+[A-Za-z]")
+_FURNITURE = frozenset("|-:+=*#~`.<>()")
+# Code and tables are full of symbols by nature: fenced blocks, table rows and indented lines are
+# left out before clusters are counted, and so is inline `code`.
+_STRUCTURED = re.compile(r"```[\s\S]*?(?:```|\Z)|`[^`\n]*`|^[ \t]*\|.*$|^(?: {4}|\t).*$", re.MULTILINE)
+
+
+def gibberish_cues(text: str) -> list[str]:
+    """Text-level cues of machine-made suffixes, from the raw text."""
+    prose = _STRUCTURED.sub(" ", text) if ("`" in text or "|" in text or "\n" in text) else text
+    counts = {
+        "camel_joins": len(_CAMEL_JOIN.findall(text)),
+        "symbol_clusters": sum(
+            1 for c in _SYMBOL_CLUSTER.findall(prose) if len(set(c)) > 1 and not _FURNITURE.issuperset(c)
+        ),
+        "glued": len(_GLUED.findall(text)),
+    }
+    return [f"cue:{name}_{min(8, 1 << (n.bit_length() - 1))}" for name, n in counts.items() if n]
+
+
+def cues(toks: Sequence[str], folded: str, text: str = "") -> list[str]:
+    """The cue features present in a token sequence (order-independent), its folded text and the
+    text as written."""
     last: dict[str, int] = {}
     fired: set[str] = set()
     of_word = _WORD_CUES
@@ -196,7 +225,8 @@ def cues(toks: Sequence[str], folded: str) -> list[str]:
         for _, start, end in _PHRASE_HINTS.find_matches_as_indexes(folded)
         for m in _PHRASES.finditer(folded[max(0, start - _PHRASE_REACH) : end + _PHRASE_REACH])
     }
-    return sorted(fired) + [f"phrase:{p.split()[0]}_{p.split()[-1]}" for p in sorted(found)]
+    phrases = [f"phrase:{p.split()[0]}_{p.split()[-1]}" for p in sorted(found)]
+    return sorted(fired) + phrases + gibberish_cues(text)
 
 
 def windows(n: int) -> Iterator[tuple[int, int]]:
@@ -253,7 +283,7 @@ class InjectionModel:
         zeros = repeat(0.0)
         contrib = map(float.__add__, map(get, toks, zeros), map(get, bigrams, zeros))
         prefix = list(accumulate(contrib, initial=0.0))
-        found = cues(toks, folded)
+        found = cues(toks, folded, text)
         text_level = self.bias + sum(get(c, 0.0) for c in found)
         best = -math.inf
         for start, end in windows(n):
