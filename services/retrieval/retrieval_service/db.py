@@ -142,6 +142,13 @@ class Hit:
     fused_score: float = 0.0
 
 
+class Hits(list[Hit]):
+    """Search results, closest first; `version` is the collection's version when the search was
+    asked for it (ChunkStore.search with_version), else None."""
+
+    version: str | None = None
+
+
 class ChunkStore:
     def __init__(
         self,
@@ -549,12 +556,7 @@ class ChunkStore:
         """The collection's change counter, with its creation time since a collection made again
         counts from 0 again; empty when the collection does not exist."""
         async with self._reading(timeout) as conn:
-            cursor = await conn.execute(
-                f"SELECT version, created_at FROM {COLLECTIONS} WHERE tenant = %s AND name = %s",
-                (tenant, collection),
-            )
-            row = await cursor.fetchone()
-        return _version_text(row[0], row[1]) if row else ""
+            return await _version(conn, tenant, collection)
 
     async def get_chunk(self, tenant: str, chunk_id: str, *, timeout: float) -> tuple[str, Hit]:
         """One chunk of the tenant's and its collection; NotFound for anyone else's."""
@@ -582,53 +584,15 @@ class ChunkStore:
         filter: Mapping[str, str] | None = None,
         text_query: str = "",
         hybrid_weight: float = 0.0,
-    ) -> list[Hit]:
+        with_version: bool = False,
+    ) -> "Hits":
         """The k chunks nearest to `embedding` in one tenant's collection, closest first.
 
         With `hybrid_weight` > 0 and a `text_query`, the vector and full-text rankings of a
-        larger candidate pool are fused by reciprocal rank fusion instead.
+        larger candidate pool are fused by reciprocal rank fusion instead. With `with_version`,
+        the collection's version (collection_version) is read by the same statement: one
+        statement instead of two, and the hits are never older than the version.
         """
-        hits, _ = await self._search(
-            tenant, collection, embedding, k, ef_search, timeout, filter, text_query, hybrid_weight, False
-        )
-        return hits
-
-    async def search_at_version(
-        self,
-        tenant: str,
-        collection: str,
-        embedding: np.ndarray,
-        *,
-        k: int,
-        ef_search: int,
-        timeout: float,
-        filter: Mapping[str, str] | None = None,
-        text_query: str = "",
-        hybrid_weight: float = 0.0,
-    ) -> tuple[list[Hit], str]:
-        """search(), with the collection's version (collection_version) read by the same statement:
-        one statement instead of two, and the hits are never older than the version."""
-        hits, version = await self._search(
-            tenant, collection, embedding, k, ef_search, timeout, filter, text_query, hybrid_weight, True
-        )
-        if version is None:
-            # No row came back (an empty or missing collection) to carry it.
-            version = await self.collection_version(tenant, collection, timeout=timeout)
-        return hits, version
-
-    async def _search(
-        self,
-        tenant: str,
-        collection: str,
-        embedding: np.ndarray,
-        k: int,
-        ef_search: int,
-        timeout: float,
-        filter: Mapping[str, str] | None,
-        text_query: str,
-        hybrid_weight: float,
-        with_version: bool,
-    ) -> tuple[list[Hit], str | None]:
         hybrid = hybrid_weight > 0 and bool(text_query.strip())
         pool = max(k * 4, ef_search) if hybrid else k
         params: dict[str, object] = {
@@ -664,10 +628,14 @@ class ChunkStore:
                     conn, params, exact=True, with_version=with_version and version is None
                 )
                 version = version or later
-            if not hybrid:
-                return hits, version
-            matches = await _full_text(conn, params)
-        return fuse(hits, matches, k=k, text_weight=min(1.0, hybrid_weight)), version
+            if hybrid:
+                hits = fuse(hits, await _full_text(conn, params), k=k, text_weight=min(1.0, hybrid_weight))
+            if with_version and version is None:
+                # No row came back (an empty or missing collection) to carry it: read on its own.
+                version = await _version(conn, tenant, collection)
+        found = Hits(hits)
+        found.version = version
+        return found
 
 
 def fuse(vector: Sequence[Hit], text: Sequence[Hit], *, k: int, text_weight: float) -> list[Hit]:
@@ -722,6 +690,14 @@ def nearest_statement(params: Mapping[str, object], *, exact: bool, with_version
             WHERE tenant = %(tenant)s AND collection = %(collection)s {_filter(params)}
             ORDER BY {order}
             LIMIT %(k)s"""
+
+
+async def _version(conn: psycopg.AsyncConnection, tenant: str, collection: str) -> str:
+    cursor = await conn.execute(
+        f"SELECT version, created_at FROM {COLLECTIONS} WHERE tenant = %s AND name = %s", (tenant, collection)
+    )
+    row = await cursor.fetchone()
+    return _version_text(row[0], row[1]) if row else ""
 
 
 def _version_text(version: int, created_at: datetime) -> str:

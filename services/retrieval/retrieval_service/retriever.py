@@ -11,7 +11,7 @@ from llmsuite_common.errors import InvalidArgument
 
 from .cache import RetrievalCache, results_key
 from .chunking import chunk_text
-from .db import ChunkStore, CollectionInfo, Deleted, Hit, NewChunk, NewDocument
+from .db import ChunkStore, CollectionInfo, Deleted, Hit, Hits, NewChunk, NewDocument
 from .embedder import EmbeddingModel
 from .validation import DocumentInput
 
@@ -135,32 +135,13 @@ class Retriever:
         version = await self._store.collection_version(tenant, collection, timeout=_remaining(deadline))
         key = None
         if self._cache is not None:
-            key = results_key(
-                tenant,
-                collection,
-                version,
-                query=q.query,
-                vector=q.vector,
-                k=q.k,
-                filter=q.filter,
-                hybrid_weight=q.hybrid_weight,
-            )
+            key = _results_key(tenant, collection, version, q)
             cached = self._cache.results(key)
             if cached is not None:
                 return SearchResult(cached, True, version)
         if vector is None:
             vector = await self.query_embedding(q.query, deadline=deadline)
-        hits = await self._store.search(
-            tenant,
-            collection,
-            vector,
-            k=q.k,
-            ef_search=self._ef_search,
-            timeout=_remaining(deadline),
-            filter=q.filter,
-            text_query=q.query,
-            hybrid_weight=q.hybrid_weight,
-        )
+        hits = list(await self._search(tenant, collection, vector, q, deadline, with_version=False))
         if self._cache is not None and key is not None:
             self._cache.put_results(key, hits)
         return SearchResult(hits, False, version)
@@ -168,7 +149,25 @@ class Retriever:
     async def _fresh(self, tenant: str, collection: str, q: SearchQuery, deadline: float) -> SearchResult:
         """A query whose embedding is not cached: the model, then hits and version together."""
         vector: np.ndarray = (await self._embedder.embed([q.query], deadline=deadline))[0]
-        hits, version = await self._store.search_at_version(
+        hits = await self._search(tenant, collection, vector, q, deadline, with_version=True)
+        version = hits.version or ""
+        if self._cache is not None:
+            self._cache.missed_results()
+            self._cache.put_embedding(q.query, vector)
+            self._cache.put_results(_results_key(tenant, collection, version, q), list(hits))
+        return SearchResult(list(hits), False, version)
+
+    async def _search(
+        self,
+        tenant: str,
+        collection: str,
+        vector: np.ndarray,
+        q: SearchQuery,
+        deadline: float,
+        *,
+        with_version: bool,
+    ) -> Hits:
+        return await self._store.search(
             tenant,
             collection,
             vector,
@@ -178,22 +177,8 @@ class Retriever:
             filter=q.filter,
             text_query=q.query,
             hybrid_weight=q.hybrid_weight,
+            with_version=with_version,
         )
-        if self._cache is not None:
-            self._cache.missed_results()
-            self._cache.put_embedding(q.query, vector)
-            key = results_key(
-                tenant,
-                collection,
-                version,
-                query=q.query,
-                vector=None,
-                k=q.k,
-                filter=q.filter,
-                hybrid_weight=q.hybrid_weight,
-            )
-            self._cache.put_results(key, hits)
-        return SearchResult(hits, False, version)
 
     async def query_embedding(self, text: str, *, deadline: float) -> np.ndarray:
         if self._cache is not None and (found := self._cache.embedding(text)) is not None:
@@ -255,6 +240,19 @@ class Retriever:
             )
             for d in documents
         ]
+
+
+def _results_key(tenant: str, collection: str, version: str, q: SearchQuery) -> tuple[str, str, str, bytes]:
+    return results_key(
+        tenant,
+        collection,
+        version,
+        query=q.query,
+        vector=q.vector,
+        k=q.k,
+        filter=q.filter,
+        hybrid_weight=q.hybrid_weight,
+    )
 
 
 def _remaining(deadline: float) -> float:

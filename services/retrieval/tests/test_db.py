@@ -74,24 +74,26 @@ async def test_a_small_collection_beside_a_large_one_still_gets_k_results(
         assert [h.source_id for h in hits] == [f"small{i}" for i in np.argsort(-(small @ probe))[:10]]
 
 
-async def test_search_at_version_reads_the_version_in_the_same_statement(
-    store: ChunkStore, database_url: str
-):
+async def test_a_search_with_version_reads_it_in_the_same_statement(store: ChunkStore, database_url: str):
     rng = np.random.default_rng(17)
     vectors = unit_vectors(rng, 150)
     await store.replace_documents("db-ver", "c", documents("v", vectors[:140]), timeout=30)
     query = unit_vectors(rng, 1)[0]
     before = await store.collection_version("db-ver", "c", timeout=10)
-    hits, version = await store.search_at_version("db-ver", "c", query, k=5, ef_search=40, timeout=10)
-    assert version == before != ""
-    assert hits == await store.search("db-ver", "c", query, k=5, ef_search=40, timeout=10)
+    hits = await store.search("db-ver", "c", query, k=5, ef_search=40, timeout=10, with_version=True)
+    assert hits.version == before != ""
+    plain = await store.search("db-ver", "c", query, k=5, ef_search=40, timeout=10)
+    assert hits == plain and plain.version is None
 
     await store.replace_documents("db-ver", "c", documents("w", vectors[140:]), timeout=30)
     after = await store.collection_version("db-ver", "c", timeout=10)
     assert after != before
-    assert (await store.search_at_version("db-ver", "c", query, k=5, ef_search=40, timeout=10))[1] == after
+    assert (
+        await store.search("db-ver", "c", query, k=5, ef_search=40, timeout=10, with_version=True)
+    ).version == after
     # No row to carry it (a collection that does not exist): read on its own, the same "".
-    assert await store.search_at_version("db-ver", "none", query, k=5, ef_search=40, timeout=10) == ([], "")
+    missing = await store.search("db-ver", "none", query, k=5, ef_search=40, timeout=10, with_version=True)
+    assert missing == [] and missing.version == ""
 
     # The version columns leave the scan an HNSW index scan.
     params = {"q": query, "tenant": "db-ver", "collection": "c", "k": 5, "filter": None}
