@@ -229,10 +229,6 @@ class ChunkStore:
 
     async def _connection(self, pool: AsyncConnectionPool, timeout: float) -> psycopg.AsyncConnection:
         """A connection from `pool`, unless the database is found down first (db_outage)."""
-        if pool.get_stats().get("pool_available", 0) > 0:
-            # An idle connection is handed out without waiting, so there is nothing to race the
-            # outage watch against: no two tasks and a wait, a tenth of a search's CPU under load.
-            return await pool.getconn(timeout)
         getting = asyncio.ensure_future(pool.getconn(timeout))
         down = asyncio.ensure_future(self._outage.went_down())
         try:

@@ -91,3 +91,29 @@ async def test_a_database_outage_is_refused_at_once_and_served_again_without_a_r
     finally:
         await store.close()
         await proxy.cut()
+
+
+async def test_an_outage_found_by_the_checkout_ping_is_refused_at_once(database_url):
+    """The pooled connection has been idle past PING_AFTER_IDLE_SECONDS, so the checkout pings it
+    and the ping fails: the caller is refused as soon as the database is found down, not after
+    the pool's backoff and whole timeout."""
+    from retrieval_service.db import PING_AFTER_IDLE_SECONDS
+
+    proxy = Proxy(socket_path(database_url))
+    await proxy.start()
+    dsn = psycopg.conninfo.make_conninfo(database_url, host="127.0.0.1", port=str(proxy.port))
+    store = ChunkStore(min_size=1, max_size=2, pool_timeout=POOL_TIMEOUT, hnsw_m=16, hnsw_ef_construction=64)
+    await store.open(dsn, dimension=DIM)
+    try:
+        assert await store.list_collections("outage-idle", timeout=5) == []
+        await asyncio.sleep(PING_AFTER_IDLE_SECONDS + 0.2)
+        await proxy.cut()
+        started = time.monotonic()
+        try:
+            await store.list_collections("outage-idle", timeout=10)
+        except Unavailable:
+            pass
+        assert time.monotonic() - started < 1.5
+    finally:
+        await store.close()
+        await proxy.cut()
