@@ -180,7 +180,7 @@ _PHRASE_HINTS = ahocorasick_rs.AhoCorasick(
 # punctuation ("ur@silence", "x}Now").
 # Markdown and code furniture ("```", "|---|", "...", "==>") is not counted. Counted on the text as
 # written (case matters), in buckets: 1, 2-3, 4-7, 8 or more.
-_CAMEL_JOIN = re.compile(r"[a-z]{2,}[A-Z]+[a-z]*")
+_CAMEL_JOIN = re.compile(r"(?<![a-z])[a-z]{2,}+[A-Z]+[a-z]*")
 _SYMBOL_CLUSTER = re.compile(r"[^\w\s]{3,}")
 _GLUED = re.compile(r"[A-Za-z][^\w\s'.,()\[\]/:-]+[A-Za-z]")
 _FURNITURE = frozenset("|-:+=*#~`.<>()")

@@ -240,23 +240,49 @@ def test_probability_reads_both_reply_shapes():
 
 def test_the_committed_weights_are_what_train_guardrails_makes(tmp_path):
     """`make train-guardrails` reproduces the packaged model: its chosen C refitted on the train
-    split gives the same weights and bias (the gzip bytes may differ with the zlib version)."""
+    split gives the same weights and bias (the gzip bytes may differ with the zlib version). Run as
+    the make target runs it, in its own process."""
     import gzip
     import json
+    import subprocess
     import sys
 
     from guardrails_service.injection_model import __file__ as model_module
 
-    from services.guardrails.eval import train
-
     packaged = json.loads(
-        gzip.decompress((Path(model_module).with_name("injection_model.json.gz")).read_bytes())
+        gzip.decompress(Path(model_module).with_name("injection_model.json.gz").read_bytes())
     )
     out = tmp_path / "model.json.gz"
-    argv = sys.argv
-    try:
-        sys.argv = ["train", "--out", str(out), "--c", str(packaged["C"])]
-        train.main()
-    finally:
-        sys.argv = argv
+    root = Path(__file__).resolve().parents[3]
+    argv = [
+        sys.executable,
+        "-m",
+        "services.guardrails.eval.train",
+        "--out",
+        str(out),
+        "--c",
+        str(packaged["C"]),
+    ]
+    subprocess.run(argv, cwd=root, check=True, capture_output=True, timeout=300)
     assert json.loads(gzip.decompress(out.read_bytes())) == packaged
+
+
+@pytest.mark.parametrize(
+    "unit",
+    ["a", "you are ", "```x", "a ", "a1", "aB", "a@", "]).", "i g n o r e ", "\u0456a"],
+)
+def test_hostile_shapes_cost_time_linear_in_their_length(unit):
+    """One pattern repeated up to the 64 KB input cap: four times the text is about four times the
+    CPU, never the quadratic blow-up of a backtracking regex (a 64 KB lowercase word once took 21 s)."""
+
+    def cpu(n: int) -> float:
+        text = unit * (n // len(unit))
+        runs = []
+        for _ in range(3):
+            t0 = time.process_time()
+            detect(text)
+            runs.append(time.process_time() - t0)
+        return min(runs)
+
+    small, large = cpu(16_384), cpu(65_536)
+    assert large <= 8 * small + 0.05, f"{unit!r}: {small:.3f} s for 16 KB, {large:.3f} s for 64 KB"
