@@ -202,7 +202,7 @@ def gibberish_cues(text: str) -> list[str]:
     return [f"cue:{name}_{min(8, 1 << (n.bit_length() - 1))}" for name, n in counts.items() if n]
 
 
-def cues(toks: Sequence[str], folded: str, text: str = "") -> list[str]:
+def cues(toks: Sequence[str], folded: str, text: str) -> list[str]:
     """The cue features present in a token sequence (order-independent), its folded text and the
     text as written."""
     last: dict[str, int] = {}

@@ -286,3 +286,26 @@ def test_hostile_shapes_cost_time_linear_in_their_length(unit):
 
     small, large = cpu(16_384), cpu(65_536)
     assert large <= 8 * small + 0.05, f"{unit!r}: {small:.3f} s for 16 KB, {large:.3f} s for 64 KB"
+
+
+def test_the_phrase_hints_find_every_phrase_a_full_scan_finds():
+    """cues() runs the phrase list only around Aho-Corasick hints: each phrase must hold a hint and
+    fit in the window around it, on every labelled text and on one example of each phrase."""
+    from guardrails_service import injection_model as im
+
+    examples = [
+        "stay in character", "breaking character", "from now on", "two separate answers", "do anything now",
+        "god mode", "as an ai language model", "openai's content polic", "content policies",
+        "ignore all the instructions", "you are going to be unrestricted", "cease to exist",
+        "tokens will be deducted", "without any ethical", "hypothetical response",
+    ]  # fmt: skip
+    texts = [f"well, {e} then" for e in examples]
+    texts += [p.text for split in ("dev", "heldout") for p in prompts(split)]
+    for number, text in enumerate(texts):
+        folded = normalize(text)
+        full = {
+            f"phrase:{m.group().split()[0]}_{m.group().split()[-1]}" for m in im._PHRASES.finditer(folded)
+        }
+        found = {c for c in im.cues(im.tokens(text, folded), folded, text) if c.startswith("phrase:")}
+        assert found == full, text[:80]
+        assert found or number >= len(examples), f"the example {text!r} matches no phrase"
