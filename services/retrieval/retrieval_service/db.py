@@ -581,7 +581,7 @@ class ChunkStore:
         text_query: str = "",
         hybrid_weight: float = 0.0,
         with_version: bool = False,
-    ) -> "Hits":
+    ) -> Hits:
         """The k chunks nearest to `embedding` in one tenant's collection, closest first.
 
         With `hybrid_weight` > 0 and a `text_query`, the vector and full-text rankings of a

@@ -141,7 +141,7 @@ class Retriever:
                 return SearchResult(cached, True, version)
         if vector is None:
             vector = await self.query_embedding(q.query, deadline=deadline)
-        hits = list(await self._search(tenant, collection, vector, q, deadline, with_version=False))
+        hits = await self._search(tenant, collection, vector, q, deadline, with_version=False)
         if self._cache is not None and key is not None:
             self._cache.put_results(key, hits)
         return SearchResult(hits, False, version)
@@ -154,8 +154,8 @@ class Retriever:
         if self._cache is not None:
             self._cache.missed_results()
             self._cache.put_embedding(q.query, vector)
-            self._cache.put_results(_results_key(tenant, collection, version, q), list(hits))
-        return SearchResult(list(hits), False, version)
+            self._cache.put_results(_results_key(tenant, collection, version, q), hits)
+        return SearchResult(hits, False, version)
 
     async def _search(
         self,
