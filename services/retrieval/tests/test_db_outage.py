@@ -6,8 +6,10 @@ TCP proxy the test cuts (every connection reset, new ones refused) and restores.
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import psycopg
+import pytest
 from llmsuite_common.errors import Unavailable
 from retrieval_service.db import ChunkStore
 from retrieval_service.db_outage import PROBE_SECONDS
@@ -56,13 +58,23 @@ def socket_path(database_url: str) -> str:
     return f"{params['host']}/.s.PGSQL.{params.get('port') or 5432}"
 
 
-async def test_a_database_outage_is_refused_at_once_and_served_again_without_a_restart(database_url):
+@contextlib.asynccontextmanager
+async def proxied_store(database_url: str) -> AsyncIterator[tuple[Proxy, ChunkStore]]:
+    """A store whose database connections all go through a Proxy the test can cut."""
     proxy = Proxy(socket_path(database_url))
     await proxy.start()
     dsn = psycopg.conninfo.make_conninfo(database_url, host="127.0.0.1", port=str(proxy.port))
     store = ChunkStore(min_size=1, max_size=2, pool_timeout=POOL_TIMEOUT, hnsw_m=16, hnsw_ef_construction=64)
     await store.open(dsn, dimension=DIM)
     try:
+        yield proxy, store
+    finally:
+        await store.close()
+        await proxy.cut()
+
+
+async def test_a_database_outage_is_refused_at_once_and_served_again_without_a_restart(database_url):
+    async with proxied_store(database_url) as (proxy, store):
         assert await store.list_collections("outage", timeout=5) == []
 
         await proxy.cut()
@@ -88,9 +100,6 @@ async def test_a_database_outage_is_refused_at_once_and_served_again_without_a_r
                 await asyncio.sleep(0.05)
         # Within a probe interval or so: not the pool's own reconnection backoff.
         assert time.monotonic() - back < PROBE_SECONDS + 1.0
-    finally:
-        await store.close()
-        await proxy.cut()
 
 
 async def test_an_outage_found_by_the_checkout_ping_is_refused_at_once(database_url):
@@ -99,21 +108,11 @@ async def test_an_outage_found_by_the_checkout_ping_is_refused_at_once(database_
     the pool's backoff and whole timeout."""
     from retrieval_service.db import PING_AFTER_IDLE_SECONDS
 
-    proxy = Proxy(socket_path(database_url))
-    await proxy.start()
-    dsn = psycopg.conninfo.make_conninfo(database_url, host="127.0.0.1", port=str(proxy.port))
-    store = ChunkStore(min_size=1, max_size=2, pool_timeout=POOL_TIMEOUT, hnsw_m=16, hnsw_ef_construction=64)
-    await store.open(dsn, dimension=DIM)
-    try:
+    async with proxied_store(database_url) as (proxy, store):
         assert await store.list_collections("outage-idle", timeout=5) == []
         await asyncio.sleep(PING_AFTER_IDLE_SECONDS + 0.2)
         await proxy.cut()
         started = time.monotonic()
-        try:
+        with pytest.raises(Unavailable):
             await store.list_collections("outage-idle", timeout=10)
-        except Unavailable:
-            pass
         assert time.monotonic() - started < 1.5
-    finally:
-        await store.close()
-        await proxy.cut()
