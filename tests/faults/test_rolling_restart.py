@@ -30,27 +30,30 @@ async def restart(replica: Replica, balancer: Balancer) -> dict[str, float]:
     return {"at": started, "drain": exited - started, "start": time.monotonic() - exited}
 
 
-async def watch_readiness(harness: Harness, restarting: set[str], seen: list[tuple[str, int]]) -> None:
+async def watch_readiness(harness: Harness, restarting: set[str], seen: list[tuple[str, int, str]]) -> None:
     """/readyz of every gateway not being restarted itself, four times a second: a backend's
-    rollout must not take a gateway out of its Service."""
+    rollout must not take a gateway out of its Service. Each answer is kept with what was
+    restarting at the time and, when not ready, the gateway's reason."""
     async with httpx.AsyncClient(timeout=2, trust_env=False) as client:
         while True:
             for gateway in harness.gateways:
                 if gateway.name in restarting:
                     continue
+                during = ",".join(sorted(restarting))
                 try:
-                    status = (await client.get(f"{gateway.url}/readyz")).status_code
-                except httpx.HTTPError:
-                    status = 0
+                    reply = await client.get(f"{gateway.url}/readyz")
+                    status, why = reply.status_code, reply.text[:200] if reply.status_code != 200 else ""
+                except httpx.HTTPError as err:
+                    status, why = 0, repr(err)
                 if gateway.name not in restarting:
-                    seen.append((gateway.name, status))
+                    seen.append((gateway.name, status, f"while restarting {during}: {why}" if why else ""))
             await asyncio.sleep(0.25)
 
 
 async def test_rolling_restart_of_every_service_under_load(harness: Harness, record):
     steps: dict[str, dict[str, float]] = {}
     restarting: set[str] = set()
-    readiness: list[tuple[str, int]] = []
+    readiness: list[tuple[str, int, str]] = []
 
     async def roll(balancer: Balancer, load: Load) -> float:
         started = time.monotonic()
@@ -73,7 +76,7 @@ async def test_rolling_restart_of_every_service_under_load(harness: Harness, rec
             f"{n} drained in {s['drain']:.1f} s, serving {s['start']:.1f} s later" for n, s in steps.items()
         )
     ]
-    not_ready = [(name, status) for name, status in readiness if status != 200]
+    not_ready = [(name, status, why) for name, status, why in readiness if status != 200]
     notes.append(f"/readyz of the gateways not restarting: {len(readiness)} checks, {len(not_ready)} not 200")
     result, missing = await report(
         harness, "Rolling restart of every service", load.outcomes, recovery_seconds=None, notes=notes

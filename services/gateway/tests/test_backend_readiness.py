@@ -41,3 +41,43 @@ async def test_one_replica_draining_leaves_every_backend_serving():
     finally:
         await clients.close()
         await draining.stop(None)
+
+
+class EndOfDrain(health.aio.HealthServicer):
+    """A replica whose drain has just ended: the channel's health watch has not yet heard, so
+    calls still reach it, but a Check already answers NOT_SERVING."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks = 0
+
+    async def Check(self, request, context):  # noqa: N802 - the gRPC method's name
+        self.checks += 1
+        return health_pb2.HealthCheckResponse(status=NOT_SERVING)
+
+
+async def test_a_replica_at_the_end_of_its_drain_leaves_the_backend_serving():
+    serving, a, _ = await replica(SERVING, SERVING)
+    ending = grpc.aio.server()
+    servicer = EndOfDrain()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, ending)
+    await servicer.set(BALANCER_HEALTH_SERVICE, SERVING)
+    b = ending.add_insecure_port("127.0.0.1:0")
+    await ending.start()
+    target = f"ipv4:127.0.0.1:{a},127.0.0.1:{b}"
+    clients = BackendClients(BackendTargets(target, target, target), max_message_bytes=1 << 20)
+    await clients.open()
+    try:
+        for _ in range(100):  # until round robin has both connections
+            if servicer.checks:
+                break
+            await clients.health(2.0)
+        asked = servicer.checks
+        checks = [await clients.health(2.0) for _ in range(10)]
+        # Round robin sent a share of the asks to the ending replica; each was asked again.
+        assert servicer.checks - asked >= 10
+        assert {s for c in checks for s in c.values()} == {"SERVING"}
+    finally:
+        await clients.close()
+        await serving.stop(None)
+        await ending.stop(None)

@@ -19,6 +19,8 @@ from ..settings import GatewaySettings
 from .downstream import TimedStub
 
 CLOSE_GRACE_SECONDS = 5.0
+# Health asks per backend and readiness check (_check): a second ask reaches another replica.
+HEALTH_ASKS = 2
 
 
 @dataclass(frozen=True)
@@ -122,13 +124,29 @@ class BackendClients:
 
     @staticmethod
     async def _check(ch: grpc.aio.Channel, timeout: float) -> str:
+        """Asked twice when the first answer is not SERVING: round robin sends the second ask to
+        the next replica. A replica whose drain has just ended answers NOT_SERVING (or its
+        listener refuses the call) in the moment before the channel's health watch drops it, and
+        one such answer must not take the gateway out of its Service while another replica serves.
+        """
         stub = health_pb2_grpc.HealthStub(ch)
-        try:
-            reply = await stub.Check(
-                health_pb2.HealthCheckRequest(service=BALANCER_HEALTH_SERVICE),
-                timeout=timeout,
-                metadata=call_metadata(),
-            )
-        except grpc.aio.AioRpcError as err:
-            return err.code().name
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        # Both asks within the one timeout the readiness probe allows.
+        deadline = asyncio.get_running_loop().time() + timeout
+        status = grpc.StatusCode.DEADLINE_EXCEEDED.name
+        for _ in range(HEALTH_ASKS):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            try:
+                reply = await stub.Check(
+                    health_pb2.HealthCheckRequest(service=BALANCER_HEALTH_SERVICE),
+                    timeout=remaining,
+                    metadata=call_metadata(),
+                )
+            except grpc.aio.AioRpcError as err:
+                status = err.code().name
+                continue
+            status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            if status == "SERVING":
+                break
+        return status
