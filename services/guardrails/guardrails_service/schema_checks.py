@@ -18,10 +18,22 @@ from jsonschema.protocols import Validator
 from llmsuite_common.rules.schema_outline import MAX_SCHEMA_DEPTH, InvalidSchema, check_schema_outline
 from referencing import Registry
 from referencing.exceptions import NoSuchResource, Unresolvable
+from referencing.jsonschema import DRAFT202012
 
-# Instances every schema must be able to judge: a `$ref` cycle with nothing in between recurses
-# on each of them, so it is found when the schema is compiled rather than on every answer.
+# referencing's Resolver, which the package does not export.
+Resolver = Any
+# Instances every schema must be able to judge: a reference that does not resolve fails on them
+# when the schema is compiled rather than on every answer. (A `$ref` cycle is found before, by
+# _in_place_cycle, and only a cycle it cannot see would recurse here.)
 _PROBES: tuple[Any, ...] = (None, {}, [], "", 0)
+# Keywords whose subschemas apply to the very instance their schema applies to. A cycle through
+# them alone (`{"$ref": "#"}`, a -> b -> a) recurses without end on any instance; a cycle through
+# properties, items and the like moves into the instance, which is finite, so it ends.
+_IN_PLACE_ONE = ("not", "if", "then", "else")
+_IN_PLACE_MANY = ("allOf", "anyOf", "oneOf")
+_REFS = ("$ref", "$dynamicRef")
+_REF_CYCLE = "the JSON schema refers to itself without end ($ref cycle)"
+_UNRESOLVED = "the JSON schema has a $ref that does not resolve within the schema"
 
 
 @dataclass(frozen=True)
@@ -51,18 +63,94 @@ def compile_schema(schema: str | dict[str, Any], limits: SchemaLimits = SchemaLi
         raise InvalidSchema(f"invalid JSON schema: {str(err).splitlines()[0][:200]}") from None
     except RecursionError:
         raise InvalidSchema("the JSON schema is nested too deeply") from None
+    if _in_place_cycle(schema):
+        raise InvalidSchema(_REF_CYCLE)
     validator = Draft202012Validator(schema, registry=_NO_RETRIEVAL)
     for probe in _PROBES:
         try:
             for _ in validator.iter_errors(probe):
                 pass
         except Unresolvable:
-            raise InvalidSchema(
-                "the JSON schema has a $ref that does not resolve within the schema"
-            ) from None
+            raise InvalidSchema(_UNRESOLVED) from None
         except RecursionError:
-            raise InvalidSchema("the JSON schema refers to itself without end ($ref cycle)") from None
+            raise InvalidSchema(_REF_CYCLE) from None
     return validator
+
+
+def _in_place(node: dict[str, Any], resolver: Resolver) -> list[tuple[Any, Resolver]]:
+    """The subschemas `node` applies to its own instance, each with the resolver inside it
+    (`resolver` is the one inside `node`)."""
+    out: list[tuple[Any, Resolver]] = []
+    for keyword in _REFS:
+        ref = node.get(keyword)
+        if isinstance(ref, str):
+            try:
+                resolved = resolver.lookup(ref)
+            except Unresolvable:
+                raise InvalidSchema(_UNRESOLVED) from None
+            # A lookup's resolver is already the one inside its target.
+            out.append((resolved.contents, resolved.resolver))
+    subs = [node[k] for k in _IN_PLACE_ONE if k in node]
+    for keyword in _IN_PLACE_MANY:
+        if isinstance(node.get(keyword), list):
+            subs += node[keyword]
+    if isinstance(node.get("dependentSchemas"), dict):
+        subs += node["dependentSchemas"].values()
+    return out + [(sub, _scoped(sub, resolver)) for sub in subs]
+
+
+def _in_place_cycle(schema: dict[str, Any]) -> bool:
+    """Whether following in-place subschemas and references from some subschema leads back to it:
+    a walk of the schema's structure, without evaluating it (and without recursion: a chain of
+    thousands of `$defs` is walked with a stack of its own)."""
+    root = DRAFT202012.create_resource(schema)
+    base = root.id() or ""
+    resolver = _NO_RETRIEVAL.with_resource(base, root).resolver(base_uri=base)
+    state: dict[int, bool] = {}  # id of a subschema -> True while on the walk's path, False when done
+    # From every subschema, not only the root: a cycle may sit under `properties`.
+    for first, inside in _subschemas(schema, resolver):
+        if id(first) in state:
+            continue
+        state[id(first)] = True
+        stack = [(first, iter(_in_place(first, inside)))]
+        while stack:
+            node, children = stack[-1]
+            for child, child_resolver in children:
+                if not isinstance(child, dict):
+                    continue
+                seen = state.get(id(child))
+                if seen is True:
+                    return True
+                if seen is None:
+                    state[id(child)] = True
+                    stack.append((child, iter(_in_place(child, child_resolver))))
+                    break
+            else:
+                state[id(node)] = False
+                stack.pop()
+    return False
+
+
+def _scoped(node: Any, resolver: Resolver) -> Resolver:
+    """The resolver inside `node`: its own `$id`, if it has one, is the base of its refs."""
+    if isinstance(node, dict) and isinstance(node.get("$id"), str):
+        return resolver.in_subresource(DRAFT202012.create_resource(node))
+    return resolver
+
+
+def _subschemas(schema: dict[str, Any], resolver: Resolver) -> list[tuple[dict[str, Any], Resolver]]:
+    """Every subschema with the resolver inside it, the root first: what Draft 2020-12 says holds
+    schemas (`properties`, `items`, `$defs`...), never a `const`, `enum` or `default` value that
+    only looks like one."""
+    found: list[tuple[dict[str, Any], Resolver]] = []
+    todo: list[tuple[Any, Resolver]] = [(schema, resolver)]
+    while todo:
+        value, outer = todo.pop()
+        if isinstance(value, dict):
+            inside = _scoped(value, outer) if value is not schema else outer
+            found.append((value, inside))
+            todo.extend((sub, inside) for sub in DRAFT202012.subresources_of(value))
+    return found
 
 
 def _parse(text: str, limits: SchemaLimits) -> Any:
