@@ -14,7 +14,9 @@ class ServiceSettings(BaseSettings):
     port: int = Field(50051, description="Port to listen on.")
     log_level: str = Field("INFO", description="Python log level.")
     otel_exporter_otlp_endpoint: str = Field(
-        "", description="OTLP collector endpoint; traces are off when empty."
+        "",
+        description="OTLP collector endpoint; when empty, spans are recorded only for a caller's "
+        "sampled `traceparent` (and then dropped).",
     )
     otel_exporter_otlp_protocol: str = Field("grpc", description="`grpc` or `http/protobuf`.")
     # Read by the OpenTelemetry SDK itself from the same variables; declared here so a bad value

@@ -4,6 +4,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
 
 from .logs import setup_logging
 from .settings import ServiceSettings
@@ -47,7 +48,7 @@ def setup_telemetry(settings: ServiceSettings) -> TracerProvider:
     """
     global _provider
     setup_logging(settings.otel_service_name, settings.log_level)
-    provider = TracerProvider(resource=Resource.create({"service.name": settings.otel_service_name}))
+    provider = tracer_provider(settings)
     if settings.otel_exporter_otlp_endpoint:
         provider.add_span_processor(BatchSpanProcessor(_exporter(settings)))
     trace.set_tracer_provider(provider)
@@ -58,6 +59,23 @@ def setup_telemetry(settings: ServiceSettings) -> TracerProvider:
     # gRPC client spans come from llmsuite_common.grpc_client (channel() and traced_stream).
     HTTPXClientInstrumentor().instrument()
     return provider
+
+
+def tracer_provider(settings: ServiceSettings) -> TracerProvider:
+    """The service's provider, without its exporter."""
+    return TracerProvider(
+        resource=Resource.create({"service.name": settings.otel_service_name}), sampler=_sampler(settings)
+    )
+
+
+def _sampler(settings: ServiceSettings) -> Sampler | None:
+    """None: the SDK's own, from OTEL_TRACES_SAMPLER. Without an exporter, new traces are not
+    recorded (their spans could only be dropped): every span still has its ids, which logs, the
+    request log and the `traceparent` of backend calls carry, and a caller's sampled decision is
+    still followed, so a trace that another hop exports is not cut in half here."""
+    if settings.otel_exporter_otlp_endpoint:
+        return None
+    return ParentBased(ALWAYS_OFF)
 
 
 def shutdown_telemetry() -> None:
