@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "onnx", "onnx-int8", "torch")
 FP32_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
+# Per-channel weights (the name changed with them, so an export cache from before is not reused).
+INT8_FILE = "model.int8-per-channel.onnx"
 OPSET = 17
 DEFAULT_MAX_SEQ_LENGTH = 256
 
@@ -127,7 +128,11 @@ def _export(model_dir: Path, out: Path) -> None:
 def _quantize(fp32: Path, out: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+    # Per output channel, unsigned: one scale per weight tensor moved embeddings to a cosine of 0.95
+    # with the float model and flipped a top hit of the labelled set through the service; per
+    # channel keeps them at 0.99 and the ranking with it. Signed per-channel weights with a reduced
+    # range ran faster but flipped that hit too.
+    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QUInt8, per_channel=True)
 
 
 class OnnxEncoder:

@@ -52,7 +52,7 @@ async def test_onnx_embeddings_are_torchs_and_int8_stays_close(runtimes):
     assert fp32.shape == int8.shape == torch_rows.shape == (len(texts), 384)
     np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-4)
     assert float((fp32 * torch_rows).sum(axis=1).min()) > 0.9999
-    assert float((int8 * torch_rows).sum(axis=1).min()) > 0.9
+    assert float((int8 * torch_rows).sum(axis=1).min()) > 0.98
     for embedder in runtimes.values():
         assert embedder.max_tokens == 254 and embedder.dimension == 384
     # One text alone embeds as it does inside a padded batch.
