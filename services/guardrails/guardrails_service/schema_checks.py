@@ -86,8 +86,13 @@ def _in_place(node: dict[str, Any], resolver: Resolver) -> list[tuple[Any, Resol
         if isinstance(ref, str):
             try:
                 resolved = resolver.lookup(ref)
-            except Unresolvable:
+            # A pointer into a value that is no schema (`#/type/x`, `#/required/x`) fails inside
+            # referencing with whatever indexing that value raised.
+            except (Unresolvable, LookupError, TypeError, ValueError, AttributeError):
                 raise InvalidSchema(_UNRESOLVED) from None
+            if not isinstance(resolved.contents, (dict, bool)):
+                # `#/required`, `#/properties/x/type`: jsonschema would fail on it with a TypeError.
+                raise InvalidSchema(f"the JSON schema has a {keyword} to a value that is not a schema")
             # A lookup's resolver is already the one inside its target.
             out.append((resolved.contents, resolved.resolver))
     subs = [node[k] for k in _IN_PLACE_ONE if k in node]

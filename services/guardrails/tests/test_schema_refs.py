@@ -179,6 +179,22 @@ async def test_a_ref_cycle_is_refused(stub):
     assert "($ref cycle)" in await refused(stub, '{"$ref": "#"}')
 
 
+@pytest.mark.parametrize(
+    ("ref", "why"),
+    [
+        ("#/type/x", "does not resolve"),  # an index into a string
+        ("#/required/abc", "does not resolve"),  # a name as a list index
+        ("#/required", "not a schema"),
+        ("#/required/0", "not a schema"),
+        ("#/properties/city/type", "not a schema"),
+        ("#/minLength", "not a schema"),
+    ],
+)
+async def test_a_ref_into_a_value_that_is_no_schema_is_refused(stub, ref, why):
+    schema = {**json.loads(GOOD), "minLength": 1, "allOf": [{"$ref": ref}]}
+    assert why in await refused(stub, json.dumps(schema))
+
+
 async def test_an_answer_nested_past_the_parser_is_invalid_not_an_error(stub):
     reply = await stub.ValidateStructuredOutput(
         pb.ValidateStructuredOutputRequest(context=CTX, text="[" * 100_000 + "]" * 100_000, json_schema=GOOD),
