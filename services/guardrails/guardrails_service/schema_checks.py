@@ -20,6 +20,11 @@ from referencing import Registry
 from referencing.exceptions import NoSuchResource, Unresolvable
 from referencing.jsonschema import DRAFT202012
 
+from .schema_patterns import PatternTimeout, check_patterns, install, time_limit
+
+# Every validator compiled here matches patterns in bounded time (schema_patterns).
+install()
+
 # referencing's Resolver, which the package does not export.
 Resolver = Any
 # Instances every schema must be able to judge: a reference that does not resolve fails on them
@@ -34,6 +39,10 @@ _IN_PLACE_MANY = ("allOf", "anyOf", "oneOf")
 _REFS = ("$ref", "$dynamicRef")
 _REF_CYCLE = "the JSON schema refers to itself without end ($ref cycle)"
 _UNRESOLVED = "the JSON schema has a $ref that does not resolve within the schema"
+SLOW_PATTERN = (
+    "a pattern of the JSON schema took too long to evaluate (it backtracks without bound); "
+    "simplify its nested repetitions"
+)
 
 
 @dataclass(frozen=True)
@@ -65,15 +74,19 @@ def compile_schema(schema: str | dict[str, Any], limits: SchemaLimits = SchemaLi
         raise InvalidSchema("the JSON schema is nested too deeply") from None
     if _in_place_cycle(schema):
         raise InvalidSchema(_REF_CYCLE)
+    check_patterns(schema)
     validator = Draft202012Validator(schema, registry=_NO_RETRIEVAL)
     for probe in _PROBES:
         try:
-            for _ in validator.iter_errors(probe):
-                pass
+            with time_limit():
+                for _ in validator.iter_errors(probe):
+                    pass
         except Unresolvable:
             raise InvalidSchema(_UNRESOLVED) from None
         except RecursionError:
             raise InvalidSchema(_REF_CYCLE) from None
+        except PatternTimeout:
+            raise InvalidSchema(SLOW_PATTERN) from None
     return validator
 
 

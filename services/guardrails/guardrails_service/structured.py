@@ -17,7 +17,8 @@ import json_repair
 from jsonschema.protocols import Validator
 from referencing.exceptions import Unresolvable
 
-from .schema_checks import InvalidSchema, SchemaLimits, compile_schema
+from .schema_checks import SLOW_PATTERN, InvalidSchema, SchemaLimits, compile_schema
+from .schema_patterns import PatternTimeout, time_limit
 
 __all__ = [
     "InvalidSchema",
@@ -70,7 +71,11 @@ def validate(text: str, validator: Validator) -> StructuredResult:
         # The answer, not the schema, is at fault: it is invalid, the call is not.
         return StructuredResult(False, text, False, ["the response is nested too deeply"])
     try:
-        errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+        with time_limit():
+            errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    except PatternTimeout:
+        # The caller's pattern, not the answer, is at fault: the next answer would fare no better.
+        raise InvalidSchema(SLOW_PATTERN) from None
     except Unresolvable:
         # Only local references pass compile_schema; one that still cannot be resolved points
         # at a part of the schema that is not there (or off to a document it may not fetch).

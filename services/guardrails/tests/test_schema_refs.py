@@ -195,6 +195,13 @@ async def test_a_ref_into_a_value_that_is_no_schema_is_refused(stub, ref, why):
     assert why in await refused(stub, json.dumps(schema))
 
 
+async def test_a_pattern_that_backtracks_without_bound_is_refused_and_the_server_answers(stub):
+    schema = json.dumps(
+        {"type": "object", "properties": {"city": {"type": "string", "pattern": "^(a|aa)+$"}}}
+    )
+    assert "took too long" in await refused(stub, schema, text='{"city": "' + "a" * 60 + 'b"}')
+
+
 async def test_an_answer_nested_past_the_parser_is_invalid_not_an_error(stub):
     reply = await stub.ValidateStructuredOutput(
         pb.ValidateStructuredOutputRequest(context=CTX, text="[" * 100_000 + "]" * 100_000, json_schema=GOOD),

@@ -43,3 +43,27 @@ def test_json_object_mode_accepts_any_object():
 def test_bad_schemas_are_invalid_argument(schema):
     with pytest.raises(InvalidSchema):
         load_schema(schema)
+
+
+# `(a|aa)+$` backtracks exponentially in `re` on a run of a's with a wrong last character.
+SLOW = '{"type": "object", "patternProperties": {"^(a|aa)+$": {"type": "integer"}}, "additionalProperties": false}'
+
+
+def test_patterns_match_as_before():
+    schema = load_schema(
+        '{"type": "object", "properties": {"id": {"type": "string", "pattern": "^[A-Z]{2}-\\\\d+$"}}}'
+    )
+    assert validate('{"id": "AB-12"}', schema).valid
+    assert validate('{"id": "ab-12"}', schema).errors == ["id: 'ab-12' does not match '^[A-Z]{2}-\\\\d+$'"]
+
+
+def test_a_pattern_that_backtracks_without_bound_is_refused_in_bounded_time():
+    import time
+
+    schema = load_schema(SLOW)
+    assert validate('{"aaaa": 1}', schema).valid
+    started = time.process_time()
+    with pytest.raises(InvalidSchema, match="took too long"):
+        validate('{"' + "a" * 60 + 'b": 1}', schema)
+    # re alone would run for longer than the universe has existed; the deadline is 0.5 s of wall time.
+    assert time.process_time() - started < 2.0
