@@ -66,3 +66,27 @@ async def test_a_local_ref_still_passes(gateway, fake):
     async with gateway.client() as client:
         reply = await client.post("/v1/chat/completions", json=_chat(gateway, response_format=fmt))
     assert reply.status_code == 200, reply.text
+
+
+HOSTILE = {
+    "a $ref cycle": {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    "a $ref to no schema": {"type": "object", "required": ["a"], "allOf": [{"$ref": "#/required"}]},
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("schema", HOSTILE.values(), ids=HOSTILE.keys())
+async def test_a_schema_guardrails_cannot_use_is_refused_before_any_model_is_asked(
+    gateway, fake, schema, stream
+):
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    before = len(fake.requests())
+    async with gateway.client() as client:
+        reply = await client.post(
+            "/v1/chat/completions", json=_chat(gateway, response_format=fmt, stream=stream)
+        )
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == "response_format", error
+    assert "$ref" in error["message"]
+    assert len(fake.requests()) == before

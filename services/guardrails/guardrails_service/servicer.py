@@ -18,7 +18,7 @@ from .classifier import ClassifierUnavailable, HttpClassifier
 from .engine import ChunkResult, classifier_finding
 from .metrics import GuardrailsMetrics
 from .policy_store import PolicyStore
-from .structured import InvalidSchema, SchemaLimits, check_off_loop
+from .structured import InvalidSchema, SchemaLimits, check_off_loop, compile_off_loop
 
 _END = object()
 
@@ -245,8 +245,14 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
     async def ValidateStructuredOutput(
         self, request: guardrails_pb2.ValidateStructuredOutputRequest, context: grpc.aio.ServicerContext
     ) -> guardrails_pb2.ValidateStructuredOutputResponse:
+        limits = self._policies.guard_for(tenant_of(request.context)).policy.structured
         try:
             # Compiling a schema and validating against it can take a while: not on the event loop.
+            if request.schema_only:
+                await compile_off_loop(request.json_schema, self._schema_limits)
+                return guardrails_pb2.ValidateStructuredOutputResponse(
+                    valid=True, max_reasks=limits.max_reasks, reask_max_tokens=limits.reask_max_tokens
+                )
             result = await check_off_loop(request.json_schema, request.text, self._schema_limits)
         except InvalidSchema as err:
             raise InvalidArgument(str(err), param="response_format") from None
@@ -254,7 +260,6 @@ class GuardrailsServicer(guardrails_pb2_grpc.GuardrailsServiceServicer):
         self._metrics.structured.labels(outcome).inc()
         if request.attempt:
             self._metrics.reasks.inc()
-        limits = self._policies.guard_for(tenant_of(request.context)).policy.structured
         return guardrails_pb2.ValidateStructuredOutputResponse(
             valid=result.valid,
             text=result.text,

@@ -93,6 +93,11 @@ def check(schema_text: str, text: str, limits: SchemaLimits = SchemaLimits()) ->
     return validate(text, load_schema(schema_text, limits))
 
 
+async def compile_off_loop(schema_text: str, limits: SchemaLimits = SchemaLimits()) -> None:
+    """Compiles (and keeps) the schema, or raises InvalidSchema; nothing is validated."""
+    await asyncio.get_running_loop().run_in_executor(_EXECUTOR, load_schema, schema_text, limits)
+
+
 async def check_off_loop(
     schema_text: str, text: str, limits: SchemaLimits = SchemaLimits()
 ) -> StructuredResult:

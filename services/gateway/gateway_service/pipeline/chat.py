@@ -26,7 +26,13 @@ from .generation_reader import CompletedReader, GenerationReader, incomplete_str
 from .guardrails_calls import check_context, check_input
 from .output_rail import GuardedReader, OutputPolicies
 from .prompt import last_user_text, with_context
-from .structured_output import StructuredReader, StructuredSpec, structured_spec
+from .structured_output import (
+    StructuredReader,
+    StructuredSpec,
+    check_schema,
+    requested_schema,
+    structured_spec,
+)
 from .tool_calls import generate_fields, message_fields
 
 log = logging.getLogger(__name__)
@@ -122,9 +128,15 @@ class ChatPipeline:
             user_id=body.user or "",
             key_id=identity.key_id,
         )
-        messages, policy_version = await check_input(
-            self._clients.guardrails, context, to_messages(body), deadline
-        )
+        checked = check_input(self._clients.guardrails, context, to_messages(body), deadline)
+        schema = requested_schema(body.response_format)
+        if schema is None:
+            messages, policy_version = await checked
+        else:
+            # Side by side: the schema check adds a call, not a wait.
+            (messages, policy_version), _ = await asyncio.gather(
+                checked, check_schema(self._clients.guardrails, context, schema, deadline)
+            )
         if body.retrieval is None:
             return Screened(context, messages, policy_version)
         chunks, collection_version = await self._search(context, body, messages, deadline)

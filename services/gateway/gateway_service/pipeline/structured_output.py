@@ -42,9 +42,31 @@ def structured_spec(stream: bool, response_format: dict[str, Any] | None) -> Str
     if kind == "json_object":
         return StructuredSpec("")
     if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        return StructuredSpec(json.dumps(schema) if isinstance(schema, dict) else "")
+        return StructuredSpec(requested_schema(response_format) or "")
     return None
+
+
+def requested_schema(response_format: dict[str, Any] | None) -> str | None:
+    """The JSON Schema text a request's response_format names (streamed or not), if any."""
+    if not response_format or response_format.get("type") != "json_schema":
+        return None
+    schema = (response_format.get("json_schema") or {}).get("schema")
+    return json.dumps(schema) if isinstance(schema, dict) else None
+
+
+async def check_schema(
+    stub: guardrails_pb2_grpc.GuardrailsServiceStub,
+    context: common_pb2.RequestContext,
+    schema_json: str,
+    deadline: Deadline,
+) -> None:
+    """Guardrails compiles the schema before any model is asked with it: a schema it cannot use
+    (a `$ref` cycle, a pattern that backtracks without bound) is the caller's 400 now, not a
+    model call billed first, and never reaches the model server, which compiles it too."""
+    request = guardrails_pb2.ValidateStructuredOutputRequest(
+        context=context, json_schema=schema_json, schema_only=True
+    )
+    await backend_call(stub.ValidateStructuredOutput, request, deadline, "guardrails")
 
 
 async def _drain(reader: GenerationReader) -> tuple[str, generation_pb2.Final]:

@@ -504,11 +504,16 @@ class ValidateStructuredOutputRequest(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     JSON_SCHEMA_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    SCHEMA_ONLY_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     json_schema: _builtins.str
     """A JSON Schema as JSON text; empty means "any JSON object" (response_format json_object)."""
     attempt: _builtins.int
     """0 for the first answer, n for the answer to the n-th re-ask (counted in metrics)."""
+    schema_only: _builtins.bool
+    """Only compile the schema, before any answer exists (text is ignored): INVALID_ARGUMENT when it
+    cannot be used, else valid. A caller checks it up front so that no model is asked with it.
+    """
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext: ...
     def __init__(
@@ -518,10 +523,11 @@ class ValidateStructuredOutputRequest(_message.Message):
         text: _builtins.str = ...,
         json_schema: _builtins.str = ...,
         attempt: _builtins.int = ...,
+        schema_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "context", b"context", "json_schema", b"json_schema", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "context", b"context", "json_schema", b"json_schema", "schema_only", b"schema_only", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
