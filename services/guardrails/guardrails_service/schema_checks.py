@@ -72,9 +72,11 @@ def compile_schema(schema: str | dict[str, Any], limits: SchemaLimits = SchemaLi
         raise InvalidSchema(f"invalid JSON schema: {str(err).splitlines()[0][:200]}") from None
     except RecursionError:
         raise InvalidSchema("the JSON schema is nested too deeply") from None
-    if _in_place_cycle(schema):
+    # One walk of the schema's subschemas serves both structural checks.
+    subschemas = _subschemas(schema)
+    if _in_place_cycle(subschemas):
         raise InvalidSchema(_REF_CYCLE)
-    check_patterns(schema)
+    check_patterns(node for node, _ in subschemas)
     validator = Draft202012Validator(schema, registry=_NO_RETRIEVAL)
     for probe in _PROBES:
         try:
@@ -117,16 +119,13 @@ def _in_place(node: dict[str, Any], resolver: Resolver) -> list[tuple[Any, Resol
     return out + [(sub, _scoped(sub, resolver)) for sub in subs]
 
 
-def _in_place_cycle(schema: dict[str, Any]) -> bool:
+def _in_place_cycle(subschemas: list[tuple[dict[str, Any], Resolver]]) -> bool:
     """Whether following in-place subschemas and references from some subschema leads back to it:
     a walk of the schema's structure, without evaluating it (and without recursion: a chain of
     thousands of `$defs` is walked with a stack of its own)."""
-    root = DRAFT202012.create_resource(schema)
-    base = root.id() or ""
-    resolver = _NO_RETRIEVAL.with_resource(base, root).resolver(base_uri=base)
     state: dict[int, bool] = {}  # id of a subschema -> True while on the walk's path, False when done
     # From every subschema, not only the root: a cycle may sit under `properties`.
-    for first, inside in _subschemas(schema, resolver):
+    for first, inside in subschemas:
         if id(first) in state:
             continue
         state[id(first)] = True
@@ -156,10 +155,13 @@ def _scoped(node: Any, resolver: Resolver) -> Resolver:
     return resolver
 
 
-def _subschemas(schema: dict[str, Any], resolver: Resolver) -> list[tuple[dict[str, Any], Resolver]]:
+def _subschemas(schema: dict[str, Any]) -> list[tuple[dict[str, Any], Resolver]]:
     """Every subschema with the resolver inside it, the root first: what Draft 2020-12 says holds
     schemas (`properties`, `items`, `$defs`...), never a `const`, `enum` or `default` value that
     only looks like one."""
+    root = DRAFT202012.create_resource(schema)
+    base = root.id() or ""
+    resolver = _NO_RETRIEVAL.with_resource(base, root).resolver(base_uri=base)
     found: list[tuple[dict[str, Any], Resolver]] = []
     todo: list[tuple[Any, Resolver]] = [(schema, resolver)]
     while todo:

@@ -6,14 +6,14 @@ length of the text: a 40-character answer would hold a validation thread for hou
 validation threads serve every tenant. install() gives those two modules an `re` whose `search`
 runs on the `regex` module under the deadline of the validation in progress (time_limit()); a
 search past it raises PatternTimeout. A schema whose patterns `regex` cannot compile is refused
-when it is compiled (check_patterns()).
+when it is compiled (check_patterns(), given the schema's subschemas).
 """
 
 import functools
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,7 +21,6 @@ import jsonschema._keywords
 import jsonschema._utils
 import regex
 from llmsuite_common.rules.schema_outline import InvalidSchema
-from referencing.jsonschema import DRAFT202012
 
 # All the pattern searches of one validation together (a schema's probes, or one answer).
 PATTERN_SECONDS = 0.5
@@ -74,13 +73,9 @@ def time_limit(seconds: float = PATTERN_SECONDS) -> Iterator[None]:
         _local.deadline = None
 
 
-def check_patterns(schema: dict[str, Any]) -> None:
-    """Every `pattern` and `patternProperties` key of the schema compiles with `regex`."""
-    todo: list[Any] = [schema]
-    while todo:
-        node = todo.pop()
-        if not isinstance(node, dict):
-            continue
+def check_patterns(subschemas: Iterable[dict[str, Any]]) -> None:
+    """Every `pattern` and `patternProperties` key of these subschemas compiles with `regex`."""
+    for node in subschemas:
         patterns = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
         if isinstance(node.get("patternProperties"), dict):
             patterns += list(node["patternProperties"])
@@ -89,4 +84,3 @@ def check_patterns(schema: dict[str, Any]) -> None:
                 _compiled(pattern)
             except regex.error as err:
                 raise InvalidSchema(f"invalid JSON schema: pattern {pattern[:80]!r}: {err}") from None
-        todo.extend(DRAFT202012.subresources_of(node))
