@@ -127,6 +127,22 @@ _FAMILIES: dict[str, frozenset[str]] = {
         "refuse refusal decline deny apologize apologise sorry warning warnings disclaimer disclaimers".split()
     ),
     "always": frozenset("never always must will cannot can't won't".split()),
+    "fiction": frozenset(
+        "fictional fiction hypothetical hypothetically imaginary imagine imagined scenario story novel "
+        "screenplay script movie film simulation simulated theoretical fantasy dystopian roleplay".split()
+    ),
+    "disclaim": frozenset(
+        "purely solely strictly educational academic research purposes real-life endorsement promote "
+        "construed implemented".split()
+    ),
+    "harm": frozenset(
+        "ransomware malware virus keylogger exploit exploits hack hacking steal stealing fraud scam scams "
+        "weapon weapons bomb explosive explosives poison poisoning drugs meth cocaine heroin violence "
+        "violent kill killing murder suicide self-harm vomiting misinformation disinformation hoax "
+        "propaganda extremist terrorist terrorism racist harass harassment blackmail extort extortion "
+        "launder laundering counterfeit smuggle smuggling trafficking illegal illegally detection evade "
+        "evading bypass manipulate manipulation defamatory defame cheat cheating phishing".split()
+    ),
 }
 # (name, families, span in tokens): the families must all occur within `span` tokens.
 CUES: tuple[tuple[str, tuple[str, ...], int], ...] = (
@@ -138,6 +154,9 @@ CUES: tuple[tuple[str, tuple[str, ...], int], ...] = (
     ("cue:mode_persona", ("mode", "persona"), 20),
     ("cue:reveal_secret", ("reveal", "secret"), 6),
     ("cue:refuse_always", ("refuse", "always"), 6),
+    ("cue:fiction_harm", ("fiction", "harm"), 40),
+    ("cue:disclaim_harm", ("disclaim", "harm"), 60),
+    ("cue:persona_harm", ("persona", "harm"), 40),
 )
 _WORD_FAMILIES: dict[str, tuple[str, ...]] = {}
 for _fam, _words in _FAMILIES.items():
