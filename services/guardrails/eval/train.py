@@ -100,7 +100,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=OUT)
-    # The committed model is C=32, the best of this grid on dev (`make train-guardrails` gives its weights).
+    # The committed model is C=16, the best of this grid on dev (`make train-guardrails` gives its weights).
     parser.add_argument("--c", type=float, nargs="*", default=[0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
     args = parser.parse_args()
     train, dev = prompts("train"), prompts("dev")

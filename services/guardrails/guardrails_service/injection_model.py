@@ -141,7 +141,12 @@ _FAMILIES: dict[str, frozenset[str]] = {
         "violent kill killing murder suicide self-harm vomiting misinformation disinformation hoax "
         "propaganda extremist terrorist terrorism racist harass harassment blackmail extort extortion "
         "launder laundering counterfeit smuggle smuggling trafficking illegal illegally detection evade "
-        "evading bypass manipulate manipulation defamatory defame cheat cheating phishing".split()
+        "evading bypass manipulate manipulation defamatory defame cheat cheating phishing torture abuse "
+        "exploitation embezzle embezzlement bribe bribery stalk stalking doxx spyware botnet ddos "
+        "backdoor rootkit trojan piracy firearm firearms ammunition grenade sarin anthrax ricin lethal "
+        "overdose fentanyl narcotics assault rape genocide slavery slur slurs hateful harassing bully "
+        "bullying threaten kidnap kidnapping hostage arson vandalism shoplift shoplifting burglary "
+        "robbery theft forgery defraud ponzi deceive deceptive mislead misleading".split()
     ),
 }
 # (name, families, span in tokens): the families must all occur within `span` tokens.
@@ -245,7 +250,10 @@ def cues(toks: Sequence[str], folded: str, text: str) -> list[str]:
         for m in _PHRASES.finditer(folded[max(0, start - _PHRASE_REACH) : end + _PHRASE_REACH])
     }
     phrases = [f"phrase:{p.split()[0]}_{p.split()[-1]}" for p in sorted(found)]
-    return sorted(fired) + phrases + gibberish_cues(text)
+    gibberish = gibberish_cues(text)
+    # A harmful request with a machine-made suffix after it is the shape GCG-style attacks take.
+    both = ["cue:harm_gibberish"] if gibberish and "harm" in last else []
+    return sorted(fired) + phrases + gibberish + both
 
 
 def windows(n: int) -> Iterator[tuple[int, int]]:
