@@ -2,8 +2,9 @@
 
     .venv/bin/python -m bench.retrieval_service_bench [--rounds 3] [--runtime onnx] [--profile DIR] [--out FILE.json]
 
-The service runs in a child process (the embedded PostgreSQL, the packaged all-MiniLM-L6-v2 on
-CPU on the runtime --runtime names, its default settings otherwise), so the client's own work does not share its interpreter. Each round
+The service runs as deployed, `python -m retrieval_service` in a child process (the embedded
+PostgreSQL, the packaged all-MiniLM-L6-v2 on CPU on the runtime --runtime names, uvloop, token
+checks, its default settings otherwise), so the client's own work does not share its interpreter. Each round
 ingests 200 documents of 120 words through unary Ingest (50 per call) into a fresh collection,
 then searches it with distinct short queries (never cached), k=5, one caller at a time and 16
 callers at once. The model floor is measured afterwards in this process with the service's own
@@ -43,32 +44,6 @@ def _texts(count: int, words: int | tuple[int, int], seed: int) -> list[str]:
     rng = random.Random(seed)
     lo, hi = (words, words) if isinstance(words, int) else words
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi))) + "." for _ in range(count)]
-
-
-async def _serve(work: Path, key_file: Path) -> None:
-    import grpc
-    from llmsuite_common.local_auth import LocalAuthority
-    from llmsuite_common.service_tokens import SigningKey
-    from retrieval_service.app import RetrievalApp
-    from retrieval_service.settings import RetrievalSettings
-
-    settings = RetrievalSettings(retrieval_pgserver_data_dir=str(work / "pg"))
-    app = RetrievalApp(settings)
-    authority = LocalAuthority(SigningKey.from_file(key_file))
-    server = grpc.aio.server(interceptors=authority.interceptors(app.audience))
-    app.add_to_server(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await app.start()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    sys.stdout.write(f"{port}\n")
-    sys.stdout.flush()
-    try:
-        await stop.wait()
-    finally:
-        await server.stop(None)
-        await app.stop()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -181,27 +156,25 @@ async def _model_floor(rounds: int) -> dict[str, float]:
 
 
 async def _measure(rounds: int, profile: Path | None) -> dict[str, Any]:
-    from llmsuite_common.local_auth import LocalAuthority
     from retrieval_service.client import RetrievalClient
 
-    authority = LocalAuthority()
+    from .processes import free_port, grpc_ready, spawn, wait_until
+    from .targets import AUTHORITY, service_argv, service_env
+
     work = Path(tempfile.mkdtemp(prefix="rtv-svc-bench-", dir="/tmp"))
-    key_file, _ = authority.write(work / "keys")
-    argv = [str(PYTHON), "-m", "bench.retrieval_service_bench", "--serve", str(work), str(key_file)]
-    child = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE)
-    assert child.stdout is not None
-    port = int((await asyncio.to_thread(child.stdout.readline)).decode() or "0")
+    port = free_port()
+    # The service as deployed: its own entry point (settings, uvloop, serve()), token checks on.
+    env = service_env("retrieval", port, {"RETRIEVAL_PGSERVER_DATA_DIR": str(work / "pg")})
+    child = spawn("retrieval", service_argv("retrieval"), dict(env), work / "logs")
     results: dict[str, Any] = {"load_average_before": os.getloadavg(), "rounds": []}
     try:
-        if not port:
-            raise RuntimeError("the service did not start")
-        credentials = authority.credentials("bench")
+        wait_until(child, grpc_ready(f"127.0.0.1:{port}"), 300)
+        credentials = AUTHORITY.credentials("bench")
         async with RetrievalClient(f"127.0.0.1:{port}", credentials=credentials, timeout=120) as client:
             for number in range(rounds):
                 results["rounds"].append(await _round(client, child.pid, number, profile))
     finally:
-        child.terminate()
-        child.wait(timeout=60)
+        child.stop()
         shutil.rmtree(work, ignore_errors=True)
     results["model"] = await _model_floor(rounds)
     results["load_average_after"] = os.getloadavg()
@@ -260,9 +233,6 @@ def run(cfg: Any) -> dict[str, Any]:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
-        asyncio.run(_serve(Path(sys.argv[2]), Path(sys.argv[3])))
-        return
     p = argparse.ArgumentParser(
         prog="python -m bench.retrieval_service_bench", description=__doc__.split("\n")[0]
     )
