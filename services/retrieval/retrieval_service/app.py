@@ -71,10 +71,13 @@ class RetrievalApp:
                 torch_threads=settings.retrieval_torch_threads,
                 runtime=settings.retrieval_embedding_runtime,
                 onnx_root=Path(settings.retrieval_model_cache_dir),
+                bf16=settings.retrieval_embedding_bf16,
+                bf16_min_tokens=settings.retrieval_embedding_bf16_min_tokens,
             )
         self._runtime_info = Gauge(
             "llmsuite_retrieval_embedding_runtime",
-            "1 for what embeds queries and chunks: runtime (onnx, onnx-int8, torch, remote) and model.",
+            "1 for what embeds queries and chunks: runtime (onnx, onnx-int8, torch, remote; +torch-bf16 "
+            "when large batches run in bfloat16) and model.",
             ["runtime", "model"],
             registry=registry,
         )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from llmsuite_common.errors import DeadlineExceeded, Unavailable
 
+from .bf16 import resolve as resolve_bf16
 from .onnx_model import OnnxEncoder, exported_model, resolve_runtime
 
 if TYPE_CHECKING:
@@ -79,7 +80,9 @@ class Embedder:
     One thread is enough: the runtime (ONNX Runtime or torch) already spreads each batch over
     its own intra-op threads, and serialising batches keeps memory flat under concurrent
     requests. `runtime` is one of onnx_model.RUNTIMES; ONNX graphs are exported on first use
-    into `<onnx_root>/<model>-onnx` (default root: the model directory's parent).
+    into `<onnx_root>/<model>-onnx` (default root: the model directory's parent). `bf16` (a
+    bf16.MODES value) sends batches of at least `bf16_min_tokens` padded tokens to torch in
+    bfloat16 (see bf16.py).
     """
 
     def __init__(
@@ -89,7 +92,12 @@ class Embedder:
         torch_threads: int,
         runtime: str = "torch",
         onnx_root: Path | None = None,
+        bf16: str = "off",
+        bf16_min_tokens: int = 512,
     ) -> None:
+        self._bf16 = resolve_bf16(bf16)
+        self._bf16_min_tokens = bf16_min_tokens
+        self.bf16_batches = 0  # batches embedded in bfloat16, for tests and benchmarks
         self._batch_size = batch_size
         self._torch_threads = torch_threads
         self._asked = runtime
@@ -129,7 +137,7 @@ class Embedder:
                 # `auto` prefers ONNX but never fails to start over it: torch embeds the same.
                 log.warning("ONNX embedding model unavailable; using torch", exc_info=True)
                 self._runtime = "torch"
-        if self._runtime == "torch":
+        if self._runtime == "torch" or self._bf16:
             self._load_torch(model_dir)
         # A private copy: batches switch truncation and padding on, and counting chunk tokens
         # must see the full, untruncated length.
@@ -167,8 +175,9 @@ class Embedder:
 
     @property
     def runtime(self) -> str:
-        """What embeds: `onnx`, `onnx-int8` or `torch`."""
-        return self._runtime
+        """What embeds: `onnx`, `onnx-int8` or `torch`, with `+torch-bf16` when large batches
+        run in bfloat16."""
+        return f"{self._runtime}+torch-bf16" if self._bf16 else self._runtime
 
     @property
     def name(self) -> str:
@@ -176,7 +185,7 @@ class Embedder:
 
     @property
     def model(self) -> "SentenceTransformer":
-        """The torch model (runtime `torch` only)."""
+        """The torch model (runtime `torch`, or large batches in bfloat16)."""
         if self._model is None:
             raise Unavailable("no torch embedding model is loaded")
         return self._model
@@ -218,6 +227,8 @@ class Embedder:
         return out
 
     def _encode(self, batch: list[str]) -> np.ndarray:
+        if self._bf16 and self._padded_tokens(batch) >= self._bf16_min_tokens:
+            return self._encode_bf16(batch)
         if self._onnx is not None:
             return self._onnx.encode(batch)
         if self._model is None:
@@ -229,6 +240,30 @@ class Embedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
+
+    def _padded_tokens(self, batch: list[str]) -> int:
+        """Tokens the model sees for a batch padded to its longest text."""
+        if self._tokenizer is None:
+            raise Unavailable("the embedding model is not loaded")
+        longest = max(len(e.ids) for e in self._tokenizer.encode_batch(batch))
+        return len(batch) * min(longest + 2, self._max_seq_length)
+
+    def _encode_bf16(self, batch: list[str]) -> np.ndarray:
+        import torch
+
+        model = self.model
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            rows = model.encode(
+                batch,
+                batch_size=len(batch),
+                normalize_embeddings=True,
+                convert_to_tensor=True,
+                show_progress_bar=False,
+            )
+        self.bf16_batches += 1
+        # Normalized again in float32: bfloat16 keeps 8 bits of mantissa.
+        out = torch.nn.functional.normalize(rows.float(), dim=1)
+        return out.numpy().astype(np.float32, copy=False)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)

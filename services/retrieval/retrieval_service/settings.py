@@ -38,6 +38,15 @@ class RetrievalSettings(ServiceSettings):
         "dir), onnx-int8 (quantized), torch (sentence-transformers); auto is onnx where onnxruntime "
         "is installed, torch elsewhere or if the export fails.",
     )
+    retrieval_embedding_bf16: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Large batches (ingest) of the local model run on torch in bfloat16: auto where the "
+        "CPU multiplies bfloat16 natively (AMX, AVX512-BF16), on, or off. 2-4x the documents/s there, "
+        "embeddings within a cosine of 0.9999 of float32.",
+    )
+    retrieval_embedding_bf16_min_tokens: int = Field(
+        512, ge=0, description="Padded tokens (texts x longest) from which a batch runs in bfloat16."
+    )
     retrieval_chunk_tokens: int = Field(
         200, ge=16, le=8192, description="Largest chunk, in model tokens (clamped to the model's window)."
     )
