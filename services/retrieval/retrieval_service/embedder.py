@@ -242,9 +242,12 @@ class Embedder:
         )
 
     def _padded_tokens(self, batch: list[str]) -> int:
-        """Tokens the model sees for a batch padded to its longest text."""
+        """Tokens the model sees for a batch padded to its longest text (0 when it cannot reach
+        the bfloat16 threshold)."""
         if self._tokenizer is None:
             raise Unavailable("the embedding model is not loaded")
+        if len(batch) * self._max_seq_length < self._bf16_min_tokens:
+            return 0  # below the threshold even at full length: a lone query is not tokenized twice
         longest = max(len(e.ids) for e in self._tokenizer.encode_batch(batch))
         return len(batch) * min(longest + 2, self._max_seq_length)
 
