@@ -6,8 +6,8 @@ the bench's documents (120 words) that was 2-4x the documents/s of ONNX Runtime 
 cosine of 0.9999 or more to the float32 embedding, so chunks stored either way stay comparable.
 For a few short texts torch's fixed cost per call is larger than the gain, so only batches of at
 least `min_tokens` padded tokens (ingest, not a lone query) go this way; the rest stay on the
-float32 runtime. Without native support bfloat16 is emulated and slower, so `auto` is off there. The torch model
-loaded for it costs about 350 MiB of memory beside ONNX Runtime's.
+float32 runtime. Without native support bfloat16 is emulated and slower, so `auto` is off there.
+The torch model loaded for it costs about 350 MiB of memory beside ONNX Runtime's.
 """
 
 from pathlib import Path
