@@ -132,13 +132,13 @@ _FAMILIES: dict[str, frozenset[str]] = {
         "screenplay script movie film simulation simulated theoretical fantasy dystopian roleplay".split()
     ),
     "disclaim": frozenset(
-        "purely solely strictly educational academic research purposes real-life endorsement promote "
+        "purely solely strictly educational academic research purposes endorsement promote "
         "construed implemented".split()
     ),
     "harm": frozenset(
         "ransomware malware virus keylogger exploit exploits hack hacking steal stealing fraud scam scams "
         "weapon weapons bomb explosive explosives poison poisoning drugs meth cocaine heroin violence "
-        "violent kill killing murder suicide self-harm vomiting misinformation disinformation hoax "
+        "violent kill killing murder suicide vomiting misinformation disinformation hoax "
         "propaganda extremist terrorist terrorism racist harass harassment blackmail extort extortion "
         "launder laundering counterfeit smuggle smuggling trafficking illegal illegally detection evade "
         "evading bypass manipulate manipulation defamatory defame cheat cheating phishing torture abuse "
@@ -252,8 +252,8 @@ def cues(toks: Sequence[str], folded: str, text: str) -> list[str]:
     phrases = [f"phrase:{p.split()[0]}_{p.split()[-1]}" for p in sorted(found)]
     gibberish = gibberish_cues(text)
     # A harmful request with a machine-made suffix after it is the shape GCG-style attacks take.
-    both = ["cue:harm_gibberish"] if gibberish and "harm" in last else []
-    return sorted(fired) + phrases + gibberish + both
+    harm_suffix = ["cue:harm_gibberish"] if gibberish and "harm" in last else []
+    return sorted(fired) + phrases + gibberish + harm_suffix
 
 
 def windows(n: int) -> Iterator[tuple[int, int]]:
