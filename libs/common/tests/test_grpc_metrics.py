@@ -1,3 +1,5 @@
+import asyncio
+
 import grpc
 import pytest
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
@@ -46,5 +48,11 @@ async def test_calls_are_counted_by_final_status_code(setup):
     def handled(code: str) -> float | None:
         return registry.get_sample_value("llmsuite_grpc_server_handled_total", {**METHOD, "grpc_code": code})
 
+    # An aborted call's status reaches the caller before the server's handler task resumes to
+    # count it; wait (boundedly) for the last call to be counted.
+    for _ in range(500):
+        if registry.get_sample_value("llmsuite_grpc_server_handling_seconds_count", METHOD) == 4:
+            break
+        await asyncio.sleep(0.01)
     assert (handled("OK"), handled("INVALID_ARGUMENT"), handled("INTERNAL")) == (2, 1, 1)
     assert registry.get_sample_value("llmsuite_grpc_server_handling_seconds_count", METHOD) == 4
