@@ -1,6 +1,6 @@
 """Large embedding batches in bfloat16, where the CPU multiplies bfloat16 natively.
 
-A CPU with AMX or AVX512-BF16 (recent Xeons, Zen 4) runs the model's matrix products in
+A CPU with AVX512-BF16 or AMX (recent Xeons, Zen 4) runs the model's matrix products in
 bfloat16 several times faster than in float32; torch reaches those units through autocast. On
 the bench's documents (120 words) that was 2-4x the documents/s of ONNX Runtime in float32, at a
 cosine of 0.9999 or more to the float32 embedding, so chunks stored either way stay comparable.
