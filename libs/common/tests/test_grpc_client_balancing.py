@@ -11,6 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from llmsuite_common.grpc_client import BALANCER_HEALTH_SERVICE, channel
+from llmsuite_testkit.waiting import until
 
 METHOD = "/llmsuite.test.Echo/Who"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -67,13 +68,6 @@ async def spread(ch: grpc.aio.Channel, calls: int) -> Counter[str]:
     # wait_for_ready: the first calls wait for the health checks' first answers, not fail on them.
     answers = [await who(b"", timeout=5, wait_for_ready=True) for _ in range(calls)]
     return Counter(a.decode() for a in answers)
-
-
-async def until(condition, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 async def both_connected(ch: grpc.aio.Channel, names: set[str]) -> None:

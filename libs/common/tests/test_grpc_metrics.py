@@ -1,5 +1,3 @@
-import asyncio
-
 import grpc
 import pytest
 from llmsuite.guardrails.v1 import guardrails_pb2, guardrails_pb2_grpc
@@ -7,6 +5,7 @@ from llmsuite_common.errors import InvalidArgument
 from llmsuite_common.grpc_client import channel
 from llmsuite_common.grpc_metrics import GrpcServerMetrics
 from llmsuite_common.stream_driver import server_interceptors
+from llmsuite_testkit.waiting import until
 from prometheus_client import CollectorRegistry
 
 METHOD = dict(grpc_service="llmsuite.guardrails.v1.GuardrailsService", grpc_method="CheckInput")
@@ -49,10 +48,6 @@ async def test_calls_are_counted_by_final_status_code(setup):
         return registry.get_sample_value("llmsuite_grpc_server_handled_total", {**METHOD, "grpc_code": code})
 
     # An aborted call's status reaches the caller before the server's handler task resumes to
-    # count it; wait (boundedly) for the last call to be counted.
-    for _ in range(500):
-        if registry.get_sample_value("llmsuite_grpc_server_handling_seconds_count", METHOD) == 4:
-            break
-        await asyncio.sleep(0.01)
+    # count it.
+    await until(lambda: registry.get_sample_value("llmsuite_grpc_server_handling_seconds_count", METHOD) == 4)
     assert (handled("OK"), handled("INVALID_ARGUMENT"), handled("INTERNAL")) == (2, 1, 1)
-    assert registry.get_sample_value("llmsuite_grpc_server_handling_seconds_count", METHOD) == 4

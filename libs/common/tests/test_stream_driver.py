@@ -12,6 +12,7 @@ from llmsuite_common.grpc_client import BALANCER_HEALTH_SERVICE, channel
 from llmsuite_common.grpc_metrics import GrpcServerMetrics
 from llmsuite_common.request_context import request_id_var
 from llmsuite_common.stream_driver import server_interceptors
+from llmsuite_testkit.waiting import until
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -204,8 +205,12 @@ async def test_stream_errors_after_messages_map_to_status_and_detail(traced_serv
             "llmsuite_grpc_server_handled_total", {**GENERATE, "grpc_code": code}
         )
 
+    # An aborted call's status reaches the caller before the server's handler task resumes to
+    # count it.
+    await until(
+        lambda: registry.get_sample_value("llmsuite_grpc_server_handling_seconds_count", GENERATE) == 4
+    )
     assert [handled(c) for c in ("OK", "UNAVAILABLE", "INTERNAL", "PERMISSION_DENIED")] == [1, 1, 1, 1]
-    assert registry.get_sample_value("llmsuite_grpc_server_handling_seconds_count", GENERATE) == 4
 
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert set(spans) == {"/llmsuite.generation.v1.GenerationService/Generate"}
@@ -239,6 +244,7 @@ async def test_unary_calls_map_errors_and_undecodable_requests(traced_server):
         await raw(b"\x12\xff\xff\xff\xff\x0f\x80", timeout=5)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     labels = dict(grpc_service="llmsuite.generation.v1.GenerationService", grpc_method="ListModels")
+    await until(lambda: registry.get_sample_value("llmsuite_grpc_server_handling_seconds_count", labels) == 3)
     counts = {
         code: registry.get_sample_value("llmsuite_grpc_server_handled_total", {**labels, "grpc_code": code})
         for code in ("OK", "INVALID_ARGUMENT")
