@@ -4,9 +4,12 @@ A servicer that does nothing but yield GenerateResponse deltas (`--messages` per
 seconds apart, as a model's tokens arrive) in its own process, and a client here that only reads
 them, `--streams` calls at once; both on uvloop, as the services run. What each process spends per
 message (user + system CPU) is what grpcio itself costs, below any llmsuite code: the chain's CPU
-per streamed chunk cannot go under the sum of the two.
+per streamed chunk cannot go under the sum of the two. Both run grpc with the services'
+`GRPC_EXPERIMENTS` (bench/generation/__init__.py); set it to compare (an empty value is grpc's own
+defaults).
 
     .venv/bin/python -m bench.generation.grpc_floor [--streams 16] [--messages 200] [--gap 0.02]
+    GRPC_EXPERIMENTS= .venv/bin/python -m bench.generation.grpc_floor
 """
 
 import argparse
