@@ -46,3 +46,17 @@ def test_entry_point_sets_the_default_before_grpc_reads_it(service: str) -> None
 
 def test_an_operators_value_is_kept() -> None:
     assert _seen_by_grpc("generation", {**os.environ, "GRPC_EXPERIMENTS": "tcp_rcv_lowat"}) == "tcp_rcv_lowat"
+
+
+def test_grpc_knows_every_experiment_named() -> None:
+    # A grpcio that no longer has one of them logs this and runs without the setting.
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_EXPERIMENTS"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import llmsuite_common, grpc; grpc.insecure_channel('127.0.0.1:1').close()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "Unknown experiment" not in out.stderr
