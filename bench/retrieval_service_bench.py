@@ -119,18 +119,11 @@ async def _model_floor(rounds: int) -> dict[str, float]:
     from retrieval_service.embedder import Embedder, packaged_model_dir
     from retrieval_service.settings import RetrievalSettings
 
-    settings = RetrievalSettings()
-    # The runtime the service ran on (RETRIEVAL_EMBEDDING_RUNTIME, --runtime), with its threads and
-    # its bfloat16 setting.
-    embedder = Embedder(
-        batch_size=32,
-        torch_threads=settings.retrieval_torch_threads,
-        runtime=settings.retrieval_embedding_runtime,
-        onnx_root=ROOT / ".data" / "models",
-        bf16=settings.retrieval_embedding_bf16,
-        bf16_min_tokens=settings.retrieval_embedding_bf16_min_tokens,
-    )
-    await embedder.load(packaged_model_dir(str(ROOT / ".data" / "models")))
+    # The Embedder the service ran (RETRIEVAL_EMBEDDING_RUNTIME, --runtime, its threads, batches and
+    # bfloat16 setting), on the model folder it used (it runs from the project root).
+    settings = RetrievalSettings(retrieval_model_cache_dir=str(ROOT / ".data" / "models"))
+    embedder = Embedder.from_settings(settings)
+    await embedder.load(packaged_model_dir(settings.retrieval_model_cache_dir))
     queries = _texts(16 * 20, (4, 9), seed=99)
     await embedder.embed(queries[:16])
     single, batched = [], []

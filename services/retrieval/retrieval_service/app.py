@@ -66,14 +66,7 @@ class RetrievalApp:
                 batch_size=settings.retrieval_embedding_batch_size,
             )
         else:
-            self._local = Embedder(
-                batch_size=settings.retrieval_embedding_batch_size,
-                torch_threads=settings.retrieval_torch_threads,
-                runtime=settings.retrieval_embedding_runtime,
-                onnx_root=Path(settings.retrieval_model_cache_dir),
-                bf16=settings.retrieval_embedding_bf16,
-                bf16_min_tokens=settings.retrieval_embedding_bf16_min_tokens,
-            )
+            self._local = Embedder.from_settings(settings)
         self._runtime_info = Gauge(
             "llmsuite_retrieval_embedding_runtime",
             "1 for what embeds queries and chunks: runtime (onnx, onnx-int8, torch, remote; +torch-bf16 "

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
 
+    from .settings import RetrievalSettings
+
 log = logging.getLogger(__name__)
 
 PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
@@ -110,6 +112,19 @@ class Embedder:
         self._model_dir: Path | None = None
         self._dimension = 0
         self._max_seq_length = 0
+
+    @classmethod
+    def from_settings(cls, settings: "RetrievalSettings") -> "Embedder":
+        """The local model as the service runs it: batch size, threads, runtime, ONNX export
+        folder and bfloat16, all from its settings."""
+        return cls(
+            batch_size=settings.retrieval_embedding_batch_size,
+            torch_threads=settings.retrieval_torch_threads,
+            runtime=settings.retrieval_embedding_runtime,
+            onnx_root=Path(settings.retrieval_model_cache_dir),
+            bf16=settings.retrieval_embedding_bf16,
+            bf16_min_tokens=settings.retrieval_embedding_bf16_min_tokens,
+        )
 
     async def load(self, model_dir: Path) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load, model_dir)
