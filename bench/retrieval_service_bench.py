@@ -94,12 +94,14 @@ async def _round(client: Any, pid: int, number: int, profile: Path | None) -> di
     collection = f"bench-{number}"
     await client.create_collection(collection, "bench")
     docs = _texts(DOCUMENTS, DOC_WORDS, seed=100 + number)
+    spy = _profile(pid, profile if number == 0 else None, "ingest")
     started, cpu = time.perf_counter(), _cpu_seconds(pid)
     for start in range(0, DOCUMENTS, PER_CALL):
         batch = {f"doc-{i}": docs[i] for i in range(start, min(start + PER_CALL, DOCUMENTS))}
         await client.ingest_texts(collection, batch, timeout=600)
     ingest = DOCUMENTS / (time.perf_counter() - started)
     ingest_cpu_ms = (_cpu_seconds(pid) - cpu) * 1000 / DOCUMENTS
+    _stop_profile(spy)
     queries = [f"{q} {number}-{i}" for i, q in enumerate(_texts(C1_QUERIES + C16_QUERIES, (4, 9), number))]
     await _searches(client, collection, [f"warm-up {i}" for i in range(8)], 1)
     phases: dict[str, Any] = {}

@@ -13,13 +13,14 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 from llmsuite_common.errors import DeadlineExceeded, Unavailable
 
+from .bf16 import Bf16Encoder
 from .bf16 import resolve as resolve_bf16
-from .onnx_model import OnnxEncoder, exported_model, resolve_runtime
+from .onnx_model import OnnxEncoder, exported_model, padded_tokenizer, resolve_runtime, tokenize
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -108,7 +109,9 @@ class Embedder:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         self._model: SentenceTransformer | None = None
         self._onnx: OnnxEncoder | None = None
+        self._bf16_encoder: Bf16Encoder | None = None
         self._tokenizer: Tokenizer | None = None
+        self._padded: Tokenizer | None = None  # for batches that may go to bfloat16
         self._model_dir: Path | None = None
         self._dimension = 0
         self._max_seq_length = 0
@@ -152,8 +155,10 @@ class Embedder:
                 # `auto` prefers ONNX but never fails to start over it: torch embeds the same.
                 log.warning("ONNX embedding model unavailable; using torch", exc_info=True)
                 self._runtime = "torch"
-        if self._runtime == "torch" or self._bf16:
+        if self._runtime == "torch":
             self._load_torch(model_dir)
+        if self._bf16:
+            self._load_bf16(model_dir)
         # A private copy: batches switch truncation and padding on, and counting chunk tokens
         # must see the full, untruncated length.
         counter = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
@@ -188,6 +193,20 @@ class Embedder:
         self._dimension = int(model.get_embedding_dimension() or 0)
         self._max_seq_length = int(model.max_seq_length or 0)
 
+    def _load_bf16(self, model_dir: Path) -> None:
+        import copy
+
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(self._torch_threads)
+        if self._model is not None:  # runtime torch keeps its float32 model for small batches
+            source = copy.deepcopy(self._model)
+        else:
+            source = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+        self._bf16_encoder = Bf16Encoder(cast("torch.nn.Module", source[0].auto_model))
+        self._padded = padded_tokenizer(model_dir)
+
     @property
     def runtime(self) -> str:
         """What embeds: `onnx`, `onnx-int8` or `torch`, with `+torch-bf16` when large batches
@@ -200,7 +219,7 @@ class Embedder:
 
     @property
     def model(self) -> "SentenceTransformer":
-        """The torch model (runtime `torch`, or large batches in bfloat16)."""
+        """The torch model (runtime `torch`)."""
         if self._model is None:
             raise Unavailable("no torch embedding model is loaded")
         return self._model
@@ -242,8 +261,15 @@ class Embedder:
         return out
 
     def _encode(self, batch: list[str]) -> np.ndarray:
-        if self._bf16 and self._padded_tokens(batch) >= self._bf16_min_tokens:
-            return self._encode_bf16(batch)
+        if self._bf16_encoder is not None and self._padded is not None:
+            # Below the threshold even at full length (a lone query) is not tokenized here.
+            if len(batch) * self._max_seq_length >= self._bf16_min_tokens:
+                ids, mask = tokenize(self._padded, batch)
+                if ids.size >= self._bf16_min_tokens:  # texts x the longest, as padded
+                    self.bf16_batches += 1
+                    return self._bf16_encoder.run(ids, mask)
+                if self._onnx is not None:
+                    return self._onnx.run(ids, mask)
         if self._onnx is not None:
             return self._onnx.encode(batch)
         if self._model is None:
@@ -256,35 +282,9 @@ class Embedder:
             show_progress_bar=False,
         )
 
-    def _padded_tokens(self, batch: list[str]) -> int:
-        """Tokens the model sees for a batch padded to its longest text (0 when it cannot reach
-        the bfloat16 threshold)."""
-        if self._tokenizer is None:
-            raise Unavailable("the embedding model is not loaded")
-        if len(batch) * self._max_seq_length < self._bf16_min_tokens:
-            return 0  # below the threshold even at full length: a lone query is not tokenized twice
-        longest = max(len(e.ids) for e in self._tokenizer.encode_batch(batch))
-        return len(batch) * min(longest + 2, self._max_seq_length)
-
-    def _encode_bf16(self, batch: list[str]) -> np.ndarray:
-        import torch
-
-        model = self.model
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            rows = model.encode(
-                batch,
-                batch_size=len(batch),
-                normalize_embeddings=True,
-                convert_to_tensor=True,
-                show_progress_bar=False,
-            )
-        self.bf16_batches += 1
-        # Normalized again in float32: bfloat16 keeps 8 bits of mantissa.
-        out = torch.nn.functional.normalize(rows.float(), dim=1)
-        return out.numpy().astype(np.float32, copy=False)
-
     async def close(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         self._model = None
         self._onnx = None
+        self._bf16_encoder = None
         self._tokenizer = None

@@ -20,9 +20,12 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,25 @@ def max_seq_length(model_dir: Path) -> int:
     if config.is_file():
         return int(json.loads(config.read_text()).get("max_seq_length") or DEFAULT_MAX_SEQ_LENGTH)
     return DEFAULT_MAX_SEQ_LENGTH
+
+
+def padded_tokenizer(model_dir: Path) -> "Tokenizer":
+    """The model's tokenizer as a batch needs it: truncated to the model's window, padded to the
+    batch's longest text."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.enable_truncation(max_seq_length(model_dir))
+    tokenizer.enable_padding()
+    return tokenizer
+
+
+def tokenize(tokenizer: "Tokenizer", texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and attention mask of a batch, one padded row per text (int64, as models take)."""
+    encoded = tokenizer.encode_batch(texts)
+    ids = np.array([e.ids for e in encoded], dtype=np.int64)
+    mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+    return ids, mask
 
 
 def exported_model(model_dir: Path, export_dir: Path, *, quantized: bool) -> Path:
@@ -140,7 +162,6 @@ class OnnxEncoder:
 
     def __init__(self, model_path: Path, model_dir: Path, *, threads: int) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -150,17 +171,15 @@ class OnnxEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.max_seq_length = max_seq_length(model_dir)
-        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        tokenizer.enable_truncation(self.max_seq_length)
-        tokenizer.enable_padding()
-        self._tokenizer = tokenizer
+        self._tokenizer = padded_tokenizer(model_dir)
         self.dimension = int(self._session.get_outputs()[0].shape[1])
         self.path = model_path
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        encoded = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encoded], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        return self.run(*tokenize(self._tokenizer, texts))
+
+    def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Embeddings of texts already tokenized (`tokenize`)."""
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         out: np.ndarray = self._session.run(None, feeds)[0]
         return out.astype(np.float32, copy=False)
