@@ -20,6 +20,7 @@ from llmsuite_common.errors import DeadlineExceeded, Unavailable
 
 from .bf16 import Bf16Encoder
 from .bf16 import resolve as resolve_bf16
+from .malloc_tuning import reuse_freed_memory
 from .onnx_model import OnnxEncoder, exported_model, padded_tokenizer, resolve_runtime, tokenize
 
 if TYPE_CHECKING:
@@ -155,6 +156,8 @@ class Embedder:
                 # `auto` prefers ONNX but never fails to start over it: torch embeds the same.
                 log.warning("ONNX embedding model unavailable; using torch", exc_info=True)
                 self._runtime = "torch"
+        if self._runtime == "torch" or self._bf16:
+            reuse_freed_memory()  # torch's large temporaries (see malloc_tuning.py)
         if self._runtime == "torch":
             self._load_torch(model_dir)
         if self._bf16:
