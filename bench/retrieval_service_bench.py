@@ -52,6 +52,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _profile(pid: int, directory: Path | None, name: str) -> subprocess.Popen[bytes] | None:
     if directory is None:
         return None
@@ -171,6 +179,7 @@ async def _measure(rounds: int, profile: Path | None) -> dict[str, Any]:
         async with RetrievalClient(f"127.0.0.1:{port}", credentials=credentials, timeout=120) as client:
             for number in range(rounds):
                 results["rounds"].append(await _round(client, child.pid, number, profile))
+        results["peak_rss_mib"] = _peak_rss_mib(child.pid)
     finally:
         child.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -226,6 +235,7 @@ def run(cfg: Any) -> dict[str, Any]:
         f"{floor['documents_per_s']:.1f} documents/s (embedding alone) | "
         f"{100 * m['ingest_docs_per_s'] / floor['documents_per_s']:.0f} % of the floor |",
         f"| service CPU per search | c=1 {m['c1_cpu_ms_per_req']:.1f} ms, c=16 {m['c16_cpu_ms_per_req']:.1f} ms | | |",
+        f"| service peak memory (RSS) | {r.get('peak_rss_mib', float('nan')):.0f} MiB | | |",
     ]
     return r
 
