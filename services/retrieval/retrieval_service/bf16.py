@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .onednn_linear import pack_linears
+
 if TYPE_CHECKING:
     import torch
 
@@ -57,6 +59,8 @@ class Bf16Encoder:
         import torch
 
         self._transformer = transformer.to(torch.bfloat16).eval()
+        probe = torch.ones(2, 16, dtype=torch.long)
+        self.packed_layers = pack_linears(self._transformer, {"input_ids": probe, "attention_mask": probe})
 
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Unit-length float32 embeddings of a tokenized batch (onnx_model.tokenize)."""

@@ -175,6 +175,7 @@ class Embedder:
                 "runtime": self.runtime,
                 "dimension": self.dimension,
                 "max_tokens": self.max_tokens,
+                "bf16_packed_layers": self._bf16_encoder.packed_layers if self._bf16_encoder else 0,
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
