@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     import torch
 
 MODES = ("auto", "on", "off")
+# torch's flash attention on CPU took 13.3 ms for 32 texts of 158 tokens, 6.4 ms for 160 (12 heads,
+# bfloat16, 2 threads); lengths that are multiples of 16 ran 1.2-1.6 us per token, others up to 2.6.
+SEQUENCE_MULTIPLE = 16
 # The CPU flags (Linux /proc/cpuinfo) of native bfloat16 matrix arithmetic.
 NATIVE_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
@@ -66,6 +69,11 @@ class Bf16Encoder:
         """Unit-length float32 embeddings of a tokenized batch (onnx_model.tokenize)."""
         import torch
 
+        # Padding the batch to a length torch's CPU flash attention splits evenly; the added
+        # positions are masked out of attention and pooling alike.
+        if extra := -ids.shape[1] % SEQUENCE_MULTIPLE:
+            ids = np.pad(ids, ((0, 0), (0, extra)))
+            mask = np.pad(mask, ((0, 0), (0, extra)))
         with torch.inference_mode():
             attention = torch.from_numpy(mask)
             hidden = self._transformer(

@@ -63,3 +63,15 @@ def test_a_layer_oneDNN_cannot_run_leaves_the_model_unpacked(model_dir: Path, mo
     assert not any(isinstance(m, Broken | torch.nn.Identity) for m in modules)
     with torch.inference_mode():
         assert transformer(input_ids=probe, attention_mask=probe).last_hidden_state.shape == (2, 16, 384)
+
+
+def test_padding_a_batch_for_attention_leaves_its_embeddings(model_dir: Path, monkeypatch):
+    from retrieval_service import bf16
+
+    ids, mask = tokenize(padded_tokenizer(model_dir), TEXTS)
+    assert ids.shape[1] % bf16.SEQUENCE_MULTIPLE != 0  # so the padding is exercised
+    encoder = Bf16Encoder(_transformer(model_dir))
+    padded = encoder.run(ids, mask)
+    monkeypatch.setattr(bf16, "SEQUENCE_MULTIPLE", 1)
+    exact = encoder.run(ids, mask)
+    assert float((padded * exact).sum(axis=1).min()) > 0.9999
