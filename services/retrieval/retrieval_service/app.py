@@ -99,6 +99,7 @@ class RetrievalApp:
             max_chunks_per_request=settings.retrieval_max_chunks_per_request,
             ef_search=settings.retrieval_hnsw_ef_search,
             cache=cache,
+            embedding_piece=settings.retrieval_embedding_batch_size,
         )
         self._servicer = RetrievalServicer(
             self.retriever,

@@ -117,6 +117,41 @@ class NewDocument:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentRecord:
+    """What the documents table keeps of a stored document."""
+
+    source_id: str
+    content_hash: bytes
+    chunks: int
+
+
+class ChunkWriter:
+    """Adds chunk rows inside ChunkStore.replacing_documents' transaction."""
+
+    def __init__(self, cursor: psycopg.AsyncCursor[Any], tenant: str, collection: str) -> None:
+        self._cursor, self._tenant, self._collection = cursor, tenant, collection
+
+    async def add(self, documents: Iterable[NewDocument]) -> None:
+        """The documents' chunks (any part of a document's), by binary COPY."""
+        rows = [
+            (
+                self._tenant,
+                self._collection,
+                d.source_id,
+                c.ordinal,
+                c.text,
+                Jsonb(d.metadata),
+                c.content_hash,
+                c.embedding,
+            )
+            for d in documents
+            for c in d.chunks
+        ]
+        if rows:
+            await copy_rows(self._cursor, rows)
+
+
+@dataclass(frozen=True, slots=True)
 class CollectionInfo:
     name: str
     description: str
@@ -448,23 +483,22 @@ class ChunkStore:
         Readers see the old chunks or the new ones, never a mix or a half-written document.
         Rows go in with binary COPY: one round trip however many chunks.
         """
+        records = [DocumentRecord(d.source_id, d.content_hash, len(d.chunks)) for d in documents]
+        async with self.replacing_documents(tenant, collection, records, timeout=timeout) as writer:
+            await writer.add(documents)
+
+    @contextlib.asynccontextmanager
+    async def replacing_documents(
+        self, tenant: str, collection: str, documents: Sequence[DocumentRecord], *, timeout: float
+    ) -> AsyncIterator[ChunkWriter]:
+        """One transaction that replaces `documents`: their old chunks are deleted, the new ones
+        are added with the writer's `add` in as many parts as the caller likes, and all of it
+        commits when the block ends, or none of it if the block raises."""
         source_ids = sorted({d.source_id for d in documents})
-        rows = [
-            (
-                tenant,
-                collection,
-                d.source_id,
-                c.ordinal,
-                c.text,
-                Jsonb(d.metadata),
-                c.content_hash,
-                c.embedding,
-            )
-            for d in documents
-            for c in d.chunks
-        ]
         async with self._transaction(timeout) as conn:
             async with conn.cursor() as cursor:
+                # First: its row lock orders the collection's writers (delete_documents takes it
+                # before the chunk rows too), so two of them never wait on each other's locks.
                 await _touch_collection(cursor, tenant, collection)
                 # Two ingests of the same document would otherwise both delete, then
                 # collide on the unique key; sorted order keeps lock-taking deadlock-free.
@@ -476,15 +510,14 @@ class ChunkStore:
                     f"DELETE FROM {TABLE} WHERE tenant = %s AND collection = %s AND source_id = ANY(%s)",
                     (tenant, collection, source_ids),
                 )
-                if rows:
-                    await copy_rows(cursor, rows)
+                yield ChunkWriter(cursor, tenant, collection)
                 await cursor.executemany(
                     f"""INSERT INTO {DOCUMENTS} (tenant, collection, source_id, content_hash, chunks)
                         VALUES (%s, %s, %s, %s, %s)
                         ON CONFLICT (tenant, collection, source_id) DO UPDATE
                         SET content_hash = EXCLUDED.content_hash, chunks = EXCLUDED.chunks,
                             updated_at = now()""",
-                    [(tenant, collection, d.source_id, d.content_hash, len(d.chunks)) for d in documents],
+                    [(tenant, collection, d.source_id, d.content_hash, d.chunks) for d in documents],
                 )
 
     async def delete_documents(

@@ -11,7 +11,7 @@ from llmsuite_common.errors import InvalidArgument
 
 from .cache import RetrievalCache, results_key
 from .chunking import chunk_text
-from .db import ChunkStore, CollectionInfo, Deleted, Hit, Hits, NewChunk, NewDocument
+from .db import ChunkStore, CollectionInfo, Deleted, DocumentRecord, Hit, Hits, NewChunk, NewDocument
 from .embedder import EmbeddingModel
 from .validation import DocumentInput
 
@@ -52,9 +52,14 @@ class Retriever:
         max_chunks_per_request: int,
         ef_search: int,
         cache: RetrievalCache | None = None,
+        embedding_piece: int = 32,
     ) -> None:
         self._store = store
         self._embedder = embedder
+        # Texts per embedding call of a pipelined ingest (the embedder's batch); one such ingest
+        # at a time, as it holds a database connection and its collection's lock while it embeds.
+        self._piece = embedding_piece
+        self._pipelined = asyncio.Semaphore(1)
         self._chunk_tokens = chunk_tokens
         self._overlap_tokens = overlap_tokens
         self._max_chunks = max_chunks_per_request
@@ -103,6 +108,13 @@ class Retriever:
                 if h not in known
             }.items()
         )
+        result = IngestResult(len(documents), total + sum(unchanged.values()), len(missing), len(unchanged))
+        if len(missing) > self._piece and not self._pipelined.locked():
+            async with self._pipelined:
+                await self._embed_while_writing(
+                    tenant, collection, todo, pieces, hashes, digests, known, missing, deadline
+                )
+            return result
         if missing:
             vectors = await self._embedder.embed([t for _, t in missing], deadline=deadline)
             known.update((h, v) for (h, _), v in zip(missing, vectors, strict=True))
@@ -116,7 +128,61 @@ class Retriever:
             for doc, texts, hs in zip(todo, pieces, hashes, strict=True)
         ]
         await self._store.replace_documents(tenant, collection, new_documents, timeout=_remaining(deadline))
-        return IngestResult(len(documents), total + sum(unchanged.values()), len(missing), len(unchanged))
+        return result
+
+    async def _embed_while_writing(
+        self,
+        tenant: str,
+        collection: str,
+        todo: list[DocumentInput],
+        pieces: list[list[str]],
+        hashes: list[list[bytes]],
+        digests: dict[str, bytes],
+        known: dict[bytes, np.ndarray],
+        missing: list[tuple[bytes, str]],
+        deadline: float,
+    ) -> None:
+        """An ingest whose chunks take several embedding calls: each part's rows are written while
+        the next part embeds, in the one transaction that replaces the documents (the database's
+        share of an ingest, most of it the HNSW index, was a fifth of its time, the model idle)."""
+        records = [
+            DocumentRecord(doc.source_id, digests[doc.source_id], len(texts))
+            for doc, texts in zip(todo, pieces, strict=True)
+        ]
+        # Where each chunk text goes: (document, ordinal) for every chunk with that hash.
+        places: dict[bytes, list[tuple[int, int]]] = {}
+        for d, hs in enumerate(hashes):
+            for ordinal, h in enumerate(hs):
+                places.setdefault(h, []).append((d, ordinal))
+
+        def rows(found: dict[bytes, np.ndarray]) -> list[NewDocument]:
+            chunks: dict[int, list[NewChunk]] = {}
+            for h, vector in found.items():
+                for d, ordinal in places.get(h, ()):
+                    chunks.setdefault(d, []).append(NewChunk(ordinal, pieces[d][ordinal], h, vector))
+            return [
+                NewDocument(todo[d].source_id, todo[d].metadata, c, digests[todo[d].source_id])
+                for d, c in chunks.items()
+            ]
+
+        parts = [missing[i : i + self._piece] for i in range(0, len(missing), self._piece)]
+
+        def embed(part: list[tuple[bytes, str]]) -> asyncio.Task[np.ndarray]:
+            return asyncio.ensure_future(self._embedder.embed([t for _, t in part], deadline=deadline))
+
+        running = embed(parts[0])
+        try:
+            async with self._store.replacing_documents(
+                tenant, collection, records, timeout=_remaining(deadline)
+            ) as writer:
+                await writer.add(rows(known))
+                for n, part in enumerate(parts):
+                    vectors = await running
+                    if n + 1 < len(parts):
+                        running = embed(parts[n + 1])
+                    await writer.add(rows({h: v for (h, _), v in zip(part, vectors, strict=True)}))
+        finally:
+            running.cancel()
 
     async def search(self, tenant: str, collection: str, query: str, k: int, *, deadline: float) -> list[Hit]:
         """Nearest chunks to `query` text: the original Search call."""
