@@ -79,6 +79,7 @@ class RetrievalApp:
             batch_size=settings.retrieval_embedding_batch_size,
             max_wait=settings.retrieval_embedding_max_wait_ms / 1000,
             max_queued=settings.retrieval_embedding_max_queued,
+            query_batch_size=settings.retrieval_search_batch_size,
         )
         self._postgres = (
             None

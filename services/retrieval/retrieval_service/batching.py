@@ -42,11 +42,13 @@ class MicroBatcher:
         batch_size: int,
         max_wait: float,
         max_queued: int,
+        query_batch_size: int | None = None,
         clock: Clock = monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._model = model
         self._batch_size = batch_size
+        self._query_batch_size = batch_size if query_batch_size is None else min(query_batch_size, batch_size)
         self._max_wait = max_wait
         self._clock, self._sleep = clock, sleep
         self._max_queued = max_queued
@@ -104,19 +106,28 @@ class MicroBatcher:
         return sum(len(r.texts) for r in self._pending)
 
     def _next_batch(self) -> list[_Request]:
-        """Up to `batch_size` texts: a request passed over once goes first, then the smallest
-        (searches before ingest pieces), in arrival order among equals."""
+        """Up to `batch_size` texts, or `query_batch_size` when they are all one-text requests
+        (searches): a request passed over once goes first, then the smallest (searches before
+        ingest pieces), in arrival order among equals.
+
+        Under load, smaller batches of searches keep the model busy: while one group's model call
+        runs, the group before does its database lookups and replies on the event loop, where one
+        batch of every waiting search left the model idle for that part of each cycle."""
         order = sorted(
             range(len(self._pending)),
             key=lambda i: (not self._pending[i].passed_over, len(self._pending[i].texts), i),
         )
         chosen: set[int] = set()
-        size = 0
+        size = queries = 0
         for i in order:
-            if chosen and size + len(self._pending[i].texts) > self._batch_size:
+            texts = len(self._pending[i].texts)
+            if chosen and (
+                size + texts > self._batch_size or (texts == 1 and queries >= self._query_batch_size)
+            ):
                 continue
             chosen.add(i)
-            size += len(self._pending[i].texts)
+            size += texts
+            queries += texts == 1
         batch = [r for i, r in enumerate(self._pending) if i in chosen]
         self._pending = [r for i, r in enumerate(self._pending) if i not in chosen]
         for request in self._pending:

@@ -103,6 +103,13 @@ class RetrievalSettings(ServiceSettings):
         description="Longest an embedding request that finds the model idle waits for others to share "
         "its batch; 0 sends it at once (requests arriving while the model is busy are batched anyway).",
     )
+    retrieval_search_batch_size: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description="Most search queries embedded in one model call (at most the embedding batch size); "
+        "under load, smaller groups let one group's database lookups overlap the next one's model call.",
+    )
     retrieval_embedding_max_queued: int = Field(
         1024, ge=1, description="Embedding requests allowed to wait at once; more get RESOURCE_EXHAUSTED."
     )

@@ -162,3 +162,25 @@ async def test_a_window_fills_early_when_enough_queries_arrive():
     finally:
         await batcher.close()
     assert [len(t) for _, t in model.calls] == [4]
+
+
+async def test_searches_go_in_groups_of_the_search_batch_size_and_ingest_pieces_stay_whole():
+    clock = ManualClock()
+    model = Gated(clock)
+    batcher = MicroBatcher(
+        model, batch_size=16, max_wait=0, max_queued=64, query_batch_size=8, clock=clock, sleep=clock.sleep
+    )
+    try:
+        model.gate.clear()
+        first = asyncio.ensure_future(batcher.embed(["the first query"]))
+        await _settle()
+        queries = [asyncio.ensure_future(batcher.embed([f"query {i}"])) for i in range(20)]
+        ingest = asyncio.ensure_future(batcher.embed([f"passage {i}" for i in range(16)]))
+        await _settle()
+        model.gate.set()
+        await asyncio.gather(first, *queries, ingest)
+    finally:
+        await batcher.close()
+    # The 20 queued queries in groups of 8 (the smallest requests first), then the ingest's piece
+    # of 16 whole: the search batch size caps queries only.
+    assert [len(t) for _, t in model.calls] == [1, 8, 8, 4, 16]
