@@ -168,7 +168,10 @@ class Retriever:
         parts = [missing[i : i + self._piece] for i in range(0, len(missing), self._piece)]
 
         def embed(part: list[tuple[bytes, str]]) -> asyncio.Task[np.ndarray]:
-            return asyncio.ensure_future(self._embedder.embed([t for _, t in part], deadline=deadline))
+            task = asyncio.ensure_future(self._embedder.embed([t for _, t in part], deadline=deadline))
+            # A part still embedding when the write fails is cancelled, and its outcome read.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            return task
 
         running = embed(parts[0])
         try:
