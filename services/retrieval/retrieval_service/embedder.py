@@ -112,7 +112,7 @@ class Embedder:
         self._onnx: OnnxEncoder | None = None
         self._bf16_encoder: Bf16Encoder | None = None
         self._tokenizer: Tokenizer | None = None
-        self._padded: Tokenizer | None = None  # for batches that may go to bfloat16
+        self._padded: Tokenizer | None = None  # batches for ONNX Runtime or bfloat16
         self._model_dir: Path | None = None
         self._dimension = 0
         self._max_seq_length = 0
@@ -162,6 +162,9 @@ class Embedder:
             self._load_torch(model_dir)
         if self._bf16:
             self._load_bf16(model_dir)
+        if self._onnx is not None or self._bf16_encoder is not None:
+            # One tokenization of a batch serves whichever of the two embeds it.
+            self._padded = padded_tokenizer(model_dir)
         # A private copy: batches switch truncation and padding on, and counting chunk tokens
         # must see the full, untruncated length.
         counter = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
@@ -209,7 +212,6 @@ class Embedder:
         else:
             source = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
         self._bf16_encoder = Bf16Encoder(cast("torch.nn.Module", source[0].auto_model))
-        self._padded = padded_tokenizer(model_dir)
 
     @property
     def runtime(self) -> str:
@@ -265,17 +267,13 @@ class Embedder:
         return out
 
     def _encode(self, batch: list[str]) -> np.ndarray:
-        if self._bf16_encoder is not None and self._padded is not None:
-            # Below the threshold even at full length (a lone query) is not tokenized here.
-            if len(batch) * self._max_seq_length >= self._bf16_min_tokens:
-                ids, mask = tokenize(self._padded, batch)
-                if ids.size >= self._bf16_min_tokens:  # texts x the longest, as padded
-                    self.bf16_batches += 1
-                    return self._bf16_encoder.run(ids, mask)
-                if self._onnx is not None:
-                    return self._onnx.run(ids, mask)
-        if self._onnx is not None:
-            return self._onnx.encode(batch)
+        if self._padded is not None:
+            ids, mask = tokenize(self._padded, batch)
+            if self._bf16_encoder is not None and ids.size >= self._bf16_min_tokens:  # texts x longest
+                self.bf16_batches += 1
+                return self._bf16_encoder.run(ids, mask)
+            if self._onnx is not None:
+                return self._onnx.run(ids, mask)
         if self._model is None:
             raise Unavailable("the embedding model is not loaded")
         return self._model.encode(
@@ -291,4 +289,5 @@ class Embedder:
         self._model = None
         self._onnx = None
         self._bf16_encoder = None
+        self._padded = None
         self._tokenizer = None

@@ -158,7 +158,8 @@ def _quantize(fp32: Path, out: Path) -> None:
 
 
 class OnnxEncoder:
-    """One ONNX Runtime session and the model's tokenizer; `encode` is called from one thread."""
+    """One ONNX Runtime session; `run` is called from one thread with batches tokenized by the
+    caller (`padded_tokenizer`, `tokenize`)."""
 
     def __init__(self, model_path: Path, model_dir: Path, *, threads: int) -> None:
         import onnxruntime as ort
@@ -171,12 +172,8 @@ class OnnxEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.max_seq_length = max_seq_length(model_dir)
-        self._tokenizer = padded_tokenizer(model_dir)
         self.dimension = int(self._session.get_outputs()[0].shape[1])
         self.path = model_path
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return self.run(*tokenize(self._tokenizer, texts))
 
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Embeddings of texts already tokenized (`tokenize`)."""
