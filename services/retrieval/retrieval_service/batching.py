@@ -94,7 +94,7 @@ class MicroBatcher:
                 self._pending.append(await self._queue.get())
             # What queued while the model was busy goes now, together, without waiting more.
             self._take_queued()
-            if self._max_wait > 0 and self._pending_texts() < self._batch_size:
+            if self._max_wait > 0 and not self._batch_is_full():
                 await self._wait_for_company()
             await self._serve(self._next_batch(), loop.time())
 
@@ -102,8 +102,11 @@ class MicroBatcher:
         while not self._queue.empty():
             self._pending.append(self._queue.get_nowait())
 
-    def _pending_texts(self) -> int:
-        return sum(len(r.texts) for r in self._pending)
+    def _batch_is_full(self) -> bool:
+        """Whether what waits already fills a batch: `batch_size` texts, or `query_batch_size`
+        requests (as many searches as a batch takes)."""
+        texts = sum(len(r.texts) for r in self._pending)
+        return texts >= self._batch_size or len(self._pending) >= self._query_batch_size
 
     def _next_batch(self) -> list[_Request]:
         """Up to `batch_size` texts, or `query_batch_size` when they are all one-text requests
@@ -139,7 +142,7 @@ class MicroBatcher:
         until = self._clock() + self._max_wait
         window = asyncio.ensure_future(self._sleep(self._max_wait))
         try:
-            while self._pending_texts() < self._batch_size and self._clock() < until and not window.done():
+            while not self._batch_is_full() and self._clock() < until and not window.done():
                 getting = asyncio.ensure_future(self._queue.get())
                 await asyncio.wait({getting, window}, return_when=asyncio.FIRST_COMPLETED)
                 if not getting.done():

@@ -143,7 +143,9 @@ async def test_queries_arriving_while_the_model_is_busy_share_the_next_call():
     assert batcher.batches == 3
 
 
-async def test_a_window_fills_early_when_enough_queries_arrive():
+# Four queries fill a batch of 4 texts, and a batch of 16 texts that takes 4 searches at most.
+@pytest.mark.parametrize(("batch_size", "query_batch_size"), [(4, None), (16, 4)])
+async def test_a_window_fills_early_when_enough_queries_arrive(batch_size: int, query_batch_size: int | None):
     clock = ManualClock()
     model = Gated(clock)
     never = asyncio.Event()
@@ -151,7 +153,15 @@ async def test_a_window_fills_early_when_enough_queries_arrive():
     async def sleep_forever(seconds: float) -> None:
         await never.wait()
 
-    batcher = MicroBatcher(model, batch_size=4, max_wait=1.0, max_queued=64, clock=clock, sleep=sleep_forever)
+    batcher = MicroBatcher(
+        model,
+        batch_size=batch_size,
+        max_wait=1.0,
+        max_queued=64,
+        query_batch_size=query_batch_size,
+        clock=clock,
+        sleep=sleep_forever,
+    )
     try:
         waiting = [asyncio.ensure_future(batcher.embed(["q0"]))]
         await _settle()
