@@ -1,6 +1,7 @@
 """The one gRPC server runner: health, reflection, error mapping, graceful drain."""
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Sequence
@@ -45,6 +46,17 @@ class GrpcApp(Protocol):
 
     async def stop(self) -> None:
         """Release what start() acquired, after in-flight calls have finished."""
+
+
+def freeze_startup_heap() -> None:
+    """Moves what start-up built (modules, models, pools) out of the garbage collector's reach.
+
+    It lives as long as the process, yet every full collection walked all of it: with an
+    embedding model loaded that is hundreds of thousands of objects, a pause of about 200 ms
+    that stalled every call in flight. Frozen objects are never collected, so this runs once,
+    after a collection, when the service starts serving."""
+    gc.collect()
+    gc.freeze()
 
 
 def call_authenticator(settings: ServiceSettings, audience: str) -> CallAuthenticator:
@@ -113,6 +125,7 @@ async def serve(settings: ServiceSettings, app: GrpcApp, metrics: GrpcServerMetr
     await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if starting.done():
         starting.result()
+        freeze_startup_heap()
         for name in statuses:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"port": port})
