@@ -1,7 +1,6 @@
 """The one gRPC server runner: health, reflection, error mapping, graceful drain."""
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from .grpc_tls import server_credentials
 from .process_metrics import track_asyncio_tasks
 from .service_tokens import PublicKeys, TokenVerifier
 from .settings import ServiceSettings
+from .startup_heap import freeze_startup_heap
 from .stream_driver import server_interceptors
 from .telemetry import shutdown_telemetry
 
@@ -46,17 +46,6 @@ class GrpcApp(Protocol):
 
     async def stop(self) -> None:
         """Release what start() acquired, after in-flight calls have finished."""
-
-
-def freeze_startup_heap() -> None:
-    """Moves what start-up built (modules, models, pools) out of the garbage collector's reach.
-
-    It lives as long as the process, yet every full collection walked all of it: with an
-    embedding model loaded that is hundreds of thousands of objects, a pause of about 200 ms
-    that stalled every call in flight. Frozen objects are never collected, so this runs once,
-    after a collection, when the service starts serving."""
-    gc.collect()
-    gc.freeze()
 
 
 def call_authenticator(settings: ServiceSettings, audience: str) -> CallAuthenticator:

@@ -1,6 +1,6 @@
 import gc
 
-from llmsuite_common.grpc_server import freeze_startup_heap
+from llmsuite_common.startup_heap import freeze_startup_heap
 
 
 def test_what_start_up_built_is_left_out_of_later_collections():

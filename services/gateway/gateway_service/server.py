@@ -8,6 +8,7 @@ import time
 from types import FrameType
 
 import uvicorn
+from llmsuite_common.startup_heap import freeze_startup_heap
 from llmsuite_common.telemetry import shutdown_telemetry
 
 from .api.http_protocol import guarded_protocol
@@ -48,6 +49,11 @@ class DrainingServer(uvicorn.Server):
         # SIGTERM is the orchestrator's ordinary stop: once drained (requests finished, queued
         # request-log rows written) the process exits 0 rather than dying by the re-raised signal.
         self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+    async def startup(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+        await super().startup(sockets)
+        if not self.should_exit:
+            freeze_startup_heap()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._lifecycle.exit_deadline is None:
