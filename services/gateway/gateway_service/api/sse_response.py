@@ -44,9 +44,16 @@ class StreamSendMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope[STREAM_SEND] = send
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[STREAM_SEND] = send
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            # The send refers to the server's connection state, which holds the scope: left in
+            # place, every request's objects would wait in that cycle for a full collection.
+            del scope[STREAM_SEND]
 
 
 class SSEResponse(StreamingResponse):

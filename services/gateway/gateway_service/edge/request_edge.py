@@ -126,7 +126,10 @@ class Admitted:
         self._cache_key: str | None = None
         self._answer_tokens = (0, 0)
         self._answer_body: bytes | None = None
-        self._stream: AdmittedStream | None = None
+        # Whether the answer went out as a stream, which settles itself. A flag, not the
+        # AdmittedStream: that refers back to this object, and the pair would be a cycle holding
+        # the whole request until a full garbage collection.
+        self._streamed = False
 
     async def __aenter__(self) -> "Admitted":
         edge, request = self._edge, self.request
@@ -154,7 +157,7 @@ class Admitted:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._stream is None:
+        if not self._streamed:
             await self._settle(exc)
 
     async def _claim_or_replay(self, key: str) -> None:
@@ -209,8 +212,8 @@ class Admitted:
 
     def stream(self, tally: StreamTally) -> "AdmittedStream":
         """The answer goes out as a stream, which settles when it closes rather than on exit."""
-        self._stream = AdmittedStream(self, tally)
-        return self._stream
+        self._streamed = True
+        return AdmittedStream(self, tally)
 
     async def _settle(self, error: BaseException | None) -> None:
         edge, request = self._edge, self.request
