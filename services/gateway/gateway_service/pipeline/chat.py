@@ -293,8 +293,12 @@ async def chunk_batches(
                     last = encoder.finish(event.final)
                     tally.payloads.extend(last)
                     tally.final = event.final
-                    yield out + last
+                    # The call ends right after Final; read that end first, so the stream's last
+                    # events and the end of the response body go out together. Awaited after them,
+                    # it left a client that closes on [DONE] a moment to be seen as leaving:
+                    # the response was cancelled and the connection dropped instead of reused.
                     await reader.finish()
+                    yield out + last
                     return
                 event = reader.ready()
             if out:
