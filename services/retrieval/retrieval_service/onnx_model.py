@@ -167,9 +167,12 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # As with torch's OpenMP workers: sleep between batches rather than spin, so the event
-        # loop keeps its core on a small pod.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Workers spin between the parallel steps of one run, and stop when it ends: the event loop
+        # keeps its core between batches. Sleeping between steps made a lone query wake a worker
+        # dozens of times, 1.3-1.5 ms more per query (and no less CPU); spinning on after the
+        # run (the runtime's default) burned a core between batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.max_seq_length = max_seq_length(model_dir)
         self.dimension = int(self._session.get_outputs()[0].shape[1])
