@@ -61,6 +61,19 @@ CREATE TABLE IF NOT EXISTS {table} (
     created_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT {unique} UNIQUE (tenant, collection, source_id, ordinal)
 );
+-- Vectors stay in the row (storage MAIN: compressed or moved out only as a last resort, where
+-- pgvector's default moves them out first). A row of a 384-dimension vector, its text and the
+-- text's tsvector is over the 2 kB at which PostgreSQL moves values out of line; with the vector
+-- out of line, an exact scan (a small collection, a filter, the fallback below) fetched every
+-- vector from the TOAST table: 834 buffers for 200 chunks instead of 259, 0.45 ms instead of 0.1.
+-- Rows written before keep their storage until they are rewritten (re-ingested).
+DO $$
+BEGIN
+    IF (SELECT attstorage FROM pg_attribute
+        WHERE attrelid = {table_name}::regclass AND attname = 'embedding') <> 'm' THEN
+        ALTER TABLE {table} ALTER COLUMN embedding SET STORAGE MAIN;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS {hnsw} ON {table}
     USING hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {ef_construction});
 -- Full-text side of hybrid search; generated, so bulk loads that name only the base columns fill it.
@@ -295,6 +308,7 @@ class ChunkStore:
         """Tables and indexes, created where missing; also rebuilds a dropped HNSW index after a bulk load."""
         statement = sql.SQL(_SCHEMA).format(
             table=sql.Identifier(TABLE),
+            table_name=sql.Literal(TABLE),
             unique=sql.Identifier(f"{TABLE}_doc_ordinal_key"),
             hnsw=sql.Identifier(HNSW_INDEX),
             gin=sql.Identifier(f"{TABLE}_tsv_gin"),

@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 from retrieval_service.cache import RetrievalCache
 from retrieval_service.db import ChunkStore
@@ -74,3 +75,13 @@ async def test_a_new_query_is_one_statement_and_a_repeated_one_is_answered_from_
     after = await retriever.find("stmt", "c", query("what is topic 3 about"), deadline=deadline)
     assert calls == {"collection_version": 1, "search": 1} and not after.cached
     assert after.version != first.version and "new" in {h.source_id for h in after.hits}
+
+
+async def test_vectors_stay_in_the_row(store: ChunkStore, database_url: str):
+    """An exact scan reads each row's vector from the row itself, not from the TOAST table."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = 'retrieval_chunks'::regclass"
+            " AND attname = 'embedding'"
+        )
+        assert await cursor.fetchone() == ("m",)
